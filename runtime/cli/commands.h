@@ -1,0 +1,8 @@
+/* The subcommands of the `ponder` runtime tool, each in its own file.
+ * Each returns the process exit status (0 ok, 1 error, 2 usage). */
+#ifndef PC_CLI_COMMANDS_H
+#define PC_CLI_COMMANDS_H
+
+int cmd_forward(int argc, char **argv);
+
+#endif

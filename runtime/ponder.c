@@ -1,0 +1,36 @@
+/* `ponder`: the runtime tool. Dispatches to the subcommands in cli/. */
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/cli/commands.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} Command;
+
+static const Command commands[] = {
+    {"forward", cmd_forward, "run a model once on a prompt and print the most likely next tokens"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: ponder COMMAND [options]   (ponder COMMAND --help for its options)\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "ponder: unknown command '%s' (try ponder --help)\n", argv[1]);
+  return 2;
+}
