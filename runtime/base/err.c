@@ -19,13 +19,22 @@ int pc_errorf(PcError *e, const char *fmt, ...) {
 
 int pc_error_prefix(PcError *e, const char *fmt, ...) {
   if (!e) return -1;
-  char prefix[512], old[sizeof e->msg];
+  char old[sizeof e->msg];
+  memcpy(old, e->msg, sizeof old);
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
-  memcpy(old, e->msg, sizeof old);
-  snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+  if (n >= 0 && (size_t)n < sizeof e->msg) {
+    size_t used = (size_t)n, room = sizeof e->msg - used;
+    /* ": " then as much of the old message as fits */
+    if (room > 2) {
+      memcpy(e->msg + used, ": ", 2);
+      size_t k = strnlen(old, room - 3);
+      memcpy(e->msg + used + 2, old, k);
+      e->msg[used + 2 + k] = 0;
+    }
+  }
   return -1;
 }
 

@@ -21,4 +21,7 @@ void pc_vec_reserve_(void **a, size_t *cap, size_t want, size_t elem);
 #define vec_push(v, x) (vec_reserve((v), (v)->n + 1), (v)->a[(v)->n++] = (x))
 #define vec_free(v) (free((v)->a), (v)->a = NULL, (v)->n = (v)->cap = 0)
 
+typedef VEC(uint32_t) VecU32;
+typedef VEC(int32_t) VecI32;
+
 #endif

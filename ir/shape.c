@@ -1,0 +1,229 @@
+/* Shape inference: one rule per row of ops.def. A rule reads the node's
+ * operand types and attributes and writes its result types; its messages
+ * carry no location (the builder or verifier adds "LOC: op: "). */
+#include <string.h>
+
+#include "ir/ir.h"
+
+/* What a rule sees: the node, and its first operands' shapes as text for messages. */
+typedef struct {
+  const IrGraph *g;
+  const IrNode *n;
+  char shape[3][96];
+} Rule;
+
+typedef int (*ShapeRule)(const Rule *r, IrType *out, PcError *err);
+
+static const IrType *in_type(const IrGraph *g, const IrNode *n, uint32_t k) {
+  return ir_type(g, ir_in(g, n, k));
+}
+
+
+static int64_t last_dim(const IrType *t) { return t->shape.rank ? t->shape.dim[t->shape.rank - 1] : 1; }
+
+static int need_dtype(const Rule *r, uint32_t k, PcDType want, const char *what,
+                      PcError *err) {
+  PcDType got = in_type(r->g, r->n, k)->dtype;
+  if (got == want) return 0;
+  return pc_errorf(err, "%s must be %s, got %s%s", what, pc_dtype_name(want), pc_dtype_name(got),
+                   r->shape[k]);
+}
+
+static int need_rank(const Rule *r, uint32_t k, int lo, int hi, const char *what,
+                     PcError *err) {
+  int rank = in_type(r->g, r->n, k)->shape.rank;
+  if (rank >= lo && rank <= hi) return 0;
+  if (lo == hi) return pc_errorf(err, "%s must have rank %d, got %s", what, lo, r->shape[k]);
+  return pc_errorf(err, "%s must have rank %d to %d, got %s", what, lo, hi, r->shape[k]);
+}
+
+static int rule_same(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  if (need_dtype(r, 0, PC_F32, "input", err) < 0) return -1;
+  *out = *in_type(g, n, 0);
+  return 0;
+}
+
+static int rule_broadcast(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  const IrType *a = in_type(g, n, 0), *b = in_type(g, n, 1);
+  if (a->dtype != b->dtype)
+    return pc_errorf(err, "operands differ in type: %s%s vs %s%s", pc_dtype_name(a->dtype), r->shape[0],
+                     pc_dtype_name(b->dtype), r->shape[1]);
+  const IrShape *big = a->shape.rank >= b->shape.rank ? &a->shape : &b->shape;
+  const IrShape *small = big == &a->shape ? &b->shape : &a->shape;
+  out->dtype = a->dtype;
+  out->shape = *big;
+  int off = big->rank - small->rank;
+  for (int i = 0; i < small->rank; i++) {
+    int64_t x = big->dim[off + i], y = small->dim[i];
+    if (x == y || y == 1) continue;
+    if (x == 1) {
+      out->shape.dim[off + i] = y;
+      continue;
+    }
+    return pc_errorf(err, "shapes %s and %s do not broadcast", r->shape[0], r->shape[1]);
+  }
+  return 0;
+}
+
+static int rule_positions(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  if (need_dtype(r, 0, PC_I32, "token ids", err) < 0 || need_rank(r, 0, 2, 2, "token ids", err) < 0)
+    return -1;
+  out->dtype = PC_I32;
+  out->shape = (IrShape){1, {in_type(g, n, 0)->shape.dim[1]}};
+  return 0;
+}
+
+static int norm_common(const Rule *r, uint32_t n_vec, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  if (need_dtype(r, 0, PC_F32, "input", err) < 0 || need_rank(r, 0, 1, PC_MAX_RANK, "input", err) < 0)
+    return -1;
+  int64_t c = last_dim(in_type(g, n, 0));
+  const char *names[] = {"weight", "bias"};
+  for (uint32_t k = 1; k <= n_vec; k++) {
+    const IrType *w = in_type(g, n, k);
+    if (w->dtype != PC_F32 || w->shape.rank != 1 || w->shape.dim[0] != c)
+      return pc_errorf(err, "input %s vs %s %s", r->shape[0], names[k - 1], r->shape[k]);
+  }
+  if (n->attr[0].f <= 0) return pc_errorf(err, "eps must be positive, got %g", n->attr[0].f);
+  *out = *in_type(g, n, 0);
+  return 0;
+}
+
+static int rule_layernorm(const Rule *r, IrType *out, PcError *err) {
+  return norm_common(r, 2, out, err);
+}
+
+static int rule_rmsnorm(const Rule *r, IrType *out, PcError *err) {
+  return norm_common(r, 1, out, err);
+}
+
+/* linear: x [..., K] times w [N, K] transposed -> [..., N] (PyTorch's nn.Linear layout) */
+static int rule_linear(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  if (need_dtype(r, 0, PC_F32, "input", err) < 0 || need_dtype(r, 1, PC_F32, "weight", err) < 0 ||
+      need_rank(r, 0, 1, PC_MAX_RANK, "input", err) < 0 || need_rank(r, 1, 2, 2, "weight", err) < 0)
+    return -1;
+  const IrType *x = in_type(g, n, 0), *w = in_type(g, n, 1);
+  if (last_dim(x) != w->shape.dim[1])
+    return pc_errorf(err, "input %s vs weight %s: the weight is [out, in] and in must be the input's last dim",
+                     r->shape[0], r->shape[1]);
+  *out = *x;
+  out->shape.dim[x->shape.rank - 1] = w->shape.dim[0];
+  return 0;
+}
+
+/* matmul: x [..., N] times w [N, K] -> [..., K] */
+static int rule_matmul(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  if (need_dtype(r, 0, PC_F32, "input", err) < 0 || need_dtype(r, 1, PC_F32, "weight", err) < 0 ||
+      need_rank(r, 0, 1, PC_MAX_RANK, "input", err) < 0 || need_rank(r, 1, 2, 2, "weight", err) < 0)
+    return -1;
+  const IrType *x = in_type(g, n, 0), *w = in_type(g, n, 1);
+  if (last_dim(x) != w->shape.dim[0])
+    return pc_errorf(err, "input %s vs weight %s: inner dims differ", r->shape[0], r->shape[1]);
+  *out = *x;
+  out->shape.dim[x->shape.rank - 1] = w->shape.dim[1];
+  return 0;
+}
+
+static int rule_embedding(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  if (need_dtype(r, 0, PC_F32, "table", err) < 0 || need_rank(r, 0, 2, 2, "table", err) < 0 ||
+      need_dtype(r, 1, PC_I32, "ids", err) < 0 || need_rank(r, 1, 0, PC_MAX_RANK - 1, "ids", err) < 0)
+    return -1;
+  const IrType *ids = in_type(g, n, 1);
+  out->dtype = PC_F32;
+  out->shape = ids->shape;
+  out->shape.dim[out->shape.rank++] = in_type(g, n, 0)->shape.dim[1];
+  return 0;
+}
+
+static int rule_slice(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  const IrType *x = in_type(g, n, 0);
+  int64_t axis = n->attr[0].i, start = n->attr[1].i, size = n->attr[2].i;
+  if (axis < 0 || axis >= x->shape.rank)
+    return pc_errorf(err, "axis %lld is outside %s", (long long)axis, r->shape[0]);
+  int64_t d = x->shape.dim[axis];
+  if (IR_IS_SYM(d)) return pc_errorf(err, "axis %lld of %s is symbolic; slices need a static axis", (long long)axis, r->shape[0]);
+  if (start < 0 || size < 0 || start + size > d)
+    return pc_errorf(err, "[%lld, %lld) is outside axis %lld of %s", (long long)start, (long long)(start + size),
+                     (long long)axis, r->shape[0]);
+  *out = *x;
+  out->shape.dim[axis] = size;
+  return 0;
+}
+
+static int rule_attention(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  const char *names[] = {"query", "key", "value"};
+  for (uint32_t k = 0; k < 3; k++)
+    if (need_dtype(r, k, PC_F32, names[k], err) < 0 || need_rank(r, k, 3, 3, names[k], err) < 0) return -1;
+  const IrShape *q = &in_type(g, n, 0)->shape, *kk = &in_type(g, n, 1)->shape, *v = &in_type(g, n, 2)->shape;
+  int64_t h = n->attr[0].i, hkv = n->attr[1].i;
+  if (h <= 0 || hkv <= 0 || h % hkv)
+    return pc_errorf(err, "n_head %lld must be a positive multiple of n_kv_head %lld", (long long)h, (long long)hkv);
+  if (q->dim[0] != kk->dim[0] || q->dim[1] != kk->dim[1] || !ir_shape_eq(kk, v))
+    return pc_errorf(err, "query %s, key %s and value %s disagree", r->shape[0], r->shape[1], r->shape[2]);
+  int64_t cq = q->dim[2], ckv = kk->dim[2];
+  if (cq % h || ckv % hkv || cq / h != ckv / hkv)
+    return pc_errorf(err, "query %s with %lld heads and key %s with %lld heads need the same head size",
+                     r->shape[0], (long long)h, r->shape[1], (long long)hkv);
+  *out = *in_type(g, n, 0);
+  return 0;
+}
+
+static int rule_cross_entropy(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  if (need_dtype(r, 0, PC_F32, "logits", err) < 0 || need_dtype(r, 1, PC_I32, "targets", err) < 0 ||
+      need_rank(r, 0, 1, PC_MAX_RANK, "logits", err) < 0)
+    return -1;
+  const IrShape *l = &in_type(g, n, 0)->shape, *t = &in_type(g, n, 1)->shape;
+  int ok = t->rank == l->rank - 1;
+  for (int i = 0; ok && i < t->rank; i++) ok = t->dim[i] == l->dim[i];
+  if (!ok) return pc_errorf(err, "logits %s vs targets %s", r->shape[0], r->shape[1]);
+  *out = (IrType){PC_F32, {0}};
+  return 0;
+}
+
+static int rule_loop(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  for (uint32_t i = 0; i < n->n_in; i++) out[i] = *in_type(g, n, i);
+  return 0;
+}
+
+static int rule_given(const Rule *r, IrType *out, PcError *err) {
+  const IrGraph *g = r->g;
+  const IrNode *n = r->n;
+  *out = *ir_type(g, n->out);
+  return 0;
+}
+
+static int rule_none(const Rule *r, IrType *out, PcError *err) { return 0; }
+
+static const ShapeRule rules[IR_NUM_OPS] = {
+#define OP(e, name, nin, nout, rule, attrs) [IR_##e] = rule_##rule,
+#include "ir/ops.def"
+#undef OP
+};
+
+int ir_infer(const IrGraph *g, const IrNode *n, IrType *out, PcError *err) {
+  Rule r = {g, n, {{0}}};
+  for (uint32_t k = 0; k < n->n_in && k < 3; k++)
+    ir_shape_str(g, &in_type(g, n, k)->shape, r.shape[k], sizeof r.shape[k]);
+  return rules[n->op](&r, out, err);
+}

@@ -1,0 +1,17 @@
+/* Import of Hugging Face checkpoints into a model's parameters, by name,
+ * with the layout transforms the specs ask for (GPT-2's Conv1D weights are
+ * stored [in, out] and transposed). */
+#ifndef PC_HF_IMPORT_H
+#define PC_HF_IMPORT_H
+
+#include "runtime/params.h"
+#include "runtime/safetensors.h"
+
+/* Fills every parameter from the checkpoint (allocating values as needed).
+ * Errors name the tensor, the file and both shapes. */
+int hf_import(Params *p, const StCheckpoint *ck, PcError *err);
+/* Whether a layout name is known; the list for messages. */
+int hf_layout_known(const char *layout);
+const char *hf_layout_names(void);
+
+#endif

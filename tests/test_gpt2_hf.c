@@ -1,0 +1,104 @@
+/* GPT-2 against Hugging Face transformers: the fixtures made by
+ * scripts/make-fixtures hold a random GPT2LMHeadModel (config.json +
+ * model.safetensors) and its logits and loss on fixed input ids. The
+ * interpreter must give logits within 1e-4 absolute and the loss within
+ * 1e-5 relative. Also loads the real HF-saved checkpoint in
+ * ../shared/data/models/fake_gpt2. */
+#include <math.h>
+#include <string.h>
+
+#include "backends/interp/interp.h"
+#include "runtime/cli/model_load.h"
+#include "runtime/safetensors.h"
+#include "tests/check.h"
+
+/* targets[b, t] = ids[b, t + 1]; the last position is ignored (-1), which
+ * is what HF computes with labels = input_ids. */
+static Tensor *shifted_targets(const Tensor *ids) {
+  Tensor *t = tensor_new(PC_I32, 2, ids->dim);
+  int64_t B = ids->dim[0], T = ids->dim[1];
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < T; i++) tensor_i32(t)[b * T + i] = i + 1 < T ? tensor_i32(ids)[b * T + i + 1] : -1;
+  return t;
+}
+
+static void check_fixture(const char *name) {
+  char dir[256], io_path[300];
+  snprintf(dir, sizeof dir, "tests/fixtures/%s", name);
+  snprintf(io_path, sizeof io_path, "%s/io.safetensors", dir);
+  PcError err;
+  ModelOpts mo = {.script = "models/gpt2.lua", .hf = dir, .trace_flags = FE_TRACE_LOSS};
+  LoadedModel m;
+  if (model_load(&mo, &m, &err) < 0) {
+    CHECKF(0, "%s: %s", name, err.msg);
+    return;
+  }
+  StCheckpoint *io;
+  Tensor *ids = NULL, *want_logits = NULL, *want_loss = NULL;
+  CHECKF(st_open(io_path, &io, &err) == 0, "%s", err.msg);
+  CHECK(st_read(io, "input_ids", &ids, &err) == 0);
+  CHECK(st_read(io, "logits", &want_logits, &err) == 0);
+  CHECK(st_read(io, "loss", &want_loss, &err) == 0);
+  st_close(io);
+  Tensor *targets = shifted_targets(ids);
+  NamedTensor in[2] = {{"ids", ids}, {"targets", targets}}, out[2];
+  size_t n_out;
+  CHECKF(interp_run(m.graph, &m.params, in, 2, out, 2, &n_out, &err) == 0, "%s", err.msg);
+  CHECK(n_out == 2 && !strcmp(out[0].name, "logits") && !strcmp(out[1].name, "loss"));
+  CHECK(tensor_same_shape(out[0].tensor, want_logits));
+  double max_diff = 0;
+  for (int64_t i = 0; i < tensor_numel(want_logits); i++)
+    max_diff = fmax(max_diff, fabs(tensor_f32(out[0].tensor)[i] - tensor_f32(want_logits)[i]));
+  double loss = tensor_f32(out[1].tensor)[0], ref = tensor_f32(want_loss)[0];
+  double rel = fabs(loss - ref) / fabs(ref);
+  printf("%s: max |logits - HF| = %.3g, loss %.7f vs HF %.7f (rel %.3g)\n", name, max_diff, loss, ref, rel);
+  CHECKF(max_diff <= 1e-4, "%s: logits differ from transformers by %g", name, max_diff);
+  CHECKF(rel <= 1e-5, "%s: loss differs from transformers by %g relative", name, rel);
+  for (size_t i = 0; i < n_out; i++) tensor_free(out[i].tensor);
+  tensor_free(ids);
+  tensor_free(targets);
+  tensor_free(want_logits);
+  tensor_free(want_loss);
+  model_unload(&m);
+}
+
+/* A real checkpoint written by transformers 4.36 (random weights, n_embd 2,
+ * vocab 50257, lm_head tied and not stored). */
+static void check_fake_gpt2(void) {
+  const char *data = check_shared_data("the fake_gpt2 checkpoint test");
+  if (!data) return;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/models/fake_gpt2", data);
+  PcError err;
+  ModelOpts mo = {.script = "models/gpt2.lua", .hf = dir};
+  LoadedModel m;
+  if (model_load(&mo, &m, &err) < 0) {
+    CHECKF(0, "fake_gpt2: %s", err.msg);
+    return;
+  }
+  int64_t shape[2] = {1, 5};
+  Tensor *ids = tensor_new(PC_I32, 2, shape);
+  int32_t prompt[5] = {464, 2068, 7586, 21831, 50256};
+  memcpy(ids->data, prompt, sizeof prompt);
+  NamedTensor in[1] = {{"ids", ids}}, out[1];
+  size_t n_out;
+  CHECKF(interp_run(m.graph, &m.params, in, 1, out, 1, &n_out, &err) == 0, "%s", err.msg);
+  const Tensor *logits = out[0].tensor;
+  CHECK(logits->rank == 3 && logits->dim[0] == 1 && logits->dim[1] == 5 && logits->dim[2] == 50257);
+  int finite = 1;
+  for (int64_t i = 0; i < tensor_numel(logits); i++) finite &= isfinite(tensor_f32(logits)[i]);
+  CHECK(finite);
+  int wte = params_find(&m.params, "transformer.wte.weight");
+  CHECK(wte >= 0 && m.params.value[wte]->dim[0] == 50257 && m.params.value[wte]->dim[1] == 2);
+  printf("fake_gpt2: loaded %lld parameters, logits [1,5,50257] finite\n", (long long)params_count(&m.params));
+  tensor_free(out[0].tensor);
+  tensor_free(ids);
+  model_unload(&m);
+}
+
+int main(void) {
+  check_fixture("gpt2-small");
+  check_fixture("gpt2-odd");
+  check_fake_gpt2();
+  return check_exit();
+}
