@@ -136,15 +136,15 @@ static int l_split(lua_State *L) {
   uint32_t x = fe_check_tensor(L, m, 1);
   int pieces = lua_gettop(L) - 1;
   luaL_argcheck(L, pieces >= 1, 2, "expected piece sizes");
-  const IrType *t = ir_type(m->g, x);
+  IrType t = *ir_type(m->g, x); /* a copy: building nodes moves the value array */
   lua_Integer start = 0;
   for (int i = 0; i < pieces; i++) {
     lua_Integer size = luaL_checkinteger(L, i + 2);
-    IrAttr attr[IR_MAX_ATTRS] = {{.i = t->shape.rank - 1}, {.i = start}, {.i = size}};
+    IrAttr attr[IR_MAX_ATTRS] = {{.i = t.shape.rank - 1}, {.i = start}, {.i = size}};
     push_op(L, m, IR_SLICE, &x, 1, attr);
     start += size;
   }
-  int64_t last = t->shape.rank ? t->shape.dim[t->shape.rank - 1] : 0;
+  int64_t last = t.shape.rank ? t.shape.dim[t.shape.rank - 1] : 0;
   if (!IR_IS_SYM(last) && start != last)
     return luaL_error(L, "split: pieces add up to %d but the last axis has %d", (int)start, (int)last);
   return pieces;

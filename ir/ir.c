@@ -125,6 +125,12 @@ int ir_type_eq(const IrType *a, const IrType *b) {
   return a->dtype == b->dtype && ir_shape_eq(&a->shape, &b->shape);
 }
 
+int ir_visible_from(const IrGraph *g, uint32_t value_region, uint32_t use_region) {
+  for (uint32_t r = use_region; r != IR_NONE; r = g->regions.a[r].parent)
+    if (r == value_region) return 1;
+  return 0;
+}
+
 /* ---- building ---------------------------------------------------------- */
 
 IrBuilder ir_builder(IrGraph *g) { return (IrBuilder){g, 0, IR_NONE}; }

@@ -119,6 +119,10 @@ static inline const IrOpInfo *ir_node_info(const IrNode *n) { return ir_op_info(
 uint32_t ir_find_param(const IrGraph *g, const char *name);
 uint32_t ir_find_input(const IrGraph *g, const char *name);
 
+/* Whether a value defined in value_region may be used in use_region (the
+ * same region or one nested inside it). */
+int ir_visible_from(const IrGraph *g, uint32_t value_region, uint32_t use_region);
+
 /* Formats a shape as "[B,T,768]" / a type as "f32[B,T,768]". */
 char *ir_shape_str(const IrGraph *g, const IrShape *s, char *buf, size_t n);
 char *ir_type_str(const IrGraph *g, const IrType *t, char *buf, size_t n);

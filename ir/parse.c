@@ -12,8 +12,6 @@
 
 typedef struct {
   const char *src, *p, *name;
-  int line;
-  const char *line_start;
   PcError *err;
   IrGraph *g;
   IrBuilder b;
@@ -22,25 +20,42 @@ typedef struct {
 
 #define MAX_RESULTS 64
 
-static int fail(Parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(Parser *ps, const char *fmt, ...) {
+/* An error at `at` in the text, as "name:line:col: message". */
+static int vfail_at(Parser *ps, const char *at, const char *fmt, va_list ap) {
   char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  int line = 1;
+  const char *line_start = ps->src;
+  for (const char *c = ps->src; c < at; c++)
+    if (*c == '\n') {
+      line++;
+      line_start = c + 1;
+    }
+  return pc_errorf(ps->err, "%s:%d:%d: %s", ps->name, line, (int)(at - line_start) + 1, msg);
+}
+
+static int fail_at(Parser *ps, const char *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail_at(Parser *ps, const char *at, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vfail_at(ps, at, fmt, ap);
   va_end(ap);
-  return pc_errorf(ps->err, "%s:%d:%d: %s", ps->name, ps->line, (int)(ps->p - ps->line_start) + 1, msg);
+  return -1;
+}
+
+/* An error at the current position. */
+static int fail(Parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(Parser *ps, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfail_at(ps, ps->p, fmt, ap);
+  va_end(ap);
+  return -1;
 }
 
 static void skip_space(Parser *ps) {
   for (;;) {
-    while (*ps->p && isspace((unsigned char)*ps->p)) {
-      if (*ps->p == '\n') {
-        ps->line++;
-        ps->line_start = ps->p + 1;
-      }
-      ps->p++;
-    }
+    while (*ps->p && isspace((unsigned char)*ps->p)) ps->p++;
     if (*ps->p != '#') return;
     while (*ps->p && *ps->p != '\n') ps->p++; /* comment to end of line */
   }
@@ -136,9 +151,16 @@ static int is_number(const char *s) {
 
 static int use_value(Parser *ps, uint32_t *v) {
   char *name;
+  skip_space(ps);
+  const char *at = ps->p;
   if (value_name(ps, &name) < 0) return -1;
   int found = strmap_get(&ps->values, name, strlen(name), v);
-  if (!found) fail(ps, "value %%%s is used before it is defined", name);
+  if (!found) {
+    fail_at(ps, at, "value %%%s is used before it is defined", name);
+  } else if (!ir_visible_from(ps->g, ps->g->values.a[*v].region, ps->b.region)) {
+    fail_at(ps, at, "value %%%s is used outside the loop body that defines it", name);
+    found = 0;
+  }
   free(name);
   return found ? 0 : -1;
 }
@@ -186,7 +208,8 @@ static int parse_type(Parser *ps, IrType *t) {
   return expect(ps, ']', "to close a shape");
 }
 
-static int parse_attrs(Parser *ps, IrOp op, IrAttr *attr) {
+/* Attributes after the operands; a missing one is reported at `op_at`. */
+static int parse_attrs(Parser *ps, IrOp op, IrAttr *attr, const char *op_at) {
   const IrOpInfo *info = ir_op_info(op);
   int seen[IR_MAX_ATTRS] = {0};
   for (int k = 0; k < IR_MAX_ATTRS; k++) attr[k] = info->attr[k].kind == IR_ATTR_STR ? (IrAttr){.s = IR_NONE} : (IrAttr){0};
@@ -220,7 +243,7 @@ static int parse_attrs(Parser *ps, IrOp op, IrAttr *attr) {
   }
   for (int k = 0; k < IR_MAX_ATTRS && info->attr[k].name; k++)
     if (!seen[k] && info->attr[k].kind != IR_ATTR_STR)
-      return fail(ps, "%s needs attribute %s", info->name, info->attr[k].name);
+      return fail_at(ps, op_at, "%s needs attribute %s", info->name, info->attr[k].name);
   return 0;
 }
 
@@ -320,15 +343,18 @@ static int parse_statement(Parser *ps, int in_loop, int *yielded) {
   size_t n = word(ps, &w);
   int op = ir_op_from_name(w, n);
   if (op < 0) {
-    fail(ps, n ? "unknown operation '%.*s'" : "expected an operation%.*s", (int)n, w);
+    fail_at(ps, w, n ? "unknown operation '%.*s'" : "expected an operation%.*s", (int)n, w);
     goto done;
   }
   const IrOpInfo *info = ir_op_info((IrOp)op);
   if (expect(ps, '(', "after the operation name") < 0 || parse_operands(ps, &in, &n_in) < 0 ||
-      parse_attrs(ps, (IrOp)op, attr) < 0)
+      parse_attrs(ps, (IrOp)op, attr, w) < 0)
     goto done;
+  const char *types_at = NULL;
   if (info->n_out != 0) {
     if (expect(ps, ':', "before the result types") < 0) goto done;
+    skip_space(ps);
+    types_at = ps->p;
     do {
       if (n_types == MAX_RESULTS || parse_type(ps, &types[n_types++]) < 0) goto done;
     } while (accept(ps, ','));
@@ -371,13 +397,17 @@ static int parse_statement(Parser *ps, int in_loop, int *yielded) {
     v = ir_build(&ps->b, (IrOp)op, in, n_in, attr, op == IR_FILL ? &types[0] : NULL, ps->err);
     if (v != IR_NONE && !ir_type_eq(&types[0], ir_type(ps->g, v))) {
       char a[128], c[128];
-      fail(ps, "declared type %s but %s gives %s", ir_type_str(ps->g, &types[0], a, sizeof a), info->name,
+      fail_at(ps, types_at, "declared type %s but %s gives %s", ir_type_str(ps->g, &types[0], a, sizeof a), info->name,
            ir_type_str(ps->g, ir_type(ps->g, v), c, sizeof c));
       goto done;
     }
   }
   if (v == IR_NONE) {
-    if (ps->b.loc == IR_NONE) pc_error_prefix(ps->err, "%s:%d", ps->name, ps->line);
+    if (ps->b.loc == IR_NONE) {
+      char msg[sizeof ps->err->msg];
+      memcpy(msg, ps->err->msg, sizeof msg);
+      fail_at(ps, w, "%s", msg);
+    }
     goto done;
   }
   if (op == IR_PARAM || op == IR_INPUT) {
@@ -405,7 +435,7 @@ static int parse_region_body(Parser *ps, int in_loop) {
 }
 
 int ir_parse(const char *text, const char *src_name, IrGraph **out, PcError *err) {
-  Parser ps = {.src = text, .p = text, .name = src_name, .line = 1, .line_start = text, .err = err};
+  Parser ps = {.src = text, .p = text, .name = src_name, .err = err};
   *out = NULL;
   if (!keyword(&ps, "graph")) return fail(&ps, "expected 'graph'");
   char *name;

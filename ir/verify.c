@@ -23,12 +23,6 @@ static int node_error(Verifier *vf, const IrNode *n, const char *fmt, ...) {
   return pc_error_prefix(vf->err, "%s", ir_op_info(n->op)->name);
 }
 
-static int visible_from(const IrGraph *g, uint32_t value_region, uint32_t use_region) {
-  for (uint32_t r = use_region; r != IR_NONE; r = g->regions.a[r].parent)
-    if (r == value_region) return 1;
-  return 0;
-}
-
 static int check_types(Verifier *vf, const IrNode *n) {
   const IrGraph *g = vf->g;
   const IrOpInfo *info = ir_op_info(n->op);
@@ -62,7 +56,7 @@ static int verify_node(Verifier *vf, uint32_t id, uint32_t r, int last) {
   for (uint32_t i = 0; i < n->n_in; i++) {
     uint32_t v = ir_in(g, n, i);
     if (v >= g->values.n) return node_error(vf, n, "operand %u is not a value", i);
-    if (!vf->defined[v] || !visible_from(g, g->values.a[v].region, r))
+    if (!vf->defined[v] || !ir_visible_from(g, g->values.a[v].region, r))
       return node_error(vf, n, "operand %u is used where it is not defined", i);
   }
   for (int k = 0; k < IR_MAX_ATTRS && info->attr[k].name; k++)

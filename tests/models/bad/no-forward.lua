@@ -1,0 +1,2 @@
+local pc = require "pondercc"
+return pc.model { name = "bad", hparams = { n_embd = 8 }, configs = { { "only" } } }

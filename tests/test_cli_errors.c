@@ -1,0 +1,169 @@
+/* Bad input never crashes: each case runs a real command and expects a
+ * non-zero exit (not a signal) and a one-line message on stderr containing
+ * a given text. Bad checkpoints are written into a temporary folder from
+ * the gpt2-small fixture. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/safetensors.h"
+#include "tests/check.h"
+
+static char tmp[256];
+static const char *build;
+static int cases;
+
+/* Runs cmd with stderr captured; checks exit status 1 or 2, one line, text. */
+static void expect_error(const char *cmd, const char *text) {
+  char full[4096], out[4096] = "";
+  cases++;
+  snprintf(full, sizeof full, "%s 2>&1 >/dev/null", cmd);
+  FILE *p = popen(full, "r");
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = 0;
+  int status = pclose(p);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  CHECKF(code == 1 || code == 2, "%s: exit code %d (want 1 or 2)\n  stderr: %s", cmd, code, out);
+  CHECKF(strstr(out, text) != NULL, "%s:\n  expected \"%s\"\n  got      \"%s\"", cmd, text, out);
+  char *nl = strchr(out, '\n');
+  CHECKF(nl && nl[1] == 0, "%s: the message is not exactly one line: \"%s\"", cmd, out);
+}
+
+static void copy_file(const char *from, const char *to) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+  CHECK(system(cmd) == 0);
+}
+
+/* A folder with gpt2-small's config.json and the given model.safetensors bytes. */
+static void make_dir(const char *name, const void *bytes, size_t n) {
+  char dir[512], path[600];
+  snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+  mkdir(dir, 0755);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  copy_file("tests/fixtures/gpt2-small/config.json", path);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  FILE *f = fopen(path, "wb");
+  fwrite(bytes, 1, n, f);
+  fclose(f);
+}
+
+static void make_header_file(const char *name, const char *json, size_t data_bytes) {
+  size_t hl = strlen(json), n = 8 + hl + data_bytes;
+  unsigned char *buf = calloc(1, n);
+  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+  memcpy(buf + 8, json, hl);
+  make_dir(name, buf, n);
+  free(buf);
+}
+
+/* gpt2-small's checkpoint with one tensor dropped or reshaped. */
+static void make_edited(const char *name, const char *victim, int drop) {
+  PcError err;
+  StCheckpoint *ck;
+  CHECKF(st_open("tests/fixtures/gpt2-small/model.safetensors", &ck, &err) == 0, "%s", err.msg);
+  size_t n = st_count(ck), k = 0;
+  StEntry *e = calloc(n, sizeof *e);
+  Tensor **t = calloc(n, sizeof *t);
+  for (size_t i = 0; i < n; i++) {
+    const StTensorInfo *info = st_get(ck, i);
+    CHECK(st_read(ck, info->name, &t[i], &err) == 0);
+    if (!strcmp(info->name, victim)) {
+      if (drop) continue;
+      t[i]->dim[0] -= 1; /* one row short: a valid file, the wrong shape */
+    }
+    e[k++] = (StEntry){info->name, t[i]};
+  }
+  char dir[512], path[600];
+  snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+  mkdir(dir, 0755);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  copy_file("tests/fixtures/gpt2-small/config.json", path);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  CHECKF(st_write(path, e, k, &err) == 0, "%s", err.msg);
+  for (size_t i = 0; i < n; i++) tensor_free(t[i]);
+  free(t);
+  free(e);
+  st_close(ck);
+}
+
+int main(void) {
+  build = getenv("PONDER_BUILD");
+  if (!build) build = "build";
+  snprintf(tmp, sizeof tmp, "/tmp/ponder-cli-XXXXXX");
+  if (!mkdtemp(tmp)) return 1;
+  char cmd[2048];
+#define RUN(fmt, ...) (snprintf(cmd, sizeof cmd, fmt, __VA_ARGS__), cmd)
+
+  /* model scripts */
+  expect_error(RUN("%s/pondercc tests/models/bad/syntax.lua", build), "tests/models/bad/syntax.lua:4: unexpected symbol near '='");
+  expect_error(RUN("%s/pondercc tests/models/bad/runtime.lua", build),
+               "tests/models/bad/runtime.lua:4: attempt to call a nil value (global 'undefined_function')");
+  expect_error(RUN("%s/pondercc tests/models/bad/shape.lua", build),
+               "tests/models/bad/shape.lua:8: layernorm: input [B,T,32] vs weight [16]");
+  expect_error(RUN("%s/pondercc tests/models/bad/hparam.lua", build), "tests/models/bad/hparam.lua:4: unknown hyperparameter 'n_embed'");
+  expect_error(RUN("%s/pondercc tests/models/bad/no-forward.lua", build), "the model has no forward function");
+  expect_error(RUN("%s/pondercc tests/models/bad/not-logits.lua", build), "forward must return the logits tensor");
+  expect_error(RUN("%s/pondercc tests/models/bad/missing.lua", build), "tests/models/bad/missing.lua: cannot read the model script");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config huge", build),
+               "models/gpt2.lua: unknown config 'huge' (configs: tiny, 124m, 355m, 774m, 1558m)");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layers=3", build), "has no hyperparameter 'n_layers'");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layer=three", build), "--set n_layer=three: expected a number");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layer=2.5", build), "to a number, but it is an integer");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --emit kir", build), "--emit kir: expected ir or hparams");
+  expect_error(RUN("%s/pondercc", build), "expected one MODEL.lua");
+
+  /* checkpoints */
+  unsigned char *st = NULL;
+  size_t st_len = 0;
+  FILE *f = fopen("tests/fixtures/gpt2-small/model.safetensors", "rb");
+  CHECK(f);
+  if (f) {
+    fseek(f, 0, SEEK_END);
+    st_len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    st = malloc(st_len);
+    CHECK(fread(st, 1, st_len, f) == st_len);
+    fclose(f);
+  }
+  make_dir("truncated", st, st_len / 2);
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --hf %s/truncated", build, tmp), "point past the end of the file");
+  make_dir("tiny-file", st, 5);
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --hf %s/tiny-file", build, tmp), "model.safetensors");
+  make_header_file("past-end", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8);
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --hf %s/past-end", build, tmp), "point past the end of the file");
+  make_header_file("not-json", "this is not json at all", 8);
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --hf %s/not-json", build, tmp), "not valid JSON");
+  make_edited("missing-tensor", "transformer.h.1.ln_2.bias", 1);
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --hf %s/missing-tensor", build, tmp),
+               "missing tensor 'transformer.h.1.ln_2.bias'");
+  make_edited("wrong-shape", "transformer.h.0.mlp.c_fc.weight", 0);
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --hf %s/wrong-shape", build, tmp),
+               "tensor 'transformer.h.0.mlp.c_fc.weight' is [31,128] but the model needs [32,128]");
+  free(st);
+
+  /* config.json and prompts */
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/llama", tmp);
+  mkdir(dir, 0755);
+  f = fopen(RUN("%s/config.json", dir), "w");
+  fputs("{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64}", f);
+  fclose(f);
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --hf %s", build, dir),
+               "architecture LlamaForCausalLM is not handled by models/gpt2.lua (it handles GPT2LMHeadModel)");
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --hf %s/nowhere", build, tmp), "config.json: No such file or directory");
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --config tiny --ids '1 2 500'", build),
+               "token id 500 is outside the vocabulary of 96");
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --config tiny --set n_positions=4 --ids '1 2 3 4 5'", build),
+               "the prompt has 5 tokens but the model's context is 4");
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --ids 'one two'", build), "--ids: expected token ids");
+  expect_error(RUN("%s/ponder frobnicate", build), "unknown command 'frobnicate'");
+#undef RUN
+
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+  CHECK(system(cmd) == 0);
+  printf("%d bad-input cases checked\n", cases);
+  return check_exit();
+}
