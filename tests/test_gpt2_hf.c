@@ -5,6 +5,7 @@
  * 1e-5 relative. Also loads the real HF-saved checkpoint in
  * ../shared/data/models/fake_gpt2. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backends/interp/interp.h"
@@ -22,10 +23,10 @@ static Tensor *shifted_targets(const Tensor *ids) {
   return t;
 }
 
-static void check_fixture(const char *name) {
-  char dir[256], io_path[300];
-  snprintf(dir, sizeof dir, "tests/fixtures/%s", name);
-  snprintf(io_path, sizeof io_path, "%s/io.safetensors", dir);
+/* Checks a model folder against the fixture `name`'s reference outputs. */
+static void check_fixture_in(const char *name, const char *dir) {
+  char io_path[300];
+  snprintf(io_path, sizeof io_path, "tests/fixtures/%s/io.safetensors", name);
   PcError err;
   ModelOpts mo = {.script = "models/gpt2.lua", .hf = dir, .trace_flags = FE_TRACE_LOSS};
   LoadedModel m;
@@ -60,6 +61,55 @@ static void check_fixture(const char *name) {
   tensor_free(want_logits);
   tensor_free(want_loss);
   model_unload(&m);
+}
+
+static void check_fixture(const char *name) {
+  char dir[256];
+  snprintf(dir, sizeof dir, "tests/fixtures/%s", name);
+  check_fixture_in(name, dir);
+}
+
+/* The same checkpoint split into two shards with an index, as Hugging Face
+ * writes large models, must give the same result. */
+static void check_sharded(const char *name) {
+  char dir[] = "/tmp/ponder-shards-XXXXXX", src[256], path[512];
+  if (!mkdtemp(dir)) return;
+  snprintf(src, sizeof src, "tests/fixtures/%s/model.safetensors", name);
+  PcError err;
+  StCheckpoint *ck;
+  if (st_open(src, &ck, &err) < 0) {
+    CHECKF(0, "%s", err.msg);
+    return;
+  }
+  size_t n = st_count(ck);
+  StEntry *e = calloc(n, sizeof *e);
+  Tensor **t = calloc(n, sizeof *t);
+  snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+  FILE *index = fopen(path, "w");
+  fputs("{\"metadata\": {}, \"weight_map\": {", index);
+  for (size_t i = 0; i < n; i++) {
+    const char *tname = st_get(ck, i)->name;
+    CHECK(st_read(ck, tname, &t[i], &err) == 0);
+    e[i] = (StEntry){tname, t[i]};
+    fprintf(index, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "", tname, i < n / 2 ? 1 : 2);
+  }
+  fputs("}}\n", index);
+  fclose(index);
+  snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
+  CHECK(st_write(path, e, n / 2, &err) == 0);
+  snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+  CHECK(st_write(path, e + n / 2, n - n / 2, &err) == 0);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "cp tests/fixtures/%s/config.json %s/", name, dir);
+  CHECK(system(cmd) == 0);
+  printf("sharded ");
+  check_fixture_in(name, dir);
+  for (size_t i = 0; i < n; i++) tensor_free(t[i]);
+  free(t);
+  free(e);
+  st_close(ck);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK(system(cmd) == 0);
 }
 
 /* A real checkpoint written by transformers 4.36 (random weights, n_embd 2,
@@ -99,6 +149,7 @@ static void check_fake_gpt2(void) {
 int main(void) {
   check_fixture("gpt2-small");
   check_fixture("gpt2-odd");
+  check_sharded("gpt2-small");
   check_fake_gpt2();
   return check_exit();
 }
