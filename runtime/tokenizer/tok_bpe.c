@@ -67,7 +67,7 @@ static inline bool pair_merge(const Tokenizer *t, const TokSym *a, const TokSym 
 
 static size_t merge_small(const Tokenizer *t, TokSym *s, size_t n) {
   uint32_t rank[SMALL_WORD], merged[SMALL_WORD];
-  uint64_t v;
+  uint64_t v = 0;
   for (size_t i = 0; i + 1 < n; i++) {
     rank[i] = pair_merge(t, &s[i], &s[i + 1], &v) ? (uint32_t)(v >> 32) : UINT32_MAX;
     merged[i] = (uint32_t)v;

@@ -150,7 +150,7 @@ struct Tokenizer {
 
   /* scratch reused by tok_encode */
   TokCache cache;
-  TokBytes clean, norm, norm2, word;
+  TokBytes clean, norm, norm2, prebuf, word;
   VEC(TokSym) syms;
   VEC(uint64_t) heap;
   VEC(int32_t) prev, next;

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h> /* free, for vec_free */
 
 #include "runtime/base/err.h"
 #include "runtime/base/mem.h"
