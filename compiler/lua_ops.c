@@ -216,7 +216,7 @@ static int l_loop(lua_State *L) {
   }
   PcError err;
   set_loc(L, m);
-  if (ir_loop_begin(&m->b, trip, init, (uint32_t)n, args, &err) == IR_NONE) return raise(L, &err);
+  if (ir_loop_begin(&m->b, trip, 0, init, (uint32_t)n, args, &err) == IR_NONE) return raise(L, &err);
   lua_pushvalue(L, 3);
   for (lua_Integer i = 0; i <= n; i++) fe_push_tensor(L, m, args[i]);
   int base = lua_gettop(L) - (int)n - 2;

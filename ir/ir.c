@@ -168,7 +168,7 @@ uint32_t ir_build(IrBuilder *b, IrOp op, const uint32_t *in, uint32_t n_in, cons
                   const IrType *given, PcError *err) {
   IrGraph *g = b->g;
   const IrOpInfo *info = ir_op_info(op);
-  PC_ASSERT(info->n_out == 1);
+  PC_ASSERT(info->n_out >= 1 && info->n_out <= IR_MAX_FIXED_RESULTS);
   if (info->n_in >= 0 && (uint32_t)info->n_in != n_in) {
     pc_errorf(err, "takes %d operands, got %u", info->n_in, n_in);
     located(b, err, op);
@@ -177,19 +177,23 @@ uint32_t ir_build(IrBuilder *b, IrOp op, const uint32_t *in, uint32_t n_in, cons
   for (uint32_t i = 0; i < n_in; i++) PC_ASSERT(in[i] < g->values.n);
   uint32_t id = new_node(b, op, in, n_in, attr);
   IrNode *n = ir_node(g, id);
-  IrType t;
+  IrType t[IR_MAX_FIXED_RESULTS];
   if (given) {
-    t = *given;
-  } else if (ir_infer(g, n, &t, err) < 0) {
+    PC_ASSERT(info->n_out == 1);
+    t[0] = *given;
+  } else if (ir_infer(g, n, t, err) < 0) {
     located(b, err, op);
     g->operands.n -= n_in;
     g->nodes.n--;
     return IR_NONE;
   }
-  n->out = new_value(g, &t, id, b->region);
-  n->n_out = 1;
+  uint32_t first = new_value(g, &t[0], id, b->region);
+  for (int i = 1; i < info->n_out; i++) new_value(g, &t[i], id, b->region);
+  n = ir_node(g, id);
+  n->out = first;
+  n->n_out = (uint32_t)info->n_out;
   vec_push(&g->regions.a[b->region].nodes, id);
-  return n->out;
+  return first;
 }
 
 static uint32_t build_source(IrBuilder *b, IrOp op, const char *name, const IrType *t, const IrAttr *attr) {
@@ -247,7 +251,7 @@ int ir_output(IrBuilder *b, const char *name, uint32_t v, PcError *err) {
   return ir_build_sink(b, IR_OUTPUT, &v, 1, attr);
 }
 
-uint32_t ir_loop_begin(IrBuilder *b, int64_t trip, const uint32_t *init, uint32_t n_carried,
+uint32_t ir_loop_begin(IrBuilder *b, int64_t trip, int reverse, const uint32_t *init, uint32_t n_carried,
                        uint32_t *body_args, PcError *err) {
   IrGraph *g = b->g;
   if (trip < 0) {
@@ -255,7 +259,7 @@ uint32_t ir_loop_begin(IrBuilder *b, int64_t trip, const uint32_t *init, uint32_
     located(b, err, IR_LOOP);
     return IR_NONE;
   }
-  IrAttr attr[IR_MAX_ATTRS] = {{.i = trip}};
+  IrAttr attr[IR_MAX_ATTRS] = {{.i = trip}, {.i = reverse ? 1 : 0}};
   uint32_t id = new_node(b, IR_LOOP, init, n_carried, attr);
   vec_push(&g->regions.a[b->region].nodes, id);
   IrRegion body = {.owner = id, .parent = b->region};

@@ -27,6 +27,7 @@ typedef enum {
 
 #define IR_NONE UINT32_MAX
 #define IR_MAX_ATTRS 4
+#define IR_MAX_FIXED_RESULTS 4 /* results of an op with a fixed count */
 
 typedef enum { IR_ATTR_NONE, IR_ATTR_INT, IR_ATTR_FLOAT, IR_ATTR_STR } IrAttrKind;
 
@@ -143,9 +144,10 @@ typedef struct {
 IrBuilder ir_builder(IrGraph *g);
 void ir_set_loc(IrBuilder *b, const char *file_line);
 
-/* Adds a node with one result; `given` supplies the result type for ops
- * whose rule is `given`, and must be NULL otherwise. Returns the result
- * value, or IR_NONE with err set. */
+/* Adds a node of an op with a fixed number of results; `given` supplies the
+ * result type for ops whose rule is `given`, and must be NULL otherwise.
+ * Returns the first result value (the others follow it), or IR_NONE with
+ * err set. */
 uint32_t ir_build(IrBuilder *b, IrOp op, const uint32_t *in, uint32_t n_in, const IrAttr *attr,
                   const IrType *given, PcError *err);
 /* Adds a node without results (output, yield). */
@@ -159,7 +161,7 @@ int ir_output(IrBuilder *b, const char *name, uint32_t v, PcError *err);
  * body, whose arguments (iteration index, then one per carried value) are
  * returned in body_args; ir_loop_end adds the yield, checks it against the
  * carried types, switches back and returns the loop's first result. */
-uint32_t ir_loop_begin(IrBuilder *b, int64_t trip, const uint32_t *init, uint32_t n_carried,
+uint32_t ir_loop_begin(IrBuilder *b, int64_t trip, int reverse, const uint32_t *init, uint32_t n_carried,
                        uint32_t *body_args, PcError *err);
 uint32_t ir_loop_end(IrBuilder *b, const uint32_t *yield, uint32_t n, PcError *err);
 

@@ -295,7 +295,7 @@ static int parse_loop(Parser *ps, char **results, uint32_t n_results, const uint
   if (n_results != n_in || n_types != n_in)
     return fail(ps, "a loop has one result and one type per carried value");
   uint32_t args[MAX_RESULTS + 1];
-  uint32_t id = ir_loop_begin(&ps->b, attr[0].i, in, n_in, args, ps->err);
+  uint32_t id = ir_loop_begin(&ps->b, attr[0].i, attr[1].i, in, n_in, args, ps->err);
   if (id == IR_NONE) return -1;
   if (expect(ps, '{', "to open the loop body") < 0 || expect(ps, '^', "to start the body's arguments") < 0 ||
       expect(ps, '(', "before the body's arguments") < 0)
@@ -395,12 +395,13 @@ static int parse_statement(Parser *ps, int in_loop, int *yielded) {
     break;
   default:
     v = ir_build(&ps->b, (IrOp)op, in, n_in, attr, op == IR_FILL ? &types[0] : NULL, ps->err);
-    if (v != IR_NONE && !ir_type_eq(&types[0], ir_type(ps->g, v))) {
-      char a[128], c[128];
-      fail_at(ps, types_at, "declared type %s but %s gives %s", ir_type_str(ps->g, &types[0], a, sizeof a), info->name,
-           ir_type_str(ps->g, ir_type(ps->g, v), c, sizeof c));
-      goto done;
-    }
+    for (uint32_t i = 0; v != IR_NONE && i < n_types; i++)
+      if (!ir_type_eq(&types[i], ir_type(ps->g, v + i))) {
+        char a[128], c[128];
+        fail_at(ps, types_at, "declared type %s but %s gives %s", ir_type_str(ps->g, &types[i], a, sizeof a),
+                info->name, ir_type_str(ps->g, ir_type(ps->g, v + i), c, sizeof c));
+        goto done;
+      }
   }
   if (v == IR_NONE) {
     if (ps->b.loc == IR_NONE) {
@@ -414,7 +415,8 @@ static int parse_statement(Parser *ps, int in_loop, int *yielded) {
     strmap_put(&ps->values, results[0], strlen(results[0]), v);
     rc = 0;
   } else {
-    rc = define_value(ps, results[0], v);
+    rc = 0;
+    for (uint32_t i = 0; !rc && i < n_results; i++) rc = define_value(ps, results[i], v + i);
   }
 done:
   for (uint32_t i = 0; i < n_results; i++) free(results[i]);

@@ -9,7 +9,7 @@
 typedef struct {
   const IrGraph *g;
   const IrNode *n;
-  char shape[3][96];
+  char shape[4][96];
 } Rule;
 
 typedef int (*ShapeRule)(const Rule *r, IrType *out, PcError *err);
@@ -135,6 +135,7 @@ static int rule_matmul(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
+/* table [V,C] and ids [N...] -> [N...,C] */
 static int rule_embedding(const Rule *r, IrType *out, PcError *err) {
   const IrGraph *g = r->g;
   const IrNode *n = r->n;
@@ -199,6 +200,120 @@ static int rule_cross_entropy(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
+static int rule_sum(const Rule *r, IrType *out, PcError *err) {
+  if (need_dtype(r, 0, PC_F32, "input", err) < 0) return -1;
+  *out = (IrType){PC_F32, {0}};
+  return 0;
+}
+
+/* sum_to(x, like): x summed over the axes along which like broadcasts to it */
+static int rule_sum_to(const Rule *r, IrType *out, PcError *err) {
+  const IrShape *x = &in_type(r->g, r->n, 0)->shape, *like = &in_type(r->g, r->n, 1)->shape;
+  if (need_dtype(r, 0, PC_F32, "input", err) < 0 || need_dtype(r, 1, PC_F32, "target", err) < 0) return -1;
+  int off = x->rank - like->rank, ok = off >= 0;
+  for (int i = 0; ok && i < like->rank; i++) ok = like->dim[i] == x->dim[off + i] || like->dim[i] == 1;
+  if (!ok) return pc_errorf(err, "%s does not broadcast to %s", r->shape[1], r->shape[0]);
+  *out = *in_type(r->g, r->n, 1);
+  return 0;
+}
+
+/* matmul_tn(a, b): a [N..., M] transposed times b [N..., K] -> [M, K] */
+static int rule_matmul_tn(const Rule *r, IrType *out, PcError *err) {
+  if (need_dtype(r, 0, PC_F32, "left", err) < 0 || need_dtype(r, 1, PC_F32, "right", err) < 0 ||
+      need_rank(r, 0, 1, PC_MAX_RANK, "left", err) < 0 || need_rank(r, 1, 1, PC_MAX_RANK, "right", err) < 0)
+    return -1;
+  const IrShape *a = &in_type(r->g, r->n, 0)->shape, *b = &in_type(r->g, r->n, 1)->shape;
+  int ok = a->rank == b->rank;
+  for (int i = 0; ok && i < a->rank - 1; i++) ok = a->dim[i] == b->dim[i];
+  if (!ok) return pc_errorf(err, "left %s and right %s differ in their leading axes", r->shape[0], r->shape[1]);
+  *out = (IrType){PC_F32, {2, {a->dim[a->rank - 1], b->dim[b->rank - 1]}}};
+  return 0;
+}
+
+/* (x, dy) -> dx shaped like x */
+static int rule_like_dy(const Rule *r, IrType *out, PcError *err) {
+  if (need_dtype(r, 0, PC_F32, "input", err) < 0) return -1;
+  if (!ir_type_eq(in_type(r->g, r->n, 0), in_type(r->g, r->n, 1)))
+    return pc_errorf(err, "input %s vs gradient %s", r->shape[0], r->shape[1]);
+  *out = *in_type(r->g, r->n, 0);
+  return 0;
+}
+
+static int norm_grad(const Rule *r, int n_out, IrType *out, PcError *err) {
+  if (need_dtype(r, 0, PC_F32, "input", err) < 0 || need_rank(r, 0, 1, PC_MAX_RANK, "input", err) < 0) return -1;
+  const IrType *x = in_type(r->g, r->n, 0), *w = in_type(r->g, r->n, 1);
+  if (w->dtype != PC_F32 || w->shape.rank != 1 || w->shape.dim[0] != last_dim(x))
+    return pc_errorf(err, "input %s vs weight %s", r->shape[0], r->shape[1]);
+  if (!ir_type_eq(x, in_type(r->g, r->n, 2))) return pc_errorf(err, "input %s vs gradient %s", r->shape[0], r->shape[2]);
+  out[0] = *x;
+  for (int i = 1; i < n_out; i++) out[i] = *w;
+  return 0;
+}
+
+static int rule_layernorm_grad(const Rule *r, IrType *out, PcError *err) { return norm_grad(r, 3, out, err); }
+static int rule_rmsnorm_grad(const Rule *r, IrType *out, PcError *err) { return norm_grad(r, 2, out, err); }
+
+/* (table [V,C], ids [N...], dy [N...,C]) -> dtable [V,C] */
+static int rule_embedding_grad(const Rule *r, IrType *out, PcError *err) {
+  IrType want;
+  if (rule_embedding(r, &want, err) < 0) return -1;
+  if (!ir_type_eq(&want, in_type(r->g, r->n, 2)))
+    return pc_errorf(err, "gradient %s does not match the lookup's result", r->shape[2]);
+  *out = *in_type(r->g, r->n, 0);
+  return 0;
+}
+
+/* (x, dy) -> dx: dy placed at [start, start+size) of axis, zeros elsewhere */
+static int rule_slice_grad(const Rule *r, IrType *out, PcError *err) {
+  IrType want;
+  if (rule_slice(r, &want, err) < 0) return -1;
+  if (!ir_type_eq(&want, in_type(r->g, r->n, 1)))
+    return pc_errorf(err, "gradient %s does not match the slice of %s", r->shape[1], r->shape[0]);
+  *out = *in_type(r->g, r->n, 0);
+  return 0;
+}
+
+/* (q, k, v, dy) -> dq, dk, dv */
+static int rule_attention_grad(const Rule *r, IrType *out, PcError *err) {
+  IrType y;
+  if (rule_attention(r, &y, err) < 0) return -1;
+  if (!ir_type_eq(&y, in_type(r->g, r->n, 3)))
+    return pc_errorf(err, "gradient %s does not match the output %s", r->shape[3], r->shape[0]);
+  for (int i = 0; i < 3; i++) out[i] = *in_type(r->g, r->n, (uint32_t)i);
+  return 0;
+}
+
+/* (logits, targets, dloss) -> dlogits */
+static int rule_cross_entropy_grad(const Rule *r, IrType *out, PcError *err) {
+  IrType loss;
+  if (rule_cross_entropy(r, &loss, err) < 0) return -1;
+  if (!ir_type_eq(&loss, in_type(r->g, r->n, 2))) return pc_errorf(err, "the loss gradient must be f32[], got %s", r->shape[2]);
+  *out = *in_type(r->g, r->n, 0);
+  return 0;
+}
+
+/* stack_set(buf [K,S...], i, x [S...]) -> buf with slot i = x */
+static int rule_stack_set(const Rule *r, IrType *out, PcError *err) {
+  const IrType *buf = in_type(r->g, r->n, 0), *i = in_type(r->g, r->n, 1), *x = in_type(r->g, r->n, 2);
+  if (i->dtype != PC_I32 || i->shape.rank != 0) return pc_errorf(err, "the index must be i32[], got %s", r->shape[1]);
+  int ok = buf->dtype == x->dtype && buf->shape.rank == x->shape.rank + 1;
+  for (int d = 0; ok && d < x->shape.rank; d++) ok = buf->shape.dim[d + 1] == x->shape.dim[d];
+  if (!ok) return pc_errorf(err, "stack %s cannot hold %s", r->shape[0], r->shape[2]);
+  *out = *buf;
+  return 0;
+}
+
+/* stack_get(buf [K,S...], i) -> [S...] */
+static int rule_stack_get(const Rule *r, IrType *out, PcError *err) {
+  const IrType *buf = in_type(r->g, r->n, 0), *i = in_type(r->g, r->n, 1);
+  if (i->dtype != PC_I32 || i->shape.rank != 0) return pc_errorf(err, "the index must be i32[], got %s", r->shape[1]);
+  if (need_rank(r, 0, 1, PC_MAX_RANK, "stack", err) < 0) return -1;
+  out->dtype = buf->dtype;
+  out->shape.rank = buf->shape.rank - 1;
+  for (int d = 0; d < out->shape.rank; d++) out->shape.dim[d] = buf->shape.dim[d + 1];
+  return 0;
+}
+
 static int rule_loop(const Rule *r, IrType *out, PcError *err) {
   const IrGraph *g = r->g;
   const IrNode *n = r->n;
@@ -223,7 +338,7 @@ static const ShapeRule rules[IR_NUM_OPS] = {
 
 int ir_infer(const IrGraph *g, const IrNode *n, IrType *out, PcError *err) {
   Rule r = {g, n, {{0}}};
-  for (uint32_t k = 0; k < n->n_in && k < 3; k++)
+  for (uint32_t k = 0; k < n->n_in && k < 4; k++)
     ir_shape_str(g, &in_type(g, n, k)->shape, r.shape[k], sizeof r.shape[k]);
   return rules[n->op](&r, out, err);
 }

@@ -67,6 +67,7 @@ static int verify_node(Verifier *vf, uint32_t id, uint32_t r, int last) {
   if ((n->op == IR_PARAM || n->op == IR_INPUT)) return node_error(vf, n, "must be declared at the top of the graph");
   if (n->op == IR_LOOP) {
     if (n->attr[0].i < 0) return node_error(vf, n, "trip count %lld is negative", (long long)n->attr[0].i);
+    if (n->attr[1].i != 0 && n->attr[1].i != 1) return node_error(vf, n, "reverse must be 0 or 1");
     const IrRegion *body = n->body < g->regions.n ? &g->regions.a[n->body] : NULL;
     if (!body || body->owner != id || body->parent != r) return node_error(vf, n, "has no body region");
     if (body->args.n != n->n_in + 1) return node_error(vf, n, "body takes %zu arguments, needs %u", body->args.n, n->n_in + 1);

@@ -94,10 +94,11 @@ static int run_loop(Interp *ip, const IrNode *n) {
   int rc = 0;
   for (uint32_t k = 0; k < n_carried && !rc; k++)
     if (!(carried[k] = clone(ip->env[ir_in(g, n, k)]))) rc = pc_errorf(ip->err, "out of memory in a loop");
-  for (int64_t it = 0; it < n->attr[0].i && !rc; it++) {
+  int64_t trip = n->attr[0].i;
+  for (int64_t it = 0; it < trip && !rc; it++) {
     int64_t none[1] = {0};
     Tensor *index = tensor_new(PC_I32, 0, none);
-    tensor_i32(index)[0] = (int32_t)it;
+    tensor_i32(index)[0] = (int32_t)(n->attr[1].i ? trip - 1 - it : it);
     ip->env[body->args.a[0]] = index;
     for (uint32_t k = 0; k < n_carried; k++) { /* the body's arguments own them now */
       ip->env[body->args.a[k + 1]] = carried[k];
@@ -134,7 +135,16 @@ static int run_loop(Interp *ip, const IrNode *n) {
   return rc;
 }
 
-static int run_node(Interp *ip, uint32_t id) {
+/* Whether operand k of n dies at this node and may be taken over. */
+static int steal_dying(Interp *ip, const IrNode *n, uint32_t k, int32_t pos, uint32_t region) {
+  uint32_t v = ir_in(ip->g, n, k);
+  if (ip->borrowed[v] || ip->g->values.a[v].region != region || ip->last_use[v] != pos) return 0;
+  for (uint32_t j = 0; j < n->n_in; j++)
+    if (j != k && ir_in(ip->g, n, j) == v) return 0;
+  return 1;
+}
+
+static int run_node(Interp *ip, uint32_t id, int32_t pos, uint32_t region) {
   const IrGraph *g = ip->g;
   const IrNode *n = ir_node(g, id);
   switch (n->op) {
@@ -145,28 +155,41 @@ static int run_node(Interp *ip, uint32_t id) {
   }
   InterpKernel k = interp_kernel(n->op);
   if (!k) PC_BUG("interp has no kernel for %s", ir_op_info(n->op)->name);
-  Tensor *in[8];
-  PC_ASSERT(n->n_in <= 8);
+  Tensor *in[8], *out[IR_MAX_FIXED_RESULTS] = {0};
+  PC_ASSERT(n->n_in <= 8 && n->n_out <= IR_MAX_FIXED_RESULTS);
   for (uint32_t i = 0; i < n->n_in; i++) {
     in[i] = ip->env[ir_in(g, n, i)];
     PC_ASSERT(in[i]);
   }
-  Tensor *out = alloc_result(ip, ir_type(g, n->out));
-  if (!out) return -1;
-  if (k(n, in, out, ip->err) < 0) {
-    tensor_free(out);
-    if (n->loc != IR_NONE) return pc_error_prefix(ip->err, "%s: %s", ir_str(g, n->loc), ir_op_info(n->op)->name);
-    return pc_error_prefix(ip->err, "%s", ir_op_info(n->op)->name);
+  int rc = 0;
+  if (n->op == IR_STACK_SET && steal_dying(ip, n, 0, pos, region)) {
+    out[0] = in[0]; /* update the stack in place: this was its last use */
+    ip->env[ir_in(g, n, 0)] = NULL;
+  } else {
+    for (uint32_t i = 0; i < n->n_out && !rc; i++)
+      if (!(out[i] = alloc_result(ip, ir_type(g, n->out + i)))) rc = -1;
   }
-  ip->env[n->out] = out;
-  return 0;
+  if (!rc && k(n, in, out, ip->err) < 0) {
+    rc = -1;
+    if (n->loc != IR_NONE)
+      pc_error_prefix(ip->err, "%s: %s", ir_str(g, n->loc), ir_op_info(n->op)->name);
+    else
+      pc_error_prefix(ip->err, "%s", ir_op_info(n->op)->name);
+  }
+  for (uint32_t i = 0; i < n->n_out; i++) {
+    if (rc)
+      tensor_free(out[i]);
+    else
+      ip->env[n->out + i] = out[i];
+  }
+  return rc;
 }
 
 static int run_region(Interp *ip, uint32_t r) {
   const IrRegion *reg = &ip->g->regions.a[r];
   for (size_t i = 0; i < reg->nodes.n; i++) {
     const IrNode *n = ir_node(ip->g, reg->nodes.a[i]);
-    if (run_node(ip, reg->nodes.a[i]) < 0) return -1;
+    if (run_node(ip, reg->nodes.a[i], (int32_t)i, r) < 0) return -1;
     if (n->op == IR_YIELD) break; /* its operands are handed to the loop */
     release_dead(ip, n, (int32_t)i, r);
   }

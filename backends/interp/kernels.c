@@ -12,19 +12,19 @@ static int64_t last(const Tensor *t) { return t->rank ? t->dim[t->rank - 1] : 1;
 static int64_t rows(const Tensor *t) { return tensor_numel(t) / (last(t) ? last(t) : 1); }
 
 /* fill: out[...] = value */
-static int k_fill(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
-  float *y = tensor_f32(out);
-  for (int64_t i = 0, e = tensor_numel(out); i < e; i++) y[i] = (float)n->attr[0].f;
+static int k_fill(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  float *y = tensor_f32(out[0]);
+  for (int64_t i = 0, e = tensor_numel(out[0]); i < e; i++) y[i] = (float)n->attr[0].f;
   return 0;
 }
 
 /* positions: ids [B,T] -> [T] = 0, 1, ..., T-1 */
-static int k_positions(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
-  for (int64_t t = 0; t < out->dim[0]; t++) tensor_i32(out)[t] = (int32_t)t;
+static int k_positions(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  for (int64_t t = 0; t < out[0]->dim[0]; t++) tensor_i32(out[0])[t] = (int32_t)t;
   return 0;
 }
 
-/* Broadcasting binary op: out index -> operand index through strides that
+/* Broadcasting binary op: output index -> operand index through strides that
  * are 0 on broadcast axes. */
 static void broadcast_strides(const Tensor *x, const Tensor *out, int64_t *stride) {
   int off = out->rank - x->rank;
@@ -70,9 +70,9 @@ static int binary(const IrNode *n, Tensor *const *in, Tensor *out, float (*f)(fl
 static float f_add(float a, float b) { return a + b; }
 static float f_sub(float a, float b) { return a - b; }
 static float f_mul(float a, float b) { return a * b; }
-static int k_add(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) { return binary(n, in, out, f_add); }
-static int k_sub(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) { return binary(n, in, out, f_sub); }
-static int k_mul(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) { return binary(n, in, out, f_mul); }
+static int k_add(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) { return binary(n, in, out[0], f_add); }
+static int k_sub(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) { return binary(n, in, out[0], f_sub); }
+static int k_mul(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) { return binary(n, in, out[0], f_mul); }
 
 static int unary(Tensor *const *in, Tensor *out, double (*f)(double, double), double arg) {
   const float *x = tensor_f32(in[0]);
@@ -90,21 +90,21 @@ static double f_gelu_tanh(double x, double unused) {
 static double f_gelu(double x, double unused) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 static double f_silu(double x, double unused) { return x / (1.0 + exp(-x)); }
 
-static int k_scale(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
-  return unary(in, out, f_scale, n->attr[0].f);
+static int k_scale(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  return unary(in, out[0], f_scale, n->attr[0].f);
 }
-static int k_gelu_tanh(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
-  return unary(in, out, f_gelu_tanh, 0);
+static int k_gelu_tanh(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  return unary(in, out[0], f_gelu_tanh, 0);
 }
-static int k_gelu(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) { return unary(in, out, f_gelu, 0); }
-static int k_silu(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) { return unary(in, out, f_silu, 0); }
+static int k_gelu(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) { return unary(in, out[0], f_gelu, 0); }
+static int k_silu(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) { return unary(in, out[0], f_silu, 0); }
 
 /* softmax over the last axis: [N, V] -> [N, V] */
-static int k_softmax(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_softmax(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t V = last(in[0]), N = rows(in[0]);
   for (int64_t r = 0; r < N; r++) {
     const float *x = tensor_f32(in[0]) + r * V;
-    float *y = tensor_f32(out) + r * V;
+    float *y = tensor_f32(out[0]) + r * V;
     double m = -INFINITY, s = 0;
     for (int64_t i = 0; i < V; i++) m = fmax(m, x[i]);
     for (int64_t i = 0; i < V; i++) s += exp(x[i] - m);
@@ -114,12 +114,12 @@ static int k_softmax(const IrNode *n, Tensor *const *in, Tensor *out, PcError *e
 }
 
 /* layernorm: x [N, C], w [C], b [C] -> (x - mean) / sqrt(var + eps) * w + b */
-static int k_layernorm(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_layernorm(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t C = last(in[0]), N = rows(in[0]);
   const float *w = tensor_f32(in[1]), *b = tensor_f32(in[2]);
   for (int64_t r = 0; r < N; r++) {
     const float *x = tensor_f32(in[0]) + r * C;
-    float *y = tensor_f32(out) + r * C;
+    float *y = tensor_f32(out[0]) + r * C;
     double mean = 0, var = 0;
     for (int64_t i = 0; i < C; i++) mean += x[i];
     mean /= (double)C;
@@ -131,12 +131,12 @@ static int k_layernorm(const IrNode *n, Tensor *const *in, Tensor *out, PcError 
 }
 
 /* rmsnorm: x [N, C], w [C] -> x / sqrt(mean(x^2) + eps) * w */
-static int k_rmsnorm(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_rmsnorm(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t C = last(in[0]), N = rows(in[0]);
   const float *w = tensor_f32(in[1]);
   for (int64_t r = 0; r < N; r++) {
     const float *x = tensor_f32(in[0]) + r * C;
-    float *y = tensor_f32(out) + r * C;
+    float *y = tensor_f32(out[0]) + r * C;
     double ss = 0;
     for (int64_t i = 0; i < C; i++) ss += (double)x[i] * x[i];
     double rstd = 1.0 / sqrt(ss / (double)C + n->attr[0].f);
@@ -146,43 +146,43 @@ static int k_rmsnorm(const IrNode *n, Tensor *const *in, Tensor *out, PcError *e
 }
 
 /* linear: x [N, K], w [M, K] -> x w^T [N, M] */
-static int k_linear(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_linear(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t K = last(in[0]), N = rows(in[0]), M = in[1]->dim[0];
   if (N && M)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)M, (int)K, 1.0f, tensor_f32(in[0]), (int)K,
-                tensor_f32(in[1]), (int)K, 0.0f, tensor_f32(out), (int)M);
+                tensor_f32(in[1]), (int)K, 0.0f, tensor_f32(out[0]), (int)M);
   return 0;
 }
 
 /* matmul: x [N, K], w [K, M] -> x w [N, M] */
-static int k_matmul(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_matmul(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t K = last(in[0]), N = rows(in[0]), M = in[1]->dim[1];
   if (N && M)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)M, (int)K, 1.0f, tensor_f32(in[0]), (int)K,
-                tensor_f32(in[1]), (int)M, 0.0f, tensor_f32(out), (int)M);
+                tensor_f32(in[1]), (int)M, 0.0f, tensor_f32(out[0]), (int)M);
   return 0;
 }
 
 /* embedding: table [V, C], ids [N] -> [N, C] */
-static int k_embedding(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_embedding(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t V = in[0]->dim[0], C = in[0]->dim[1], N = tensor_numel(in[1]);
   for (int64_t i = 0; i < N; i++) {
     int32_t id = tensor_i32(in[1])[i];
     if (id < 0 || id >= V) return pc_errorf(err, "token id %d is outside the table's %lld rows", id, (long long)V);
-    memcpy(tensor_f32(out) + i * C, tensor_f32(in[0]) + (int64_t)id * C, sizeof(float) * (size_t)C);
+    memcpy(tensor_f32(out[0]) + i * C, tensor_f32(in[0]) + (int64_t)id * C, sizeof(float) * (size_t)C);
   }
   return 0;
 }
 
 /* slice: [outer, D, inner] -> [outer, size, inner] from offset start */
-static int k_slice(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_slice(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int axis = (int)n->attr[0].i;
   int64_t start = n->attr[1].i, size = n->attr[2].i, D = in[0]->dim[axis], outer = 1, inner = 1;
   for (int d = 0; d < axis; d++) outer *= in[0]->dim[d];
   for (int d = axis + 1; d < in[0]->rank; d++) inner *= in[0]->dim[d];
   size_t elem = pc_dtype_size(in[0]->dtype);
   const char *x = in[0]->data;
-  char *y = out->data;
+  char *y = out[0]->data;
   for (int64_t o = 0; o < outer; o++)
     memcpy(y + (size_t)(o * size * inner) * elem, x + (size_t)((o * D + start) * inner) * elem,
            (size_t)(size * inner) * elem);
@@ -191,7 +191,7 @@ static int k_slice(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err
 
 /* attention: q [B,T,H*D], k, v [B,T,Hkv*D] -> [B,T,H*D]; causal, scaled by
  * 1/sqrt(D); query head h reads key/value head h / (H / Hkv). */
-static int k_attention(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_attention(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t B = in[0]->dim[0], T = in[0]->dim[1], H = n->attr[0].i, Hkv = n->attr[1].i;
   int64_t D = in[0]->dim[2] / H, Cq = H * D, Ckv = Hkv * D;
   double scale = 1.0 / sqrt((double)D);
@@ -210,7 +210,7 @@ static int k_attention(const IrNode *n, Tensor *const *in, Tensor *out, PcError 
           m = fmax(m, p[j]);
         }
         for (int64_t j = 0; j <= i; j++) s += (p[j] = exp(p[j] - m));
-        float *y = tensor_f32(out) + (b * T + i) * Cq + h * D;
+        float *y = tensor_f32(out[0]) + (b * T + i) * Cq + h * D;
         for (int64_t d = 0; d < D; d++) {
           double acc = 0;
           for (int64_t j = 0; j <= i; j++) acc += p[j] * tensor_f32(in[2])[(b * T + j) * Ckv + hk * D + d];
@@ -224,7 +224,7 @@ static int k_attention(const IrNode *n, Tensor *const *in, Tensor *out, PcError 
 
 /* cross_entropy: logits [N, V], targets [N] -> mean over targets >= 0 of
  * logsumexp(logits) - logits[target] (NaN when no target counts, as in PyTorch) */
-static int k_cross_entropy(const IrNode *n, Tensor *const *in, Tensor *out, PcError *err) {
+static int k_cross_entropy(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t V = last(in[0]), N = rows(in[0]), count = 0;
   double total = 0;
   for (int64_t r = 0; r < N; r++) {
@@ -238,7 +238,7 @@ static int k_cross_entropy(const IrNode *n, Tensor *const *in, Tensor *out, PcEr
     total += m + log(s) - x[t];
     count++;
   }
-  tensor_f32(out)[0] = count ? (float)(total / (double)count) : NAN;
+  tensor_f32(out[0])[0] = count ? (float)(total / (double)count) : NAN;
   return 0;
 }
 
@@ -263,4 +263,4 @@ static const InterpKernel kernels[IR_NUM_OPS] = {
     [IR_CROSS_ENTROPY] = k_cross_entropy,
 };
 
-InterpKernel interp_kernel(IrOp op) { return kernels[op]; }
+InterpKernel interp_kernel(IrOp op) { return kernels[op] ? kernels[op] : interp_grad_kernels[op]; }

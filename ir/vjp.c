@@ -1,0 +1,137 @@
+/* Gradient rules, one per differentiable op: each emits the vector-Jacobian
+ * product of its op. Shapes in comments use N... for leading axes. */
+#include "ir/autodiff_internal.h"
+
+#define IN(k) ir_in(ad_src(c), n, k)
+#define F(k) ad_fwd(c, IN(k))
+
+static uint32_t emit2(AdCtx *c, IrOp op, uint32_t a, uint32_t b) {
+  uint32_t in[2] = {a, b};
+  return ad_emit(c, op, in, 2, NULL);
+}
+static uint32_t scaled(AdCtx *c, uint32_t x, double s) {
+  IrAttr attr[IR_MAX_ATTRS] = {{.f = s}};
+  return ad_emit(c, IR_SCALE, &x, 1, attr);
+}
+
+static int r_add(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  ad_acc(c, IN(0), ad_sum_to(c, dy[0], IN(0)));
+  ad_acc(c, IN(1), ad_sum_to(c, dy[0], IN(1)));
+  return 0;
+}
+
+static int r_sub(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  ad_acc(c, IN(0), ad_sum_to(c, dy[0], IN(0)));
+  ad_acc(c, IN(1), scaled(c, ad_sum_to(c, dy[0], IN(1)), -1.0));
+  return 0;
+}
+
+static int r_mul(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  ad_acc(c, IN(0), ad_sum_to(c, emit2(c, IR_MUL, dy[0], F(1)), IN(0)));
+  ad_acc(c, IN(1), ad_sum_to(c, emit2(c, IR_MUL, dy[0], F(0)), IN(1)));
+  return 0;
+}
+
+static int r_scale(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  ad_acc(c, IN(0), scaled(c, dy[0], n->attr[0].f));
+  return 0;
+}
+
+/* activations: dx = dy f'(x) */
+static int activation(AdCtx *c, const IrNode *n, const uint32_t *dy, IrOp grad_op) {
+  ad_acc(c, IN(0), emit2(c, grad_op, F(0), dy[0]));
+  return 0;
+}
+static int r_gelu_tanh(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  return activation(c, n, dy, IR_GELU_TANH_GRAD);
+}
+static int r_gelu(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) { return activation(c, n, dy, IR_GELU_GRAD); }
+static int r_silu(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) { return activation(c, n, dy, IR_SILU_GRAD); }
+
+/* softmax: dx = y (dy - sum(dy y)), from the forward result y */
+static int r_softmax(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  ad_acc(c, IN(0), emit2(c, IR_SOFTMAX_GRAD, ad_fwd(c, n->out), dy[0]));
+  return 0;
+}
+
+static int r_layernorm(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  uint32_t in[3] = {F(0), F(1), dy[0]};
+  uint32_t dx = ad_emit(c, IR_LAYERNORM_GRAD, in, 3, n->attr);
+  for (uint32_t k = 0; k < 3; k++) ad_acc(c, IN(k), dx + k);
+  return 0;
+}
+
+static int r_rmsnorm(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  uint32_t in[3] = {F(0), F(1), dy[0]};
+  uint32_t dx = ad_emit(c, IR_RMSNORM_GRAD, in, 3, n->attr);
+  for (uint32_t k = 0; k < 2; k++) ad_acc(c, IN(k), dx + k);
+  return 0;
+}
+
+/* linear: y = x w^T, x [N...,K], w [M,K]: dx = dy w, dw = dy^T x */
+static int r_linear(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  ad_acc(c, IN(0), emit2(c, IR_MATMUL, dy[0], F(1)));
+  ad_acc(c, IN(1), emit2(c, IR_MATMUL_TN, dy[0], F(0)));
+  return 0;
+}
+
+/* matmul: y = x w, x [N...,K], w [K,M]: dx = dy w^T, dw = x^T dy */
+static int r_matmul(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  ad_acc(c, IN(0), emit2(c, IR_LINEAR, dy[0], F(1)));
+  ad_acc(c, IN(1), emit2(c, IR_MATMUL_TN, F(0), dy[0]));
+  return 0;
+}
+
+static int r_embedding(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  uint32_t in[3] = {F(0), F(1), dy[0]};
+  ad_acc(c, IN(0), ad_emit(c, IR_EMBEDDING_GRAD, in, 3, NULL));
+  return 0;
+}
+
+static int r_slice(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  uint32_t in[2] = {F(0), dy[0]};
+  ad_acc(c, IN(0), ad_emit(c, IR_SLICE_GRAD, in, 2, n->attr));
+  return 0;
+}
+
+static int r_attention(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  uint32_t in[4] = {F(0), F(1), F(2), dy[0]};
+  uint32_t dq = ad_emit(c, IR_ATTENTION_GRAD, in, 4, n->attr);
+  for (uint32_t k = 0; k < 3; k++) ad_acc(c, IN(k), dq + k);
+  return 0;
+}
+
+static int r_cross_entropy(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  uint32_t in[3] = {F(0), F(1), dy[0]};
+  ad_acc(c, IN(0), ad_emit(c, IR_CROSS_ENTROPY_GRAD, in, 3, NULL));
+  return 0;
+}
+
+/* sum and sum_to: the gradient broadcasts back over what was summed */
+static int r_broadcast_back(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  ad_acc(c, IN(0), emit2(c, IR_ADD, ad_zeros(c, IN(0)), dy[0]));
+  return 0;
+}
+
+static const AdRule rules[IR_NUM_OPS] = {
+    [IR_ADD] = r_add,
+    [IR_SUB] = r_sub,
+    [IR_MUL] = r_mul,
+    [IR_SCALE] = r_scale,
+    [IR_GELU_TANH] = r_gelu_tanh,
+    [IR_GELU] = r_gelu,
+    [IR_SILU] = r_silu,
+    [IR_SOFTMAX] = r_softmax,
+    [IR_LAYERNORM] = r_layernorm,
+    [IR_RMSNORM] = r_rmsnorm,
+    [IR_LINEAR] = r_linear,
+    [IR_MATMUL] = r_matmul,
+    [IR_EMBEDDING] = r_embedding,
+    [IR_SLICE] = r_slice,
+    [IR_ATTENTION] = r_attention,
+    [IR_CROSS_ENTROPY] = r_cross_entropy,
+    [IR_SUM] = r_broadcast_back,
+    [IR_SUM_TO] = r_broadcast_back,
+};
+
+AdRule ad_rule(IrOp op) { return rules[op]; }
