@@ -10,7 +10,8 @@
 #include "runtime/tokenizer/tok_impl.h"
 #include "runtime/tokenizer/tok_utf8.h"
 
-#define SMALL_WORD 48          /* longest word merged by scanning */
+#define SPACE_SYMBOL "\xe2\x96\x81"
+#define SMALL_WORD 64          /* longest word merged by scanning */
 #define CACHE_MAX_KEY 128      /* longest word cached, in bytes */
 #define CACHE_SLOTS (1u << 16) /* cache table size; cleared at half load */
 
@@ -285,4 +286,21 @@ void tok_bpe_word(Tokenizer *t, const char *w, size_t n, TokIds *out) {
     emit(t, text, t->syms.a, m, out);
   }
   if (cacheable) cache_put(&t->cache, w, n, h, out->a + out_start, out->n - out_start);
+}
+
+void tok_bpe_text(Tokenizer *t, const char *s, size_t n, TokIds *out) {
+  if (!t->split_ws) {
+    tok_bpe_word(t, s, n, out);
+    return;
+  }
+  size_t start = 0;
+  for (size_t i = 3; i + 3 <= n; i++) {
+    /* a U+2581 whose previous character is not one starts a word */
+    if (!memcmp(s + i, SPACE_SYMBOL, 3) && memcmp(s + i - 3, SPACE_SYMBOL, 3)) {
+      tok_bpe_word(t, s + start, i - start, out);
+      start = i;
+      i += 2;
+    }
+  }
+  tok_bpe_word(t, s + start, n - start, out);
 }

@@ -50,7 +50,7 @@ static void encode_metaspace(Tokenizer *t, const char *s, size_t n, bool at_star
     b->n += rl;
   }
   if (!t->pre.split) {
-    tok_bpe_word(t, b->a, b->n, out);
+    tok_bpe_text(t, b->a, b->n, out);
     return;
   }
   size_t start = 0;
@@ -66,7 +66,7 @@ static void encode_metaspace(Tokenizer *t, const char *s, size_t n, bool at_star
 static void encode_words(Tokenizer *t, const char *s, size_t n, bool at_start, TokIds *out) {
   if (!n) return;
   switch (t->pre.kind) {
-    case TOK_PRE_NONE: tok_bpe_word(t, s, n, out); break;
+    case TOK_PRE_NONE: tok_bpe_text(t, s, n, out); break;
     case TOK_PRE_BYTELEVEL: encode_bytelevel(t, s, n, out); break;
     case TOK_PRE_METASPACE: encode_metaspace(t, s, n, at_start, out); break;
   }
@@ -186,7 +186,7 @@ int tok_encode(Tokenizer *t, const char *text, size_t len, unsigned flags, TokId
   if (flags & TOK_ADD_EOS && t->eos < 0) return pc_errorf(err, "this tokenizer has no end-of-sequence token");
   if (t->is_spm) {
     tok_spm_normalize(t, text, len);
-    tok_bpe_word(t, t->norm.a, t->norm.n, out);
+    tok_bpe_text(t, t->norm.a, t->norm.n, out);
   } else {
     encode_hf(t, text, len, flags, out);
   }

@@ -129,6 +129,10 @@ struct Tokenizer {
   int32_t byte_tok[256]; /* id of <0xXX>, -1 when absent */
   bool byte_fallback, fuse_unk, ignore_merges;
   int64_t unk, bos, eos;
+  /* No piece has U+2581 after another character, so BPE never merges across
+   * the start of a "▁word": long SentencePiece-style text can be cut there
+   * into short, cacheable words with the same result. */
+  bool split_ws;
 
   /* pipeline */
   VEC(TokNorm) norms;
@@ -183,6 +187,8 @@ void tok_spm_normalize(Tokenizer *t, const char *s, size_t n);
 /* tok_bpe.c: encodes one word (already byte-level mapped or not, as the
  * tokenizer says) and appends its ids. */
 void tok_bpe_word(Tokenizer *t, const char *w, size_t n, TokIds *out);
+/* The same for text that may hold many "▁words" (see split_ws). */
+void tok_bpe_text(Tokenizer *t, const char *s, size_t n, TokIds *out);
 void tok_cache_free(TokCache *c);
 
 /* tok_decode.c: the bytes of one token as decoded in position `first`. */

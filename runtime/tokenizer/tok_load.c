@@ -35,7 +35,23 @@ void tok_set_piece(Tokenizer *t, uint32_t id, const char *s, size_t n) {
   t->flags[id] |= TOKF_USED;
 }
 
+/* See split_ws in tok_impl.h. */
+static bool pieces_allow_ws_split(const Tokenizer *t) {
+  if (tok_strmap_get(&t->vocab, "\xe2\x96\x81", 3) < 0) return false;
+  for (size_t e = 0; e < t->vocab.n; e++) {
+    const char *p = t->vocab.pool + t->vocab.ent[e].off;
+    size_t n = t->vocab.ent[e].len;
+    for (size_t i = 1; i + 3 <= n; i++) {
+      if (memcmp(p + i, "\xe2\x96\x81", 3)) continue;
+      if (i < 3 || memcmp(p + i - 3, "\xe2\x96\x81", 3)) return false;
+    }
+  }
+  return true;
+}
+
 void tok_finish(Tokenizer *t) {
+  bool whole = t->is_spm || t->pre.kind == TOK_PRE_NONE || (t->pre.kind == TOK_PRE_METASPACE && !t->pre.split);
+  t->split_ws = !t->byte_level && whole && pieces_allow_ws_split(t);
   if (t->byte_level) {
     bool all = true;
     for (int b = 0; b < 256; b++) {

@@ -65,9 +65,11 @@ static void u64map_grow(TokU64Map *m) {
   m->vals = pc_xmalloc(pc_mul_size(size, sizeof *m->vals));
   memset(m->keys, 0xff, size * sizeof *m->keys);
   m->mask = size - 1;
+  m->shift = 64;
+  for (size_t s = size; s > 1; s >>= 1) m->shift--;
   for (size_t j = 0; j < old; j++) {
     if (ok[j] == UINT64_MAX) continue;
-    size_t i = (size_t)(ok[j] * 0x9e3779b97f4a7c15ull >> 20) & m->mask;
+    size_t i = tok_u64map_slot(m, ok[j]);
     while (m->keys[i] != UINT64_MAX) i = (i + 1) & m->mask;
     m->keys[i] = ok[j];
     m->vals[i] = ov[j];
@@ -79,7 +81,7 @@ static void u64map_grow(TokU64Map *m) {
 void tok_u64map_put(TokU64Map *m, uint64_t key, uint64_t val) {
   PC_ASSERT(key != UINT64_MAX);
   if (!m->keys || (m->n + 1) * 2 > m->mask + 1) u64map_grow(m);
-  size_t i = (size_t)(key * 0x9e3779b97f4a7c15ull >> 20) & m->mask;
+  size_t i = tok_u64map_slot(m, key);
   while (m->keys[i] != UINT64_MAX && m->keys[i] != key) i = (i + 1) & m->mask;
   if (m->keys[i] == UINT64_MAX) m->n++;
   m->keys[i] = key;

@@ -59,11 +59,16 @@ typedef struct {
   uint64_t *keys;
   uint64_t *vals;
   size_t mask, n;
+  int shift; /* 64 - log2(table size): slots come from the top bits of a product */
 } TokU64Map;
+
+static inline size_t tok_u64map_slot(const TokU64Map *m, uint64_t key) {
+  return (size_t)((key * 0x9e3779b97f4a7c15ull) >> m->shift);
+}
 
 static inline bool tok_u64map_get(const TokU64Map *m, uint64_t key, uint64_t *val) {
   if (!m->keys) return false;
-  size_t i = (size_t)(key * 0x9e3779b97f4a7c15ull >> 20) & m->mask;
+  size_t i = tok_u64map_slot(m, key);
   for (;;) {
     uint64_t k = m->keys[i];
     if (k == key) {
