@@ -15,6 +15,7 @@ static const Command commands[] = {
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (or ids -> text with --decode)"},
     {"tokenizer", cmd_tokenizer, "tokenizer tools: train a BPE tokenizer.json, show a tokenizer's facts"},
     {"prepare", cmd_prepare, "text or JSONL files -> token shards (train/validation) for training"},
+    {"plot", cmd_plot, "a training run's metrics.jsonl -> an SVG chart of the loss"},
 };
 
 static void usage(FILE *f) {

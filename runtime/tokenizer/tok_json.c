@@ -527,7 +527,7 @@ int tok_load_json_buffer(const char *data, size_t n, const char *name, Tokenizer
   cJSON *root = cJSON_ParseWithLengthOpts(data, n, &end, 0);
   if (!root) {
     size_t off = end && end >= data ? (size_t)(end - data) : 0;
-    size_t rest = off;
+    size_t rest = off + 1; /* cJSON points at the last byte when it ran out of text */
     while (rest < n && (data[rest] == ' ' || data[rest] == '\n' || data[rest] == '\r' || data[rest] == '\t')) rest++;
     if (rest >= n) return pc_errorf(err, "%s: truncated JSON (the text ends inside a value)", name);
     int line, col;
