@@ -10,12 +10,14 @@
 #include <cjson/cJSON.h>
 
 #include "compiler/front_internal.h"
+#include "runtime/base/file.h"
 
 /* ---- pondercc.model{...} ------------------------------------------------
  * { name = "gpt2", architectures = {"GPT2LMHeadModel"},
  *   hparams = { key = default, ... },         -- Hugging Face config.json names
  *   configs = { {"tiny", key = value, ...}, {"124m"}, ... },
  *   default_config = "124m",                  -- optional; else the first
+ *   context = "n_positions",                  -- optional: the max sequence length
  *   forward = function(hp, ids) ... return logits end }
  * forward may also be set on the returned table. */
 static int l_model(lua_State *L) {
@@ -31,6 +33,9 @@ static int l_model(lua_State *L) {
   }
   int t = lua_getfield(L, 1, "architectures");
   if (t != LUA_TNIL && t != LUA_TTABLE) return luaL_error(L, "model: 'architectures' must be a list of strings");
+  t = lua_getfield(L, 1, "context");
+  if (t != LUA_TNIL && (t != LUA_TSTRING || lua_getfield(L, 3, lua_tostring(L, -1)) != LUA_TNUMBER))
+    return luaL_error(L, "model: 'context' must name an integer hyperparameter");
   lua_settop(L, 1);
   return 1;
 }
@@ -311,31 +316,6 @@ static int push_json(FeModel *m, const cJSON *j) {
   return 1;
 }
 
-static char *read_file(const char *path, PcError *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    pc_errorf(err, "%s: %s", path, strerror(errno));
-    return NULL;
-  }
-  VEC(char) buf = {0};
-  char chunk[65536];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    vec_reserve(&buf, buf.n + n + 1);
-    memcpy(buf.a + buf.n, chunk, n);
-    buf.n += n;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf.a);
-    pc_errorf(err, "%s: read error", path);
-    return NULL;
-  }
-  vec_push(&buf, '\0');
-  return buf.a;
-}
-
 int fe_load_hf_config(FeModel *m, const char *path, PcError *err) {
   char file[4096];
   size_t n = strlen(path);
@@ -343,7 +323,7 @@ int fe_load_hf_config(FeModel *m, const char *path, PcError *err) {
     snprintf(file, sizeof file, "%s", path);
   else
     snprintf(file, sizeof file, "%s/config.json", path);
-  char *text = read_file(file, err);
+  char *text = pc_read_file(file, NULL, err);
   if (!text) return -1;
   cJSON *root = cJSON_Parse(text);
   free(text);
@@ -426,6 +406,65 @@ int fe_print_hparams(FeModel *m, FILE *f, PcError *err) {
   vec_free(&keys);
   lua_pop(L, 1);
   return 0;
+}
+
+static void json_add(FeModel *m, cJSON *obj, const char *key, int idx) {
+  lua_State *L = m->L;
+  cJSON *v;
+  if (is_none(m, idx)) v = cJSON_CreateNull();
+  else if (lua_isboolean(L, idx)) v = cJSON_CreateBool(lua_toboolean(L, idx));
+  else if (lua_isinteger(L, idx)) v = cJSON_CreateNumber((double)lua_tointeger(L, idx));
+  else if (lua_type(L, idx) == LUA_TNUMBER) v = cJSON_CreateNumber(lua_tonumber(L, idx));
+  else v = cJSON_CreateString(luaL_tolstring(L, idx, NULL)), lua_pop(L, 1);
+  cJSON_AddItemToObject(obj, key, v);
+}
+
+char *fe_hparams_json(FeModel *m, PcError *err) {
+  lua_State *L = m->L;
+  if (push_resolved(m, err) < 0) return NULL;
+  cJSON *root = cJSON_CreateObject();
+  lua_rawgeti(L, LUA_REGISTRYINDEX, m->model_ref);
+  if (lua_getfield(L, -1, "architectures") == LUA_TTABLE) {
+    cJSON *arch = cJSON_AddArrayToObject(root, "architectures");
+    for (lua_Integer i = 1; i <= luaL_len(L, -1); i++) {
+      lua_geti(L, -1, i);
+      cJSON_AddItemToArray(arch, cJSON_CreateString(lua_tostring(L, -1) ? lua_tostring(L, -1) : "?"));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 2);
+  /* keys sorted, so files compare equal across runs */
+  VEC(char *) keys = {0};
+  for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) vec_push(&keys, pc_xstrdup(lua_tostring(L, -2)));
+  for (size_t i = 1; i < keys.n; i++)
+    for (size_t j = i; j > 0 && strcmp(keys.a[j - 1], keys.a[j]) > 0; j--) {
+      char *t = keys.a[j];
+      keys.a[j] = keys.a[j - 1];
+      keys.a[j - 1] = t;
+    }
+  for (size_t i = 0; i < keys.n; i++) {
+    lua_getfield(L, -1, keys.a[i]);
+    json_add(m, root, keys.a[i], -1);
+    lua_pop(L, 1);
+    free(keys.a[i]);
+  }
+  vec_free(&keys);
+  lua_pop(L, 1);
+  char *s = cJSON_Print(root);
+  cJSON_Delete(root);
+  return s;
+}
+
+int64_t fe_context_length(FeModel *m) {
+  lua_State *L = m->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, m->model_ref);
+  int named = lua_getfield(L, -1, "context") == LUA_TSTRING;
+  char key[128];
+  snprintf(key, sizeof key, "%s", named ? lua_tostring(L, -1) : "");
+  lua_pop(L, 2);
+  int64_t v = 0;
+  if (named && fe_hparam_int(m, key, &v, NULL) < 0) v = 0;
+  return v;
 }
 
 /* ---- tracing ------------------------------------------------------------- */

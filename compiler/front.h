@@ -38,6 +38,13 @@ int fe_load_hf_config(FeModel *m, const char *path, PcError *err);
 int fe_hparam_int(FeModel *m, const char *key, int64_t *out, PcError *err);
 /* Prints the resolved hyperparameters, one `key = value` per line. */
 int fe_print_hparams(FeModel *m, FILE *f, PcError *err);
+/* The resolved hyperparameters as a JSON object in config.json form
+ * (none -> null), plus "architectures" when the script names some. The
+ * caller owns the string. */
+char *fe_hparams_json(FeModel *m, PcError *err);
+/* The longest sequence the model takes (the hyperparameter the script names
+ * with `context = "..."`), or 0 when it names none. */
+int64_t fe_context_length(FeModel *m);
 
 enum {
   FE_TRACE_LOSS = 1 << 0, /* add a `targets` input and a `loss` output */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "compiler/front.h"
+#include "runtime/base/file.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -31,21 +32,11 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 static int emit_ir_file(const char *path, PcError *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return pc_errorf(err, "%s: cannot open", path);
-  VEC(char) text = {0};
-  char chunk[65536];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    vec_reserve(&text, text.n + n + 1);
-    memcpy(text.a + text.n, chunk, n);
-    text.n += n;
-  }
-  fclose(f);
-  vec_push(&text, '\0');
+  char *text = pc_read_file(path, NULL, err);
+  if (!text) return -1;
   IrGraph *g;
-  int rc = ir_parse(text.a, path, &g, err);
-  free(text.a);
+  int rc = ir_parse(text, path, &g, err);
+  free(text);
   if (rc < 0) return -1;
   rc = ir_verify(g, err);
   if (!rc) ir_print(g, stdout);

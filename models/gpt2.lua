@@ -28,6 +28,7 @@ local gpt2 = pc.model {
     { "1558m", n_embd = 1600, n_layer = 48, n_head = 25 },
   },
   default_config = "124m",
+  context = "n_positions",
 }
 
 local activations = { gelu_new = pc.gelu_tanh, gelu = pc.gelu }

@@ -8,6 +8,7 @@ typedef struct {
   const char *name;
   void (*stored_shape)(const ParamSpec *s, int *rank, int64_t *dim);
   void (*to_ours)(const ParamSpec *s, const float *src, float *dst);
+  void (*to_stored)(const ParamSpec *s, const float *src, float *dst);
 } Layout;
 
 static void transpose_shape(const ParamSpec *s, int *rank, int64_t *dim) {
@@ -23,8 +24,15 @@ static void transpose_to_ours(const ParamSpec *s, const float *src, float *dst) 
     for (int64_t o = 0; o < out; o++) dst[o * in + i] = src[i * out + o];
 }
 
+/* ours [out, in] -> stored [in, out] */
+static void transpose_to_stored(const ParamSpec *s, const float *src, float *dst) {
+  int64_t out = s->dim[0], in = s->dim[1];
+  for (int64_t o = 0; o < out; o++)
+    for (int64_t i = 0; i < in; i++) dst[i * out + o] = src[o * in + i];
+}
+
 static const Layout layouts[] = {
-    {"transpose", transpose_shape, transpose_to_ours},
+    {"transpose", transpose_shape, transpose_to_ours, transpose_to_stored},
 };
 
 static const Layout *find_layout(const char *name) {
@@ -85,4 +93,19 @@ int hf_import(Params *p, const StCheckpoint *ck, PcError *err) {
     tensor_free(t);
   }
   return 0;
+}
+
+Tensor *hf_export(const ParamSpec *s, const Tensor *ours) {
+  const Layout *layout = s->hf_layout ? find_layout(s->hf_layout) : NULL;
+  int rank = s->rank;
+  int64_t dim[PC_MAX_RANK];
+  memcpy(dim, s->dim, sizeof dim);
+  if (layout) layout->stored_shape(s, &rank, dim);
+  Tensor *t = tensor_new(PC_F32, rank, dim);
+  if (!t) return NULL;
+  if (layout)
+    layout->to_stored(s, tensor_f32(ours), tensor_f32(t));
+  else
+    memcpy(t->data, ours->data, tensor_bytes(ours));
+  return t;
 }

@@ -10,6 +10,9 @@
 /* Fills every parameter from the checkpoint (allocating values as needed).
  * Errors name the tensor, the file and both shapes. */
 int hf_import(Params *p, const StCheckpoint *ck, PcError *err);
+/* A parameter's value in the layout the checkpoint stores (a new tensor;
+ * NULL when out of memory). */
+Tensor *hf_export(const ParamSpec *s, const Tensor *ours);
 /* Whether a layout name is known; the list for messages. */
 int hf_layout_known(const char *layout);
 const char *hf_layout_names(void);

@@ -20,6 +20,7 @@ typedef struct {
   ParamInit init;
   double std;
   char *hf_layout; /* NULL: stored as we store it; "transpose": a 2-D [in, out] */
+  int embedding;   /* a lookup table (an embedding op reads it) */
 } ParamSpec;
 
 typedef struct {

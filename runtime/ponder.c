@@ -12,6 +12,8 @@ typedef struct {
 
 static const Command commands[] = {
     {"forward", cmd_forward, "run a model once on a prompt and print the most likely next tokens"},
+    {"generate", cmd_generate, "generate text after a prompt (sampling; full recomputation, no cache)"},
+    {"train", cmd_train, "train a model on token shards: metrics, checkpoints, exact resume"},
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (or ids -> text with --decode)"},
     {"tokenizer", cmd_tokenizer, "tokenizer tools: train a BPE tokenizer.json, show a tokenizer's facts"},
     {"prepare", cmd_prepare, "text or JSONL files -> token shards (train/validation) for training"},

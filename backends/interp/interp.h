@@ -19,4 +19,7 @@ typedef struct {
 int interp_run(const IrGraph *g, const Params *params, const NamedTensor *inputs, size_t n_inputs,
                NamedTensor *outputs, size_t max_outputs, size_t *n_out, PcError *err);
 
+/* Threads for the BLAS calls (0: as many as cores). */
+void interp_set_threads(int n);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/interp/interp.h"
 #include "backends/interp/kernels.h"
 
 static int64_t last(const Tensor *t) { return t->rank ? t->dim[t->rank - 1] : 1; }
@@ -264,3 +265,5 @@ static const InterpKernel kernels[IR_NUM_OPS] = {
 };
 
 InterpKernel interp_kernel(IrOp op) { return kernels[op] ? kernels[op] : interp_grad_kernels[op]; }
+
+void interp_set_threads(int n) { openblas_set_num_threads(n); }

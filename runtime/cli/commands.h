@@ -4,6 +4,8 @@
 #define PC_CLI_COMMANDS_H
 
 int cmd_forward(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);

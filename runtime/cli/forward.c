@@ -90,9 +90,8 @@ int cmd_forward(int argc, char **argv) {
     model_opts_free(&mo);
     return 1;
   }
-  int64_t vocab = 0, ctx = 0;
+  int64_t vocab = 0, ctx = fe_context_length(m.fe);
   int rc = fe_hparam_int(m.fe, "vocab_size", &vocab, &err);
-  if (!rc && fe_hparam_int(m.fe, "n_positions", &ctx, NULL) < 0) ctx = 0;
   if (!rc && !ids.n)
     for (int i = 0; i < 16; i++) vec_push(&ids, (int32_t)((i * 7919 + 13) % vocab));
   if (!rc && ctx && (int64_t)ids.n > ctx)

@@ -1,0 +1,32 @@
+/* AdamW as PyTorch's torch.optim.AdamW computes it (the single-tensor path),
+ * with decoupled weight decay on matrices only: none on biases and norm
+ * weights, and on embedding tables only when asked. Gradient helpers: the
+ * global norm and clipping by it. */
+#ifndef PC_OPTIM_H
+#define PC_OPTIM_H
+
+#include "runtime/params.h"
+
+typedef struct {
+  double beta1, beta2, eps, weight_decay;
+  int decay_embeddings;
+} AdamWConfig;
+
+typedef struct {
+  Tensor **m, **v; /* first and second moments, one per parameter */
+  size_t n;
+  int64_t step;    /* updates done */
+} AdamW;
+
+int adamw_init(AdamW *o, const Params *p, PcError *err);
+void adamw_free(AdamW *o);
+/* Whether weight decay applies to a parameter. */
+int adamw_decays(const AdamWConfig *cfg, const ParamSpec *s);
+/* One update of every parameter with learning rate lr. */
+void adamw_update(AdamW *o, Params *p, Tensor *const *grads, double lr, const AdamWConfig *cfg);
+
+/* sqrt of the sum of squares of all gradients (accumulated in double). */
+double grads_global_norm(Tensor *const *grads, size_t n);
+void grads_scale(Tensor *const *grads, size_t n, float by);
+
+#endif

@@ -1,0 +1,68 @@
+/* The llm.c check against PyTorch: ten AdamW steps on one batch of the
+ * gpt2-small fixture (lr 1e-2, betas 0.9/0.95, eps 1e-8, weight decay 0.1
+ * on matrices and embeddings, none on biases and norms; see
+ * docs/fixtures.md) must give PyTorch's ten losses within 1e-4 relative. */
+#include <math.h>
+
+#include "ir/autodiff.h"
+#include "runtime/cli/model_load.h"
+#include "runtime/safetensors.h"
+#include "runtime/train/optim.h"
+#include "tests/check.h"
+#include "tests/grad_check.h"
+
+int main(void) {
+  PcError err;
+  ModelOpts mo = {.script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small", .trace_flags = FE_TRACE_LOSS};
+  LoadedModel m;
+  IrGraph *train;
+  StCheckpoint *io;
+  Tensor *ids, *want;
+  if (model_load(&mo, &m, &err) < 0 || ir_autodiff(m.graph, "loss", AD_LOOPS_RECOMPUTE, &train, &err) < 0 ||
+      st_open("tests/fixtures/gpt2-small/io.safetensors", &io, &err) < 0 ||
+      st_read(io, "input_ids", &ids, &err) < 0 || st_read(io, "adamw_losses", &want, &err) < 0) {
+    fprintf(stderr, "%s\n", err.msg);
+    return 1;
+  }
+  st_close(io);
+  Tensor *targets = tensor_new(PC_I32, 2, ids->dim);
+  int64_t B = ids->dim[0], T = ids->dim[1];
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < T; t++) tensor_i32(targets)[b * T + t] = t + 1 < T ? tensor_i32(ids)[b * T + t + 1] : -1;
+
+  AdamW opt;
+  AdamWConfig cfg = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .decay_embeddings = 1};
+  CHECK(adamw_init(&opt, &m.params, &err) == 0);
+  size_t np = m.params.spec.n;
+  Tensor **grads = calloc(np, sizeof *grads);
+  NamedTensor in[2] = {{"ids", ids}, {"targets", targets}};
+  double worst = 0;
+  for (int step = 0; step < 10; step++) {
+    GcOutputs out = {0};
+    if (gc_run(train, &m.params, in, 2, &out, &err) < 0) {
+      CHECKF(0, "%s", err.msg);
+      break;
+    }
+    double loss = tensor_f32(gc_get(&out, "loss"))[0], ref = tensor_f32(want)[step];
+    double rel = fabs(loss - ref) / fabs(ref);
+    worst = fmax(worst, rel);
+    printf("step %2d: loss %.6f, PyTorch %.6f (rel %.2e)\n", step + 1, loss, ref, rel);
+    CHECKF(rel <= 1e-4, "step %d: loss %.7f vs PyTorch %.7f", step + 1, loss, ref);
+    for (size_t p = 0; p < np; p++) {
+      char name[512];
+      snprintf(name, sizeof name, "grad:%s", m.params.spec.a[p].name);
+      grads[p] = (Tensor *)gc_get(&out, name);
+    }
+    adamw_update(&opt, &m.params, grads, 1e-2, &cfg);
+    gc_free(&out);
+  }
+  printf("ten AdamW steps match PyTorch: worst relative loss difference %.2e\n", worst);
+  free(grads);
+  adamw_free(&opt);
+  tensor_free(ids);
+  tensor_free(targets);
+  tensor_free(want);
+  ir_graph_free(train);
+  model_unload(&m);
+  return check_exit();
+}
