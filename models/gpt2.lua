@@ -22,6 +22,7 @@ local gpt2 = pc.model {
   },
   configs = {
     { "tiny", vocab_size = 96, n_positions = 64, n_embd = 32, n_layer = 2, n_head = 2 },
+    { "mini", n_positions = 256, n_embd = 128, n_layer = 4, n_head = 4 },   -- for CPU demos
     { "124m" },
     { "355m", n_embd = 1024, n_layer = 24, n_head = 16 },
     { "774m", n_embd = 1280, n_layer = 36, n_head = 20 },

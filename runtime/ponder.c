@@ -1,4 +1,5 @@
 /* `ponder`: the runtime tool. Dispatches to the subcommands in cli/. */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* Keep freed tensor memory in the heap: returning every large buffer to the
+   * kernel and faulting it back in each step costs more than the step's math. */
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (argc < 2) {
     usage(stderr);
     return 2;

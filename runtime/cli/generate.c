@@ -338,7 +338,7 @@ static int run(GenOpts *o, PcError *err) {
   loaded = !rc;
   int64_t vocab = 0, ctx = 0;
   if (!rc) rc = fe_hparam_int(m.fe, "vocab_size", &vocab, err);
-  if (!rc && fe_hparam_int(m.fe, "n_positions", &ctx, NULL) < 0) ctx = 0;
+  if (!rc) ctx = fe_context_length(m.fe);
   for (size_t i = 0; !rc && i < ids.n; i++)
     if (ids.a[i] >= vocab)
       rc = pc_errorf(err, "prompt token id %u is outside the model's vocabulary of %lld", ids.a[i], (long long)vocab);
