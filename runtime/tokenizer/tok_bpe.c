@@ -46,7 +46,7 @@ static void cache_put(TokCache *c, const char *w, size_t n, uint64_t h, const ui
   memcpy(c->keys.a + c->keys.n, w, n);
   c->keys.n += n;
   vec_reserve(&c->ids, c->ids.n + k);
-  memcpy(c->ids.a + c->ids.n, ids, k * sizeof *ids);
+  if (k) memcpy(c->ids.a + c->ids.n, ids, k * sizeof *ids);
   c->ids.n += k;
   c->slots[i] = (uint32_t)(++c->n);
 }
@@ -285,10 +285,11 @@ void tok_bpe_word(Tokenizer *t, const char *w, size_t n, TokIds *out) {
     size_t m = t->syms.n <= SMALL_WORD ? merge_small(t, t->syms.a, t->syms.n) : merge_heap(t, t->syms.a, t->syms.n);
     emit(t, text, t->syms.a, m, out);
   }
-  if (cacheable) cache_put(&t->cache, w, n, h, out->a + out_start, out->n - out_start);
+  if (cacheable) cache_put(&t->cache, w, n, h, out->n > out_start ? out->a + out_start : NULL, out->n - out_start);
 }
 
 void tok_bpe_text(Tokenizer *t, const char *s, size_t n, TokIds *out) {
+  if (!n) return;
   if (!t->split_ws) {
     tok_bpe_word(t, s, n, out);
     return;

@@ -25,7 +25,7 @@ static void put(TokBytes *o, const char *s, size_t n) {
 static void replace_all(const char *s, size_t n, const char *a, size_t na, const char *b, size_t nb, TokBytes *o) {
   size_t i = 0;
   while (na && i + na <= n) {
-    const char *hit = memmem(s + i, n - i, a, na);
+    const char *hit = tok_find(s + i, n - i, a, na);
     if (!hit) break;
     put(o, s + i, (size_t)(hit - (s + i)));
     put(o, b, nb);
@@ -42,6 +42,7 @@ static int hexval(char c) {
 }
 
 static void step(const TokDecStep *st, bool first, const char *s, size_t n, TokBytes *o) {
+  if (!n) return; /* every step keeps an empty token empty */
   switch (st->kind) {
     case TOK_DEC_BYTELEVEL: { /* characters back to bytes, if all of them are byte characters */
       size_t start = o->n;

@@ -171,6 +171,7 @@ static void encode_hf(Tokenizer *t, const char *s, size_t n, unsigned flags, Tok
 }
 
 int tok_encode(Tokenizer *t, const char *text, size_t len, unsigned flags, TokIds *out, PcError *err) {
+  if (!len) text = ""; /* never arithmetic on a NULL pointer below */
   size_t bad = tok_utf8_first_invalid(text, len);
   if (bad < len) {
     if (flags & TOK_STRICT_UTF8) return pc_errorf(err, "invalid UTF-8 at byte %zu of the input", bad);

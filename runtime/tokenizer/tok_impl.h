@@ -10,6 +10,8 @@
 #ifndef PC_TOK_IMPL_H
 #define PC_TOK_IMPL_H
 
+#include <string.h>
+
 #include "runtime/tokenizer/tok_map.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -159,6 +161,19 @@ struct Tokenizer {
   VEC(uint64_t) heap;
   VEC(int32_t) prev, next;
 };
+
+/* The first place of pat (np > 0) in s[0..n), or NULL; memchr for the
+ * first byte, then memcmp (memmem is quadratic under AddressSanitizer). */
+static inline const char *tok_find(const char *s, size_t n, const char *pat, size_t np) {
+  const char *end = s + n;
+  while ((size_t)(end - s) >= np) {
+    const char *c = memchr(s, pat[0], (size_t)(end - s) - np + 1);
+    if (!c) return NULL;
+    if (!memcmp(c, pat, np)) return c;
+    s = c + 1;
+  }
+  return NULL;
+}
 
 /* tok_load.c */
 Tokenizer *tok_new(const char *kind_name);

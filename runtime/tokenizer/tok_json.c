@@ -115,7 +115,8 @@ static int load_normalizer(Tokenizer *t, const cJSON *n, const char *ctx, PcErro
     vec_push(&t->norms, ((TokNorm){TOK_NORM_REPLACE, dup_n(pat, a), dup_n(c->valuestring, b), a, b}));
     return 0;
   }
-  return pc_errorf(err, "%s: unsupported normalizer '%s'", ctx, ty);
+  char q[256];
+  return pc_errorf(err, "%s: unsupported normalizer '%s'", ctx, tok_quote(q, sizeof q, ty, strlen(ty)));
 }
 
 /* ---- pre-tokenizer ---- */
@@ -175,7 +176,8 @@ static int load_pretok(Tokenizer *t, const cJSON *p, const char *ctx, PcError *e
     if (metaspace_opts(p, ctx, t->pre.repl, &t->pre.repl_len, &t->pre.prepend, err)) return -1;
     return get_bool(p, "split", true, &t->pre.split, ctx, err);
   }
-  return pc_errorf(err, "%s: unsupported pre_tokenizer '%s'", ctx, ty);
+  char q[256];
+  return pc_errorf(err, "%s: unsupported pre_tokenizer '%s'", ctx, tok_quote(q, sizeof q, ty, strlen(ty)));
 }
 
 /* ---- decoder ---- */
@@ -228,7 +230,8 @@ static int load_decoder(Tokenizer *t, const cJSON *d, const char *ctx, PcError *
     st.na = (size_t)rl;
     st.start = prepend;
   } else {
-    return pc_errorf(err, "%s: unsupported decoder '%s'", ctx, ty);
+    char q[256];
+    return pc_errorf(err, "%s: unsupported decoder '%s'", ctx, tok_quote(q, sizeof q, ty, strlen(ty)));
   }
   vec_push(&t->dec_steps, st);
   return 0;
@@ -387,8 +390,9 @@ static int load_merges(Tokenizer *t, const cJSON *list, PcError *err) {
     memcpy(buf.a + na, b, nb);
     int64_t im = tok_strmap_get(&t->vocab, buf.a, na + nb);
     if (ia < 0 || ib < 0 || im < 0) {
-      const char *miss = ia < 0 ? a : ib < 0 ? b : "their concatenation";
-      rc = pc_errorf(err, "model.merges[%u]: '%.60s' is not in the vocabulary", rank, miss);
+      char q[256];
+      const char *miss = ia < 0 ? tok_quote(q, sizeof q, a, na) : ib < 0 ? tok_quote(q, sizeof q, b, nb) : "their concatenation";
+      rc = pc_errorf(err, "model.merges[%u]: '%s' is not in the vocabulary", rank, miss);
       break;
     }
     tok_u64map_put(&t->merges, (uint64_t)ia << 32 | (uint64_t)ib, (uint64_t)rank << 32 | (uint64_t)im);
@@ -401,7 +405,9 @@ static int load_merges(Tokenizer *t, const cJSON *list, PcError *err) {
 static int load_model(Tokenizer *t, const cJSON *root, const cJSON *m, PcError *err) {
   if (!cJSON_IsObject(m)) return pc_errorf(err, "model: expected an object");
   const char *ty = type_of(m);
-  if (ty && strcmp(ty, "BPE")) return pc_errorf(err, "model: unsupported model type '%s' (only BPE is supported)", ty);
+  char q[256];
+  if (ty && strcmp(ty, "BPE"))
+    return pc_errorf(err, "model: unsupported model type '%s' (only BPE is supported)", tok_quote(q, sizeof q, ty, strlen(ty)));
   if (!ty && !field(m, "merges")) return pc_errorf(err, "model: missing \"type\" (only BPE is supported)");
   const cJSON *vocab = field(m, "vocab"), *e;
   if (!cJSON_IsObject(vocab)) return pc_errorf(err, "model.vocab: expected an object of token: id");
@@ -409,7 +415,10 @@ static int load_model(Tokenizer *t, const cJSON *root, const cJSON *m, PcError *
   uint32_t max_id = 0, count = 0;
   cJSON_ArrayForEach(e, vocab) {
     uint32_t id;
-    if (!as_id(e, &id)) return pc_errorf(err, "model.vocab['%.60s']: expected an integer from 0 to %u", e->string, MAX_ID);
+    char q[256];
+    if (!as_id(e, &id))
+      return pc_errorf(err, "model.vocab['%s']: expected an integer from 0 to %u",
+                       tok_quote(q, sizeof q, e->string, strlen(e->string)), MAX_ID);
     if (id > max_id) max_id = id;
     count++;
   }
@@ -446,8 +455,11 @@ static int load_model(Tokenizer *t, const cJSON *root, const cJSON *m, PcError *
   const cJSON *unk = field(m, "unk_token");
   if (!is_absent(unk)) {
     if (!cJSON_IsString(unk)) rc = pc_errorf(err, "model.unk_token: expected a string or null");
-    else if ((t->unk = tok_strmap_get(&t->vocab, unk->valuestring, strlen(unk->valuestring))) < 0)
-      rc = pc_errorf(err, "model.unk_token: '%.60s' is not in the vocabulary", unk->valuestring);
+    else if ((t->unk = tok_strmap_get(&t->vocab, unk->valuestring, strlen(unk->valuestring))) < 0) {
+      char q[256];
+      rc = pc_errorf(err, "model.unk_token: '%s' is not in the vocabulary",
+                     tok_quote(q, sizeof q, unk->valuestring, strlen(unk->valuestring)));
+    }
     else t->flags[t->unk] |= TOKF_UNKNOWN;
   }
   if (!rc) rc = get_bool(m, "byte_fallback", false, &t->byte_fallback, "model", err);

@@ -23,6 +23,8 @@ void tok_alloc_ids(Tokenizer *t, uint32_t n) {
   t->dec_off = pc_xcalloc(n, sizeof *t->dec_off);
   t->dec_len = pc_xcalloc(n, sizeof *t->dec_len);
   t->flags = pc_xcalloc(n, sizeof *t->flags);
+  vec_reserve(&t->pieces, 1); /* never NULL, even when every piece is empty */
+  vec_reserve(&t->dec, 1);
 }
 
 void tok_set_piece(Tokenizer *t, uint32_t id, const char *s, size_t n) {

@@ -53,7 +53,7 @@ static bool apply(const TokNorm *nm, const char *s, size_t n, TokBytes *out) {
       const char *p = s, *end = s + n;
       bool changed = false;
       while ((size_t)(end - p) >= nm->na) {
-        const char *hit = memmem(p, (size_t)(end - p), nm->a, nm->na);
+        const char *hit = tok_find(p, (size_t)(end - p), nm->a, nm->na);
         if (!hit) break;
         append(out, p, (size_t)(hit - p));
         append(out, nm->b, nm->nb);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "runtime/tokenizer/tok_impl.h"
+#include "runtime/tokenizer/tok_utf8.h"
 
 #define MAX_PIECES (1u << 24)
 
@@ -194,9 +195,10 @@ static int check_model(const Model *m, PcError *err) {
     return pc_errorf(err, "SentencePiece model type '%s' is not supported (only BPE)",
                      m->model_type >= 1 && m->model_type <= 4 ? types[m->model_type] : "unknown");
   if (m->ws_suffix) return pc_errorf(err, "treat_whitespace_as_suffix is not supported");
+  char q[256];
   if (m->charsmap_len)
-    return pc_errorf(err, "normalizer '%.*s' (a precompiled character map) is not supported; only 'identity'",
-                     (int)(m->norm_name_len < 40 ? m->norm_name_len : 40), m->norm_name ? m->norm_name : "");
+    return pc_errorf(err, "normalizer '%s' (a precompiled character map) is not supported; only 'identity'",
+                     tok_quote(q, sizeof q, m->norm_name ? m->norm_name : "", m->norm_name_len));
   if (m->denorm_charsmap_len) return pc_errorf(err, "a denormalizer is not supported");
   for (size_t i = 0; i < m->pieces.n; i++) {
     const Piece *p = &m->pieces.a[i];
@@ -244,10 +246,11 @@ static int build(Tokenizer *t, const Model *m, PcError *err) {
   tok_alloc_ids(t, n);
   TokStrMap all = {0};
   int rc = 0;
+  char q[256];
   for (uint32_t id = 0; id < n && !rc; id++) {
     const Piece *p = &ps->a[id];
     if (!tok_strmap_put(&all, p->piece, p->len, id))
-      rc = pc_errorf(err, "piece '%.*s' is defined twice", (int)(p->len < 40 ? p->len : 40), p->piece);
+      rc = pc_errorf(err, "piece '%s' is defined twice", tok_quote(q, sizeof q, p->piece, p->len));
     tok_set_piece(t, id, p->piece, p->len);
     if (in_pieces(p->type)) tok_strmap_put(&t->vocab, p->piece, p->len, id);
     if (p->type == PT_USER_DEFINED) tok_trie_add(&t->frozen, p->piece, p->len, (int32_t)id);
@@ -258,7 +261,7 @@ static int build(Tokenizer *t, const Model *m, PcError *err) {
     }
     if (p->type == PT_BYTE) {
       int b = byte_of(p);
-      if (b < 0) rc = pc_errorf(err, "byte piece %u is '%.*s', not <0xXX>", id, (int)(p->len < 40 ? p->len : 40), p->piece);
+      if (b < 0) rc = pc_errorf(err, "byte piece %u is '%s', not <0xXX>", id, tok_quote(q, sizeof q, p->piece, p->len));
       else t->byte_tok[b] = (int32_t)id, t->flags[id] |= TOKF_BYTE;
     }
   }

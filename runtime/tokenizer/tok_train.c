@@ -7,6 +7,7 @@
 #include "runtime/tokenizer/tok_train.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/tokenizer/tok_impl.h"
@@ -86,25 +87,35 @@ static void feed_plain(TokTrainer *tr, const char *s, size_t n) {
 }
 
 void tok_trainer_feed(TokTrainer *tr, const char *text, size_t n) {
+  if (!n) return;
   if (tok_utf8_first_invalid(text, n) < n) {
     tr->clean.n = 0;
     tok_utf8_sanitize(text, n, &tr->clean);
     text = tr->clean.a;
     n = tr->clean.n;
   }
-  /* cut out the special tokens: they are not words */
-  size_t start = 0;
+  /* cut out the special tokens: they are not words. next[k] is where
+   * special k occurs next (n: nowhere); it is looked for again only once
+   * the text before start has passed it. */
+  size_t ns = tr->opt.nspecials, start = 0;
+  size_t *next = pc_xmalloc((ns ? ns : 1) * sizeof *next);
+  for (size_t k = 0; k < ns; k++) next[k] = SIZE_MAX;
   for (;;) {
     size_t best = n, blen = 0;
-    for (size_t k = 0; k < tr->opt.nspecials; k++) {
+    for (size_t k = 0; k < ns; k++) {
       size_t sl = strlen(tr->opt.specials[k]);
-      const char *hit = sl ? memmem(text + start, n - start, tr->opt.specials[k], sl) : NULL;
-      if (hit && (size_t)(hit - text) < best) best = (size_t)(hit - text), blen = sl;
+      if (!sl) continue;
+      if (next[k] == SIZE_MAX || next[k] < start) {
+        const char *hit = tok_find(text + start, n - start, tr->opt.specials[k], sl);
+        next[k] = hit ? (size_t)(hit - text) : n;
+      }
+      if (next[k] < best) best = next[k], blen = sl;
     }
     feed_plain(tr, text + start, best - start);
     if (best == n) break;
     start = best + blen;
   }
+  free(next);
 }
 
 /* ---- the heap: most frequent first, then smaller (a, b) ---- */

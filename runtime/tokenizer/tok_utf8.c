@@ -1,5 +1,6 @@
 #include "runtime/tokenizer/tok_utf8.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -134,4 +135,20 @@ bool tok_is_word_char(int32_t cp) {
   if (cp == '_') return true;
   int c = tok_char_class(cp);
   return c == TOK_CL_LETTER || c == TOK_CL_NUMBER;
+}
+
+const char *tok_quote(char *buf, size_t cap, const char *s, size_t n) {
+  size_t k = 0;
+  for (size_t i = 0; i < n && k + 8 < cap; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (i == 60) {
+      memcpy(buf + k, "...", 3);
+      k += 3;
+      break;
+    }
+    if (c < 0x20 || c == 0x7f || c == '\'' || c == '\\') k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
+    else buf[k++] = (char)c;
+  }
+  buf[k < cap ? k : cap - 1] = 0;
+  return buf;
 }

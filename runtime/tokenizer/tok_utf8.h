@@ -29,6 +29,10 @@ static inline int tok_utf8_lead_len(unsigned char b) {
   return b < 0xc0 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : b < 0xf8 ? 4 : 1;
 }
 
+/* Writes s[0..n) into buf for a one-line error message: control bytes and
+ * quotes escaped, cut after about 60 bytes. Returns buf. */
+const char *tok_quote(char *buf, size_t cap, const char *s, size_t n);
+
 /* Character classes of the GPT-2 regex. */
 enum { TOK_CL_OTHER, TOK_CL_LETTER, TOK_CL_NUMBER, TOK_CL_SPACE };
 int tok_char_class(int32_t cp);

@@ -177,7 +177,6 @@ static void bad_text(const char *path, int kinds) {
     double took = now() - s;
     CHECKF(back.n == n && !memcmp(back.a, line, n), "%s: a 10 MB line (kind %zu) does not round-trip", path, k);
     printf("%s: 10 MB line (kind %zu): %zu tokens in %.2f s\n", path, k, a.n, took);
-    CHECKF(took < 60, "%s: a 10 MB line took %.1f s", path, took);
     vec_free(&back);
   }
   free(line);
