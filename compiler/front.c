@@ -37,6 +37,7 @@ static int l_model(lua_State *L) {
   if (t != LUA_TNIL && (t != LUA_TSTRING || lua_getfield(L, 3, lua_tostring(L, -1)) != LUA_TNUMBER))
     return luaL_error(L, "model: 'context' must name an integer hyperparameter");
   lua_settop(L, 1);
+  fe_add_ponder_hparams(L, 1);
   return 1;
 }
 

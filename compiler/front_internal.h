@@ -37,4 +37,13 @@ void fe_push_tensor(lua_State *L, FeModel *m, uint32_t v);
 /* The IR value of a tensor argument, raising a Lua error if it is not one. */
 uint32_t fe_check_tensor(lua_State *L, FeModel *m, int arg);
 
+/* Sets the builder's location to the calling script line. */
+void fe_set_loc(lua_State *L, FeModel *m);
+/* pondercc.ponder (ponder.c); its upvalue is the FeModel. */
+int fe_lua_ponder(lua_State *L);
+
+/* Adds the pondering knobs (ponder.c) to the hparams of the model table at
+ * idx, where the script does not declare them itself. */
+void fe_add_ponder_hparams(lua_State *L, int idx);
+
 #endif

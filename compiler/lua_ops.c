@@ -12,7 +12,7 @@ static FeModel *model_of(lua_State *L) { return lua_touserdata(L, lua_upvalueind
 /* The node location: the innermost line of the model script itself on the
  * call stack (so an error inside models/lib points at the script's call),
  * else the innermost Lua line. */
-static void set_loc(lua_State *L, FeModel *m) {
+void fe_set_loc(lua_State *L, FeModel *m) {
   lua_Debug ar;
   char loc[LUA_IDSIZE + 32] = "";
   for (int level = 1; lua_getstack(L, level, &ar); level++) {
@@ -49,7 +49,7 @@ uint32_t fe_check_tensor(lua_State *L, FeModel *m, int arg) {
 static int push_op(lua_State *L, FeModel *m, IrOp op, const uint32_t *in, uint32_t n, const IrAttr *attr) {
   if (!m->g) return luaL_error(L, "%s: operations can only be used while forward is traced", ir_op_info(op)->name);
   PcError err;
-  set_loc(L, m);
+  fe_set_loc(L, m);
   uint32_t v = ir_build(&m->b, op, in, n, attr, NULL, &err);
   if (v == IR_NONE) return raise(L, &err);
   fe_push_tensor(L, m, v);
@@ -193,7 +193,7 @@ static int l_param(lua_State *L) {
     return 1;
   }
   PcError err;
-  set_loc(L, m);
+  fe_set_loc(L, m);
   v = ir_param(&m->b, name, &t, init, std, layout, &err);
   if (v == IR_NONE) return raise(L, &err);
   fe_push_tensor(L, m, v);
@@ -215,7 +215,7 @@ static int l_loop(lua_State *L) {
     lua_pop(L, 1);
   }
   PcError err;
-  set_loc(L, m);
+  fe_set_loc(L, m);
   if (ir_loop_begin(&m->b, trip, 0, init, (uint32_t)n, args, &err) == IR_NONE) return raise(L, &err);
   lua_pushvalue(L, 3);
   for (lua_Integer i = 0; i <= n; i++) fe_push_tensor(L, m, args[i]);
@@ -225,7 +225,7 @@ static int l_loop(lua_State *L) {
   if (got != n) return luaL_error(L, "loop: the body returned %d values for %d carried", got, (int)n);
   uint32_t yield[64];
   for (int i = 0; i < got; i++) yield[i] = fe_check_tensor(L, m, base + 1 + i);
-  set_loc(L, m);
+  fe_set_loc(L, m);
   uint32_t out = ir_loop_end(&m->b, yield, (uint32_t)n, &err);
   if (out == IR_NONE) return raise(L, &err);
   for (lua_Integer i = 0; i < n; i++) fe_push_tensor(L, m, out + (uint32_t)i);
@@ -289,6 +289,7 @@ static const luaL_Reg module_funcs[] = {
     {"matmul", l_matmul},       {"layernorm", l_layernorm}, {"rmsnorm", l_rmsnorm},     {"gelu", l_gelu},
     {"gelu_tanh", l_gelu_tanh}, {"silu", l_silu},           {"softmax", l_softmax},     {"scale", l_scale},
     {"attention", l_attention}, {"split", l_split},         {"loop", l_loop},           {"cross_entropy", l_cross_entropy},
+    {"ponder", fe_lua_ponder},
     {NULL, NULL}};
 
 static const luaL_Reg tensor_meta[] = {{"__add", t_add}, {"__sub", t_sub},           {"__mul", t_mul},

@@ -45,6 +45,13 @@ static int rule_same(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
+static int rule_softmax_topk(const Rule *r, IrType *out, PcError *err) {
+  if (rule_same(r, out, err) < 0) return -1;
+  int64_t v = out->shape.rank ? out->shape.dim[out->shape.rank - 1] : 1, k = r->n->attr[0].i;
+  if (k < 1 || (!IR_IS_SYM(v) && k > v)) return pc_errorf(err, "k = %lld must be between 1 and %lld", (long long)k, (long long)v);
+  return 0;
+}
+
 static int rule_broadcast(const Rule *r, IrType *out, PcError *err) {
   const IrGraph *g = r->g;
   const IrNode *n = r->n;

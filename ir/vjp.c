@@ -122,6 +122,7 @@ static const AdRule rules[IR_NUM_OPS] = {
     [IR_GELU] = r_gelu,
     [IR_SILU] = r_silu,
     [IR_SOFTMAX] = r_softmax,
+    [IR_SOFTMAX_TOPK] = r_softmax, /* zero outside the top k, so the same rule */
     [IR_LAYERNORM] = r_layernorm,
     [IR_RMSNORM] = r_rmsnorm,
     [IR_LINEAR] = r_linear,

@@ -1,14 +1,17 @@
 -- GPT-2, as Hugging Face's GPT2LMHeadModel computes it: learned positions,
 -- pre-LayerNorm blocks, fused QKV projection, tanh GELU, LM head tied to
--- the token embedding. Parameter names are the Hugging Face ones; the
--- checkpoint's Conv1D weights are stored [in, out] and transposed on import.
+-- the token embedding; pondering (pondercc.ponder) when ponderinglm is set.
+-- Parameter names are the Hugging Face ones; the checkpoint's Conv1D
+-- weights are stored [in, out] and transposed on import.
 local pc = require "pondercc"
 local nn = require "lib.nn"
 
 local gpt2 = pc.model {
   name = "gpt2",
   architectures = { "GPT2LMHeadModel" },
-  -- Hugging Face config.json names; the defaults are GPT-2 124M.
+  -- Hugging Face config.json names; the defaults are GPT-2 124M. The
+  -- pondering knobs (ponderinglm, pondering_steps, ...) are added by
+  -- pondercc.model: see docs/pondering.md.
   hparams = {
     vocab_size = 50257,
     n_positions = 1024,
@@ -34,11 +37,19 @@ local gpt2 = pc.model {
 
 local activations = { gelu_new = pc.gelu_tanh, gelu = pc.gelu }
 
+-- Weights start as Hugging Face's GPT-2 does (residual projections smaller
+-- by sqrt(2 n_layer)), or as the PonderingLM reference when asked.
+local function init(hp, output)
+  if hp.ponder_reference_init then
+    return nn.reference_init(hp.n_embd, hp.n_layer, nn.ponder_steps(hp), output)
+  end
+  return nn.normal(hp.initializer_range / (output and math.sqrt(2 * hp.n_layer) or 1))
+end
+
 local function block(hp, x, prefix)
-  local C, std = hp.n_embd, hp.initializer_range
-  -- residual projections start smaller, as in GPT-2: std / sqrt(2 * n_layer)
-  local proj = { std = std / math.sqrt(2 * hp.n_layer), layout = "transpose" }
-  local conv = { std = std, layout = "transpose" }
+  local C = hp.n_embd
+  local conv = { init = init(hp), layout = "transpose" }
+  local proj = { init = init(hp, true), layout = "transpose" }
 
   local h = nn.layernorm(x, prefix .. ".ln_1", C, hp.layer_norm_epsilon)
   local q, k, v = pc.split(nn.linear(h, prefix .. ".attn.c_attn", C, 3 * C, conv), C, C, C)
@@ -56,7 +67,7 @@ end
 -- Transformer(E): everything from input embeddings to the final norm,
 -- position embeddings included, as GPT2Model runs with inputs_embeds.
 local function transformer(hp, e, ids)
-  local wpe = pc.param("transformer.wpe.weight", { hp.n_positions, hp.n_embd }, nn.normal(hp.initializer_range))
+  local wpe = pc.param("transformer.wpe.weight", { hp.n_positions, hp.n_embd }, init(hp))
   local x = e + pc.embedding(wpe, pc.positions(ids))
   for i = 0, hp.n_layer - 1 do
     x = block(hp, x, "transformer.h." .. i)
@@ -65,9 +76,12 @@ local function transformer(hp, e, ids)
 end
 
 function gpt2.forward(hp, ids)
-  local wte = pc.param("transformer.wte.weight", { hp.vocab_size, hp.n_embd }, nn.normal(hp.initializer_range))
-  local h = transformer(hp, pc.embedding(wte, ids), ids)
-  return pc.linear(h, wte) -- the LM head is the token embedding (tied)
+  local wte = pc.param("transformer.wte.weight", { hp.vocab_size, hp.n_embd }, init(hp))
+  local h = pc.ponder(hp, {
+    embed = wte, head = wte, ids = ids, -- the LM head is the token embedding (tied)
+    body = function(e) return transformer(hp, e, ids) end,
+  })
+  return pc.linear(h, wte)
 end
 
 return gpt2

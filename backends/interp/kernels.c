@@ -114,6 +114,55 @@ static int k_softmax(const IrNode *n, Tensor *const *in, Tensor *const *out, PcE
   return 0;
 }
 
+/* The k largest of x[0..V) (ties: the lower index wins), into idx[0..k)
+ * in no particular order. A min-heap whose root is the weakest kept entry. */
+static int weaker(const float *x, int64_t a, int64_t b) { return x[a] < x[b] || (x[a] == x[b] && a > b); }
+
+static void heap_swap(int64_t *h, int64_t a, int64_t b) {
+  int64_t t = h[a];
+  h[a] = h[b];
+  h[b] = t;
+}
+
+void interp_top_k(const float *x, int64_t V, int64_t k, int64_t *idx) {
+  for (int64_t i = 0; i < V; i++) {
+    if (i < k) { /* grow the heap, sift up */
+      idx[i] = i;
+      for (int64_t at = i; at > 0 && weaker(x, idx[at], idx[(at - 1) / 2]); at = (at - 1) / 2)
+        heap_swap(idx, at, (at - 1) / 2);
+      continue;
+    }
+    if (!weaker(x, idx[0], i)) continue;
+    idx[0] = i; /* replace the weakest, sift down */
+    for (int64_t at = 0;;) {
+      int64_t l = 2 * at + 1, r = l + 1, w = at;
+      if (l < k && weaker(x, idx[l], idx[w])) w = l;
+      if (r < k && weaker(x, idx[r], idx[w])) w = r;
+      if (w == at) break;
+      heap_swap(idx, at, w);
+      at = w;
+    }
+  }
+}
+
+/* softmax_topk: [N, V] -> softmax over each row's k largest, zero elsewhere */
+static int k_softmax_topk(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  int64_t V = last(in[0]), N = rows(in[0]), k = n->attr[0].i;
+  int64_t *idx = pc_xmalloc(sizeof(int64_t) * (size_t)k);
+  for (int64_t r = 0; r < N; r++) {
+    const float *x = tensor_f32(in[0]) + r * V;
+    float *y = tensor_f32(out[0]) + r * V;
+    interp_top_k(x, V, k, idx);
+    double m = -INFINITY, s = 0;
+    for (int64_t j = 0; j < k; j++) m = fmax(m, x[idx[j]]);
+    for (int64_t j = 0; j < k; j++) s += exp(x[idx[j]] - m);
+    memset(y, 0, sizeof(float) * (size_t)V);
+    for (int64_t j = 0; j < k; j++) y[idx[j]] = (float)(exp(x[idx[j]] - m) / s);
+  }
+  free(idx);
+  return 0;
+}
+
 /* layernorm: x [N, C], w [C], b [C] -> (x - mean) / sqrt(var + eps) * w + b */
 static int k_layernorm(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t C = last(in[0]), N = rows(in[0]);
@@ -254,6 +303,7 @@ static const InterpKernel kernels[IR_NUM_OPS] = {
     [IR_GELU] = k_gelu,
     [IR_SILU] = k_silu,
     [IR_SOFTMAX] = k_softmax,
+    [IR_SOFTMAX_TOPK] = k_softmax_topk,
     [IR_LAYERNORM] = k_layernorm,
     [IR_RMSNORM] = k_rmsnorm,
     [IR_LINEAR] = k_linear,

@@ -9,6 +9,9 @@
 
 typedef int (*InterpKernel)(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err);
 
+/* Indices of the k largest of x[0..V) (ties: the lower index), unordered. */
+void interp_top_k(const float *x, int64_t V, int64_t k, int64_t *idx);
+
 /* The gradient, reduction and stack kernels (kernels_grad.c). */
 extern const InterpKernel interp_grad_kernels[IR_NUM_OPS];
 

@@ -9,6 +9,20 @@ function nn.normal(std) return { init = "normal", std = std } end
 nn.zeros = { init = "zeros" }
 nn.ones = { init = "ones" }
 
+-- K, the pondering steps the model will run (0 when pondering is off).
+function nn.ponder_steps(hp)
+  return hp.ponderinglm and hp.pondering_steps or 0
+end
+
+-- The PonderingLM reference initialisation (DESIGN section 1): truncated
+-- normal with std sqrt(2 / (5 width)); residual output projections divided
+-- by sqrt(2 layers (K + 1)), the effective depth of K + 1 chained passes.
+function nn.reference_init(width, layers, steps, output)
+  local std = math.sqrt(2 / (5 * width))
+  if output then std = std / math.sqrt(2 * layers * (steps + 1)) end
+  return { init = "trunc_normal", std = std }
+end
+
 -- LayerNorm over the last axis: prefix.weight, prefix.bias.
 function nn.layernorm(x, prefix, width, eps)
   local w = pc.param(prefix .. ".weight", { width }, nn.ones)
@@ -17,14 +31,15 @@ function nn.layernorm(x, prefix, width, eps)
 end
 
 -- A dense layer y = x W^T + b with W as [n_out, n_in]. opts:
---   std    init std of W (default 0.02)
+--   init   the initialiser of W (default normal, std 0.02)
 --   bias   false for no bias
 --   layout "transpose" when the checkpoint stores W as [n_in, n_out]
 --          (GPT-2's Conv1D)
 function nn.linear(x, prefix, n_in, n_out, opts)
   opts = opts or {}
+  local init = opts.init or nn.normal(0.02)
   local w = pc.param(prefix .. ".weight", { n_out, n_in },
-                     { init = "normal", std = opts.std or 0.02, layout = opts.layout })
+                     { init = init.init, std = init.std, layout = opts.layout })
   if opts.bias == false then return pc.linear(x, w) end
   local b = pc.param(prefix .. ".bias", { n_out }, nn.zeros)
   return pc.linear(x, w, b)

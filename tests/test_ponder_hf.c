@@ -1,0 +1,124 @@
+/* Pondering against an independent PyTorch implementation of DESIGN
+ * section 1 (scripts/make-fixtures): on the gpt2-small weights and inputs,
+ * for K = 0, 1, 3 and each knob, the logits, the loss and the gradient of
+ * every parameter must match within 1e-4 relative (1e-6 absolute for tiny
+ * gradients), in both ways of differentiating the ponder loop. */
+#include <math.h>
+#include <stdlib.h>
+
+#include <cjson/cJSON.h>
+
+#include "ir/autodiff.h"
+#include "runtime/base/file.h"
+#include "runtime/hf_import.h"
+#include "runtime/cli/model_load.h"
+#include "runtime/safetensors.h"
+#include "tests/check.h"
+#include "tests/grad_check.h"
+
+static const char *fixtures[] = {"ponder-k0", "ponder-k1", "ponder-k3", "ponder-k3-scale", "ponder-k3-scale-mult",
+                                 "ponder-k1-mult", "ponder-k3-tau", "ponder-k3-latest", "ponder-k3-top8"};
+
+/* --set strings from ponder.json (owned by the caller's buffer). */
+static int knob_sets(const char *name, char buf[8][64], ModelOpts *mo) {
+  char path[256];
+  snprintf(path, sizeof path, "tests/fixtures/%s/ponder.json", name);
+  char *text = pc_read_file(path, NULL, NULL);
+  cJSON *j = text ? cJSON_Parse(text) : NULL;
+  free(text);
+  if (!j) return -1;
+#define GET(k) cJSON_GetObjectItemCaseSensitive(j, k)
+  snprintf(buf[0], 64, "ponderinglm=true");
+  snprintf(buf[1], 64, "pondering_steps=%d", (int)GET("steps")->valuedouble);
+  snprintf(buf[2], 64, "scale_embeds=%s", cJSON_IsTrue(GET("scale_embeds")) ? "true" : "false");
+  snprintf(buf[3], 64, "mutiply_pondering_steps=%s", cJSON_IsTrue(GET("multiply_steps")) ? "true" : "false");
+  snprintf(buf[4], 64, "ponder_tau=%.17g", GET("tau")->valuedouble);
+  snprintf(buf[5], 64, "ponder_topk=%d", (int)GET("topk")->valuedouble);
+  snprintf(buf[6], 64, "ponder_accumulate=%s", cJSON_IsTrue(GET("accumulate")) ? "true" : "false");
+#undef GET
+  cJSON_Delete(j);
+  for (int i = 0; i < 7; i++) vec_push(&mo->sets, buf[i]);
+  return 0;
+}
+
+static double max_rel(const Tensor *a, const Tensor *b, double atol) {
+  double worst = 0;
+  for (int64_t i = 0; i < tensor_numel(b); i++) {
+    double d = fabs(tensor_f32(a)[i] - tensor_f32(b)[i]);
+    if (d > atol) worst = fmax(worst, d / fabs(tensor_f32(b)[i]));
+  }
+  return worst;
+}
+
+static void check(const char *name, AdLoopMode mode) {
+  char sets[8][64], io_path[256];
+  ModelOpts mo = {.script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small", .trace_flags = FE_TRACE_LOSS};
+  if (knob_sets(name, sets, &mo) < 0) {
+    CHECKF(0, "%s: cannot read ponder.json", name);
+    return;
+  }
+  PcError err;
+  LoadedModel m;
+  IrGraph *train = NULL;
+  if (model_load(&mo, &m, &err) < 0 || ir_autodiff(m.graph, "loss", mode, &train, &err) < 0) {
+    CHECKF(0, "%s: %s", name, err.msg);
+    model_opts_free(&mo);
+    return;
+  }
+  snprintf(io_path, sizeof io_path, "tests/fixtures/%s/io.safetensors", name);
+  StCheckpoint *io;
+  Tensor *ids, *want_logits, *want_loss;
+  CHECK(st_open(io_path, &io, &err) == 0 && st_read(io, "input_ids", &ids, &err) == 0 &&
+        st_read(io, "logits", &want_logits, &err) == 0 && st_read(io, "loss", &want_loss, &err) == 0);
+  Tensor *targets = tensor_new(PC_I32, 2, ids->dim);
+  int64_t B = ids->dim[0], T = ids->dim[1];
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < T; t++) tensor_i32(targets)[b * T + t] = t + 1 < T ? tensor_i32(ids)[b * T + t + 1] : -1;
+  NamedTensor in[2] = {{"ids", ids}, {"targets", targets}};
+  GcOutputs out = {0};
+  CHECKF(gc_run(train, &m.params, in, 2, &out, &err) == 0, "%s: %s", name, err.msg);
+  double logit_diff = 0;
+  const Tensor *logits = gc_get(&out, "logits");
+  for (int64_t i = 0; logits && i < tensor_numel(want_logits); i++)
+    logit_diff = fmax(logit_diff, fabs(tensor_f32(logits)[i] - tensor_f32(want_logits)[i]));
+  double loss = tensor_f32(gc_get(&out, "loss"))[0], ref = tensor_f32(want_loss)[0];
+  double loss_rel = fabs(loss - ref) / fabs(ref), grad_rel = 0;
+  CHECKF(logit_diff <= 1e-4, "%s: logits differ from PyTorch by %g", name, logit_diff);
+  CHECKF(loss_rel <= 1e-4, "%s: loss %.7f vs PyTorch %.7f", name, loss, ref);
+  for (size_t p = 0; p < m.params.spec.n; p++) {
+    const ParamSpec *s = &m.params.spec.a[p];
+    char gname[512], fname[512];
+    snprintf(gname, sizeof gname, "grad:%s", s->name);
+    snprintf(fname, sizeof fname, "grad.%s", s->name);
+    Tensor *want = NULL, *ours = NULL;
+    const Tensor *g = gc_get(&out, gname);
+    if (!g || st_read(io, fname, &want, &err) < 0) {
+      CHECKF(0, "%s: no gradient for %s", name, s->name);
+      continue;
+    }
+    ours = hf_export(s, g); /* in the Hugging Face layout, as PyTorch's */
+    double r = max_rel(ours, want, 1e-6);
+    grad_rel = fmax(grad_rel, r);
+    CHECKF(r <= 1e-4, "%s: gradient of %s differs from PyTorch by %g relative", name, s->name, r);
+    tensor_free(want);
+    tensor_free(ours);
+  }
+  printf("%-22s %-9s logits %.1e, loss rel %.1e, gradients rel %.1e\n", name,
+         mode == AD_LOOPS_SAVE ? "save" : "recompute", logit_diff, loss_rel, grad_rel);
+  gc_free(&out);
+  st_close(io);
+  tensor_free(ids);
+  tensor_free(targets);
+  tensor_free(want_logits);
+  tensor_free(want_loss);
+  ir_graph_free(train);
+  model_unload(&m);
+  model_opts_free(&mo);
+}
+
+int main(void) {
+  for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check(fixtures[i], AD_LOOPS_RECOMPUTE);
+  check("ponder-k3", AD_LOOPS_SAVE);
+  check("ponder-k3-top8", AD_LOOPS_SAVE);
+  return check_exit();
+}
