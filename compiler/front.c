@@ -534,7 +534,7 @@ int fe_trace(FeModel *m, unsigned flags, IrGraph **out, PcError *err) {
       uint32_t logits = t->value;
       m->b.region = 0;
       ir_set_loc(&m->b, NULL);
-      rc = ir_output(&m->b, "logits", logits, err);
+      if (!(flags & FE_TRACE_NO_LOGITS)) rc = ir_output(&m->b, "logits", logits, err);
       if (!rc && (flags & FE_TRACE_LOSS)) {
         uint32_t in[2] = {logits, ir_input(&m->b, "targets", &ids_t, err)};
         uint32_t loss = ir_build(&m->b, IR_CROSS_ENTROPY, in, 2, NULL, NULL, err);

@@ -47,7 +47,8 @@ char *fe_hparams_json(FeModel *m, PcError *err);
 int64_t fe_context_length(FeModel *m);
 
 enum {
-  FE_TRACE_LOSS = 1 << 0, /* add a `targets` input and a `loss` output */
+  FE_TRACE_LOSS = 1 << 0,      /* add a `targets` input and a `loss` output */
+  FE_TRACE_NO_LOGITS = 1 << 1, /* no `logits` output (training: the loss is all it needs) */
 };
 
 /* Traces the forward function into a new graph with inputs `ids`

@@ -1,12 +1,13 @@
 /* pondercc: compiles a model script (or reads graph IR text) and emits
- * what was asked for. Compiled backends arrive with their issues; today it
- * traces, verifies and prints. */
+ * what was asked for. The compiled backends arrive with their issues; today
+ * it traces, runs the pass pipeline (compiler/pipeline.h), verifies and
+ * prints. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler/front.h"
+#include "compiler/model_opts.h"
 #include "runtime/base/file.h"
 
 static void usage(FILE *f) {
@@ -14,14 +15,16 @@ static void usage(FILE *f) {
           "usage: pondercc MODEL.lua [options]\n"
           "       pondercc GRAPH.ir --emit ir      (read graph IR text, verify, print)\n"
           "\n"
-          "Traces a model script into graph IR.\n"
+          "Traces a model script into graph IR and runs the pass pipeline.\n"
           "\n"
-          "options:\n"
-          "  --config NAME      one of the script's configs (default: the script's default)\n"
-          "  --hf DIR           take hyperparameters from a Hugging Face config.json (file or folder)\n"
-          "  --set KEY=VALUE    override one hyperparameter (repeatable)\n"
-          "  --no-loss          trace inference only (no targets input, no loss output)\n"
-          "  --emit WHAT        ir: the graph IR; hparams: the resolved hyperparameters\n"
+          "model:\n" MODEL_OPTIONS_HELP
+          "graph:\n"
+          "  --no-loss          inference only: logits, no targets input and no loss\n"
+          "  --train            the training graph: loss and a gradient per parameter, no logits\n"
+          "  --save-loop-activations  (with --train) keep loop activations instead of recomputing\n"
+          "output:\n"
+          "  --emit WHAT        ir: the final graph; hparams: the resolved hyperparameters\n"
+          "  --dump-after PASS  print the graph after PASS (trace, fuse, dce, autodiff)\n"
           "  --list-configs     print the script's config names\n"
           "  -h, --help         this help\n");
 }
@@ -44,81 +47,87 @@ static int emit_ir_file(const char *path, PcError *err) {
   return rc;
 }
 
+static int compile(const ModelOpts *o, int train, const char *emit, int list, PcError *err) {
+  FeModel *m;
+  if (model_opts_open(o, &m, err) < 0) return -1;
+  int rc = 0;
+  if (list) {
+    for (size_t i = 0; i < fe_config_count(m); i++)
+      printf("%s%s\n", fe_config_name(m, i), !strcmp(fe_config_name(m, i), fe_selected_config(m)) ? " (default)" : "");
+  } else if (emit && !strcmp(emit, "hparams")) {
+    rc = fe_print_hparams(m, stdout, err);
+  } else {
+    IrGraph *g = NULL, *grad = NULL;
+    rc = model_opts_compile(o, m, &g, err);
+    if (!rc && train) rc = pc_differentiate(g, &o->pipeline, &grad, err);
+    IrGraph *out = grad ? grad : g;
+    if (!rc && emit) ir_print(out, stdout);
+    if (!rc && !emit)
+      fprintf(stderr, "pondercc: %s compiled and verified (%zu nodes); --emit ir prints the graph\n", o->script,
+              out->nodes.n);
+    ir_graph_free(g);
+    ir_graph_free(grad);
+  }
+  fe_close(m);
+  return rc;
+}
+
 int main(int argc, char **argv) {
-  enum { OPT_CONFIG = 256, OPT_HF, OPT_SET, OPT_NO_LOSS, OPT_EMIT, OPT_LIST };
-  static const struct option opts[] = {{"config", required_argument, 0, OPT_CONFIG},
-                                       {"hf", required_argument, 0, OPT_HF},
-                                       {"set", required_argument, 0, OPT_SET},
+  enum { OPT_NO_LOSS = 256, OPT_TRAIN, OPT_SAVE_LOOPS, OPT_EMIT, OPT_DUMP, OPT_LIST };
+  static const struct option opts[] = {MODEL_LONG_OPTIONS,
                                        {"no-loss", no_argument, 0, OPT_NO_LOSS},
+                                       {"train", no_argument, 0, OPT_TRAIN},
+                                       {"save-loop-activations", no_argument, 0, OPT_SAVE_LOOPS},
                                        {"emit", required_argument, 0, OPT_EMIT},
+                                       {"dump-after", required_argument, 0, OPT_DUMP},
                                        {"list-configs", no_argument, 0, OPT_LIST},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  const char *config = NULL, *hf = NULL, *emit = NULL;
-  VEC(char *) sets = {0};
-  int loss = 1, list = 0, c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  ModelOpts o = {.trace_flags = FE_TRACE_LOSS, .pipeline = {.dump = stdout}};
+  const char *emit = NULL;
+  int train = 0, list = 0, c, bad = 0;
+  opterr = 0;
+  while (!bad && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int taken = model_opts_take(&o, c, optarg);
+    if (taken) {
+      bad = taken < 0;
+      continue;
+    }
     switch (c) {
-    case OPT_CONFIG: config = optarg; break;
-    case OPT_HF: hf = optarg; break;
-    case OPT_SET: vec_push(&sets, optarg); break;
-    case OPT_NO_LOSS: loss = 0; break;
+    case OPT_NO_LOSS: o.trace_flags = 0; break;
+    case OPT_TRAIN: train = 1; break;
+    case OPT_SAVE_LOOPS: o.pipeline.loop_mode = AD_LOOPS_SAVE; break;
     case OPT_EMIT: emit = optarg; break;
+    case OPT_DUMP: o.pipeline.dump_after = optarg; break;
     case OPT_LIST: list = 1; break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    case 'h': usage(stdout); model_opts_free(&o); return 0;
+    default:
+      fprintf(stderr, "pondercc: unknown or incomplete option '%s' (try --help)\n", argv[optind - 1]);
+      bad = 1;
     }
   }
-  if (optind != argc - 1) {
-    fprintf(stderr, "pondercc: expected one MODEL.lua or GRAPH.ir (try --help)\n");
+  if (!bad && optind != argc - 1) fprintf(stderr, "pondercc: expected one MODEL.lua or GRAPH.ir (try --help)\n"), bad = 1;
+  if (!bad && emit && strcmp(emit, "ir") && strcmp(emit, "hparams"))
+    fprintf(stderr, "pondercc: --emit %s: expected ir or hparams\n", emit), bad = 1;
+  if (!bad && o.pipeline.dump_after && !pc_pipeline_knows_pass(o.pipeline.dump_after))
+    fprintf(stderr, "pondercc: --dump-after %s: the passes are %s\n", o.pipeline.dump_after, pc_pipeline_pass_names()),
+        bad = 1;
+  if (!bad && train && !(o.trace_flags & FE_TRACE_LOSS)) fprintf(stderr, "pondercc: --train needs the loss\n"), bad = 1;
+  if (bad) {
+    model_opts_free(&o);
     return 2;
   }
-  const char *input = argv[optind];
-  if (emit && strcmp(emit, "ir") && strcmp(emit, "hparams")) {
-    fprintf(stderr, "pondercc: --emit %s: expected ir or hparams\n", emit);
-    return 2;
-  }
+  if (train) o.trace_flags |= FE_TRACE_NO_LOGITS;
+  o.script = argv[optind];
   PcError err;
-  if (ends_with(input, ".ir")) {
-    free(sets.a);
-    if (emit && strcmp(emit, "ir")) {
-      fprintf(stderr, "pondercc: %s: an IR file can only be re-emitted as ir\n", input);
-      return 2;
-    }
-    if (emit_ir_file(input, &err) < 0) {
-      fprintf(stderr, "pondercc: %s\n", err.msg);
-      return 1;
-    }
-    return 0;
+  int rc;
+  if (ends_with(o.script, ".ir")) {
+    rc = emit && strcmp(emit, "ir") ? pc_errorf(&err, "%s: an IR file can only be re-emitted as ir", o.script)
+                                    : emit_ir_file(o.script, &err);
+  } else {
+    rc = compile(&o, train, emit, list, &err);
   }
-
-  FeModel *m;
-  int rc = fe_open(input, &m, &err);
-  if (!rc && config) rc = fe_select_config(m, config, &err);
-  if (!rc && hf) rc = fe_load_hf_config(m, hf, &err);
-  for (size_t i = 0; !rc && i < sets.n; i++) {
-    char *eq = strchr(sets.a[i], '=');
-    if (!eq) {
-      rc = pc_errorf(&err, "--set %s: expected KEY=VALUE", sets.a[i]);
-      break;
-    }
-    *eq = 0;
-    rc = fe_set_hparam(m, sets.a[i], eq + 1, &err);
-  }
-  free(sets.a);
-  if (!rc && list) {
-    for (size_t i = 0; i < fe_config_count(m); i++)
-      printf("%s%s\n", fe_config_name(m, i), !strcmp(fe_config_name(m, i), fe_selected_config(m)) ? " (default)" : "");
-  } else if (!rc && emit && !strcmp(emit, "hparams")) {
-    rc = fe_print_hparams(m, stdout, &err);
-  } else if (!rc) {
-    IrGraph *g;
-    rc = fe_trace(m, loss ? FE_TRACE_LOSS : 0, &g, &err);
-    if (!rc && emit) ir_print(g, stdout);
-    if (!rc && !emit) fprintf(stderr, "pondercc: %s traced and verified (%zu nodes); use --emit ir to print it\n", input, g->nodes.n);
-    if (!rc) ir_graph_free(g);
-  }
-  if (m) fe_close(m);
+  model_opts_free(&o);
   if (rc < 0) {
     fprintf(stderr, "pondercc: %s\n", err.msg);
     return 1;

@@ -321,6 +321,74 @@ static int rule_stack_get(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
+/* H [N...,C] against a [V,C] matrix: the shared checks of the vocabulary ops */
+static int vocab_check(const Rule *r, uint32_t h, uint32_t w, const char *wname, PcError *err) {
+  if (need_dtype(r, h, PC_F32, "hidden states", err) < 0 || need_rank(r, h, 1, PC_MAX_RANK, "hidden states", err) < 0 ||
+      need_dtype(r, w, PC_F32, wname, err) < 0 || need_rank(r, w, 2, 2, wname, err) < 0)
+    return -1;
+  if (in_type(r->g, r->n, w)->shape.dim[1] != last_dim(in_type(r->g, r->n, h)))
+    return pc_errorf(err, "hidden states %s vs %s %s", r->shape[h], wname, r->shape[w]);
+  return 0;
+}
+
+/* [N...] and [N...,k] from H [N...,C] */
+static IrShape rows_of(const IrType *h, int64_t last) {
+  IrShape s = h->shape;
+  if (last < 0)
+    s.rank--;
+  else
+    s.dim[s.rank - 1] = last;
+  return s;
+}
+
+static int rule_vocab_attention(const Rule *r, IrType *out, PcError *err) {
+  if (vocab_check(r, 0, 1, "head", err) < 0 || need_dtype(r, 2, PC_F32, "mixture", err) < 0 ||
+      need_rank(r, 2, 2, 2, "mixture", err) < 0)
+    return -1;
+  const IrType *h = in_type(r->g, r->n, 0), *wi = in_type(r->g, r->n, 2);
+  if (wi->shape.dim[0] != in_type(r->g, r->n, 1)->shape.dim[0])
+    return pc_errorf(err, "head %s and mixture %s differ in vocabulary", r->shape[1], r->shape[2]);
+  if (!(r->n->attr[0].f > 0)) return pc_errorf(err, "tau must be positive");
+  out[0] = (IrType){PC_F32, rows_of(h, wi->shape.dim[1])};
+  out[1] = (IrType){PC_F32, rows_of(h, -1)};
+  return 0;
+}
+
+static int rule_vocab_attention_topk(const Rule *r, IrType *out, PcError *err) {
+  if (rule_vocab_attention(r, out, err) < 0) return -1;
+  const IrType *h = in_type(r->g, r->n, 0);
+  int64_t k = r->n->attr[1].i, v = in_type(r->g, r->n, 1)->shape.dim[0];
+  if (k < 1 || k > v) return pc_errorf(err, "k = %lld must be between 1 and %lld", (long long)k, (long long)v);
+  out[1] = (IrType){PC_I32, rows_of(h, k)};
+  out[2] = (IrType){PC_F32, rows_of(h, k)};
+  return 0;
+}
+
+static int rule_linear_cross_entropy(const Rule *r, IrType *out, PcError *err) {
+  if (vocab_check(r, 0, 1, "head", err) < 0 || need_dtype(r, 2, PC_I32, "targets", err) < 0) return -1;
+  IrShape rows = rows_of(in_type(r->g, r->n, 0), -1);
+  if (!ir_shape_eq(&rows, &in_type(r->g, r->n, 2)->shape))
+    return pc_errorf(err, "hidden states %s vs targets %s", r->shape[0], r->shape[2]);
+  out[0] = (IrType){PC_F32, {0}};
+  out[1] = (IrType){PC_F32, rows};
+  return 0;
+}
+
+/* (H, Wo, Wi, saved..., dT) -> dH, dWo, dWi */
+static int rule_vocab_grad(const Rule *r, IrType *out, PcError *err) {
+  for (uint32_t k = 0; k < 3; k++) out[k] = *in_type(r->g, r->n, k);
+  IrShape t = rows_of(in_type(r->g, r->n, 0), in_type(r->g, r->n, 2)->shape.dim[1]);
+  if (!ir_shape_eq(&in_type(r->g, r->n, 5)->shape, &t)) return pc_errorf(err, "the gradient does not match the output");
+  return 0;
+}
+
+/* (H, W, targets, lse, dloss) -> dH, dW */
+static int rule_linear_ce_grad(const Rule *r, IrType *out, PcError *err) {
+  out[0] = *in_type(r->g, r->n, 0);
+  out[1] = *in_type(r->g, r->n, 1);
+  return 0;
+}
+
 static int rule_loop(const Rule *r, IrType *out, PcError *err) {
   const IrGraph *g = r->g;
   const IrNode *n = r->n;

@@ -107,6 +107,35 @@ static int r_cross_entropy(AdCtx *c, const IrNode *n, const uint32_t *dy, PcErro
   return 0;
 }
 
+/* the fused vocabulary ops: their gradient ops recompute the probabilities
+ * chunk by chunk from what the forward saved (lse, or the top-k ids and
+ * probabilities); the saved outputs themselves take no gradient */
+static int fused_vocab(AdCtx *c, const IrNode *n, const uint32_t *dy, IrOp grad_op, PcError *err) {
+  for (uint32_t k = 1; k < n->n_out; k++)
+    if (dy[k] != IR_NONE) return pc_errorf(err, "%s: its saved outputs cannot be differentiated", ir_op_info(n->op)->name);
+  uint32_t in[6] = {F(0), F(1), F(2), ad_fwd(c, n->out + (grad_op == IR_VOCAB_ATTENTION_GRAD ? 0 : 1)),
+                    ad_fwd(c, n->out + (grad_op == IR_VOCAB_ATTENTION_GRAD ? 1 : 2)), dy[0]};
+  uint32_t d = ad_emit(c, grad_op, in, 6, n->attr);
+  for (uint32_t k = 0; k < 3; k++) ad_acc(c, IN(k), d + k);
+  return 0;
+}
+
+static int r_vocab_attention(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  return fused_vocab(c, n, dy, IR_VOCAB_ATTENTION_GRAD, err);
+}
+
+static int r_vocab_attention_topk(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  return fused_vocab(c, n, dy, IR_VOCAB_ATTENTION_TOPK_GRAD, err);
+}
+
+static int r_linear_cross_entropy(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  if (dy[1] != IR_NONE) return pc_errorf(err, "linear_cross_entropy: its saved lse cannot be differentiated");
+  uint32_t in[5] = {F(0), F(1), F(2), ad_fwd(c, n->out + 1), dy[0]};
+  uint32_t d = ad_emit(c, IR_LINEAR_CROSS_ENTROPY_GRAD, in, 5, NULL);
+  for (uint32_t k = 0; k < 2; k++) ad_acc(c, IN(k), d + k);
+  return 0;
+}
+
 /* sum and sum_to: the gradient broadcasts back over what was summed */
 static int r_broadcast_back(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
   ad_acc(c, IN(0), emit2(c, IR_ADD, ad_zeros(c, IN(0)), dy[0]));
@@ -131,6 +160,9 @@ static const AdRule rules[IR_NUM_OPS] = {
     [IR_SLICE] = r_slice,
     [IR_ATTENTION] = r_attention,
     [IR_CROSS_ENTROPY] = r_cross_entropy,
+    [IR_VOCAB_ATTENTION] = r_vocab_attention,
+    [IR_VOCAB_ATTENTION_TOPK] = r_vocab_attention_topk,
+    [IR_LINEAR_CROSS_ENTROPY] = r_linear_cross_entropy,
     [IR_SUM] = r_broadcast_back,
     [IR_SUM_TO] = r_broadcast_back,
 };

@@ -108,7 +108,7 @@ int main(void) {
   expect_error(RUN("%s/pondercc tests/models/bad/not-logits.lua", build), "forward must return the logits tensor");
   expect_error(RUN("%s/pondercc tests/models/bad/missing.lua", build), "tests/models/bad/missing.lua: cannot read the model script");
   expect_error(RUN("%s/pondercc models/gpt2.lua --config huge", build),
-               "models/gpt2.lua: unknown config 'huge' (configs: tiny, 124m, 355m, 774m, 1558m)");
+               "models/gpt2.lua: unknown config 'huge' (configs: tiny, mini, 124m, 355m, 774m, 1558m)");
   expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layers=3", build), "has no hyperparameter 'n_layers'");
   expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layer=three", build), "--set n_layer=three: expected a number");
   expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layer=2.5", build), "to a number, but it is an integer");

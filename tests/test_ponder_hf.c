@@ -2,13 +2,15 @@
  * section 1 (scripts/make-fixtures): on the gpt2-small weights and inputs,
  * for K = 0, 1, 3 and each knob, the logits, the loss and the gradient of
  * every parameter must match within 1e-4 relative (1e-6 absolute for tiny
- * gradients), in both ways of differentiating the ponder loop. */
+ * gradients), in both ways of differentiating the ponder loop, fused and
+ * unfused. The fused training graph must hold no [B, T, vocab] value, and
+ * agree with the unfused one within 1e-5 relative. */
 #include <math.h>
 #include <stdlib.h>
 
 #include <cjson/cJSON.h>
 
-#include "ir/autodiff.h"
+#include "compiler/pipeline.h"
 #include "runtime/base/file.h"
 #include "runtime/hf_import.h"
 #include "runtime/cli/model_load.h"
@@ -50,9 +52,31 @@ static double max_rel(const Tensor *a, const Tensor *b, double atol) {
   return worst;
 }
 
-static void check(const char *name, AdLoopMode mode) {
+/* Whether some node makes a [B, T, V] value: one that reads the vocabulary
+ * matrix and gives rows of vocabulary width, or a softmax or cross entropy
+ * over them. */
+static int has_vocab_sized_value(const IrGraph *g, const char *matrix) {
+  uint32_t w = ir_find_param(g, matrix);
+  int64_t V = ir_type(g, w)->shape.dim[0];
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    IrOp op = n->op;
+    if (op == IR_SOFTMAX || op == IR_SOFTMAX_TOPK || op == IR_CROSS_ENTROPY || op == IR_CROSS_ENTROPY_GRAD) return 1;
+    int reads = 0;
+    for (uint32_t k = 0; k < n->n_in; k++) reads |= ir_in(g, n, k) == w;
+    for (uint32_t k = 0; reads && k < n->n_out; k++) {
+      const IrShape *s = &ir_type(g, n->out + k)->shape;
+      if (s->rank >= 2 && IR_IS_SYM(s->dim[0]) && s->dim[s->rank - 1] == V) return 1;
+    }
+  }
+  return 0;
+}
+
+static void check(const char *name, AdLoopMode mode, int fused, GcOutputs *keep) {
   char sets[8][64], io_path[256];
-  ModelOpts mo = {.script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small", .trace_flags = FE_TRACE_LOSS};
+  ModelOpts mo = {.script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small",
+                  .trace_flags = FE_TRACE_LOSS | (fused ? FE_TRACE_NO_LOGITS : 0),
+                  .pipeline = {.no_fuse = !fused, .loop_mode = mode}};
   if (knob_sets(name, sets, &mo) < 0) {
     CHECKF(0, "%s: cannot read ponder.json", name);
     return;
@@ -60,7 +84,7 @@ static void check(const char *name, AdLoopMode mode) {
   PcError err;
   LoadedModel m;
   IrGraph *train = NULL;
-  if (model_load(&mo, &m, &err) < 0 || ir_autodiff(m.graph, "loss", mode, &train, &err) < 0) {
+  if (model_load(&mo, &m, &err) < 0 || pc_differentiate(m.graph, &mo.pipeline, &train, &err) < 0) {
     CHECKF(0, "%s: %s", name, err.msg);
     model_opts_free(&mo);
     return;
@@ -81,6 +105,7 @@ static void check(const char *name, AdLoopMode mode) {
   const Tensor *logits = gc_get(&out, "logits");
   for (int64_t i = 0; logits && i < tensor_numel(want_logits); i++)
     logit_diff = fmax(logit_diff, fabs(tensor_f32(logits)[i] - tensor_f32(want_logits)[i]));
+  if (fused) CHECKF(!has_vocab_sized_value(train, "transformer.wte.weight"), "%s: the fused training graph has a [B,T,vocab] value", name);
   double loss = tensor_f32(gc_get(&out, "loss"))[0], ref = tensor_f32(want_loss)[0];
   double loss_rel = fabs(loss - ref) / fabs(ref), grad_rel = 0;
   CHECKF(logit_diff <= 1e-4, "%s: logits differ from PyTorch by %g", name, logit_diff);
@@ -103,9 +128,31 @@ static void check(const char *name, AdLoopMode mode) {
     tensor_free(want);
     tensor_free(ours);
   }
-  printf("%-22s %-9s logits %.1e, loss rel %.1e, gradients rel %.1e\n", name,
-         mode == AD_LOOPS_SAVE ? "save" : "recompute", logit_diff, loss_rel, grad_rel);
-  gc_free(&out);
+  double vs_unfused = 0;
+  if (keep && keep->n) { /* the unfused run of the same fixture, kept by the caller */
+    for (size_t i = 0; i < out.n; i++) {
+      const Tensor *other = gc_get(keep, out.out[i].name);
+      if (!other) continue;
+      for (int64_t e = 0; e < tensor_numel(other); e++) {
+        double a = tensor_f32(out.out[i].tensor)[e], b = tensor_f32(other)[e];
+        if (fabs(a - b) > 1e-7 && fabs(a - b) / fabs(b) > vs_unfused) {
+          vs_unfused = fabs(a - b) / fabs(b);
+          if (vs_unfused > 1e-5) printf("  %s[%lld]: fused %.9g, unfused %.9g\n", out.out[i].name, (long long)e, a, b);
+        }
+      }
+    }
+    CHECKF(vs_unfused <= 1e-5, "%s: fused and unfused differ by %g relative", name, vs_unfused);
+  }
+  printf("%-22s %-9s %-7s logits %.1e, loss rel %.1e, gradients rel %.1e", name,
+         mode == AD_LOOPS_SAVE ? "save" : "recompute", fused ? "fused" : "unfused", logit_diff, loss_rel, grad_rel);
+  if (keep && keep->n) printf(", vs unfused %.1e", vs_unfused);
+  printf("\n");
+  if (keep && !keep->n) {
+    *keep = out; /* the caller compares the fused run with it */
+    gc_keep_names(keep);
+  }
+  else
+    gc_free(&out);
   st_close(io);
   tensor_free(ids);
   tensor_free(targets);
@@ -117,8 +164,13 @@ static void check(const char *name, AdLoopMode mode) {
 }
 
 int main(void) {
-  for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check(fixtures[i], AD_LOOPS_RECOMPUTE);
-  check("ponder-k3", AD_LOOPS_SAVE);
-  check("ponder-k3-top8", AD_LOOPS_SAVE);
+  for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
+    GcOutputs unfused = {0};
+    check(fixtures[i], AD_LOOPS_RECOMPUTE, 0, &unfused);
+    check(fixtures[i], AD_LOOPS_RECOMPUTE, 1, &unfused);
+    gc_free(&unfused);
+  }
+  check("ponder-k3", AD_LOOPS_SAVE, 1, NULL);
+  check("ponder-k3-top8", AD_LOOPS_SAVE, 1, NULL);
   return check_exit();
 }

@@ -314,6 +314,8 @@ static const InterpKernel kernels[IR_NUM_OPS] = {
     [IR_CROSS_ENTROPY] = k_cross_entropy,
 };
 
-InterpKernel interp_kernel(IrOp op) { return kernels[op] ? kernels[op] : interp_grad_kernels[op]; }
+InterpKernel interp_kernel(IrOp op) {
+  return kernels[op] ? kernels[op] : interp_grad_kernels[op] ? interp_grad_kernels[op] : interp_vocab_kernels[op];
+}
 
 void interp_set_threads(int n) { openblas_set_num_threads(n); }

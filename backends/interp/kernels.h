@@ -14,6 +14,8 @@ void interp_top_k(const float *x, int64_t V, int64_t k, int64_t *idx);
 
 /* The gradient, reduction and stack kernels (kernels_grad.c). */
 extern const InterpKernel interp_grad_kernels[IR_NUM_OPS];
+/* The fused vocabulary ops (kernels_vocab.c). */
+extern const InterpKernel interp_vocab_kernels[IR_NUM_OPS];
 
 /* NULL for the structural ops the interpreter handles itself. */
 InterpKernel interp_kernel(IrOp op);

@@ -18,7 +18,7 @@
 #include "runtime/train/schedule.h"
 
 void train_defaults(TrainConfig *c) {
-  *c = (TrainConfig){.model = {.seed = 1, .trace_flags = FE_TRACE_LOSS},
+  *c = (TrainConfig){.model = {.seed = 1, .trace_flags = FE_TRACE_LOSS | FE_TRACE_NO_LOGITS},
                      .steps = 100,
                      .batch = 4,
                      .seq = 64,
@@ -267,7 +267,9 @@ static int setup(Run *r, PcError *err) {
     return pc_errorf(err, "--seq %lld is longer than the model's context of %lld tokens", (long long)c->seq, (long long)ctx);
   if (fe_hparam_int(r->m.fe, "vocab_size", &vocab, err) < 0) return -1;
   if (!(r->hparams_json = fe_hparams_json(r->m.fe, err))) return -1;
-  if (ir_autodiff(r->m.graph, "loss", c->loop_mode, &r->train, err) < 0) return -1;
+  PcPipeline pipe = c->model.pipeline;
+  pipe.loop_mode = c->loop_mode;
+  if (pc_differentiate(r->m.graph, &pipe, &r->train, err) < 0) return -1;
 
   if (data_split_open(c->data, "train", &r->train_data, err) < 0) return -1;
   if (data_split_vocab(r->train_data) > (uint32_t)vocab)
