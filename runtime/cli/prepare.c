@@ -126,7 +126,9 @@ static int write_manifest(const Options *o, const Tokenizer *t, int width, Shard
   FILE *f = fopen(tmp, "w");
   if (!f) return pc_errorf(err, "%s: cannot create: %s", tmp, strerror(errno));
   fprintf(f, "{\n  \"format\": \"pondercc-token-shards\",\n  \"version\": %d,\n  \"tokenizer\": ", SHARD_VERSION);
-  json_str(f, o->tokenizer);
+  char *abs = realpath(o->tokenizer, NULL); /* absolute: the manifest is read from elsewhere */
+  json_str(f, abs ? abs : o->tokenizer);
+  free(abs);
   fprintf(f, ",\n  \"tokenizer_kind\": ");
   json_str(f, tok_kind_name(t));
   fprintf(f, ",\n  \"vocab_size\": %u,\n  \"bos_id\": %lld,\n  \"eos_id\": %lld,\n", tok_vocab_size(t),

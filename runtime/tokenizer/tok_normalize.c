@@ -14,12 +14,55 @@ static void append(TokBytes *out, const char *s, size_t n) {
   out->n += n;
 }
 
-/* True when the text cannot change under the normalizer: strings of code
- * points below U+0300 are in NFC, and ASCII is in every normal form. */
-static bool unicode_unchanged(TokNormKind k, const char *s, size_t n) {
-  unsigned char limit = k == TOK_NORM_NFC ? 0xcc : 0x80;
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)s[i] >= limit) return false;
+/* The bytes from which a character may change: below U+0300 every string is
+ * in NFC; ASCII is in every normal form. */
+static unsigned char unicode_limit(TokNormKind k) { return k == TOK_NORM_NFC ? 0xcc : 0x80; }
+
+static bool unicode_map(TokNormKind k, const char *s, size_t n, TokBytes *out) {
+  int opt = UTF8PROC_STABLE;
+  opt |= k == TOK_NORM_NFC || k == TOK_NORM_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE;
+  if (k == TOK_NORM_NFKC || k == TOK_NORM_NFKD) opt |= UTF8PROC_COMPAT;
+  utf8proc_uint8_t *dst = NULL;
+  utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst, opt);
+  if (m < 0) { /* cannot happen on valid UTF-8; keep the text */
+    free(dst);
+    append(out, s, n);
+    return false;
+  }
+  append(out, (const char *)dst, (size_t)m);
+  free(dst);
+  return true;
+}
+
+/* Normalizes only the runs that may change. The text is cut before ASCII
+ * characters: an ASCII character is a starter that is never the second of
+ * a composition and stops canonical reordering, so what precedes it
+ * normalizes on its own. A run is an ASCII character (it may take combining
+ * marks) with the non-ASCII characters after it. */
+static bool apply_unicode(TokNormKind k, const char *str, size_t n, TokBytes *out) {
+  const unsigned char *s = (const unsigned char *)str, lim = unicode_limit(k);
+  size_t i = 0, done = 0;
+  while (i < n && s[i] < lim) i++;
+  if (i == n) return false;
+  while (i < n) {
+    size_t a = i, b = i;
+    while (a > done && s[a] >= 0x80) a--; /* back to the run's ASCII start */
+    for (;;) {                            /* on over runs that may change */
+      while (b < n && s[b] >= 0x80) b++;
+      if (b >= n) break;
+      size_t c = b + 1;
+      bool dirty = false;
+      for (; c < n && s[c] >= 0x80; c++) dirty = dirty || s[c] >= lim;
+      if (!dirty) break;
+      b = c;
+    }
+    append(out, str + done, a - done);
+    unicode_map(k, str + a, b - a, out);
+    done = b;
+    for (i = b; i < n && s[i] < lim; i++) {
+    }
+  }
+  append(out, str + done, n - done);
   return true;
 }
 
@@ -28,21 +71,8 @@ static bool apply(const TokNorm *nm, const char *s, size_t n, TokBytes *out) {
     case TOK_NORM_NFC:
     case TOK_NORM_NFD:
     case TOK_NORM_NFKC:
-    case TOK_NORM_NFKD: {
-      if (unicode_unchanged(nm->kind, s, n)) return false;
-      int opt = UTF8PROC_STABLE;
-      opt |= nm->kind == TOK_NORM_NFC || nm->kind == TOK_NORM_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE;
-      if (nm->kind == TOK_NORM_NFKC || nm->kind == TOK_NORM_NFKD) opt |= UTF8PROC_COMPAT;
-      utf8proc_uint8_t *dst = NULL;
-      utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst, opt);
-      if (m < 0) { /* cannot happen on valid UTF-8; leave the text as it is */
-        free(dst);
-        return false;
-      }
-      append(out, (const char *)dst, (size_t)m);
-      free(dst);
-      return true;
-    }
+    case TOK_NORM_NFKD:
+      return apply_unicode(nm->kind, s, n, out);
     case TOK_NORM_PREPEND:
       if (!n) return false;
       append(out, nm->a, nm->na);
