@@ -456,6 +456,8 @@ char *fe_hparams_json(FeModel *m, PcError *err) {
   return s;
 }
 
+void fe_set_cache_length(FeModel *m, int64_t positions) { m->cache_len = positions; }
+
 int64_t fe_context_length(FeModel *m) {
   lua_State *L = m->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, m->model_ref);
@@ -505,9 +507,21 @@ int fe_trace(FeModel *m, unsigned flags, IrGraph **out, PcError *err) {
   m->g = ir_graph_new(fe_model_name(m));
   m->b = ir_builder(m->g);
   m->trace_id++;
+  m->n_caches = 0;
   IrType ids_t = {PC_I32, {2, {IR_SYM(ir_sym(m->g, "B")), IR_SYM(ir_sym(m->g, "T"))}}};
   uint32_t ids = ir_input(&m->b, "ids", &ids_t, err);
   PC_ASSERT(ids != IR_NONE);
+  m->pos = IR_NONE;
+  if (flags & FE_TRACE_DECODE) {
+    if (!m->cache_len) m->cache_len = fe_context_length(m);
+    if (m->cache_len <= 0) {
+      ir_graph_free(m->g);
+      m->g = NULL;
+      return pc_errorf(err, "%s: decoding needs a cache length (the script names no context hyperparameter)", m->script);
+    }
+    IrType pos_t = {PC_I32, {0}};
+    m->pos = ir_input(&m->b, "pos", &pos_t, err);
+  }
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, m->model_ref);
   lua_getfield(L, -1, "forward");

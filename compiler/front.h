@@ -49,12 +49,20 @@ int64_t fe_context_length(FeModel *m);
 enum {
   FE_TRACE_LOSS = 1 << 0,      /* add a `targets` input and a `loss` output */
   FE_TRACE_NO_LOGITS = 1 << 1, /* no `logits` output (training: the loss is all it needs) */
+  FE_TRACE_DECODE = 1 << 2,    /* incremental decoding: see below */
 };
 
 /* Traces the forward function into a new graph with inputs `ids`
  * (i32[B,T]) and, with FE_TRACE_LOSS, `targets` (i32[B,T], < 0 = ignored),
  * and outputs `logits` (f32[B,T,V]) and `loss` (f32[]). The graph is
- * verified before it is returned. */
+ * verified before it is returned.
+ *
+ * With FE_TRACE_DECODE the graph runs T new tokens at positions pos ..
+ * pos+T-1 (an input `pos`, i32[]) against KV caches: every attention call
+ * gets an input `kv.N`, f32[S, 2, B, L, width], that it reads and appends
+ * to, with S slots when the call sits in a loop body of S iterations (one
+ * per iteration: the pondering passes) and L = fe_set_cache_length. */
+void fe_set_cache_length(FeModel *m, int64_t positions);
 int fe_trace(FeModel *m, unsigned flags, IrGraph **out, PcError *err);
 
 #endif

@@ -17,10 +17,13 @@ struct FeModel {
   int cli_ref;      /* registry: values from --set */
   VEC(char *) configs;
   size_t selected;
+  int64_t cache_len; /* positions each KV cache holds when tracing for decoding */
   /* while tracing */
   IrGraph *g;
   IrBuilder b;
   uint32_t trace_id; /* tensors from another trace are refused */
+  uint32_t pos;      /* decoding: the input holding the first new position; else IR_NONE */
+  uint32_t n_caches; /* decoding: KV cache inputs made so far */
 };
 
 /* A traced tensor as Lua sees it. */

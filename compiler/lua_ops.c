@@ -66,7 +66,13 @@ static int l_gelu(lua_State *L) { return unary(L, IR_GELU); }
 static int l_gelu_tanh(lua_State *L) { return unary(L, IR_GELU_TANH); }
 static int l_silu(lua_State *L) { return unary(L, IR_SILU); }
 static int l_softmax(lua_State *L) { return unary(L, IR_SOFTMAX); }
-static int l_positions(lua_State *L) { return unary(L, IR_POSITIONS); }
+/* positions(ids): 0..T-1, or pos..pos+T-1 when tracing for decoding */
+static int l_positions(lua_State *L) {
+  FeModel *m = model_of(L);
+  if (m->pos == IR_NONE) return unary(L, IR_POSITIONS);
+  uint32_t in[2] = {fe_check_tensor(L, m, 1), m->pos};
+  return push_op(L, m, IR_POSITIONS_AT, in, 2, NULL);
+}
 
 static int binary(lua_State *L, IrOp op) {
   FeModel *m = model_of(L);
@@ -120,14 +126,43 @@ static int l_rmsnorm(lua_State *L) {
   return push_op(L, m, IR_RMSNORM, in, 2, attr);
 }
 
-/* attention(q, k, v, n_head [, n_kv_head]) */
+/* Decoding: a new KV cache input for an attention call, with one slot per
+ * iteration of the enclosing loop; *slot gets the slot this call uses. */
+static uint32_t new_cache(lua_State *L, FeModel *m, uint32_t k, uint32_t *slot) {
+  IrGraph *g = m->g;
+  uint32_t r = m->b.region;
+  int64_t slots = 1;
+  PcError err;
+  if (r != 0) {
+    if (g->regions.a[r].parent != 0) luaL_error(L, "attention: decoding with KV caches supports one level of loops");
+    slots = ir_node(g, g->regions.a[r].owner)->attr[0].i;
+    *slot = g->regions.a[r].args.a[0]; /* the iteration index */
+  } else {
+    IrType t = {PC_I32, {0}};
+    IrAttr zero[IR_MAX_ATTRS] = {{.f = 0}};
+    *slot = ir_build(&m->b, IR_FILL, NULL, 0, zero, &t, &err);
+  }
+  const IrShape *ks = &ir_type(g, k)->shape;
+  IrType ct = {PC_F32, {5, {slots, 2, ks->dim[0], m->cache_len, ks->dim[2]}}};
+  char name[32];
+  snprintf(name, sizeof name, "kv.%u", m->n_caches++);
+  uint32_t cache = ir_input(&m->b, name, &ct, &err);
+  if (cache == IR_NONE) luaL_error(L, "%s", err.msg);
+  return cache;
+}
+
+/* attention(q, k, v, n_head [, n_kv_head]); with KV caches when decoding */
 static int l_attention(lua_State *L) {
   FeModel *m = model_of(L);
-  uint32_t in[3] = {fe_check_tensor(L, m, 1), fe_check_tensor(L, m, 2), fe_check_tensor(L, m, 3)};
+  uint32_t in[6] = {fe_check_tensor(L, m, 1), fe_check_tensor(L, m, 2), fe_check_tensor(L, m, 3)};
   lua_Integer h = luaL_checkinteger(L, 4);
   lua_Integer hkv = luaL_optinteger(L, 5, h);
   IrAttr attr[IR_MAX_ATTRS] = {{.i = h}, {.i = hkv}};
-  return push_op(L, m, IR_ATTENTION, in, 3, attr);
+  if (m->pos == IR_NONE) return push_op(L, m, IR_ATTENTION, in, 3, attr);
+  fe_set_loc(L, m);
+  in[3] = new_cache(L, m, in[1], &in[4]);
+  in[5] = m->pos;
+  return push_op(L, m, IR_ATTENTION_CACHED, in, 6, attr);
 }
 
 /* split(x, n1, n2, ...): consecutive pieces of the last axis. */

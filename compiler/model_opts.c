@@ -72,6 +72,7 @@ int model_opts_open(const ModelOpts *o, FeModel **out, PcError *err) {
 
 int model_opts_compile(const ModelOpts *o, FeModel *fe, IrGraph **out, PcError *err) {
   IrGraph *traced;
+  if (o->cache_len > 0) fe_set_cache_length(fe, o->cache_len);
   if (fe_trace(fe, o->trace_flags, &traced, err) < 0) return -1;
   if (o->pipeline.dump_after && !strcmp(o->pipeline.dump_after, "trace") && o->pipeline.dump) {
     fprintf(o->pipeline.dump, "# after trace\n");

@@ -20,6 +20,7 @@ typedef struct {
   VEC(char *) owned; /* --set strings made here (from --ponder), freed with the options */
   uint64_t seed;
   unsigned trace_flags;
+  int64_t cache_len; /* FE_TRACE_DECODE: positions per KV cache (0: the model's context) */
   PcPipeline pipeline;
 } ModelOpts;
 

@@ -75,7 +75,7 @@ static Knobs read_knobs(lua_State *L, int hp, int64_t width, int64_t vocab) {
   lua_getfield(L, hp, "ponder_tau");
   k.tau = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(k.tau > 0) || !isfinite(k.tau)) luaL_error(L, "ponder: ponder_tau = %g must be positive", k.tau);
+  if (!(k.tau > 0) || !isfinite(k.tau)) luaL_error(L, "ponder: ponder_tau = %f must be positive", (lua_Number)k.tau);
   k.topk = hp_int(L, hp, "ponder_topk");
   if (k.topk < 0 || k.topk > vocab)
     luaL_error(L, "ponder: ponder_topk = %d must be between 0 (the whole vocabulary) and the vocabulary size %d",

@@ -20,6 +20,7 @@ static void usage(FILE *f) {
           "model:\n" MODEL_OPTIONS_HELP
           "graph:\n"
           "  --no-loss          inference only: logits, no targets input and no loss\n"
+          "  --decode           incremental decoding: KV cache inputs (one per attention call and pass)\n"
           "  --train            the training graph: loss and a gradient per parameter, no logits\n"
           "  --save-loop-activations  (with --train) keep loop activations instead of recomputing\n"
           "output:\n"
@@ -73,9 +74,10 @@ static int compile(const ModelOpts *o, int train, const char *emit, int list, Pc
 }
 
 int main(int argc, char **argv) {
-  enum { OPT_NO_LOSS = 256, OPT_TRAIN, OPT_SAVE_LOOPS, OPT_EMIT, OPT_DUMP, OPT_LIST };
+  enum { OPT_NO_LOSS = 256, OPT_DECODE, OPT_TRAIN, OPT_SAVE_LOOPS, OPT_EMIT, OPT_DUMP, OPT_LIST };
   static const struct option opts[] = {MODEL_LONG_OPTIONS,
                                        {"no-loss", no_argument, 0, OPT_NO_LOSS},
+                                       {"decode", no_argument, 0, OPT_DECODE},
                                        {"train", no_argument, 0, OPT_TRAIN},
                                        {"save-loop-activations", no_argument, 0, OPT_SAVE_LOOPS},
                                        {"emit", required_argument, 0, OPT_EMIT},
@@ -94,7 +96,8 @@ int main(int argc, char **argv) {
       continue;
     }
     switch (c) {
-    case OPT_NO_LOSS: o.trace_flags = 0; break;
+    case OPT_NO_LOSS: o.trace_flags &= ~(unsigned)FE_TRACE_LOSS; break;
+    case OPT_DECODE: o.trace_flags = FE_TRACE_DECODE; break;
     case OPT_TRAIN: train = 1; break;
     case OPT_SAVE_LOOPS: o.pipeline.loop_mode = AD_LOOPS_SAVE; break;
     case OPT_EMIT: emit = optarg; break;
@@ -113,6 +116,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "pondercc: --dump-after %s: the passes are %s\n", o.pipeline.dump_after, pc_pipeline_pass_names()),
         bad = 1;
   if (!bad && train && !(o.trace_flags & FE_TRACE_LOSS)) fprintf(stderr, "pondercc: --train needs the loss\n"), bad = 1;
+  if (!bad && train && (o.trace_flags & FE_TRACE_DECODE)) fprintf(stderr, "pondercc: --train and --decode exclude each other\n"), bad = 1;
   if (bad) {
     model_opts_free(&o);
     return 2;

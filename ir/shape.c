@@ -389,6 +389,27 @@ static int rule_linear_ce_grad(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
+static int rule_positions_at(const Rule *r, IrType *out, PcError *err) {
+  const IrType *pos = in_type(r->g, r->n, 1);
+  if (pos->dtype != PC_I32 || pos->shape.rank != 0) return pc_errorf(err, "pos must be i32[], got %s", r->shape[1]);
+  return rule_positions(r, out, err);
+}
+
+/* (q, k, v, cache [S,2,B,L,width], slot i32[], pos i32[]) -> like q */
+static int rule_attention_cached(const Rule *r, IrType *out, PcError *err) {
+  if (rule_attention(r, out, err) < 0) return -1;
+  const IrType *k = in_type(r->g, r->n, 1), *cache = in_type(r->g, r->n, 3);
+  const IrShape *c = &cache->shape;
+  if (cache->dtype != PC_F32 || c->rank != 5 || c->dim[1] != 2 || c->dim[2] != k->shape.dim[0] ||
+      c->dim[4] != k->shape.dim[2])
+    return pc_errorf(err, "cache %s does not fit keys %s (want [slots,2,B,positions,width])", r->shape[3], r->shape[1]);
+  for (uint32_t i = 4; i < 6; i++) {
+    const IrType *t = in_type(r->g, r->n, i);
+    if (t->dtype != PC_I32 || t->shape.rank != 0) return pc_errorf(err, "%s must be i32[]", i == 4 ? "slot" : "pos");
+  }
+  return 0;
+}
+
 static int rule_loop(const Rule *r, IrType *out, PcError *err) {
   const IrGraph *g = r->g;
   const IrNode *n = r->n;

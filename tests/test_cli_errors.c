@@ -115,6 +115,23 @@ int main(void) {
   expect_error(RUN("%s/pondercc models/gpt2.lua --emit kir", build), "--emit kir: expected ir or hparams");
   expect_error(RUN("%s/pondercc", build), "expected one MODEL.lua");
 
+  /* pondering knobs */
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --ponder -1", build),
+               "models/gpt2.lua:80: ponder: pondering_steps = -1 must be 0 or more");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --ponder 100", build),
+               "ponder: pondering_steps = 100 is absurdly large (at most 64)");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --ponder 3 --set ponder_tau=0", build),
+               "ponder: ponder_tau = 0.0 must be positive");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --ponder 3 --set ponder_tau=-1.5", build),
+               "ponder: ponder_tau = -1.5 must be positive");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --ponder 3 --set ponder_topk=97", build),
+               "ponder_topk = 97 must be between 0 (the whole vocabulary) and the vocabulary size 96");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --ponder three", build), "--ponder three: expected the number of pondering steps");
+  expect_error(RUN("%s/ponder generate models/gpt2.lua --config tiny --ponder 3 --ids --prompt-ids '%s'", build,
+                   "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 "
+                   "36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65"),
+               "the prompt has 65 tokens but the model's context is 64");
+
   /* checkpoints */
   unsigned char *st = NULL;
   size_t st_len = 0;

@@ -14,14 +14,25 @@ static int64_t rows(const Tensor *t) { return tensor_numel(t) / (last(t) ? last(
 
 /* fill: out[...] = value */
 static int k_fill(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
-  float *y = tensor_f32(out[0]);
-  for (int64_t i = 0, e = tensor_numel(out[0]); i < e; i++) y[i] = (float)n->attr[0].f;
+  for (int64_t i = 0, e = tensor_numel(out[0]); i < e; i++) {
+    if (out[0]->dtype == PC_I32)
+      tensor_i32(out[0])[i] = (int32_t)n->attr[0].f;
+    else
+      tensor_f32(out[0])[i] = (float)n->attr[0].f;
+  }
   return 0;
 }
 
 /* positions: ids [B,T] -> [T] = 0, 1, ..., T-1 */
 static int k_positions(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   for (int64_t t = 0; t < out[0]->dim[0]; t++) tensor_i32(out[0])[t] = (int32_t)t;
+  return 0;
+}
+
+/* positions_at: ids [B,T], pos -> [T] = pos, pos+1, ... */
+static int k_positions_at(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  int32_t pos = tensor_i32(in[1])[0];
+  for (int64_t t = 0; t < out[0]->dim[0]; t++) tensor_i32(out[0])[t] = pos + (int32_t)t;
   return 0;
 }
 
@@ -272,6 +283,53 @@ static int k_attention(const IrNode *n, Tensor *const *in, Tensor *const *out, P
   return 0;
 }
 
+/* attention_cached: q [B,T,H*D], k, v [B,T,Hkv*D], cache [S,2,B,L,Hkv*D],
+ * slot, pos. Writes k and v at positions pos..pos+T-1 of cache[slot], then
+ * query i (position pos+i) attends over cache[slot] positions 0..pos+i. */
+static int k_attention_cached(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  const Tensor *cache = in[3];
+  int64_t B = in[0]->dim[0], T = in[0]->dim[1], H = n->attr[0].i, Hkv = n->attr[1].i;
+  int64_t D = in[0]->dim[2] / H, Cq = H * D, Ckv = Hkv * D, S = cache->dim[0], L = cache->dim[3];
+  int64_t slot = tensor_i32(in[4])[0], pos = tensor_i32(in[5])[0];
+  if (slot < 0 || slot >= S) return pc_errorf(err, "cache slot %lld is outside %lld slots", (long long)slot, (long long)S);
+  if (pos < 0 || pos + T > L)
+    return pc_errorf(err, "positions %lld..%lld do not fit a cache of %lld positions", (long long)pos,
+                     (long long)(pos + T - 1), (long long)L);
+  float *K = tensor_f32(cache) + slot * 2 * B * L * Ckv, *Vc = K + B * L * Ckv;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < T; t++) {
+      memcpy(K + (b * L + pos + t) * Ckv, tensor_f32(in[1]) + (b * T + t) * Ckv, sizeof(float) * (size_t)Ckv);
+      memcpy(Vc + (b * L + pos + t) * Ckv, tensor_f32(in[2]) + (b * T + t) * Ckv, sizeof(float) * (size_t)Ckv);
+    }
+  double scale = 1.0 / sqrt((double)D);
+  double *p = pc_xmalloc(sizeof(double) * (size_t)(pos + T));
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++) {
+      int64_t hk = h / (H / Hkv);
+      for (int64_t i = 0; i < T; i++) {
+        const float *q = tensor_f32(in[0]) + (b * T + i) * Cq + h * D;
+        int64_t last = pos + i;
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j <= last; j++) {
+          const float *k = K + (b * L + j) * Ckv + hk * D;
+          double dot = 0;
+          for (int64_t d = 0; d < D; d++) dot += (double)q[d] * k[d];
+          p[j] = dot * scale;
+          m = fmax(m, p[j]);
+        }
+        for (int64_t j = 0; j <= last; j++) s += (p[j] = exp(p[j] - m));
+        float *y = tensor_f32(out[0]) + (b * T + i) * Cq + h * D;
+        for (int64_t d = 0; d < D; d++) {
+          double acc = 0;
+          for (int64_t j = 0; j <= last; j++) acc += p[j] * Vc[(b * L + j) * Ckv + hk * D + d];
+          y[d] = (float)(acc / s);
+        }
+      }
+    }
+  free(p);
+  return 0;
+}
+
 /* cross_entropy: logits [N, V], targets [N] -> mean over targets >= 0 of
  * logsumexp(logits) - logits[target] (NaN when no target counts, as in PyTorch) */
 static int k_cross_entropy(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
@@ -295,6 +353,7 @@ static int k_cross_entropy(const IrNode *n, Tensor *const *in, Tensor *const *ou
 static const InterpKernel kernels[IR_NUM_OPS] = {
     [IR_FILL] = k_fill,
     [IR_POSITIONS] = k_positions,
+    [IR_POSITIONS_AT] = k_positions_at,
     [IR_ADD] = k_add,
     [IR_SUB] = k_sub,
     [IR_MUL] = k_mul,
@@ -311,6 +370,7 @@ static const InterpKernel kernels[IR_NUM_OPS] = {
     [IR_EMBEDDING] = k_embedding,
     [IR_SLICE] = k_slice,
     [IR_ATTENTION] = k_attention,
+    [IR_ATTENTION_CACHED] = k_attention_cached,
     [IR_CROSS_ENTROPY] = k_cross_entropy,
 };
 

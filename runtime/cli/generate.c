@@ -1,7 +1,8 @@
-/* ponder generate: text generation by full recomputation. Every new token
- * re-runs the whole forward over the prompt and the tokens generated so far
- * with the interpreter and samples from the last position's logits (the
- * reference, cache-free behaviour). docs/generate.md has the details. */
+/* ponder generate: text generation. By default the prompt fills K+1 KV
+ * caches per attention layer (one per pondering pass) and every new token
+ * runs only itself through each pass (runtime/cli/decoder.c); --no-cache
+ * re-runs the whole forward for every token (the reference behaviour).
+ * docs/generate.md has the details. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 
 #include "backends/interp/interp.h"
 #include "runtime/cli/commands.h"
+#include "runtime/cli/decoder.h"
 #include "runtime/cli/model_load.h"
 #include "runtime/sample.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -21,8 +23,9 @@ static void usage(FILE *f) {
           "usage: ponder generate MODEL.lua [options] [--prompt TEXT | --prompt-ids IDS | < prompt]\n"
           "\n"
           "Generates text after a prompt, streaming it to stdout; a summary goes to\n"
-          "stderr. Every token re-runs the whole forward (no cache). Without --hf the\n"
-          "weights are a seeded random initialisation.\n"
+          "stderr. Keeps a KV cache per attention layer and pondering pass; --no-cache\n"
+          "re-runs the whole forward for every token instead. Without --hf the weights\n"
+          "are a seeded random initialisation.\n"
           "\n"
           "options:\n" MODEL_OPTIONS_HELP
           "  --prompt TEXT      the prompt (default: all of stdin)\n"
@@ -40,6 +43,7 @@ static void usage(FILE *f) {
           "  --stop-at-eos      stop at the tokenizer's end-of-sequence token (default)\n"
           "  --no-stop-at-eos   go on past it\n"
           "  --ids              print token ids instead of text\n"
+          "  --no-cache         recompute everything for every token (the reference behaviour)\n"
           "  -h, --help         this help\n");
 }
 
@@ -49,12 +53,12 @@ typedef struct {
   long long max_tokens;
   Sampler sampler;
   uint64_t sample_seed;
-  int greedy, stop_at_eos, ids_out, bos;
+  int greedy, stop_at_eos, ids_out, bos, no_cache;
 } GenOpts;
 
 enum {
   OPT_PROMPT = 2000, OPT_PROMPT_IDS, OPT_TOKENIZER, OPT_BOS, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_K,
-  OPT_TOP_P, OPT_GREEDY, OPT_SAMPLE_SEED, OPT_STOP_EOS, OPT_NO_STOP_EOS, OPT_IDS
+  OPT_TOP_P, OPT_GREEDY, OPT_SAMPLE_SEED, OPT_STOP_EOS, OPT_NO_STOP_EOS, OPT_IDS, OPT_NO_CACHE
 };
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -99,6 +103,7 @@ static int parse_args(int argc, char **argv, GenOpts *o) {
       {"stop-at-eos", no_argument, 0, OPT_STOP_EOS},
       {"no-stop-at-eos", no_argument, 0, OPT_NO_STOP_EOS},
       {"ids", no_argument, 0, OPT_IDS},
+      {"no-cache", no_argument, 0, OPT_NO_CACHE},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   long long v;
@@ -139,6 +144,7 @@ static int parse_args(int argc, char **argv, GenOpts *o) {
     case OPT_STOP_EOS: o->stop_at_eos = 1; break;
     case OPT_NO_STOP_EOS: o->stop_at_eos = 0; break;
     case OPT_IDS: o->ids_out = 1; break;
+    case OPT_NO_CACHE: o->no_cache = 1; break;
     case 'h': usage(stdout); return -1;
     case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
     default:
@@ -237,31 +243,6 @@ static int prompt_ids(const GenOpts *o, Tokenizer *t, TokIds *ids, PcError *err)
   return 0;
 }
 
-/* One full forward over ids[0..n); copies the last position's logits
- * (vocab floats) into row. */
-static int forward_last(const LoadedModel *m, const TokIds *ids, int64_t vocab, float *row, PcError *err) {
-  int64_t shape[2] = {1, (int64_t)ids->n};
-  Tensor *in = tensor_new(PC_I32, 2, shape);
-  if (!in) return pc_errorf(err, "out of memory for %zu token ids", ids->n);
-  for (size_t i = 0; i < ids->n; i++) tensor_i32(in)[i] = (int32_t)ids->a[i];
-  NamedTensor inputs[1] = {{"ids", in}}, outputs[4];
-  size_t n_out = 0;
-  int rc = interp_run(m->graph, &m->params, inputs, 1, outputs, 4, &n_out, err);
-  if (!rc) {
-    const Tensor *lg = outputs[0].tensor;
-    if (lg->dtype != PC_F32 || lg->rank != 3 || lg->dim[1] != (int64_t)ids->n || lg->dim[2] != vocab) {
-      char s[64];
-      rc = pc_errorf(err, "the model's first output is %s, not logits [1, %zu, %lld]",
-                     tensor_shape_str(lg, s, sizeof s), ids->n, (long long)vocab);
-    } else {
-      memcpy(row, tensor_f32(lg) + (ids->n - 1) * (size_t)vocab, (size_t)vocab * sizeof *row);
-    }
-  }
-  for (size_t i = 0; i < n_out; i++) tensor_free(outputs[i].tensor);
-  tensor_free(in);
-  return rc;
-}
-
 static void emit(const char *s, size_t n) {
   fwrite(s, 1, n, stdout);
   fflush(stdout);
@@ -270,8 +251,8 @@ static void emit(const char *s, size_t n) {
 typedef enum { STOP_MAX, STOP_EOS, STOP_CONTEXT } StopReason;
 
 /* The generation loop; prints as it goes. *made gets the tokens printed. */
-static int generate(const GenOpts *o, const LoadedModel *m, Tokenizer *t, int64_t vocab, int64_t ctx,
-                    TokIds *ids, long long *made, StopReason *why, PcError *err) {
+static int generate(const GenOpts *o, Decoder *dec, Tokenizer *t, int64_t vocab, int64_t ctx, TokIds *ids,
+                    long long *made, StopReason *why, PcError *err) {
   int64_t nv = t && tok_vocab_size(t) < vocab ? tok_vocab_size(t) : vocab; /* ids with text */
   if (sample_check(&o->sampler, nv, err)) return -1;
   int64_t eos = t && o->stop_at_eos ? tok_eos_id(t) : -1;
@@ -294,7 +275,7 @@ static int generate(const GenOpts *o, const LoadedModel *m, Tokenizer *t, int64_
       break;
     }
     int32_t id;
-    if (forward_last(m, ids, vocab, row, err) || sample_token(&o->sampler, row, nv, &rng, &scratch, &id, err)) {
+    if (decoder_next(dec, ids->a, ids->n, row, err) || sample_token(&o->sampler, row, nv, &rng, &scratch, &id, err)) {
       rc = -1;
       break;
     }
@@ -346,9 +327,13 @@ static int run(GenOpts *o, PcError *err) {
     rc = pc_errorf(err, "the prompt has %zu tokens but the model's context is %lld", ids.n, (long long)ctx);
   long long made = 0;
   StopReason why = STOP_MAX;
+  Decoder dec = {0};
+  int64_t cache_len = ctx ? ctx : (int64_t)ids.n + o->max_tokens;
+  if (!rc) rc = decoder_open(&dec, &m, &o->model, !o->no_cache, cache_len, err);
   double t0 = seconds();
-  if (!rc) rc = generate(o, &m, t, vocab, ctx, &ids, &made, &why, err);
+  if (!rc) rc = generate(o, &dec, t, vocab, ctx, &ids, &made, &why, err);
   double dt = seconds() - t0;
+  decoder_close(&dec);
   if (!rc && why == STOP_CONTEXT)
     fprintf(stderr, "ponder generate: stopped at the model's context of %lld tokens\n", (long long)ctx);
   if (!rc)
