@@ -252,7 +252,8 @@ typedef enum { STOP_MAX, STOP_EOS, STOP_CONTEXT } StopReason;
 
 /* The generation loop; prints as it goes. *made gets the tokens printed. */
 static int generate(const GenOpts *o, Decoder *dec, Tokenizer *t, int64_t vocab, int64_t ctx, TokIds *ids,
-                    long long *made, StopReason *why, PcError *err) {
+                    long long *made, StopReason *why, double *first_token_s, PcError *err) {
+  double t0 = seconds();
   int64_t nv = t && tok_vocab_size(t) < vocab ? tok_vocab_size(t) : vocab; /* ids with text */
   if (sample_check(&o->sampler, nv, err)) return -1;
   int64_t eos = t && o->stop_at_eos ? tok_eos_id(t) : -1;
@@ -279,6 +280,7 @@ static int generate(const GenOpts *o, Decoder *dec, Tokenizer *t, int64_t vocab,
       rc = -1;
       break;
     }
+    if (*made == 0) *first_token_s = seconds() - t0; /* the prompt's pass (prefill) */
     if (id == eos) {
       *why = STOP_EOS;
       break;
@@ -330,15 +332,16 @@ static int run(GenOpts *o, PcError *err) {
   Decoder dec = {0};
   int64_t cache_len = ctx ? ctx : (int64_t)ids.n + o->max_tokens;
   if (!rc) rc = decoder_open(&dec, &m, &o->model, !o->no_cache, cache_len, err);
-  double t0 = seconds();
-  if (!rc) rc = generate(o, &dec, t, vocab, ctx, &ids, &made, &why, err);
+  double t0 = seconds(), first = 0;
+  if (!rc) rc = generate(o, &dec, t, vocab, ctx, &ids, &made, &why, &first, err);
   double dt = seconds() - t0;
   decoder_close(&dec);
   if (!rc && why == STOP_CONTEXT)
     fprintf(stderr, "ponder generate: stopped at the model's context of %lld tokens\n", (long long)ctx);
   if (!rc)
-    fprintf(stderr, "ponder generate: %lld tokens in %.2f s (%.1f tokens/s)%s\n", made, dt,
-            dt > 0 ? made / dt : 0.0, why == STOP_EOS ? ", stopped at EOS" : "");
+    fprintf(stderr, "ponder generate: %lld tokens in %.2f s (%.1f tokens/s; first token %.2f s, then %.1f tokens/s)%s\n",
+            made, dt, dt > 0 ? made / dt : 0.0, first, made > 1 && dt > first ? (made - 1) / (dt - first) : 0.0,
+            why == STOP_EOS ? ", stopped at EOS" : "");
   if (loaded) model_unload(&m);
   vec_free(&ids);
   tok_free(t);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +62,13 @@ typedef struct {
   int64_t step, eval_every, ckpt_every, log_every;
   int checkpoints_written;
 } Run;
+
+/* The largest resident set so far, in MiB. */
+static double peak_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0;
+}
 
 static double now(void) {
   struct timespec ts;
@@ -459,6 +467,7 @@ int train_run(const TrainConfig *c, PcError *err) {
     json_number(r.metrics, "grad_norm", norm);
     json_number(r.metrics, "tokens_per_s", tok_s);
     json_number(r.metrics, "ms", ms);
+    json_number(r.metrics, "peak_rss_mb", peak_rss_mb());
     fprintf(r.metrics, "}\n");
     fflush(r.metrics);
     progress(&r, loss, lr, norm, tok_s, ms, eta, tty);
@@ -478,7 +487,8 @@ int train_run(const TrainConfig *c, PcError *err) {
   if (!rc && r.step < c->steps)
     printf("stopped at step %lld of %lld as asked; --resume continues it\n", (long long)r.step, (long long)c->steps);
   else if (!rc)
-    printf("done: %lld steps in %.1f s; checkpoints in %s\n", (long long)(r.step - first), now() - t_start, c->out);
+    printf("done: %lld steps in %.1f s; peak memory %.0f MiB; checkpoints in %s\n", (long long)(r.step - first),
+           now() - t_start, peak_rss_mb(), c->out);
   run_free(&r);
   return rc;
 }
