@@ -470,23 +470,22 @@ static int load_model(Tokenizer *t, const cJSON *root, const cJSON *m, PcError *
   if (!rc) rc = load_merges(t, field(m, "merges"), err);
 
   /* Added tokens: their content is the piece of their id; normalized ones
-   * are matched after the normalizer, in their normalized form. */
+   * are matched after the normalizer, and decoded, in their normalized
+   * form (tokenizers' id_to_token gives that form too). */
   TokBytes norm = {0};
   for (size_t i = 0; !rc && i < added.n; i++) {
     AddedSpec *a = &added.a[i];
     size_t n = strlen(a->content);
-    tok_set_piece(t, a->id, a->content, n);
+    norm.n = 0;
+    if (a->normalized && n) tok_normalize_into(t, a->content, n, &norm);
+    if (a->normalized && n) tok_set_piece(t, a->id, norm.a, norm.n);
+    else tok_set_piece(t, a->id, a->content, n);
     if (a->special) t->flags[a->id] |= TOKF_SPECIAL;
     if (!n) continue;
     vec_push(&t->added, ((TokAdded){a->id, a->lstrip, a->rstrip, a->single_word}));
     int32_t k = (int32_t)t->added.n - 1;
-    if (a->normalized) {
-      norm.n = 0;
-      tok_normalize_into(t, a->content, n, &norm);
-      tok_trie_add(&t->norm_added, norm.a, norm.n, k);
-    } else {
-      tok_trie_add(&t->raw_added, a->content, n, k);
-    }
+    if (a->normalized) tok_trie_add(&t->norm_added, norm.a, norm.n, k);
+    else tok_trie_add(&t->raw_added, a->content, n, k);
   }
   vec_free(&norm);
   vec_free(&added);

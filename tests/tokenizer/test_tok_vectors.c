@@ -22,6 +22,7 @@ static const Suite suites[] = {
     {"tiny-spm-json.jsonl", false, "tiny_spm/tokenizer.json"},
     {"tiny-spm-metaspace.jsonl", false, "tiny_spm/tokenizer-metaspace.json"},
     {"tiny-bytelevel.jsonl", false, "tiny_bytelevel/tokenizer.json"},
+    {"tiny-bytelevel-added.jsonl", false, "tiny_bytelevel/tokenizer-added.json"},
 };
 
 static void run_case(Tokenizer *t, const char *suite, const cJSON *c, int *ok, int *total) {
