@@ -243,7 +243,7 @@ static int l_loop(lua_State *L) {
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_Integer n = luaL_len(L, 2);
   luaL_argcheck(L, n >= 1 && n <= 64, 2, "carry 1 to 64 tensors");
-  uint32_t init[64], args[65];
+  uint32_t init[64], args[65]; /* a script-level limit: loops made by the compiler have none */
   for (lua_Integer i = 0; i < n; i++) {
     lua_geti(L, 2, i + 1);
     init[i] = fe_check_tensor(L, m, -1);

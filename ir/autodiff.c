@@ -212,8 +212,8 @@ static void clone_node(AdCtx *c, const IrNode *n) {
     return;
   }
   if (n->op == IR_YIELD) return; /* the loop adds its own */
-  uint32_t in[16];
-  PC_ASSERT(n->n_in <= 16);
+  uint32_t in[IR_MAX_FIXED_RESULTS + 8];
+  PC_ASSERT(n->n_in <= IR_MAX_FIXED_RESULTS + 8); /* loops are cloned above; other ops have few operands */
   for (uint32_t k = 0; k < n->n_in; k++) in[k] = ad_fwd(c, ir_in(g, n, k));
   set_loc(c, n->loc);
   PcError err;

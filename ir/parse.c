@@ -18,7 +18,6 @@ typedef struct {
   StrMap values; /* value name -> value */
 } Parser;
 
-#define MAX_RESULTS 64
 
 /* An error at `at` in the text, as "name:line:col: message". */
 static int vfail_at(Parser *ps, const char *at, const char *fmt, va_list ap) {
@@ -267,6 +266,8 @@ static int parse_loc(Parser *ps) {
 }
 
 static int parse_region_body(Parser *ps, int in_loop);
+static int parse_loop_body(Parser *ps, char **results, uint32_t n_results, const uint32_t *in, uint32_t n_in,
+                           const IrAttr *attr, const IrType *types, uint32_t *args);
 
 /* The part of a statement after "op(": operands, ')', attributes. */
 static int parse_operands(Parser *ps, uint32_t **in, uint32_t *n_in) {
@@ -294,7 +295,14 @@ static int parse_loop(Parser *ps, char **results, uint32_t n_results, const uint
                       const IrAttr *attr, const IrType *types, uint32_t n_types) {
   if (n_results != n_in || n_types != n_in)
     return fail(ps, "a loop has one result and one type per carried value");
-  uint32_t args[MAX_RESULTS + 1];
+  uint32_t *args = pc_xmalloc(sizeof *args * (n_in + 1));
+  int rc = parse_loop_body(ps, results, n_results, in, n_in, attr, types, args);
+  free(args);
+  return rc;
+}
+
+static int parse_loop_body(Parser *ps, char **results, uint32_t n_results, const uint32_t *in, uint32_t n_in,
+                           const IrAttr *attr, const IrType *types, uint32_t *args) {
   uint32_t id = ir_loop_begin(&ps->b, attr[0].i, attr[1].i, in, n_in, args, ps->err);
   if (id == IR_NONE) return -1;
   if (expect(ps, '{', "to open the loop body") < 0 || expect(ps, '^', "to start the body's arguments") < 0 ||
@@ -323,18 +331,16 @@ static int parse_loop(Parser *ps, char **results, uint32_t n_results, const uint
 
 /* One statement; sets *yielded when it was the yield that closes a loop body. */
 static int parse_statement(Parser *ps, int in_loop, int *yielded) {
-  char *results[MAX_RESULTS];
+  VEC(char *) res = {0};
+  VEC(IrType) typ = {0};
   uint32_t n_results = 0, *in = NULL, n_in = 0, n_types = 0;
-  IrType types[MAX_RESULTS];
   IrAttr attr[IR_MAX_ATTRS];
   int rc = -1;
   if (peek(ps, '%')) {
     do {
-      if (n_results == MAX_RESULTS) {
-        fail(ps, "more than %d results", MAX_RESULTS);
-        goto done;
-      }
-      if (value_name(ps, &results[n_results]) < 0) goto done;
+      char *name;
+      if (value_name(ps, &name) < 0) goto done;
+      vec_push(&res, name);
       n_results++;
     } while (accept(ps, ','));
     if (expect(ps, '=', "after the results") < 0) goto done;
@@ -356,7 +362,10 @@ static int parse_statement(Parser *ps, int in_loop, int *yielded) {
     skip_space(ps);
     types_at = ps->p;
     do {
-      if (n_types == MAX_RESULTS || parse_type(ps, &types[n_types++]) < 0) goto done;
+      IrType t;
+      if (parse_type(ps, &t) < 0) goto done;
+      vec_push(&typ, t);
+      n_types++;
     } while (accept(ps, ','));
   }
   if (info->n_out >= 0 && (n_results != (uint32_t)info->n_out || n_types != (uint32_t)info->n_out)) {
@@ -367,7 +376,7 @@ static int parse_statement(Parser *ps, int in_loop, int *yielded) {
 
   uint32_t v = IR_NONE;
   switch (op) {
-  case IR_LOOP: rc = parse_loop(ps, results, n_results, in, n_in, attr, types, n_types); goto done;
+  case IR_LOOP: rc = parse_loop(ps, res.a, n_results, in, n_in, attr, typ.a, n_types); goto done;
   case IR_YIELD:
     if (!in_loop) {
       fail(ps, "yield outside a loop body");
@@ -385,20 +394,20 @@ static int parse_statement(Parser *ps, int in_loop, int *yielded) {
     goto done;
   case IR_PARAM:
   case IR_INPUT:
-    if (ps->b.region != 0 || is_number(results[0])) {
+    if (ps->b.region != 0 || is_number(res.a[0])) {
       fail(ps, "%s needs a name (%%name) and belongs at the top of the graph", info->name);
       goto done;
     }
-    v = op == IR_PARAM ? ir_param(&ps->b, results[0], &types[0], ir_str(ps->g, attr[0].s), attr[1].f,
+    v = op == IR_PARAM ? ir_param(&ps->b, res.a[0], &typ.a[0], ir_str(ps->g, attr[0].s), attr[1].f,
                                   attr[2].s == IR_NONE ? NULL : ir_str(ps->g, attr[2].s), ps->err)
-                       : ir_input(&ps->b, results[0], &types[0], ps->err);
+                       : ir_input(&ps->b, res.a[0], &typ.a[0], ps->err);
     break;
   default:
-    v = ir_build(&ps->b, (IrOp)op, in, n_in, attr, op == IR_FILL ? &types[0] : NULL, ps->err);
+    v = ir_build(&ps->b, (IrOp)op, in, n_in, attr, op == IR_FILL ? &typ.a[0] : NULL, ps->err);
     for (uint32_t i = 0; v != IR_NONE && i < n_types; i++)
-      if (!ir_type_eq(&types[i], ir_type(ps->g, v + i))) {
+      if (!ir_type_eq(&typ.a[i], ir_type(ps->g, v + i))) {
         char a[128], c[128];
-        fail_at(ps, types_at, "declared type %s but %s gives %s", ir_type_str(ps->g, &types[i], a, sizeof a),
+        fail_at(ps, types_at, "declared type %s but %s gives %s", ir_type_str(ps->g, &typ.a[i], a, sizeof a),
                 info->name, ir_type_str(ps->g, ir_type(ps->g, v + i), c, sizeof c));
         goto done;
       }
@@ -412,14 +421,16 @@ static int parse_statement(Parser *ps, int in_loop, int *yielded) {
     goto done;
   }
   if (op == IR_PARAM || op == IR_INPUT) {
-    strmap_put(&ps->values, results[0], strlen(results[0]), v);
+    strmap_put(&ps->values, res.a[0], strlen(res.a[0]), v);
     rc = 0;
   } else {
     rc = 0;
-    for (uint32_t i = 0; !rc && i < n_results; i++) rc = define_value(ps, results[i], v + i);
+    for (uint32_t i = 0; !rc && i < n_results; i++) rc = define_value(ps, res.a[i], v + i);
   }
 done:
-  for (uint32_t i = 0; i < n_results; i++) free(results[i]);
+  for (uint32_t i = 0; i < n_results; i++) free(res.a[i]);
+  vec_free(&res);
+  vec_free(&typ);
   free(in);
   return rc;
 }

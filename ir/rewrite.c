@@ -49,31 +49,33 @@ static int copy_node(IrRewrite *rw, const IrNode *n) {
   const IrGraph *g = rw->src;
   int handled = rw->hook ? rw->hook(rw, n, rw->ctx, rw->err) : 0;
   if (handled) return handled < 0 ? -1 : 0;
-  uint32_t in[64];
-  PC_ASSERT(n->n_in <= 64);
+  uint32_t *in = pc_xmalloc(sizeof *in * (n->n_in + 1));
   for (uint32_t k = 0; k < n->n_in; k++) in[k] = ir_rewrite_value(rw, ir_in(g, n, k));
   set_loc(rw, n);
   PcError err;
+  int rc = 0;
   switch (n->op) {
   case IR_OUTPUT:
     if (ir_output(&rw->b, ir_str(g, n->attr[0].s), in[0], &err) < 0) PC_BUG("rewrite: %s", err.msg);
-    return 0;
-  case IR_YIELD: return 0; /* copy_loop ends the body itself */
+    break;
+  case IR_YIELD: break; /* the loop's copy ends its body itself */
   case IR_LOOP: {
     const IrRegion *body = &g->regions.a[n->body];
-    uint32_t args[65];
+    uint32_t *args = pc_xmalloc(sizeof *args * (body->args.n + 1));
     if (ir_loop_begin(&rw->b, n->attr[0].i, (int)n->attr[1].i, in, n->n_in, args, &err) == IR_NONE)
       PC_BUG("rewrite: %s", err.msg);
     for (size_t k = 0; k < body->args.n; k++) rw->map[body->args.a[k]] = args[k];
-    if (copy_region(rw, n->body) < 0) return -1;
+    free(args);
+    if ((rc = copy_region(rw, n->body)) < 0) break;
     const IrNode *y = ir_node(g, body->nodes.a[body->nodes.n - 1]);
-    uint32_t yield[64];
+    uint32_t *yield = pc_xmalloc(sizeof *yield * (y->n_in + 1));
     for (uint32_t k = 0; k < y->n_in; k++) yield[k] = ir_rewrite_value(rw, ir_in(g, y, k));
     set_loc(rw, n);
     uint32_t out = ir_loop_end(&rw->b, yield, y->n_in, &err);
+    free(yield);
     if (out == IR_NONE) PC_BUG("rewrite: %s", err.msg);
     for (uint32_t k = 0; k < n->n_out; k++) rw->map[n->out + k] = out + k;
-    return 0;
+    break;
   }
   default: {
     IrAttr attr[IR_MAX_ATTRS];
@@ -81,9 +83,10 @@ static int copy_node(IrRewrite *rw, const IrNode *n) {
     uint32_t v = ir_build(&rw->b, n->op, in, n->n_in, attr, n->op == IR_FILL ? ir_type(g, n->out) : NULL, &err);
     if (v == IR_NONE) PC_BUG("rewrite: %s", err.msg);
     for (uint32_t k = 0; k < n->n_out; k++) rw->map[n->out + k] = v + k;
-    return 0;
   }
   }
+  free(in);
+  return rc;
 }
 
 static int copy_region(IrRewrite *rw, uint32_t r) {

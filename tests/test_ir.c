@@ -11,6 +11,7 @@
 
 #include "backends/interp/interp.h"
 #include "compiler/front.h"
+#include "ir/autodiff.h"
 #include "tests/check.h"
 
 static char *slurp(const char *path) {
@@ -127,6 +128,35 @@ static void check_traced_roundtrip(void) {
   fe_close(m);
 }
 
+/* A training graph whose backward loop carries more than a hundred values
+ * (the gradients of a 10-layer pondering model) prints and parses back. */
+static void check_training_roundtrip(void) {
+  PcError err;
+  FeModel *m;
+  IrGraph *g, *train, *back;
+  CHECK(fe_open("models/gpt2.lua", &m, &err) == 0);
+  CHECK(fe_select_config(m, "tiny", &err) == 0 && fe_set_hparam(m, "n_layer", "10", &err) == 0 &&
+        fe_set_hparam(m, "ponderinglm", "true", &err) == 0);
+  CHECKF(fe_trace(m, FE_TRACE_LOSS | FE_TRACE_NO_LOGITS, &g, &err) == 0, "%s", err.msg);
+  CHECKF(ir_autodiff(g, "loss", AD_LOOPS_RECOMPUTE, &train, &err) == 0, "%s", err.msg);
+  uint32_t most = 0;
+  for (size_t i = 0; i < train->nodes.n; i++)
+    if (ir_node(train, (uint32_t)i)->op == IR_LOOP && ir_node(train, (uint32_t)i)->n_in > most)
+      most = ir_node(train, (uint32_t)i)->n_in;
+  CHECKF(most > 100, "the backward loop carries %u values", most);
+  char *text = ir_print_string(train);
+  CHECKF(ir_parse(text, "train", &back, &err) == 0, "%s", err.msg);
+  char *again = ir_print_string(back);
+  CHECK(!strcmp(text, again));
+  printf("training graph with a %u-value loop: printed and parsed back (%zu nodes)\n", most, train->nodes.n);
+  free(text);
+  free(again);
+  ir_graph_free(g);
+  ir_graph_free(train);
+  ir_graph_free(back);
+  fe_close(m);
+}
+
 static void check_error_files(void) {
   const char *dir = "tests/ir/errors";
   DIR *d = opendir(dir);
@@ -156,6 +186,7 @@ static void check_error_files(void) {
 int main(void) {
   check_loop_graph();
   check_traced_roundtrip();
+  check_training_roundtrip();
   check_error_files();
   return check_exit();
 }
