@@ -165,6 +165,16 @@ static int l_attention(lua_State *L) {
   return push_op(L, m, IR_ATTENTION_CACHED, in, 6, attr);
 }
 
+/* rope(x, positions, n_head, rotary_dims [, theta = 10000]): rotary
+ * positions on the first rotary_dims of each head (rotate_half pairing) */
+static int l_rope(lua_State *L) {
+  FeModel *m = model_of(L);
+  uint32_t in[2] = {fe_check_tensor(L, m, 1), fe_check_tensor(L, m, 2)};
+  IrAttr attr[IR_MAX_ATTRS] = {{.i = luaL_checkinteger(L, 3)}, {.i = luaL_checkinteger(L, 4)},
+                               {.f = luaL_optnumber(L, 5, 10000.0)}};
+  return push_op(L, m, IR_ROPE, in, 2, attr);
+}
+
 /* split(x, n1, n2, ...): consecutive pieces of the last axis. */
 static int l_split(lua_State *L) {
   FeModel *m = model_of(L);
@@ -324,7 +334,7 @@ static const luaL_Reg module_funcs[] = {
     {"matmul", l_matmul},       {"layernorm", l_layernorm}, {"rmsnorm", l_rmsnorm},     {"gelu", l_gelu},
     {"gelu_tanh", l_gelu_tanh}, {"silu", l_silu},           {"softmax", l_softmax},     {"scale", l_scale},
     {"attention", l_attention}, {"split", l_split},         {"loop", l_loop},           {"cross_entropy", l_cross_entropy},
-    {"ponder", fe_lua_ponder},
+    {"ponder", fe_lua_ponder},  {"rope", l_rope},
     {NULL, NULL}};
 
 static const luaL_Reg tensor_meta[] = {{"__add", t_add}, {"__sub", t_sub},           {"__mul", t_mul},

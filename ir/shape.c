@@ -193,6 +193,28 @@ static int rule_attention(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
+/* rope(x [B,T,heads*D], positions i32[T]) -> like x; x and positions are
+ * operands xi and pi (rope_grad takes (positions, dy)) */
+static int rope_check(const Rule *r, uint32_t xi, uint32_t pi, IrType *out, PcError *err) {
+  if (need_dtype(r, xi, PC_F32, "input", err) < 0 || need_rank(r, xi, 3, 3, "input", err) < 0 ||
+      need_dtype(r, pi, PC_I32, "positions", err) < 0 || need_rank(r, pi, 1, 1, "positions", err) < 0)
+    return -1;
+  const IrShape *x = &in_type(r->g, r->n, xi)->shape, *p = &in_type(r->g, r->n, pi)->shape;
+  if (p->dim[0] != x->dim[1])
+    return pc_errorf(err, "input %s vs positions %s: one position per step", r->shape[xi], r->shape[pi]);
+  int64_t h = r->n->attr[0].i, rot = r->n->attr[1].i, c = x->dim[2];
+  if (h <= 0 || IR_IS_SYM(c) || c % h)
+    return pc_errorf(err, "n_head %lld does not divide the width of %s", (long long)h, r->shape[xi]);
+  if (rot < 2 || rot % 2 || rot > c / h)
+    return pc_errorf(err, "rotary_dims %lld must be even and between 2 and the head size %lld", (long long)rot,
+                     (long long)(c / h));
+  if (!(r->n->attr[2].f > 0)) return pc_errorf(err, "theta must be positive, got %g", r->n->attr[2].f);
+  *out = *in_type(r->g, r->n, xi);
+  return 0;
+}
+
+static int rule_rope(const Rule *r, IrType *out, PcError *err) { return rope_check(r, 0, 1, out, err); }
+
 static int rule_cross_entropy(const Rule *r, IrType *out, PcError *err) {
   const IrGraph *g = r->g;
   const IrNode *n = r->n;
@@ -298,6 +320,9 @@ static int rule_cross_entropy_grad(const Rule *r, IrType *out, PcError *err) {
   *out = *in_type(r->g, r->n, 0);
   return 0;
 }
+
+/* (positions, dy) -> dx shaped like dy */
+static int rule_rope_grad(const Rule *r, IrType *out, PcError *err) { return rope_check(r, 1, 0, out, err); }
 
 /* stack_set(buf [K,S...], i, x [S...]) -> buf with slot i = x */
 static int rule_stack_set(const Rule *r, IrType *out, PcError *err) {

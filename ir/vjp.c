@@ -101,6 +101,13 @@ static int r_attention(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *e
   return 0;
 }
 
+/* rope is a rotation per position: dx = the inverse rotation of dy */
+static int r_rope(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
+  uint32_t in[2] = {F(1), dy[0]};
+  ad_acc(c, IN(0), ad_emit(c, IR_ROPE_GRAD, in, 2, n->attr));
+  return 0;
+}
+
 static int r_cross_entropy(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
   uint32_t in[3] = {F(0), F(1), dy[0]};
   ad_acc(c, IN(0), ad_emit(c, IR_CROSS_ENTROPY_GRAD, in, 3, NULL));
@@ -159,6 +166,7 @@ static const AdRule rules[IR_NUM_OPS] = {
     [IR_EMBEDDING] = r_embedding,
     [IR_SLICE] = r_slice,
     [IR_ATTENTION] = r_attention,
+    [IR_ROPE] = r_rope,
     [IR_CROSS_ENTROPY] = r_cross_entropy,
     [IR_VOCAB_ATTENTION] = r_vocab_attention,
     [IR_VOCAB_ATTENTION_TOPK] = r_vocab_attention_topk,

@@ -218,6 +218,16 @@ static void attention(const char *name, int64_t h, int64_t hkv) {
   case_check(&c, op(&c, IR_ATTENTION, IN(q, k, v), 3, ATTRS({.i = h}, {.i = hkv})), AD_LOOPS_RECOMPUTE, TOL);
 }
 
+/* rope on x [2,5,heads*D] at random positions (a rotation: its gradient is
+ * the inverse rotation); partial (rotary_dims < D) and full */
+static void rope(const char *name, int64_t h, int64_t D, int64_t rot, double theta) {
+  Case c;
+  case_begin(&c, name);
+  uint32_t x = param(&c, "x", 3, DIMS(2, 5, h * D), 1.0, 0);
+  uint32_t pos = int_input(&c, "positions", 1, DIMS(5), 40);
+  case_check(&c, op(&c, IR_ROPE, IN(x, pos), 2, ATTRS({.i = h}, {.i = rot}, {.f = theta})), AD_LOOPS_RECOMPUTE, TOL);
+}
+
 /* E = x; 3 times: E = E + softmax(E W^T) W  (the pondering shape), with
  * params used both inside and outside the loop. */
 static void check_loop(AdLoopMode mode) {
@@ -254,6 +264,8 @@ int main(void) {
   check_indexing();
   attention("attention (4 heads)", 4, 4);
   attention("attention (4 heads, 2 kv)", 4, 2);
+  rope("rope (partial: 4 of 6)", 2, 6, 4, 10000.0);
+  rope("rope (full, theta 5e5)", 3, 4, 4, 500000.0);
   check_loop(AD_LOOPS_RECOMPUTE);
   check_loop(AD_LOOPS_SAVE);
   check_nested_loop(AD_LOOPS_RECOMPUTE);

@@ -330,6 +330,45 @@ static int k_attention_cached(const IrNode *n, Tensor *const *in, Tensor *const 
   return 0;
 }
 
+/* The rotation rope and rope_grad share: x [B,T,H*D], positions [T] -> y.
+ * In each head, dims i and i + R/2 (i < R/2, R = rotary_dims) turn by the
+ * angle pos * theta^(-2i/R) (inverse = 1: by minus that angle, the
+ * transpose); dims from R on pass through. The frequencies and angles are
+ * rounded to float32 as Hugging Face computes them (inv_freq, then
+ * position * inv_freq, then cos and sin), so long positions agree too. */
+void interp_rope(const IrNode *n, const Tensor *x, const Tensor *positions, Tensor *y, int inverse) {
+  int64_t B = x->dim[0], T = x->dim[1], C = x->dim[2], H = n->attr[0].i, R = n->attr[1].i, D = C / H, half = R / 2;
+  float *cs = pc_xmalloc(sizeof(float) * 2 * (size_t)(half ? half : 1));
+  const float *xs = tensor_f32(x);
+  float *ys = tensor_f32(y);
+  for (int64_t t = 0; t < T; t++) {
+    float pos = (float)tensor_i32(positions)[t];
+    for (int64_t i = 0; i < half; i++) {
+      float inv = 1.0f / powf((float)n->attr[2].f, (float)(2 * i) / (float)R), angle = pos * inv;
+      cs[2 * i] = (float)cos(angle);
+      cs[2 * i + 1] = inverse ? -(float)sin(angle) : (float)sin(angle);
+    }
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t h = 0; h < H; h++) {
+        const float *a = xs + (b * T + t) * C + h * D;
+        float *o = ys + (b * T + t) * C + h * D;
+        for (int64_t i = 0; i < half; i++) {
+          double c = cs[2 * i], s = cs[2 * i + 1], lo = a[i], hi = a[i + half];
+          o[i] = (float)(lo * c - hi * s);
+          o[i + half] = (float)(hi * c + lo * s);
+        }
+        for (int64_t i = R; i < D; i++) o[i] = a[i];
+      }
+  }
+  free(cs);
+}
+
+/* rope: x [B,T,H*D], positions [T] -> x with rotary positions */
+static int k_rope(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  interp_rope(n, in[0], in[1], out[0], 0);
+  return 0;
+}
+
 /* cross_entropy: logits [N, V], targets [N] -> mean over targets >= 0 of
  * logsumexp(logits) - logits[target] (NaN when no target counts, as in PyTorch) */
 static int k_cross_entropy(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
@@ -371,6 +410,7 @@ static const InterpKernel kernels[IR_NUM_OPS] = {
     [IR_SLICE] = k_slice,
     [IR_ATTENTION] = k_attention,
     [IR_ATTENTION_CACHED] = k_attention_cached,
+    [IR_ROPE] = k_rope,
     [IR_CROSS_ENTROPY] = k_cross_entropy,
 };
 

@@ -270,6 +270,12 @@ static int k_cross_entropy_grad(const IrNode *n, Tensor *const *in, Tensor *cons
   return 0;
 }
 
+/* rope_grad: positions [T], dy [B,T,H*D] -> dy turned back (the rotation's transpose) */
+static int k_rope_grad(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
+  interp_rope(n, in[1], in[0], out[0], 1);
+  return 0;
+}
+
 static int check_slot(const Tensor *buf, const Tensor *index, int64_t *slot, PcError *err) {
   *slot = tensor_i32(index)[0];
   if (*slot < 0 || *slot >= buf->dim[0])
@@ -311,6 +317,7 @@ const InterpKernel interp_grad_kernels[IR_NUM_OPS] = {
     [IR_SLICE_GRAD] = k_slice_grad,
     [IR_ATTENTION_GRAD] = k_attention_grad,
     [IR_CROSS_ENTROPY_GRAD] = k_cross_entropy_grad,
+    [IR_ROPE_GRAD] = k_rope_grad,
     [IR_STACK_SET] = k_stack_set,
     [IR_STACK_GET] = k_stack_get,
 };
