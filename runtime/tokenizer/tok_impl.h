@@ -143,6 +143,10 @@ struct Tokenizer {
   TokTrie raw_added, norm_added; /* values index `added` */
   TokTrie frozen;                /* sentencepiece user-defined pieces; values are ids */
   bool spm_dummy_prefix, spm_remove_ws, spm_escape_ws;
+  uint32_t *spm_trie; /* precompiled character map: darts-clone double array */
+  size_t spm_trie_n;
+  char *spm_rules; /* ... and its NUL-separated replacement strings */
+  size_t spm_rules_n;
 
   /* decoding */
   VEC(TokDecStep) dec_steps;
@@ -196,8 +200,11 @@ size_t tok_gpt2_next(const char *s, size_t n, size_t i);
 const char *tok_normalize(Tokenizer *t, const char *s, size_t n, size_t *out_n);
 /* Applies the normalizers to a short string (an added token's content). */
 void tok_normalize_into(Tokenizer *t, const char *s, size_t n, TokBytes *out);
-/* sentencepiece's normalizer into t->norm. */
+
+/* tok_spm_norm.c: sentencepiece's normalizer into t->norm. */
 void tok_spm_normalize(Tokenizer *t, const char *s, size_t n);
+/* Takes a precompiled character map (the normalizer_spec's blob); -1 when it is malformed. */
+int tok_spm_set_charsmap(Tokenizer *t, const unsigned char *blob, size_t n, PcError *err);
 
 /* tok_bpe.c: encodes one word (already byte-level mapped or not, as the
  * tokenizer says) and appends its ids. */

@@ -127,6 +127,8 @@ void tok_free(Tokenizer *t) {
   tok_trie_free(&t->raw_added);
   tok_trie_free(&t->norm_added);
   tok_trie_free(&t->frozen);
+  free(t->spm_trie);
+  free(t->spm_rules);
   for (size_t i = 0; i < t->dec_steps.n; i++) {
     free(t->dec_steps.a[i].a);
     free(t->dec_steps.a[i].b);

@@ -1,12 +1,10 @@
-/* Normalizers: the tokenizer.json ones (NFC, NFD, NFKC, NFKD with utf8proc;
- * Prepend; Replace) and sentencepiece's (dummy prefix, whitespace). */
+/* The tokenizer.json normalizers: NFC, NFD, NFKC, NFKD (utf8proc), Prepend,
+ * Replace. sentencepiece's are in tok_spm_norm.c. */
 #include "runtime/tokenizer/tok_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
-
-#define SPACE_SYMBOL "\xe2\x96\x81" /* U+2581, sentencepiece's visible space */
 
 static void append(TokBytes *out, const char *s, size_t n) {
   vec_reserve(out, out->n + n);
@@ -118,30 +116,4 @@ void tok_normalize_into(Tokenizer *t, const char *s, size_t n, TokBytes *out) {
   size_t m;
   const char *r = tok_normalize(t, s, n, &m);
   append(out, r, m);
-}
-
-void tok_spm_normalize(Tokenizer *t, const char *s, size_t n) {
-  TokBytes *out = &t->norm;
-  out->n = 0;
-  size_t i = 0;
-  if (t->spm_remove_ws)
-    while (i < n && s[i] == ' ') i++;
-  if (i == n) return;
-  if (t->spm_dummy_prefix) append(out, t->spm_escape_ws ? SPACE_SYMBOL : " ", t->spm_escape_ws ? 3 : 1);
-  bool prev_space = t->spm_remove_ws;
-  for (; i < n; i++) {
-    if (s[i] == ' ') {
-      if (prev_space) continue;
-      append(out, t->spm_escape_ws ? SPACE_SYMBOL : " ", t->spm_escape_ws ? 3 : 1);
-      prev_space = t->spm_remove_ws;
-    } else {
-      vec_push(out, s[i]);
-      prev_space = false;
-    }
-  }
-  if (t->spm_remove_ws) {
-    const char *sp = t->spm_escape_ws ? SPACE_SYMBOL : " ";
-    size_t k = t->spm_escape_ws ? 3 : 1;
-    while (out->n >= k && !memcmp(out->a + out->n - k, sp, k)) out->n -= k;
-  }
 }

@@ -3,9 +3,9 @@
  *
  * Only what encoding and decoding need is read: the pieces (string, score,
  * type), trainer_spec (model_type, byte_fallback, the unk/bos/eos pieces,
- * unk_surface) and normalizer_spec (add_dummy_prefix,
- * remove_extra_whitespaces, escape_whitespaces; a precompiled character map
- * such as nmt_nfkc's is not supported). BPE models only.
+ * unk_surface) and normalizer_spec (its precompiled character map, e.g.
+ * nmt_nfkc's; add_dummy_prefix, remove_extra_whitespaces,
+ * escape_whitespaces). BPE models only; no denormalizer.
  *
  * sentencepiece's BPE merges the adjacent pair whose concatenation is a
  * piece with the highest score, leftmost first. That is BPE with merge pairs
@@ -96,6 +96,7 @@ typedef struct {
   bool dummy_prefix, remove_ws, escape_ws;
   const char *norm_name;
   size_t norm_name_len, charsmap_len, denorm_charsmap_len;
+  const unsigned char *charsmap;
   const char *unk_piece, *bos_piece, *eos_piece, *unk_surface;
   size_t unk_len, bos_len, eos_len, surface_len;
 } Model;
@@ -151,7 +152,7 @@ static int parse_normalizer(const PbField *f, Model *m, bool denorm, PcError *er
       continue;
     }
     if (g.num == 1 && g.wire == 2) m->norm_name = (const char *)g.data, m->norm_name_len = g.len;
-    if (g.num == 2 && g.wire == 2) m->charsmap_len = g.len;
+    if (g.num == 2 && g.wire == 2) m->charsmap = g.data, m->charsmap_len = g.len;
     if (g.num == 3 && g.wire == 0) m->dummy_prefix = g.v != 0;
     if (g.num == 4 && g.wire == 0) m->remove_ws = g.v != 0;
     if (g.num == 5 && g.wire == 0) m->escape_ws = g.v != 0;
@@ -195,10 +196,6 @@ static int check_model(const Model *m, PcError *err) {
     return pc_errorf(err, "SentencePiece model type '%s' is not supported (only BPE)",
                      m->model_type >= 1 && m->model_type <= 4 ? types[m->model_type] : "unknown");
   if (m->ws_suffix) return pc_errorf(err, "treat_whitespace_as_suffix is not supported");
-  char q[256];
-  if (m->charsmap_len)
-    return pc_errorf(err, "normalizer '%s' (a precompiled character map) is not supported; only 'identity'",
-                     tok_quote(q, sizeof q, m->norm_name ? m->norm_name : "", m->norm_name_len));
   if (m->denorm_charsmap_len) return pc_errorf(err, "a denormalizer is not supported");
   for (size_t i = 0; i < m->pieces.n; i++) {
     const Piece *p = &m->pieces.a[i];
@@ -309,6 +306,7 @@ static int build(Tokenizer *t, const Model *m, PcError *err) {
     t->dec_len[id] = (uint32_t)(t->dec.n - t->dec_off[id]);
   }
 
+  if (m->charsmap_len && tok_spm_set_charsmap(t, m->charsmap, m->charsmap_len, err)) return -1;
   t->is_spm = true;
   t->byte_fallback = m->byte_fallback;
   t->spm_dummy_prefix = m->dummy_prefix;

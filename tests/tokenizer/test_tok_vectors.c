@@ -19,6 +19,7 @@ static const Suite suites[] = {
     {"llama-model.jsonl", true, "llama2/tokenizer.model"},
     {"tiny-spm-model.jsonl", false, "tiny_spm/tokenizer.model"},
     {"tiny-spm-ws-model.jsonl", false, "tiny_spm_ws/tokenizer.model"},
+    {"tiny-spm-rules-model.jsonl", false, "tiny_spm_rules/tokenizer.model"},
     {"tiny-spm-json.jsonl", false, "tiny_spm/tokenizer.json"},
     {"tiny-spm-metaspace.jsonl", false, "tiny_spm/tokenizer-metaspace.json"},
     {"tiny-bytelevel.jsonl", false, "tiny_bytelevel/tokenizer.json"},
