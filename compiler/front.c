@@ -18,6 +18,9 @@
  *   configs = { {"tiny", key = value, ...}, {"124m"}, ... },
  *   default_config = "124m",                  -- optional; else the first
  *   context = "n_positions",                  -- optional: the max sequence length
+ *   model_type = "gpt2",                      -- optional: Hugging Face's model_type (export)
+ *   hf_required = { "n_embd", ... },          -- optional: keys a config.json must hold
+ *   hf_aliases = { key = "a.b" or {"a.b", ...} }, -- optional: where else config.json may hold a key
  *   forward = function(hp, ids) ... return logits end }
  * forward may also be set on the returned table. */
 static int l_model(lua_State *L) {
@@ -36,6 +39,29 @@ static int l_model(lua_State *L) {
   t = lua_getfield(L, 1, "context");
   if (t != LUA_TNIL && (t != LUA_TSTRING || lua_getfield(L, 3, lua_tostring(L, -1)) != LUA_TNUMBER))
     return luaL_error(L, "model: 'context' must name an integer hyperparameter");
+  lua_settop(L, 4);
+  t = lua_getfield(L, 1, "model_type");
+  if (t != LUA_TNIL && t != LUA_TSTRING) return luaL_error(L, "model: 'model_type' must be a string");
+  if ((t = lua_getfield(L, 1, "hf_required")) != LUA_TNIL) {
+    if (t != LUA_TTABLE) return luaL_error(L, "model: 'hf_required' must be a list of hyperparameter names");
+    for (lua_Integer i = 1; i <= luaL_len(L, -1); i++) {
+      if (lua_geti(L, -1, i) != LUA_TSTRING || lua_getfield(L, 3, lua_tostring(L, -1)) == LUA_TNIL)
+        return luaL_error(L, "model: hf_required[%d] must name a hyperparameter", (int)i);
+      lua_pop(L, 2);
+    }
+  }
+  if ((t = lua_getfield(L, 1, "hf_aliases")) != LUA_TNIL) {
+    if (t != LUA_TTABLE) return luaL_error(L, "model: 'hf_aliases' must map hyperparameter names to config.json paths");
+    for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) {
+      int kt = lua_type(L, -1);
+      if (lua_type(L, -2) != LUA_TSTRING || (kt != LUA_TSTRING && kt != LUA_TTABLE))
+        return luaL_error(L, "model: hf_aliases must map names to a path (\"a.b\") or a list of paths");
+      lua_pushvalue(L, -2);
+      if (lua_gettable(L, 3) == LUA_TNIL)
+        return luaL_error(L, "model: hf_aliases names '%s', which is not a hyperparameter", lua_tostring(L, -3));
+      lua_pop(L, 1);
+    }
+  }
   lua_settop(L, 1);
   fe_add_ponder_hparams(L, 1);
   return 1;
@@ -160,6 +186,15 @@ const char *fe_script_path(const FeModel *m) { return m->script; }
 size_t fe_config_count(const FeModel *m) { return m->configs.n; }
 const char *fe_config_name(const FeModel *m, size_t i) { return m->configs.a[i]; }
 const char *fe_selected_config(const FeModel *m) { return m->configs.a[m->selected]; }
+
+const char *fe_model_type(const FeModel *m) {
+  lua_State *L = m->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, m->model_ref);
+  lua_getfield(L, -1, "model_type");
+  const char *s = lua_tostring(L, -1); /* NULL when absent; else alive while the model table is */
+  lua_pop(L, 2);
+  return s;
+}
 
 const char *fe_model_name(const FeModel *m) {
   lua_State *L = m->L;
@@ -317,6 +352,43 @@ static int push_json(FeModel *m, const cJSON *j) {
   return 1;
 }
 
+/* The item at a dotted path ("rope_parameters.rope_theta") of a JSON object. */
+static const cJSON *json_path(const cJSON *root, const char *path) {
+  char part[128];
+  while (root && *path) {
+    size_t n = strcspn(path, ".");
+    if (n >= sizeof part) return NULL;
+    memcpy(part, path, n);
+    part[n] = 0;
+    root = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, part) : NULL;
+    path += n + (path[n] == '.');
+  }
+  return root;
+}
+
+/* The config.json item for a hyperparameter: its own key, else the first
+ * of the model's hf_aliases paths for it that the file holds. */
+static const cJSON *hf_item(FeModel *m, const cJSON *root, const char *key) {
+  const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (j) return j;
+  lua_State *L = m->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, m->model_ref);
+  if (lua_getfield(L, -1, "hf_aliases") == LUA_TTABLE) {
+    int t = lua_getfield(L, -1, key);
+    if (t == LUA_TSTRING) {
+      j = json_path(root, lua_tostring(L, -1));
+    } else if (t == LUA_TTABLE) {
+      for (lua_Integer i = 1; !j && i <= luaL_len(L, -1); i++) {
+        if (lua_geti(L, -1, i) == LUA_TSTRING) j = json_path(root, lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return j;
+}
+
 int fe_load_hf_config(FeModel *m, const char *path, PcError *err) {
   char file[4096];
   size_t n = strlen(path);
@@ -352,19 +424,30 @@ int fe_load_hf_config(FeModel *m, const char *path, PcError *err) {
     if (!found) rc = pc_errorf(err, "%s: architecture %s is not handled by %s (it handles %s)", file, want, m->script, list);
   }
   lua_settop(L, 0);
+  /* The keys that fix the model's shape must be there. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, m->model_ref);
+  if (!rc && lua_getfield(L, -1, "hf_required") == LUA_TTABLE) {
+    for (lua_Integer i = 1; !rc && i <= luaL_len(L, -1); i++) {
+      lua_geti(L, -1, i);
+      const char *key = lua_tostring(L, -1);
+      if (key && !hf_item(m, root, key)) rc = pc_errorf(err, "%s: missing key '%s', which %s needs", file, key, m->script);
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, 0);
   /* Every declared hyperparameter present in the file is taken from it. */
   if (!rc) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, m->hf_ref);
     push_defaults(m);
     for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) {
       const char *key = lua_tostring(L, -2);
-      const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+      const cJSON *j = hf_item(m, root, key);
       if (!j || !push_json(m, j)) continue;
       if (check_override(m, key, file, err) < 0) {
         rc = -1;
         break;
       }
-      lua_setfield(L, -4, key);
+      lua_setfield(L, -5, key); /* into the config.json layer (hf, defaults, key, value, json value) */
     }
     lua_settop(L, 0);
   }

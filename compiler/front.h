@@ -21,6 +21,8 @@ int fe_open(const char *script_path, FeModel **out, PcError *err);
 void fe_close(FeModel *m);
 
 const char *fe_model_name(const FeModel *m);
+/* Hugging Face's model_type for the script (`model_type = ...`), or NULL. */
+const char *fe_model_type(const FeModel *m);
 const char *fe_script_path(const FeModel *m);
 /* Config names in declaration order, and the selected one. */
 size_t fe_config_count(const FeModel *m);
@@ -32,7 +34,9 @@ int fe_select_config(FeModel *m, const char *name, PcError *err);
  * hyperparameter's default. */
 int fe_set_hparam(FeModel *m, const char *key, const char *value, PcError *err);
 /* Takes every hyperparameter the model declares from a Hugging Face
- * config.json (a file or the folder holding it); checks `architectures`. */
+ * config.json (a file or the folder holding it), under its own key or,
+ * failing that, a path the script's hf_aliases give; checks
+ * `architectures` and that every key in hf_required is there. */
 int fe_load_hf_config(FeModel *m, const char *path, PcError *err);
 /* An integer hyperparameter of the resolved configuration. */
 int fe_hparam_int(FeModel *m, const char *key, int64_t *out, PcError *err);

@@ -25,9 +25,10 @@ int pc_params_from_graph(const IrGraph *g, Params *out, PcError *err) {
     if (params_init_kind(init, &s.init) < 0) return pc_errorf(err, "parameter '%s': unknown init '%s'", s.name, init);
     if (n->attr[2].s != IR_NONE) {
       s.hf_layout = (char *)ir_str(g, n->attr[2].s);
-      if (!hf_layout_known(s.hf_layout) || s.rank != 2)
-        return pc_errorf(err, "%s: parameter '%s': layout '%s' needs a 2-D parameter and one of: %s",
-                         n->loc != IR_NONE ? ir_str(g, n->loc) : "?", s.name, s.hf_layout, hf_layout_names());
+      const char *why = hf_layout_check(&s);
+      if (why)
+        return pc_errorf(err, "%s: parameter '%s': layout '%s' does not fit: %s (layouts: %s)",
+                         n->loc != IR_NONE ? ir_str(g, n->loc) : "?", s.name, s.hf_layout, why, hf_layout_names());
     }
     if (params_add(out, &s, err) < 0) return -1;
   }

@@ -19,7 +19,7 @@ typedef struct {
   int64_t dim[PC_MAX_RANK];
   ParamInit init;
   double std;
-  char *hf_layout; /* NULL: stored as we store it; "transpose": a 2-D [in, out] */
+  char *hf_layout; /* NULL: stored as we store it; else a layout of hf_import.c ("transpose", "neox_qkv:8") */
   int embedding;   /* a lookup table (an embedding op reads it) */
 } ParamSpec;
 
