@@ -1,7 +1,9 @@
 /* Cached generation is exact: for K = 0 and K = 3 (and top-k mixing and
  * latest-only pondering), the logits from the K+1 KV caches equal those of
  * recomputing the whole sequence, within 1e-4, at every one of 64
- * generated tokens (sampled, so the sequence wanders). */
+ * generated tokens (sampled, so the sequence wanders). GPT-2, and Pythia
+ * and LLaMA, whose rotary positions come from pc.positions (pos, pos+1,
+ * ... when decoding). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -10,8 +12,8 @@
 #include "runtime/sample.h"
 #include "tests/check.h"
 
-static void check(const char *label, const char *const *sets, size_t n_sets) {
-  ModelOpts mo = {.script = "models/gpt2.lua", .config = "tiny", .seed = 3};
+static void check(const char *script, const char *label, const char *const *sets, size_t n_sets) {
+  ModelOpts mo = {.script = script, .config = "tiny", .seed = 3};
   char buf[8][64];
   for (size_t i = 0; i < n_sets; i++) {
     snprintf(buf[i], sizeof buf[i], "%s", sets[i]);
@@ -46,7 +48,7 @@ static void check(const char *label, const char *const *sets, size_t n_sets) {
     CHECK(sample_token(&sampler, a, V, &rng, NULL, &next, &err) == 0);
     ids[n++] = (uint32_t)next;
   }
-  printf("%-28s 64 tokens: cached vs recomputed logits, worst difference %.2e\n", label, worst);
+  printf("%-18s %-30s 64 tokens: cached vs recomputed logits, worst difference %.2e\n", script, label, worst);
   free(a);
   free(b);
   decoder_close(&cached);
@@ -61,8 +63,18 @@ int main(void) {
                       "scale_embeds=true"};
   const char *top[] = {"n_positions=128", "initializer_range=0.3", "ponderinglm=true", "pondering_steps=3",
                        "ponder_topk=10", "ponder_accumulate=false"};
-  check("K = 0", k0, 2);
-  check("K = 3 (scale_embeds)", k3, 5);
-  check("K = 3 (top-10, latest only)", top, 6);
+  check("models/gpt2.lua", "K = 0", k0, 2);
+  check("models/gpt2.lua", "K = 3 (scale_embeds)", k3, 5);
+  check("models/gpt2.lua", "K = 3 (top-10, latest only)", top, 6);
+  /* Pythia: parallel residual, rotary on a quarter of each head */
+  const char *neox[] = {"max_position_embeddings=128", "initializer_range=0.3", "ponderinglm=true",
+                        "pondering_steps=3", "scale_embeds=true", "mutiply_pondering_steps=true"};
+  check("models/pythia.lua", "K = 0", neox, 2);
+  check("models/pythia.lua", "K = 3 (scale_embeds, multiply)", neox, 6);
+  /* LLaMA: grouped-query attention, whole-head rotary */
+  const char *llama[] = {"max_position_embeddings=128", "initializer_range=0.3", "ponderinglm=true",
+                         "pondering_steps=3", "scale_embeds=true"};
+  check("models/llama.lua", "K = 0", llama, 2);
+  check("models/llama.lua", "K = 3 (scale_embeds)", llama, 5);
   return check_exit();
 }

@@ -1,12 +1,16 @@
 /* Pondering against an independent PyTorch implementation of DESIGN
  * section 1 (scripts/make-fixtures): on the gpt2-small weights and inputs,
- * for K = 0, 1, 3 and each knob, the logits, the loss and the gradient of
- * every parameter must match within 1e-4 relative (1e-6 absolute for tiny
+ * for K = 0, 1, 3 and each knob, and on Pythia (neox-par, K = 3 with
+ * scale_embeds and mutiply_pondering_steps, loaded as a PonderingLM
+ * checkpoint: its config.json sets the knobs) and LLaMA (llama-gqa4, K = 3
+ * with scale_embeds), the logits, the loss and the gradient of every
+ * parameter must match within 1e-4 relative (1e-6 absolute for tiny
  * gradients), in both ways of differentiating the ponder loop, fused and
  * unfused. The fused training graph must hold no [B, T, vocab] value, and
  * agree with the unfused one within 1e-5 relative. */
 #include <math.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -18,8 +22,82 @@
 #include "tests/check.h"
 #include "tests/grad_check.h"
 
-static const char *fixtures[] = {"ponder-k0", "ponder-k1", "ponder-k3", "ponder-k3-scale", "ponder-k3-scale-mult",
-                                 "ponder-k1-mult", "ponder-k3-tau", "ponder-k3-latest", "ponder-k3-top8"};
+typedef struct {
+  const char *name, *script, *base;
+  const char *head;    /* W_out, the matrix the vocabulary ops read */
+  int pondering_ckpt;  /* load it as a PonderingLM checkpoint (knobs from its config.json) */
+} Fixture;
+
+#define GPT2(name) {name, "models/gpt2.lua", "gpt2-small", "transformer.wte.weight", 0}
+static const Fixture fixtures[] = {
+    GPT2("ponder-k0"),        GPT2("ponder-k1"),    GPT2("ponder-k3"),        GPT2("ponder-k3-scale"),
+    GPT2("ponder-k3-scale-mult"), GPT2("ponder-k1-mult"), GPT2("ponder-k3-tau"), GPT2("ponder-k3-latest"),
+    GPT2("ponder-k3-top8"),
+    {"neox-ponder-k3-scale-mult", "models/pythia.lua", "neox-par", "embed_out.weight", 1},
+    {"llama-ponder-k3-scale", "models/llama.lua", "llama-gqa4", "lm_head.weight", 0},
+};
+#undef GPT2
+
+static char pondering_dir[] = "/tmp/ponder-pondering-XXXXXX";
+
+/* A PonderingLM Pythia checkpoint made from the fixture's base: its
+ * config.json in the transformers 4 form Pythia's checkpoints have
+ * (rotary_pct and rotary_emb_base rather than rope_parameters) plus
+ * PonderingLM's keys (ponderinglm, pondering_steps, scale_embeds,
+ * mutiply_pondering_steps, checkpoint_num_layers), and the weights plus
+ * the unused `adapter` its pondering class saves. */
+static int make_pondering_ckpt(const Fixture *f) {
+  char path[512];
+  PcError err;
+  if (!mkdtemp(pondering_dir)) return -1;
+  snprintf(path, sizeof path, "tests/fixtures/%s/config.json", f->base);
+  char *text = pc_read_file(path, NULL, &err);
+  cJSON *cfg = text ? cJSON_Parse(text) : NULL;
+  free(text);
+  snprintf(path, sizeof path, "tests/fixtures/%s/ponder.json", f->name);
+  text = pc_read_file(path, NULL, &err);
+  cJSON *knobs = text ? cJSON_Parse(text) : NULL;
+  free(text);
+  if (!cfg || !knobs) return -1;
+  cJSON *rope = cJSON_DetachItemFromObject(cfg, "rope_parameters");
+  cJSON_AddNumberToObject(cfg, "rotary_pct", cJSON_GetObjectItem(rope, "partial_rotary_factor")->valuedouble);
+  cJSON_AddNumberToObject(cfg, "rotary_emb_base", cJSON_GetObjectItem(rope, "rope_theta")->valuedouble);
+  cJSON_Delete(rope);
+  cJSON_AddBoolToObject(cfg, "ponderinglm", 1);
+  cJSON_AddNumberToObject(cfg, "pondering_steps", cJSON_GetObjectItem(knobs, "steps")->valuedouble);
+  cJSON_AddBoolToObject(cfg, "scale_embeds", cJSON_IsTrue(cJSON_GetObjectItem(knobs, "scale_embeds")));
+  cJSON_AddBoolToObject(cfg, "mutiply_pondering_steps", cJSON_IsTrue(cJSON_GetObjectItem(knobs, "multiply_steps")));
+  cJSON_AddNumberToObject(cfg, "checkpoint_num_layers", 100);
+  char *out = cJSON_Print(cfg);
+  snprintf(path, sizeof path, "%s/config.json", pondering_dir);
+  FILE *fp = fopen(path, "w");
+  fputs(out, fp);
+  fclose(fp);
+  free(out);
+  int64_t C = (int64_t)cJSON_GetObjectItem(cfg, "hidden_size")->valuedouble;
+  cJSON_Delete(cfg);
+  cJSON_Delete(knobs);
+
+  StCheckpoint *ck;
+  snprintf(path, sizeof path, "tests/fixtures/%s/model.safetensors", f->base);
+  if (st_open(path, &ck, &err) < 0) return -1;
+  size_t n = st_count(ck);
+  StEntry *e = calloc(n + 1, sizeof *e);
+  Tensor **t = calloc(n + 1, sizeof *t);
+  for (size_t i = 0; i < n; i++) {
+    CHECK(st_read(ck, st_get(ck, i)->name, &t[i], &err) == 0);
+    e[i] = (StEntry){st_get(ck, i)->name, t[i]};
+  }
+  t[n] = tensor_new(PC_F32, 2, (int64_t[]){C, 2 * C});
+  e[n] = (StEntry){"adapter.weight", t[n]};
+  snprintf(path, sizeof path, "%s/model.safetensors", pondering_dir);
+  int rc = st_write(path, e, n + 1, &err);
+  for (size_t i = 0; i <= n; i++) tensor_free(t[i]);
+  free(t);
+  free(e);
+  st_close(ck);
+  return rc;
+}
 
 /* --set strings from ponder.json (owned by the caller's buffer). */
 static int knob_sets(const char *name, char buf[8][64], ModelOpts *mo) {
@@ -72,12 +150,14 @@ static int has_vocab_sized_value(const IrGraph *g, const char *matrix) {
   return 0;
 }
 
-static void check(const char *name, AdLoopMode mode, int fused, GcOutputs *keep) {
-  char sets[8][64], io_path[256];
-  ModelOpts mo = {.script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small",
+static void check(const Fixture *f, AdLoopMode mode, int fused, GcOutputs *keep) {
+  const char *name = f->name;
+  char sets[8][64], io_path[256], base[256];
+  snprintf(base, sizeof base, "tests/fixtures/%s", f->base);
+  ModelOpts mo = {.script = f->script, .hf = f->pondering_ckpt ? pondering_dir : base,
                   .trace_flags = FE_TRACE_LOSS | (fused ? FE_TRACE_NO_LOGITS : 0),
                   .pipeline = {.no_fuse = !fused, .loop_mode = mode}};
-  if (knob_sets(name, sets, &mo) < 0) {
+  if (!f->pondering_ckpt && knob_sets(name, sets, &mo) < 0) {
     CHECKF(0, "%s: cannot read ponder.json", name);
     return;
   }
@@ -105,7 +185,7 @@ static void check(const char *name, AdLoopMode mode, int fused, GcOutputs *keep)
   const Tensor *logits = gc_get(&out, "logits");
   for (int64_t i = 0; logits && i < tensor_numel(want_logits); i++)
     logit_diff = fmax(logit_diff, fabs(tensor_f32(logits)[i] - tensor_f32(want_logits)[i]));
-  if (fused) CHECKF(!has_vocab_sized_value(train, "transformer.wte.weight"), "%s: the fused training graph has a [B,T,vocab] value", name);
+  if (fused) CHECKF(!has_vocab_sized_value(train, f->head), "%s: the fused training graph has a [B,T,vocab] value", name);
   double loss = tensor_f32(gc_get(&out, "loss"))[0], ref = tensor_f32(want_loss)[0];
   double loss_rel = fabs(loss - ref) / fabs(ref), grad_rel = 0;
   CHECKF(logit_diff <= 1e-4, "%s: logits differ from PyTorch by %g", name, logit_diff);
@@ -143,7 +223,7 @@ static void check(const char *name, AdLoopMode mode, int fused, GcOutputs *keep)
     }
     CHECKF(vs_unfused <= 1e-5, "%s: fused and unfused differ by %g relative", name, vs_unfused);
   }
-  printf("%-22s %-9s %-7s logits %.1e, loss rel %.1e, gradients rel %.1e", name,
+  printf("%-26s %-9s %-7s logits %.1e, loss rel %.1e, gradients rel %.1e", name,
          mode == AD_LOOPS_SAVE ? "save" : "recompute", fused ? "fused" : "unfused", logit_diff, loss_rel, grad_rel);
   if (keep && keep->n) printf(", vs unfused %.1e", vs_unfused);
   printf("\n");
@@ -164,13 +244,20 @@ static void check(const char *name, AdLoopMode mode, int fused, GcOutputs *keep)
 }
 
 int main(void) {
-  for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
+  size_t n = sizeof fixtures / sizeof *fixtures;
+  for (size_t i = 0; i < n; i++)
+    if (fixtures[i].pondering_ckpt) CHECKF(make_pondering_ckpt(&fixtures[i]) == 0, "cannot make a PonderingLM checkpoint");
+  for (size_t i = 0; i < n; i++) {
     GcOutputs unfused = {0};
-    check(fixtures[i], AD_LOOPS_RECOMPUTE, 0, &unfused);
-    check(fixtures[i], AD_LOOPS_RECOMPUTE, 1, &unfused);
+    check(&fixtures[i], AD_LOOPS_RECOMPUTE, 0, &unfused);
+    check(&fixtures[i], AD_LOOPS_RECOMPUTE, 1, &unfused);
     gc_free(&unfused);
   }
-  check("ponder-k3", AD_LOOPS_SAVE, 1, NULL);
-  check("ponder-k3-top8", AD_LOOPS_SAVE, 1, NULL);
+  check(&fixtures[2], AD_LOOPS_SAVE, 1, NULL);     /* ponder-k3 */
+  check(&fixtures[8], AD_LOOPS_SAVE, 1, NULL);     /* ponder-k3-top8 */
+  check(&fixtures[n - 1], AD_LOOPS_SAVE, 1, NULL); /* llama-ponder-k3-scale */
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", pondering_dir);
+  if (pondering_dir[strlen(pondering_dir) - 1] != 'X') CHECK(system(cmd) == 0);
   return check_exit();
 }
