@@ -22,6 +22,8 @@ static const struct {
     {"tiny_spm/tokenizer.json", 0},
     {"tiny_spm/tokenizer-metaspace.json", 0},
     {"tiny_spm_ws/tokenizer.model", 0},
+    {"tiny_spm_rules/tokenizer.model", 0},
+    {"tiny_bytelevel/tokenizer-added.json", 0},
 };
 #define NTOK (sizeof files / sizeof *files)
 static Tokenizer *toks[NTOK]; /* loaded once: this harness is the process */
