@@ -42,6 +42,8 @@ uint32_t fe_check_tensor(lua_State *L, FeModel *m, int arg);
 
 /* Sets the builder's location to the calling script line. */
 void fe_set_loc(lua_State *L, FeModel *m);
+/* Raises a Lua error located at that line ("models/x.lua:12: " + message). */
+int fe_error(lua_State *L, FeModel *m, const char *fmt, ...);
 /* pondercc.ponder (ponder.c); its upvalue is the FeModel. */
 int fe_lua_ponder(lua_State *L);
 

@@ -3,26 +3,45 @@
  * calling script line as the node's location, and raises a Lua error whose
  * message is "file:line: op: ..." when shape inference rejects the node. */
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "compiler/front_internal.h"
 
 static FeModel *model_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
-/* The node location: the innermost line of the model script itself on the
- * call stack (so an error inside models/lib points at the script's call),
- * else the innermost Lua line. */
-void fe_set_loc(lua_State *L, FeModel *m) {
+/* The innermost line of the model script itself on the call stack (so an
+ * error inside models/lib points at the script's call), else the innermost
+ * Lua line, as "file:line" ("" when there is none). */
+static void script_where(lua_State *L, FeModel *m, char *loc, size_t n) {
   lua_Debug ar;
-  char loc[LUA_IDSIZE + 32] = "";
+  loc[0] = 0;
   for (int level = 1; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
     if (ar.currentline <= 0) continue;
     int in_script = ar.source[0] == '@' && !strcmp(ar.source + 1, m->script);
-    if (!loc[0] || in_script) snprintf(loc, sizeof loc, "%s:%d", ar.short_src, ar.currentline);
+    if (!loc[0] || in_script) snprintf(loc, n, "%s:%d", ar.short_src, ar.currentline);
     if (in_script) break;
   }
+}
+
+/* The node location: script_where. */
+void fe_set_loc(lua_State *L, FeModel *m) {
+  char loc[LUA_IDSIZE + 32];
+  script_where(L, m, loc, sizeof loc);
   ir_set_loc(&m->b, loc[0] ? loc : NULL);
+}
+
+int fe_error(lua_State *L, FeModel *m, const char *fmt, ...) {
+  char loc[LUA_IDSIZE + 32];
+  script_where(L, m, loc, sizeof loc);
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushfstring(L, "%s%s", loc, loc[0] ? ": " : "");
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
 }
 
 static int raise(lua_State *L, const PcError *err) {

@@ -51,11 +51,11 @@ typedef struct {
   int accumulate;
 } Knobs;
 
-static lua_Integer hp_int(lua_State *L, int hp, const char *key) {
+static lua_Integer hp_int(lua_State *L, FeModel *m, int hp, const char *key) {
   lua_getfield(L, hp, key);
   int ok;
   lua_Integer v = lua_tointegerx(L, -1, &ok);
-  if (!ok) luaL_error(L, "ponder: hyperparameter %s must be an integer", key);
+  if (!ok) fe_error(L, m, "ponder: hyperparameter %s must be an integer", key);
   lua_pop(L, 1);
   return v;
 }
@@ -67,18 +67,18 @@ static int hp_bool(lua_State *L, int hp, const char *key) {
   return v;
 }
 
-static Knobs read_knobs(lua_State *L, int hp, int64_t width, int64_t vocab) {
+static Knobs read_knobs(lua_State *L, FeModel *m, int hp, int64_t width, int64_t vocab) {
   Knobs k = {0};
-  k.steps = hp_bool(L, hp, "ponderinglm") ? hp_int(L, hp, "pondering_steps") : 0;
-  if (k.steps < 0) luaL_error(L, "ponder: pondering_steps = %d must be 0 or more", (int)k.steps);
-  if (k.steps > 64) luaL_error(L, "ponder: pondering_steps = %d is absurdly large (at most 64)", (int)k.steps);
+  k.steps = hp_bool(L, hp, "ponderinglm") ? hp_int(L, m, hp, "pondering_steps") : 0;
+  if (k.steps < 0) fe_error(L, m, "ponder: pondering_steps = %d must be 0 or more", (int)k.steps);
+  if (k.steps > 64) fe_error(L, m, "ponder: pondering_steps = %d is absurdly large (at most 64)", (int)k.steps);
   lua_getfield(L, hp, "ponder_tau");
   k.tau = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(k.tau > 0) || !isfinite(k.tau)) luaL_error(L, "ponder: ponder_tau = %f must be positive", (lua_Number)k.tau);
-  k.topk = hp_int(L, hp, "ponder_topk");
+  if (!(k.tau > 0) || !isfinite(k.tau)) fe_error(L, m, "ponder: ponder_tau = %f must be positive", (lua_Number)k.tau);
+  k.topk = hp_int(L, m, hp, "ponder_topk");
   if (k.topk < 0 || k.topk > vocab)
-    luaL_error(L, "ponder: ponder_topk = %d must be between 0 (the whole vocabulary) and the vocabulary size %d",
+    fe_error(L, m, "ponder: ponder_topk = %d must be between 0 (the whole vocabulary) and the vocabulary size %d",
                (int)k.topk, (int)vocab);
   k.s = hp_bool(L, hp, "scale_embeds") ? sqrt((double)width) : 1.0;
   k.c = hp_bool(L, hp, "mutiply_pondering_steps") && k.steps > 0 ? (double)k.steps : 1.0;
@@ -122,8 +122,8 @@ int fe_lua_ponder(lua_State *L) {
   luaL_checktype(L, 6, LUA_TFUNCTION);
   uint32_t w_in = fe_check_tensor(L, m, 3), w_out = fe_check_tensor(L, m, 4), ids = fe_check_tensor(L, m, 5);
   const IrType *wt = ir_type(m->g, w_in);
-  if (wt->shape.rank != 2) return luaL_error(L, "ponder: embed must be a [vocab, width] table");
-  Knobs k = read_knobs(L, 1, wt->shape.dim[1], wt->shape.dim[0]);
+  if (wt->shape.rank != 2) return fe_error(L, m, "ponder: embed must be a [vocab, width] table");
+  Knobs k = read_knobs(L, m, 1, wt->shape.dim[1], wt->shape.dim[0]);
 
   fe_set_loc(L, m);
   uint32_t in[2] = {w_in, ids};

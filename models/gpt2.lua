@@ -5,10 +5,12 @@
 -- weights are stored [in, out] and transposed on import.
 local pc = require "pondercc"
 local nn = require "lib.nn"
+local blocks = require "lib.blocks"
 
 local gpt2 = pc.model {
   name = "gpt2",
   architectures = { "GPT2LMHeadModel" },
+  model_type = "gpt2",
   -- Hugging Face config.json names; the defaults are GPT-2 124M. The
   -- pondering knobs (ponderinglm, pondering_steps, ...) are added by
   -- pondercc.model: see docs/pondering.md.
@@ -33,23 +35,13 @@ local gpt2 = pc.model {
   },
   default_config = "124m",
   context = "n_positions",
+  hf_required = { "vocab_size", "n_embd", "n_layer", "n_head" },
 }
 
-local activations = { gelu_new = pc.gelu_tanh, gelu = pc.gelu }
-
--- Weights start as Hugging Face's GPT-2 does (residual projections smaller
--- by sqrt(2 n_layer)), or as the PonderingLM reference when asked.
-local function init(hp, output)
-  if hp.ponder_reference_init then
-    return nn.reference_init(hp.n_embd, hp.n_layer, nn.ponder_steps(hp), output)
-  end
-  return nn.normal(hp.initializer_range / (output and math.sqrt(2 * hp.n_layer) or 1))
-end
-
-local function block(hp, x, prefix)
+local function block(hp, x, prefix, init)
   local C = hp.n_embd
-  local conv = { init = init(hp), layout = "transpose" }
-  local proj = { init = init(hp, true), layout = "transpose" }
+  local conv = { init = init(), layout = "transpose" }
+  local proj = { init = init(true), layout = "transpose" }
 
   local h = nn.layernorm(x, prefix .. ".ln_1", C, hp.layer_norm_epsilon)
   local q, k, v = pc.split(nn.linear(h, prefix .. ".attn.c_attn", C, 3 * C, conv), C, C, C)
@@ -57,31 +49,31 @@ local function block(hp, x, prefix)
   x = x + nn.linear(a, prefix .. ".attn.c_proj", C, C, proj)
 
   local inner = hp.n_inner or 4 * C
-  local act = activations[hp.activation_function]
-  if not act then error("unsupported activation_function '" .. tostring(hp.activation_function) .. "'") end
+  local act = nn.activation(hp.activation_function)
   h = nn.layernorm(x, prefix .. ".ln_2", C, hp.layer_norm_epsilon)
   h = act(nn.linear(h, prefix .. ".mlp.c_fc", C, inner, conv))
   return x + nn.linear(h, prefix .. ".mlp.c_proj", inner, C, proj)
 end
 
--- Transformer(E): everything from input embeddings to the final norm,
--- position embeddings included, as GPT2Model runs with inputs_embeds.
-local function transformer(hp, e, ids)
-  local wpe = pc.param("transformer.wpe.weight", { hp.n_positions, hp.n_embd }, init(hp))
-  local x = e + pc.embedding(wpe, pc.positions(ids))
-  for i = 0, hp.n_layer - 1 do
-    x = block(hp, x, "transformer.h." .. i)
-  end
-  return nn.layernorm(x, "transformer.ln_f", hp.n_embd, hp.layer_norm_epsilon)
-end
-
 function gpt2.forward(hp, ids)
-  local wte = pc.param("transformer.wte.weight", { hp.vocab_size, hp.n_embd }, init(hp))
-  local h = pc.ponder(hp, {
-    embed = wte, head = wte, ids = ids, -- the LM head is the token embedding (tied)
-    body = function(e) return transformer(hp, e, ids) end,
-  })
-  return pc.linear(h, wte)
+  -- Weights start as Hugging Face's GPT-2 does (residual projections
+  -- smaller by sqrt(2 n_layer)), or as the PonderingLM reference when asked.
+  local init = blocks.initializer(hp, { width = hp.n_embd, layers = hp.n_layer, range = hp.initializer_range,
+                                        output_div = math.sqrt(2 * hp.n_layer) })
+  local wte = pc.param("transformer.wte.weight", { hp.vocab_size, hp.n_embd }, init())
+  -- Transformer(E): everything from input embeddings to the final norm,
+  -- position embeddings included, as GPT2Model runs with inputs_embeds.
+  -- The LM head is the token embedding (tied).
+  local logits = blocks.causal_lm(hp, ids, wte, wte, function(e)
+    local wpe = pc.param("transformer.wpe.weight", { hp.n_positions, hp.n_embd }, init())
+    local x = e + pc.embedding(wpe, pc.positions(ids))
+    for i = 0, hp.n_layer - 1 do
+      x = block(hp, x, "transformer.h." .. i, init)
+    end
+    local h = nn.layernorm(x, "transformer.ln_f", hp.n_embd, hp.layer_norm_epsilon)
+    return h
+  end)
+  return logits
 end
 
 return gpt2

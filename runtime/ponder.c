@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"tokenizer", cmd_tokenizer, "tokenizer tools: train a BPE tokenizer.json, show a tokenizer's facts"},
     {"prepare", cmd_prepare, "text or JSONL files -> token shards (train/validation) for training"},
     {"plot", cmd_plot, "a training run's metrics.jsonl -> an SVG chart of the loss"},
+    {"export", cmd_export, "write a model (e.g. a training checkpoint) as a Hugging Face folder"},
 };
 
 static void usage(FILE *f) {

@@ -117,7 +117,7 @@ int main(void) {
 
   /* pondering knobs */
   expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --ponder -1", build),
-               "models/gpt2.lua:80: ponder: pondering_steps = -1 must be 0 or more");
+               "models/gpt2.lua:67: ponder: pondering_steps = -1 must be 0 or more");
   expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --ponder 100", build),
                "ponder: pondering_steps = 100 is absurdly large (at most 64)");
   expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --ponder 3 --set ponder_tau=0", build),

@@ -8,6 +8,7 @@
 #include "backends/interp/interp.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/model_load.h"
+#include "runtime/safetensors.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -19,6 +20,8 @@ static void usage(FILE *f) {
           "options:\n" MODEL_OPTIONS_HELP
           "  --ids \"1 2 3\"      the prompt as token ids (default: 16 fixed ids)\n"
           "  --top N            how many next tokens to print (default 5)\n"
+          "  --save FILE        also write the prompt and all its logits to a safetensors file\n"
+          "                     (input_ids i32[1,T], logits f32[1,T,vocab]; scripts/check-export)\n"
           "  -h, --help         this help\n");
 }
 
@@ -48,10 +51,11 @@ int cmd_forward(int argc, char **argv) {
   static const struct option opts[] = {MODEL_LONG_OPTIONS,
                                        {"ids", required_argument, 0, 'i'},
                                        {"top", required_argument, 0, 'k'},
+                                       {"save", required_argument, 0, 's'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   ModelOpts mo = {.seed = 1};
-  const char *ids_text = NULL;
+  const char *ids_text = NULL, *save = NULL;
   int top = 5, c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     int taken = model_opts_take(&mo, c, optarg);
@@ -59,6 +63,7 @@ int cmd_forward(int argc, char **argv) {
     if (taken) continue;
     switch (c) {
     case 'i': ids_text = optarg; break;
+    case 's': save = optarg; break;
     case 'k':
       top = atoi(optarg);
       if (top < 1) {
@@ -137,6 +142,11 @@ int cmd_forward(int argc, char **argv) {
       printf("  %8lld  p = %.6f\n", (long long)best, exp(last[best] - mx) / sum);
     }
     free(used);
+    if (save) {
+      StEntry e[2] = {{"input_ids", in}, {"logits", logits}};
+      rc = st_write(save, e, 2, &err);
+      if (rc) fprintf(stderr, "ponder forward: %s\n", err.msg);
+    }
     for (size_t i = 0; i < n_out; i++) tensor_free(outputs[i].tensor);
   } else {
     fprintf(stderr, "ponder forward: %s\n", err.msg);
