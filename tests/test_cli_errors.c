@@ -177,6 +177,83 @@ int main(void) {
                "the prompt has 5 tokens but the model's context is 4");
   expect_error(RUN("%s/ponder forward models/gpt2.lua --ids 'one two'", build), "--ids: expected token ids");
   expect_error(RUN("%s/ponder frobnicate", build), "unknown command 'frobnicate'");
+
+  /* Pythia and LLaMA checkpoints: the architecture, missing keys, tensors
+   * that disagree with the config, a missing shard, unsupported switches */
+  struct {
+    const char *name, *fixture, *config;
+  } hf[] = {
+      {"mistral", "llama-gqa4", "{\"architectures\": [\"MistralForCausalLM\"], \"vocab_size\": 96}"},
+      {"no-heads", "neox-par",
+       "{\"architectures\": [\"GPTNeoXForCausalLM\"], \"vocab_size\": 96, \"hidden_size\": 32, "
+       "\"num_hidden_layers\": 2, \"intermediate_size\": 64}"},
+      {"wide-mlp", "neox-par",
+       "{\"architectures\": [\"GPTNeoXForCausalLM\"], \"vocab_size\": 96, \"hidden_size\": 32, "
+       "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 96}"},
+      {"kv-heads", "llama-gqa4",
+       "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 96, \"hidden_size\": 32, \"intermediate_size\": 64, "
+       "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2}"},
+      {"untied", "llama-gqa2-tied",
+       "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 96, \"hidden_size\": 32, \"intermediate_size\": 64, "
+       "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"tie_word_embeddings\": false}"},
+      {"rope-scaling", "llama-gqa4",
+       "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 96, \"hidden_size\": 32, \"intermediate_size\": 64, "
+       "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 1, "
+       "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}}"},
+  };
+  for (size_t i = 0; i < sizeof hf / sizeof *hf; i++) {
+    snprintf(dir, sizeof dir, "%s/%s", tmp, hf[i].name);
+    mkdir(dir, 0755);
+    f = fopen(RUN("%s/config.json", dir), "w");
+    fputs(hf[i].config, f);
+    fclose(f);
+    char from[256];
+    snprintf(from, sizeof from, "tests/fixtures/%s/model.safetensors", hf[i].fixture);
+    copy_file(from, RUN("%s/model.safetensors", dir));
+  }
+  expect_error(RUN("%s/ponder forward models/llama.lua --hf %s/mistral", build, tmp),
+               "architecture MistralForCausalLM is not handled by models/llama.lua (it handles LlamaForCausalLM)");
+  expect_error(RUN("%s/ponder forward models/pythia.lua --hf %s/no-heads", build, tmp),
+               "config.json: missing key 'num_attention_heads', which models/pythia.lua needs");
+  expect_error(RUN("%s/ponder forward models/pythia.lua --hf %s/wide-mlp", build, tmp),
+               "tensor 'gpt_neox.layers.0.mlp.dense_h_to_4h.weight' is [64,32] but the model needs [96,32]");
+  expect_error(RUN("%s/ponder forward models/llama.lua --hf %s/kv-heads", build, tmp),
+               "tensor 'model.layers.0.self_attn.k_proj.weight' is [8,32] but the model needs [16,32]");
+  expect_error(RUN("%s/ponder forward models/llama.lua --hf %s/untied", build, tmp), "missing tensor 'lm_head.weight'");
+  expect_error(RUN("%s/ponder forward models/llama.lua --hf %s/rope-scaling", build, tmp),
+               "rope_type 'linear' is not supported (only default RoPE)");
+  /* a shard the index names is missing */
+  snprintf(dir, sizeof dir, "%s/missing-shard", tmp);
+  mkdir(dir, 0755);
+  copy_file("tests/fixtures/neox-seq/config.json", RUN("%s/config.json", dir));
+  copy_file("tests/fixtures/neox-seq/model.safetensors", RUN("%s/model-00001-of-00002.safetensors", dir));
+  f = fopen(RUN("%s/model.safetensors.index.json", dir), "w");
+  fputs("{\"metadata\": {}, \"weight_map\": {\"gpt_neox.embed_in.weight\": \"model-00001-of-00002.safetensors\", "
+        "\"embed_out.weight\": \"model-00002-of-00002.safetensors\"}}", f);
+  fclose(f);
+  expect_error(RUN("%s/ponder forward models/pythia.lua --hf %s", build, dir),
+               "shard of tensor 'embed_out.weight': ");
+  expect_error(RUN("%s/ponder forward models/pythia.lua --hf %s", build, dir),
+               "model-00002-of-00002.safetensors: cannot open: No such file or directory");
+  expect_error(RUN("%s/ponder forward models/pythia.lua --config tiny --set hidden_act=relu", build),
+               "unsupported activation 'relu' (gelu, gelu_new, gelu_pytorch_tanh, silu)");
+  expect_error(RUN("%s/ponder forward tests/models/bad/layout.lua", build),
+               "tests/models/bad/layout.lua:6: parameter 'qkv.weight': layout 'neox_qkv' does not fit: it needs the head count");
+  expect_error(RUN("%s/pondercc tests/models/bad/rope.lua", build),
+               "tests/models/bad/rope.lua:6: rope: rotary_dims 3 must be even and between 2 and the head size 16");
+  expect_error(RUN("%s/pondercc tests/models/bad/hf-required.lua", build),
+               "tests/models/bad/hf-required.lua:3: model: hf_required[2] must name a hyperparameter");
+
+  /* ponder export */
+  snprintf(dir, sizeof dir, "%s/exported", tmp);
+  CHECK(system(RUN("%s/ponder export models/llama.lua --config tiny --out %s >/dev/null", build, dir)) == 0);
+  expect_error(RUN("%s/ponder export models/llama.lua --config tiny --out %s", build, dir),
+               "already holds a model (config.json or model.safetensors); export into a new folder");
+  expect_error(RUN("%s/ponder export models/llama.lua --config tiny", build), "expected one MODEL.lua and --out DIR");
+  expect_error(RUN("%s/ponder export tests/models/bad/no-model-type.lua --out %s/plain", build, tmp),
+               "the script must name its Hugging Face architectures and model_type to be exported");
+  expect_error(RUN("%s/ponder export models/llama.lua --hf %s/kv-heads --out %s/x", build, tmp, tmp),
+               "is [8,32] but the model needs [16,32]");
 #undef RUN
 
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

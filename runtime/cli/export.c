@@ -47,11 +47,16 @@ int export_hf(const LoadedModel *m, const char *dir, int overwrite, PcError *err
   char config_path[4096], weights_path[4096];
   snprintf(config_path, sizeof config_path, "%s/config.json", dir);
   snprintf(weights_path, sizeof weights_path, "%s/model.safetensors", dir);
-  if (mkdir(dir, 0755) < 0 && errno != EEXIST) return pc_errorf(err, "%s: cannot create: %s", dir, strerror(errno));
-  if (!overwrite && (exists(config_path) || exists(weights_path)))
-    return pc_errorf(err, "%s already holds a model (config.json or model.safetensors); export into a new folder", dir);
   char *config = export_hf_config(m->fe, err);
   if (!config) return -1;
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+    free(config);
+    return pc_errorf(err, "%s: cannot create: %s", dir, strerror(errno));
+  }
+  if (!overwrite && (exists(config_path) || exists(weights_path))) {
+    free(config);
+    return pc_errorf(err, "%s already holds a model (config.json or model.safetensors); export into a new folder", dir);
+  }
   const Params *p = &m->params;
   StEntry *e = pc_xcalloc(p->spec.n + 1, sizeof *e);
   Tensor **t = pc_xcalloc(p->spec.n + 1, sizeof *t);
