@@ -10,6 +10,14 @@ int model_opts_take(ModelOpts *o, int c, const char *arg) {
   case MODEL_OPT_HF: o->hf = arg; return 1;
   case MODEL_OPT_SET: vec_push(&o->sets, (char *)arg); return 1;
   case MODEL_OPT_NO_FUSE: o->pipeline.no_fuse = 1; return 1;
+  case MODEL_OPT_JIT: o->backend = "llvm"; return 1;
+  case MODEL_OPT_BACKEND:
+    if (strcmp(arg, "interp") && strcmp(arg, "c") && strcmp(arg, "llvm")) {
+      fprintf(stderr, "--backend %s: expected interp, c or llvm\n", arg);
+      return -1;
+    }
+    o->backend = arg;
+    return 1;
   case MODEL_OPT_PONDER: {
     char *end;
     errno = 0;

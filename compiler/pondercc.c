@@ -1,30 +1,42 @@
-/* pondercc: compiles a model script (or reads graph IR text) and emits
- * what was asked for. The compiled backends arrive with their issues; today
- * it traces, runs the pass pipeline (compiler/pipeline.h), verifies and
- * prints. */
+/* pondercc: compiles a model script. It prints the graph IR (--emit ir),
+ * the kernel IR of the compiled module (--emit kir) or its C source
+ * (--emit c), or builds the module into a shared library exporting the
+ * model ABI (-o model.so). It also reads graph IR text back (FILE.ir). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "backends/c/c_render.h"
 #include "compiler/model_opts.h"
+#include "compiler/module.h"
 #include "runtime/base/file.h"
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: pondercc MODEL.lua [options]\n"
+          "usage: pondercc MODEL.lua [options] (-o MODEL.so | --emit WHAT)\n"
           "       pondercc GRAPH.ir --emit ir      (read graph IR text, verify, print)\n"
           "\n"
-          "Traces a model script into graph IR and runs the pass pipeline.\n"
+          "Compiles a model script: traces it into graph IR, runs the pass pipeline,\n"
+          "lowers it to kernel IR and renders it with a backend.\n"
           "\n"
           "model:\n" MODEL_OPTIONS_HELP
-          "graph:\n"
+          "graph (--emit ir):\n"
           "  --no-loss          inference only: logits, no targets input and no loss\n"
           "  --decode           incremental decoding: KV cache inputs (one per attention call and pass)\n"
           "  --train            the training graph: loss and a gradient per parameter, no logits\n"
-          "  --save-loop-activations  (with --train) keep loop activations instead of recomputing\n"
+          "  --save-loop-activations  keep loop activations instead of recomputing them\n"
+          "compiled model:\n"
+          "  -o FILE            compile to a shared library (the model ABI: docs/abi.md)\n"
+          "  --max-batch N      the largest batch it is planned for (default 8)\n"
+          "  --max-seq N        the longest sequence, and the KV caches' length (default: the context)\n"
+          "  --entries LIST     any of train,eval,logits,decode (default: all)\n"
           "output:\n"
-          "  --emit WHAT        ir: the final graph; hparams: the resolved hyperparameters\n"
+          "  --emit WHAT        ir: the graph; hparams: the resolved hyperparameters;\n"
+          "                     kir: the compiled module's kernel IR; c: its C source\n"
           "  --dump-after PASS  print the graph after PASS (trace, fuse, dce, autodiff)\n"
           "  --list-configs     print the script's config names\n"
           "  -h, --help         this help\n");
@@ -33,6 +45,12 @@ static void usage(FILE *f) {
 static int ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), k = strlen(suffix);
   return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static double seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int emit_ir_file(const char *path, PcError *err) {
@@ -48,7 +66,8 @@ static int emit_ir_file(const char *path, PcError *err) {
   return rc;
 }
 
-static int compile(const ModelOpts *o, int train, const char *emit, int list, PcError *err) {
+/* --emit ir / hparams / --list-configs / a check that the script compiles */
+static int graph_mode(const ModelOpts *o, int train, const char *emit, int list, PcError *err) {
   FeModel *m;
   if (model_opts_open(o, &m, err) < 0) return -1;
   int rc = 0;
@@ -73,8 +92,65 @@ static int compile(const ModelOpts *o, int train, const char *emit, int list, Pc
   return rc;
 }
 
+/* --emit kir / c, -o: the compiled module */
+static int module_mode(const ModelOpts *o, const PcModuleOptions *mo, const char *emit, const char *out, PcError *err) {
+  double t0 = seconds();
+  PcModule m;
+  if (pc_module_build(o, mo, &m, err) < 0) return -1;
+  int rc = 0;
+  if (emit && !strcmp(emit, "kir")) {
+    kir_print(m.prog, stdout);
+  } else if (emit) {
+    rc = c_render(&m, stdout, err);
+  } else {
+    char c_path[4200];
+    snprintf(c_path, sizeof c_path, "%s.c", out);
+    FILE *f = fopen(c_path, "w");
+    if (!f) rc = pc_errorf(err, "%s: cannot write: %s", c_path, strerror(errno));
+    if (!rc) rc = c_render(&m, f, err);
+    if (f && fclose(f) && !rc) rc = pc_errorf(err, "%s: cannot write", c_path);
+    double t1 = seconds();
+    if (!rc) rc = c_build_shared(c_path, out, err);
+    if (!rc) {
+      uint64_t arena = 0;
+      for (size_t i = 0; i < m.prog->entries.n; i++)
+        if (m.prog->entries.a[i].arena_bytes > arena) arena = m.prog->entries.a[i].arena_bytes;
+      fprintf(stderr, "pondercc: %s: %zu entries, arena %.1f MiB; compiled in %.2f s (%.2f s pondercc, %.2f s cc)\n", out,
+              m.prog->entries.n, arena / 1048576.0, seconds() - t0, t1 - t0, seconds() - t1);
+    }
+    unlink(c_path);
+  }
+  pc_module_free(&m);
+  return rc;
+}
+
+static int parse_entries(const char *s, unsigned *out) {
+  static const struct {
+    const char *name;
+    unsigned bit;
+  } names[] = {{"train", PC_ENTRY_TRAIN}, {"eval", PC_ENTRY_EVAL}, {"logits", PC_ENTRY_LOGITS}, {"decode", PC_ENTRY_DECODE}};
+  *out = 0;
+  while (*s) {
+    size_t n = strcspn(s, ","), k = 0;
+    while (k < 4 && (strlen(names[k].name) != n || strncmp(s, names[k].name, n))) k++;
+    if (k == 4) return -1;
+    *out |= names[k].bit;
+    s += n + (s[n] == ',');
+  }
+  return *out ? 0 : -1;
+}
+
+static int parse_positive(const char *s, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || !*s || v < 1) return -1;
+  *out = v;
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  enum { OPT_NO_LOSS = 256, OPT_DECODE, OPT_TRAIN, OPT_SAVE_LOOPS, OPT_EMIT, OPT_DUMP, OPT_LIST };
+  enum { OPT_NO_LOSS = 256, OPT_DECODE, OPT_TRAIN, OPT_SAVE_LOOPS, OPT_EMIT, OPT_DUMP, OPT_LIST, OPT_MAXB, OPT_MAXS, OPT_ENTRIES };
   static const struct option opts[] = {MODEL_LONG_OPTIONS,
                                        {"no-loss", no_argument, 0, OPT_NO_LOSS},
                                        {"decode", no_argument, 0, OPT_DECODE},
@@ -83,13 +159,17 @@ int main(int argc, char **argv) {
                                        {"emit", required_argument, 0, OPT_EMIT},
                                        {"dump-after", required_argument, 0, OPT_DUMP},
                                        {"list-configs", no_argument, 0, OPT_LIST},
+                                       {"max-batch", required_argument, 0, OPT_MAXB},
+                                       {"max-seq", required_argument, 0, OPT_MAXS},
+                                       {"entries", required_argument, 0, OPT_ENTRIES},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   ModelOpts o = {.trace_flags = FE_TRACE_LOSS, .pipeline = {.dump = stdout}};
-  const char *emit = NULL;
+  PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = 8, .schedule = kschedule_default()};
+  const char *emit = NULL, *out = NULL;
   int train = 0, list = 0, c, bad = 0;
   opterr = 0;
-  while (!bad && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (!bad && (c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
     int taken = model_opts_take(&o, c, optarg);
     if (taken) {
       bad = taken < 0;
@@ -103,15 +183,31 @@ int main(int argc, char **argv) {
     case OPT_EMIT: emit = optarg; break;
     case OPT_DUMP: o.pipeline.dump_after = optarg; break;
     case OPT_LIST: list = 1; break;
+    case 'o': out = optarg; break;
+    case OPT_MAXB:
+      if (parse_positive(optarg, &mo.max_batch)) fprintf(stderr, "pondercc: --max-batch %s: expected a positive integer\n", optarg), bad = 1;
+      break;
+    case OPT_MAXS:
+      if (parse_positive(optarg, &mo.max_seq)) fprintf(stderr, "pondercc: --max-seq %s: expected a positive integer\n", optarg), bad = 1;
+      break;
+    case OPT_ENTRIES:
+      if (parse_entries(optarg, &mo.entries))
+        fprintf(stderr, "pondercc: --entries %s: expected a list of train, eval, logits, decode\n", optarg), bad = 1;
+      break;
     case 'h': usage(stdout); model_opts_free(&o); return 0;
     default:
       fprintf(stderr, "pondercc: unknown or incomplete option '%s' (try --help)\n", argv[optind - 1]);
       bad = 1;
     }
   }
+  static const char *emits[] = {"ir", "hparams", "kir", "c"};
+  int known_emit = !emit;
+  for (int i = 0; i < 4 && emit; i++) known_emit |= !strcmp(emit, emits[i]);
   if (!bad && optind != argc - 1) fprintf(stderr, "pondercc: expected one MODEL.lua or GRAPH.ir (try --help)\n"), bad = 1;
-  if (!bad && emit && strcmp(emit, "ir") && strcmp(emit, "hparams"))
-    fprintf(stderr, "pondercc: --emit %s: expected ir or hparams\n", emit), bad = 1;
+  if (!bad && !known_emit) fprintf(stderr, "pondercc: --emit %s: expected ir, hparams, kir or c\n", emit), bad = 1;
+  if (!bad && out && emit) fprintf(stderr, "pondercc: give -o or --emit, not both\n"), bad = 1;
+  if (!bad && o.backend && strcmp(o.backend, "c"))
+    fprintf(stderr, "pondercc: --backend %s: this build compiles with the c backend\n", o.backend), bad = 1;
   if (!bad && o.pipeline.dump_after && !pc_pipeline_knows_pass(o.pipeline.dump_after))
     fprintf(stderr, "pondercc: --dump-after %s: the passes are %s\n", o.pipeline.dump_after, pc_pipeline_pass_names()),
         bad = 1;
@@ -128,8 +224,10 @@ int main(int argc, char **argv) {
   if (ends_with(o.script, ".ir")) {
     rc = emit && strcmp(emit, "ir") ? pc_errorf(&err, "%s: an IR file can only be re-emitted as ir", o.script)
                                     : emit_ir_file(o.script, &err);
+  } else if (out || (emit && (!strcmp(emit, "kir") || !strcmp(emit, "c")))) {
+    rc = module_mode(&o, &mo, emit, out, &err);
   } else {
-    rc = compile(&o, train, emit, list, &err);
+    rc = graph_mode(&o, train, emit, list, &err);
   }
   model_opts_free(&o);
   if (rc < 0) {

@@ -22,13 +22,12 @@ static void check(const char *script, const char *label, const char *const *sets
   PcError err;
   LoadedModel m;
   Decoder cached, full;
-  if (model_load(&mo, &m, &err) < 0 || decoder_open(&cached, &m, &mo, 1, 128, &err) < 0 ||
-      decoder_open(&full, &m, &mo, 0, 128, &err) < 0) {
+  if (model_load(&mo, &m, &err) < 0 || decoder_open(&cached, &m, 1, &err) < 0 || decoder_open(&full, &m, 0, &err) < 0) {
     CHECKF(0, "%s: %s", label, err.msg);
     model_opts_free(&mo);
     return;
   }
-  int64_t V = cached.vocab;
+  int64_t V = m.vocab;
   float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
   uint32_t ids[80] = {5, 17, 3, 80, 41, 41, 9, 60};
   size_t n = 8;

@@ -95,8 +95,8 @@ int cmd_forward(int argc, char **argv) {
     model_opts_free(&mo);
     return 1;
   }
-  int64_t vocab = 0, ctx = fe_context_length(m.fe);
-  int rc = fe_hparam_int(m.fe, "vocab_size", &vocab, &err);
+  int64_t vocab = m.vocab, ctx = m.context;
+  int rc = 0;
   if (!rc && !ids.n)
     for (int i = 0; i < 16; i++) vec_push(&ids, (int32_t)((i * 7919 + 13) % vocab));
   if (!rc && ctx && (int64_t)ids.n > ctx)
@@ -111,19 +111,19 @@ int cmd_forward(int argc, char **argv) {
     return 1;
   }
   if (mo.hf)
-    printf("model %s from %s, %.2fM parameters\n", fe_model_name(m.fe), mo.hf, params_count(&m.params) / 1e6);
+    printf("model %s from %s, %.2fM parameters\n", m.name, mo.hf, params_count(&m.params) / 1e6);
   else
-    printf("model %s, config %s, %.1fM parameters, random initialisation (seed %llu)\n", fe_model_name(m.fe),
-           fe_selected_config(m.fe), params_count(&m.params) / 1e6, (unsigned long long)mo.seed);
+    printf("model %s%s%s, %.1fM parameters, random initialisation (seed %llu)\n", m.name, m.fe ? ", config " : "",
+           m.fe ? fe_selected_config(m.fe) : "", params_count(&m.params) / 1e6, (unsigned long long)mo.seed);
   printf("loaded in %.2f s; prompt of %zu tokens\n", seconds() - t0, ids.n);
 
   int64_t shape[2] = {1, (int64_t)ids.n};
   Tensor *in = tensor_new(PC_I32, 2, shape);
   memcpy(in->data, ids.a, ids.n * sizeof(int32_t));
-  NamedTensor inputs[1] = {{"ids", in}}, outputs[4];
+  NamedTensor inputs[1] = {{"ids", in}}, outputs[4] = {{0}};
   size_t n_out;
   double t1 = seconds();
-  rc = interp_run(m.graph, &m.params, inputs, 1, outputs, 4, &n_out, &err);
+  rc = m.engine->run(m.engine, ENTRY_LOGITS, &m.params, inputs, 1, outputs, 4, &n_out, &err);
   double t2 = seconds();
   if (!rc) {
     const Tensor *logits = outputs[0].tensor;
@@ -131,7 +131,7 @@ int cmd_forward(int argc, char **argv) {
     double mx = -INFINITY, sum = 0;
     for (int64_t v = 0; v < vocab; v++) mx = fmax(mx, last[v]);
     for (int64_t v = 0; v < vocab; v++) sum += exp(last[v] - mx);
-    printf("forward (interp) in %.3f s\n", t2 - t1);
+    printf("forward (%s) in %.3f s\n", m.engine->backend, t2 - t1);
     printf("top %d next tokens:\n", top);
     unsigned char *used = calloc((size_t)vocab, 1);
     for (int k = 0; k < top && k < vocab; k++) {

@@ -320,8 +320,10 @@ static int run(GenOpts *o, PcError *err) {
   if (!rc) rc = model_load(&o->model, &m, err);
   loaded = !rc;
   int64_t vocab = 0, ctx = 0;
-  if (!rc) rc = fe_hparam_int(m.fe, "vocab_size", &vocab, err);
-  if (!rc) ctx = fe_context_length(m.fe);
+  if (!rc) {
+    vocab = m.vocab;
+    ctx = m.context;
+  }
   for (size_t i = 0; !rc && i < ids.n; i++)
     if (ids.a[i] >= vocab)
       rc = pc_errorf(err, "prompt token id %u is outside the model's vocabulary of %lld", ids.a[i], (long long)vocab);
@@ -331,7 +333,8 @@ static int run(GenOpts *o, PcError *err) {
   StopReason why = STOP_MAX;
   Decoder dec = {0};
   int64_t cache_len = ctx ? ctx : (int64_t)ids.n + o->max_tokens;
-  if (!rc) rc = decoder_open(&dec, &m, &o->model, !o->no_cache, cache_len, err);
+  (void)cache_len;
+  if (!rc) rc = decoder_open(&dec, &m, !o->no_cache, err);
   double t0 = seconds(), first = 0;
   if (!rc) rc = generate(o, &dec, t, vocab, ctx, &ids, &made, &why, &first, err);
   double dt = seconds() - t0;

@@ -2,16 +2,106 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "backends/c/c_render.h"
+#include "compiler/module.h"
 #include "compiler/params_from_graph.h"
 #include "runtime/hf_import.h"
 #include "runtime/safetensors.h"
 
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* The parameter table, name and hyperparameters from a compiled model's info. */
+static int from_info(LoadedModel *m, const char *info, PcError *err) {
+  cJSON *root = cJSON_Parse(info), *x;
+  if (!root) return pc_errorf(err, "the compiled model's info is not JSON");
+  int rc = 0;
+  cJSON_ArrayForEach(x, cJSON_GetObjectItem(root, "params")) {
+    ParamSpec s = {.name = cJSON_GetStringValue(cJSON_GetObjectItem(x, "name"))};
+    const cJSON *d, *layout = cJSON_GetObjectItem(x, "layout");
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(x, "shape")) if (s.rank < PC_MAX_RANK) s.dim[s.rank++] = (int64_t)d->valuedouble;
+    const char *init = cJSON_GetStringValue(cJSON_GetObjectItem(x, "init"));
+    if (!s.name || !init || params_init_kind(init, &s.init) < 0) {
+      rc = pc_errorf(err, "the compiled model's parameter table is malformed");
+      break;
+    }
+    s.std = cJSON_GetNumberValue(cJSON_GetObjectItem(x, "std"));
+    s.hf_layout = cJSON_IsString(layout) ? layout->valuestring : NULL;
+    s.embedding = cJSON_IsTrue(cJSON_GetObjectItem(x, "embedding"));
+    if ((rc = params_add(&m->params, &s, err)) < 0) break;
+  }
+  const cJSON *hp = cJSON_GetObjectItem(root, "hparams");
+  m->name = pc_xstrdup(cJSON_GetStringValue(cJSON_GetObjectItem(root, "model")) ? cJSON_GetStringValue(cJSON_GetObjectItem(root, "model")) : "?");
+  m->hparams_json = hp ? cJSON_Print(hp) : pc_xstrdup("{}");
+  m->vocab = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(hp, "vocab_size"));
+  m->context = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(root, "context"));
+  cJSON_Delete(root);
+  return rc;
+}
+
+/* Compiles the script with the C backend into a temporary library and loads it. */
+static int jit_c(const ModelOpts *o, LoadedModel *m, PcError *err) {
+  PcModuleOptions mo = {.entries = o->entries ? o->entries : PC_ENTRY_ALL, .max_batch = o->max_batch ? o->max_batch : 8,
+                        .max_seq = o->max_seq ? o->max_seq : m->context, .schedule = kschedule_default()};
+  if (mo.max_seq <= 0) return pc_errorf(err, "the C backend needs --max-seq (the script names no context length)");
+  PcModule mod;
+  if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
+  char dir[] = "/tmp/pondercc-XXXXXX", c_path[64], so_path[64];
+  if (!mkdtemp(dir)) {
+    pc_module_free(&mod);
+    return pc_errorf(err, "cannot make a temporary folder");
+  }
+  snprintf(c_path, sizeof c_path, "%s/model.c", dir);
+  snprintf(so_path, sizeof so_path, "%s/model.so", dir);
+  FILE *f = fopen(c_path, "w");
+  int rc = f ? c_render(&mod, f, err) : pc_errorf(err, "%s: cannot write", c_path);
+  if (f && fclose(f)) rc = pc_errorf(err, "%s: cannot write", c_path);
+  pc_module_free(&mod);
+  if (!rc) rc = c_build_shared(c_path, so_path, err);
+  const char *info;
+  if (!rc) rc = engine_open_library(so_path, &m->engine, &info, err);
+  unlink(c_path);
+  unlink(so_path); /* the mapping stays */
+  rmdir(dir);
+  if (!rc) {
+    params_free(&m->params);
+    rc = from_info(m, info, err);
+  }
+  return rc;
+}
+
 int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
   *m = (LoadedModel){0};
-  if (model_opts_open(o, &m->fe, err) < 0) return -1;
-  int rc = model_opts_compile(o, m->fe, &m->graph, err);
-  if (!rc) rc = pc_params_from_graph(m->graph, &m->params, err);
+  int rc;
+  if (ends_with(o->script, ".so")) { /* a compiled library */
+    const char *info;
+    rc = engine_open_library(o->script, &m->engine, &info, err);
+    if (!rc) rc = from_info(m, info, err);
+  } else {
+    if (model_opts_open(o, &m->fe, err) < 0) return -1;
+    rc = model_opts_compile(o, m->fe, &m->graph, err);
+    if (!rc) rc = pc_params_from_graph(m->graph, &m->params, err);
+    if (!rc) rc = fe_hparam_int(m->fe, "vocab_size", &m->vocab, err);
+    if (!rc) {
+      m->context = fe_context_length(m->fe);
+      m->name = pc_xstrdup(fe_model_name(m->fe));
+      m->hparams_json = fe_hparams_json(m->fe, err);
+      if (!m->hparams_json) rc = -1;
+    }
+    const char *backend = o->backend ? o->backend : "interp";
+    if (!rc && !strcmp(backend, "interp"))
+      m->engine = engine_interp(m->fe, o, o->max_seq ? o->max_seq : m->context);
+    else if (!rc && !strcmp(backend, "c"))
+      rc = jit_c(o, m, err);
+    else if (!rc)
+      rc = pc_errorf(err, "backend %s is not available in this build", backend);
+  }
   if (!rc && o->hf) {
     StCheckpoint *ck;
     rc = st_open(o->hf, &ck, err);
@@ -27,8 +117,11 @@ int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
 }
 
 void model_unload(LoadedModel *m) {
+  if (m->engine) m->engine->free(m->engine);
   params_free(&m->params);
   ir_graph_free(m->graph);
   fe_close(m->fe);
+  free(m->name);
+  free(m->hparams_json);
   *m = (LoadedModel){0};
 }

@@ -150,7 +150,7 @@ int cmd_train(int argc, char **argv) {
     case O_THREADS: bad = parse_int("--threads", optarg, 1, &v) || (c.threads = (int)v, 0); break;
     case O_RESUME: c.resume = 1; break;
     case O_SKIP: c.skip_nonfinite = 1; break;
-    case O_SAVELOOP: c.loop_mode = AD_LOOPS_SAVE; break;
+    case O_SAVELOOP: c.model.pipeline.loop_mode = AD_LOOPS_SAVE; break;
     case O_STOPAT: bad = parse_int("--stop-at", optarg, 1, &c.stop_at); break;
     case 'h': usage(stdout); model_opts_free(&c.model); return 0;
     default: bad = 1;

@@ -41,14 +41,13 @@ void train_defaults(TrainConfig *c) {
                      .data_seed = 1,
                      .shuffle = 1,
                      .threads = 0,
-                     .loop_mode = AD_LOOPS_RECOMPUTE};
+                    };
 }
 
 /* Everything a run holds; freed by run_free. */
 typedef struct {
   const TrainConfig *cfg;
   LoadedModel m;
-  IrGraph *train;
   DataSplit *train_data, *val_data;
   Loader train_loader, val_loader;
   int has_val;
@@ -88,7 +87,6 @@ static void run_free(Run *r) {
   if (r->has_val) loader_free(&r->val_loader);
   data_split_close(r->train_data);
   data_split_close(r->val_data);
-  ir_graph_free(r->train);
   free(r->hparams_json);
   model_unload(&r->m);
 }
@@ -102,7 +100,7 @@ static char *state_json(const Run *r) {
   cJSON_AddNumberToObject(root, "step", (double)r->step);
   cJSON *model = cJSON_AddObjectToObject(root, "model");
   cJSON_AddStringToObject(model, "script", c->model.script);
-  cJSON_AddStringToObject(model, "name", fe_model_name(r->m.fe));
+  cJSON_AddStringToObject(model, "name", r->m.name);
   cJSON_AddItemToObject(root, "hparams", cJSON_Parse(r->hparams_json));
   cJSON *data = cJSON_AddObjectToObject(root, "data");
   cJSON_AddNumberToObject(data, "epoch", (double)r->train_loader.pos.epoch);
@@ -270,14 +268,10 @@ static int setup(Run *r, PcError *err) {
     return pc_errorf(err, "%s already holds checkpoints (%s): pass --resume to continue it, or choose another --out",
                      c->out, ckpt);
   if (model_load(&c->model, &r->m, err) < 0) return -1;
-  int64_t ctx = fe_context_length(r->m.fe), vocab = 0;
+  int64_t ctx = r->m.context, vocab = r->m.vocab;
   if (ctx && c->seq > ctx)
     return pc_errorf(err, "--seq %lld is longer than the model's context of %lld tokens", (long long)c->seq, (long long)ctx);
-  if (fe_hparam_int(r->m.fe, "vocab_size", &vocab, err) < 0) return -1;
-  if (!(r->hparams_json = fe_hparams_json(r->m.fe, err))) return -1;
-  PcPipeline pipe = c->model.pipeline;
-  pipe.loop_mode = c->loop_mode;
-  if (pc_differentiate(r->m.graph, &pipe, &r->train, err) < 0) return -1;
+  r->hparams_json = pc_xstrdup(r->m.hparams_json);
 
   if (data_split_open(c->data, "train", &r->train_data, err) < 0) return -1;
   if (data_split_vocab(r->train_data) > (uint32_t)vocab)
@@ -326,7 +320,8 @@ static int accumulate(Run *r, double *loss, PcError *err) {
   for (int64_t micro = 0; micro < r->cfg->accum && !rc; micro++) {
     loader_next(&r->train_loader, tensor_i32(r->ids), tensor_i32(r->targets));
     size_t n_out;
-    if (interp_run(r->train, &r->m.params, in, 2, out, np + 8, &n_out, err) < 0) {
+    memset(out, 0, sizeof *out * (np + 8)); /* fresh outputs */
+    if (r->m.engine->run(r->m.engine, ENTRY_TRAIN, &r->m.params, in, 2, out, np + 8, &n_out, err) < 0) {
       rc = -1;
       break;
     }
@@ -360,11 +355,12 @@ static int evaluate(Run *r, double *val_loss, PcError *err) {
   uint64_t available = r->val_loader.n_chunks / (uint64_t)r->cfg->batch;
   if (available < (uint64_t)batches) batches = available ? (int64_t)available : 1;
   double sum = 0;
-  NamedTensor in[2] = {{"ids", r->ids}, {"targets", r->targets}}, out[4];
+  NamedTensor in[2] = {{"ids", r->ids}, {"targets", r->targets}};
   for (int64_t b = 0; b < batches; b++) {
     loader_next(&r->val_loader, tensor_i32(r->ids), tensor_i32(r->targets));
     size_t n_out;
-    if (interp_run(r->m.graph, &r->m.params, in, 2, out, 4, &n_out, err) < 0) return -1;
+    NamedTensor out[4] = {{0}};
+    if (r->m.engine->run(r->m.engine, ENTRY_EVAL, &r->m.params, in, 2, out, 4, &n_out, err) < 0) return -1;
     for (size_t k = 0; k < n_out; k++) {
       if (!strcmp(out[k].name, "loss")) sum += tensor_f32(out[k].tensor)[0];
       tensor_free(out[k].tensor);
@@ -418,7 +414,7 @@ int train_run(const TrainConfig *c, PcError *err) {
   int tty = isatty(fileno(stderr));
   if (!rc)
     printf("training %s (%.2fM parameters) on %s: %llu tokens, %lld steps of %lld x %lld x %lld tokens\n",
-           fe_model_name(r.m.fe), params_count(&r.m.params) / 1e6, c->data,
+           r.m.name, params_count(&r.m.params) / 1e6, c->data,
            (unsigned long long)data_split_tokens(r.train_data), (long long)c->steps, (long long)c->accum,
            (long long)c->batch, (long long)c->seq);
   double t_start = now();

@@ -24,7 +24,6 @@ typedef struct {
   int threads;
   int resume;
   int skip_nonfinite;
-  AdLoopMode loop_mode;
   int crash_in_checkpoint; /* tests: SIGKILL inside the N-th checkpoint write (0: never) */
 } TrainConfig;
 

@@ -1,0 +1,25 @@
+/* Lowering: graph IR (after the pipeline's passes) -> kernel IR. Each graph
+ * becomes one entry of a kernel program; memory is planned at compile time
+ * into one arena per entry. docs/kernel-ir.md describes the result. */
+#ifndef PC_LOWER_H
+#define PC_LOWER_H
+
+#include "ir/ir.h"
+#include "ir/kir.h"
+
+/* Schedule knobs, the autotuner's search space. */
+typedef struct {
+  int64_t vocab_chunk; /* rows of the vocabulary matrix per step of the fused vocabulary ops */
+  int parallel;        /* emit parallel loops (threads) where rows are independent */
+} KSchedule;
+
+KSchedule kschedule_default(void);
+
+/* Lowers g into a new entry `name` of p. dim_max[k] bounds the graph's
+ * symbolic dim k (B, T) for the memory plan; params are named by
+ * param_names (the program's parameter order; an entry refers to them by
+ * position there). */
+int lower_entry(KProgram *p, const char *name, const IrGraph *g, const int64_t *dim_max, const char *const *param_names,
+                size_t n_params, const KSchedule *s, PcError *err);
+
+#endif

@@ -1,0 +1,80 @@
+/* Shared by the lowering files: the lowering state, the memory plan, and
+ * small builders that read like the loops they make. */
+#ifndef PC_LOWER_INTERNAL_H
+#define PC_LOWER_INTERNAL_H
+
+#include "compiler/lower/lower.h"
+#include "ir/rewrite.h"
+
+#define L_MAX_SCRATCH 4
+
+typedef struct Lower {
+  KProgram *p;
+  uint32_t entry;
+  const IrGraph *g;
+  const KSchedule *s;
+  const int64_t *dim_max;
+  uint32_t block;          /* where statements go */
+  uint32_t *buf;           /* per graph value: its buffer, or IR_NONE */
+  uint32_t *var;           /* per graph value: its variable (loop indices), or IR_NONE */
+  unsigned char *inlined;  /* per graph value: computed inside its consumer's loop */
+  uint32_t *uses;          /* per graph value */
+  uint32_t *dim;           /* per graph symbolic dim: the entry's dim */
+  uint32_t (*scratch)[L_MAX_SCRATCH]; /* per node: scratch buffers its lowering asked for */
+  int tmp;                 /* names of new variables */
+  uint32_t n_outputs;      /* outputs lowered so far */
+} Lower;
+
+static inline KEntry *L_entry(Lower *l) { return &l->p->entries.a[l->entry]; }
+
+/* ---- the memory plan (plan.c) --------------------------------------------- */
+/* Which values are computed inside their consumer (elementwise groups). */
+void plan_inline(Lower *l);
+/* Gives every value that needs storage a buffer: external (parameters,
+ * inputs, outputs) or a slice of the arena, sharing slices between values
+ * whose lives do not overlap and aliasing where an op works in place. */
+int plan_memory(Lower *l, PcError *err);
+
+/* ---- builders (lower.c) --------------------------------------------------- */
+uint32_t L_i(Lower *l, int64_t v);
+uint32_t L_f(Lower *l, double v);
+uint32_t L_dimx(Lower *l, int64_t d);              /* a shape dim as an i64 expr */
+uint32_t L_numel(Lower *l, const IrShape *s);       /* product of all dims */
+uint32_t L_rows(Lower *l, const IrShape *s);        /* product of all but the last */
+uint32_t L_last(Lower *l, const IrShape *s);        /* the last dim */
+int64_t L_max_numel(Lower *l, const IrShape *s);    /* at the maximum dims */
+const IrShape *L_shape(Lower *l, uint32_t value);
+uint32_t L_newvar(Lower *l, const char *prefix, KType t);
+uint32_t L_varx(Lower *l, uint32_t var);
+/* Opens a loop; statements go into its body until l->block is restored.
+ * Returns the loop variable's expr; *saved gets the block to go back to. */
+uint32_t L_loop(Lower *l, KLoopKind kind, uint32_t lo, uint32_t hi, uint32_t *saved);
+uint32_t L_load(Lower *l, uint32_t value, uint32_t index);
+void L_store(Lower *l, uint32_t value, uint32_t index, uint32_t x);
+uint32_t L_scalar(Lower *l, uint32_t value);        /* an i32[] value as i64 */
+void L_assign(Lower *l, uint32_t var, uint32_t x);
+#define L_op(l, op, a, b) kx_op((l)->p, op, a, b, 0)
+#define L_add(l, a, b) kx_op((l)->p, KE_ADD, a, b, 0)
+#define L_sub(l, a, b) kx_op((l)->p, KE_SUB, a, b, 0)
+#define L_mul(l, a, b) kx_op((l)->p, KE_MUL, a, b, 0)
+#define L_div(l, a, b) kx_op((l)->p, KE_DIV, a, b, 0)
+/* a row-major sgemm over kernel buffers (l->buf[value] for a graph value), element offsets */
+void L_gemm(Lower *l, int ta, int tb, uint32_t m, uint32_t n, uint32_t k, float alpha, uint32_t a, uint32_t a_off,
+            uint32_t lda, uint32_t b, uint32_t b_off, uint32_t ldb, float beta, uint32_t c, uint32_t c_off, uint32_t ldc);
+
+/* ---- op lowerings --------------------------------------------------------- */
+typedef int (*LowerFn)(Lower *l, const IrNode *n, PcError *err);
+/* Scratch a node needs, in elements (f32), at the maximum dims. */
+typedef int (*ScratchFn)(Lower *l, const IrNode *n, int64_t *elems);
+
+typedef struct {
+  LowerFn lower;
+  ScratchFn scratch; /* NULL: none */
+} OpLowering;
+
+const OpLowering *lower_op(IrOp op);
+const OpLowering *lower_vocab_op(IrOp op); /* lower_vocab.c */
+int lower_elementwise_root(Lower *l, const IrNode *n, PcError *err);
+int elementwise_op(IrOp op); /* ops an elementwise group may contain */
+
+#endif

@@ -1,0 +1,325 @@
+/* The memory plan. Every value that needs storage gets a buffer:
+ *  - parameters and inputs are the caller's; so is an output that its
+ *    producing node can write directly;
+ *  - every other value lives in one arena, at an offset fixed here: values
+ *    (and ops' scratch) whose live ranges do not overlap share bytes.
+ * Live ranges come from a numbering of the nodes in execution order, in
+ * which a loop spans its body: a value defined outside a loop and used in
+ * it stays alive until the loop ends. Some values alias others: a stack
+ * updated in place, a loop's carried value (its body argument, the loop's
+ * result: one "carry" buffer), and an elementwise group writing over an
+ * operand of the same shape that dies there. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/lower/lower_internal.h"
+
+enum { EXTERNAL = -2, NOWHERE = -1 };
+
+typedef struct {
+  Lower *l;
+  uint32_t n_units;       /* values, then scratch slots */
+  uint32_t *parent;       /* union-find over units */
+  int32_t *start, *end;   /* live range of a unit (then of a group, at its root) */
+  uint64_t *bytes;
+  int *kind;              /* per unit: KB_PARAM/INPUT/OUTPUT, KB_ARENA, or NOWHERE */
+  uint32_t *ext;          /* external index */
+  int32_t *node_pos, *loop_end;
+  int32_t pos;
+} Plan;
+
+static uint32_t find(Plan *pl, uint32_t u) {
+  while (pl->parent[u] != u) u = pl->parent[u] = pl->parent[pl->parent[u]];
+  return u;
+}
+
+static void unite(Plan *pl, uint32_t a, uint32_t b) {
+  a = find(pl, a);
+  b = find(pl, b);
+  if (a == b) return;
+  pl->parent[b] = a;
+  if (pl->start[b] < pl->start[a]) pl->start[a] = pl->start[b];
+  if (pl->end[b] > pl->end[a]) pl->end[a] = pl->end[b];
+  if (pl->bytes[b] > pl->bytes[a]) pl->bytes[a] = pl->bytes[b];
+  if (pl->kind[a] == NOWHERE || pl->kind[a] == KB_ARENA) pl->kind[a] = pl->kind[b];
+}
+
+/* ---- which values are computed in their consumer's loop --------------------- */
+
+int elementwise_op(IrOp op) {
+  switch (op) {
+  case IR_ADD: case IR_SUB: case IR_MUL: case IR_SCALE: case IR_GELU_TANH: case IR_GELU: case IR_SILU:
+  case IR_GELU_TANH_GRAD: case IR_GELU_GRAD: case IR_SILU_GRAD:
+    return 1;
+  default: return 0;
+  }
+}
+
+void plan_inline(Lower *l) {
+  const IrGraph *g = l->g;
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (!elementwise_op(n->op)) continue;
+    for (uint32_t k = 0; k < n->n_in; k++) { /* an operand made by an elementwise op used only here */
+      uint32_t v = ir_in(g, n, k);
+      const IrValueInfo *vi = &g->values.a[v];
+      if (vi->def == IR_NONE || l->uses[v] != 1 || vi->region != g->values.a[n->out].region) continue;
+      const IrNode *d = ir_node(g, vi->def);
+      if (elementwise_op(d->op) && ir_shape_eq(&ir_type(g, v)->shape, &ir_type(g, n->out)->shape)) l->inlined[v] = 1;
+    }
+  }
+}
+
+/* ---- positions and live ranges ------------------------------------------------ */
+
+static void number(Plan *pl, uint32_t r) {
+  const IrRegion *reg = &pl->l->g->regions.a[r];
+  for (size_t i = 0; i < reg->nodes.n; i++) {
+    uint32_t id = reg->nodes.a[i];
+    pl->node_pos[id] = pl->pos++;
+    const IrNode *n = ir_node(pl->l->g, id);
+    if (n->body != IR_NONE) {
+      number(pl, n->body);
+      pl->loop_end[id] = pl->pos++;
+    }
+  }
+}
+
+/* The position at which a use by node `user` keeps value v alive: the
+ * user's own, or the end of the outermost loop around it inside v's region. */
+static int32_t use_pos(Plan *pl, uint32_t v, uint32_t user) {
+  const IrGraph *g = pl->l->g;
+  uint32_t home = g->values.a[v].region, r = 0;
+  int32_t at = pl->node_pos[user];
+  /* the region holding user */
+  for (size_t k = 0; k < g->regions.n; k++) {
+    const IrRegion *reg = &g->regions.a[k];
+    for (size_t i = 0; i < reg->nodes.n; i++)
+      if (reg->nodes.a[i] == user) r = (uint32_t)k;
+  }
+  while (r != home && r != 0) {
+    uint32_t loop = g->regions.a[r].owner;
+    at = pl->loop_end[loop];
+    r = g->regions.a[r].parent;
+  }
+  return at;
+}
+
+static int32_t def_pos(Plan *pl, uint32_t v) {
+  const IrGraph *g = pl->l->g;
+  const IrValueInfo *vi = &g->values.a[v];
+  if (vi->def == IR_NONE) return pl->node_pos[g->regions.a[vi->region].owner]; /* a loop's body argument */
+  const IrNode *n = ir_node(g, vi->def);
+  if (n->op == IR_PARAM || n->op == IR_INPUT) return -1;
+  return n->op == IR_LOOP ? pl->loop_end[vi->def] : pl->node_pos[vi->def];
+}
+
+/* ---- the plan ------------------------------------------------------------------ */
+
+static uint64_t value_bytes(Lower *l, uint32_t v) {
+  const IrType *t = ir_type(l->g, v);
+  return (uint64_t)L_max_numel(l, &t->shape) * 4; /* f32 and i32 */
+}
+
+/* Operands an elementwise group reads from memory (not inlined ones). */
+static void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
+  const IrNode *n = ir_node(l->g, l->g->values.a[v].def);
+  for (uint32_t k = 0; k < n->n_in; k++) {
+    uint32_t o = ir_in(l->g, n, k);
+    if (l->inlined[o]) group_leaves(l, o, out);
+    else vec_push(out, o);
+  }
+}
+
+static int in_place_ok(Plan *pl, uint32_t r, uint32_t o, int32_t at) {
+  Lower *l = pl->l;
+  uint32_t go = find(pl, o);
+  return pl->kind[go] == KB_ARENA && pl->kind[find(pl, r)] == KB_ARENA && pl->end[go] == at &&
+         ir_type_eq(ir_type(l->g, o), ir_type(l->g, r)) && l->g->values.a[o].region == l->g->values.a[r].region;
+}
+
+int plan_memory(Lower *l, PcError *err) {
+  const IrGraph *g = l->g;
+  size_t nv = g->values.n, nn = g->nodes.n;
+  Plan pl = {.l = l, .n_units = (uint32_t)(nv + nn * L_MAX_SCRATCH)};
+  pl.parent = pc_xmalloc(sizeof(uint32_t) * pl.n_units);
+  pl.start = pc_xmalloc(sizeof(int32_t) * pl.n_units);
+  pl.end = pc_xmalloc(sizeof(int32_t) * pl.n_units);
+  pl.bytes = pc_xcalloc(pl.n_units, sizeof(uint64_t));
+  pl.kind = pc_xmalloc(sizeof(int) * pl.n_units);
+  pl.ext = pc_xcalloc(pl.n_units, sizeof(uint32_t));
+  pl.node_pos = pc_xcalloc(nn + 1, sizeof(int32_t));
+  pl.loop_end = pc_xcalloc(nn + 1, sizeof(int32_t));
+  for (uint32_t u = 0; u < pl.n_units; u++) {
+    pl.parent[u] = u;
+    pl.start[u] = INT32_MAX;
+    pl.end[u] = -1;
+    pl.kind[u] = NOWHERE;
+  }
+  number(&pl, 0);
+
+  /* live ranges and kinds of values */
+  for (uint32_t v = 0; v < nv; v++) {
+    const IrValueInfo *vi = &g->values.a[v];
+    if (l->inlined[v]) continue;
+    int is_index = vi->def == IR_NONE && g->regions.a[vi->region].args.a[0] == v;
+    if (is_index) continue; /* a loop index is a variable */
+    pl.start[v] = def_pos(&pl, v);
+    pl.end[v] = pl.start[v];
+    pl.bytes[v] = value_bytes(l, v);
+    pl.kind[v] = KB_ARENA;
+    if (vi->def != IR_NONE) {
+      const IrNode *d = ir_node(g, vi->def);
+      if (d->op == IR_PARAM || d->op == IR_INPUT) pl.kind[v] = d->op == IR_PARAM ? KB_PARAM : KB_INPUT;
+    }
+  }
+  for (size_t i = 0; i < nn; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    for (uint32_t k = 0; k < n->n_in; k++) {
+      uint32_t v = ir_in(g, n, k);
+      int32_t at = n->op == IR_OUTPUT ? INT32_MAX : use_pos(&pl, v, (uint32_t)i);
+      if (at > pl.end[v]) pl.end[v] = at;
+    }
+  }
+  /* operands of inlined values are read by the group's root: extend their lives to it */
+  for (size_t i = 0; i < nn; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (!elementwise_op(n->op) || n->n_out != 1 || l->inlined[n->out]) continue;
+    VecU32 leaves = {0};
+    group_leaves(l, n->out, &leaves);
+    int32_t at = pl.node_pos[i];
+    for (size_t k = 0; k < leaves.n; k++)
+      if (at > pl.end[leaves.a[k]] && pl.kind[leaves.a[k]] != NOWHERE) pl.end[leaves.a[k]] = use_pos(&pl, leaves.a[k], (uint32_t)i);
+    vec_free(&leaves);
+  }
+
+  /* outputs written in place by their producers */
+  const IrRegion *top = &g->regions.a[0];
+  uint32_t n_outputs = 0;
+  for (size_t i = 0; i < top->nodes.n; i++) {
+    const IrNode *n = ir_node(g, top->nodes.a[i]);
+    if (n->op != IR_OUTPUT) continue;
+    uint32_t v = ir_in(g, n, 0), index = n_outputs++;
+    const IrValueInfo *vi = &g->values.a[v];
+    if (vi->def == IR_NONE || pl.kind[v] != KB_ARENA || l->uses[v] != 1) continue; /* copied at the output */
+    const IrNode *d = ir_node(g, vi->def);
+    if (d->op == IR_LOOP || d->op == IR_STACK_SET || g->values.a[v].region != 0) continue;
+    pl.kind[v] = KB_OUTPUT;
+    pl.ext[v] = index;
+  }
+
+  /* aliases: stacks in place, carried values */
+  for (size_t i = 0; i < nn; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->op == IR_STACK_SET && pl.kind[find(&pl, ir_in(g, n, 0))] == KB_ARENA) unite(&pl, ir_in(g, n, 0), n->out);
+    if (n->op == IR_LOOP) {
+      const IrRegion *body = &g->regions.a[n->body];
+      for (uint32_t k = 0; k < n->n_out; k++) {
+        pl.start[body->args.a[k + 1]] = pl.node_pos[i]; /* the carry lives over the whole loop */
+        unite(&pl, body->args.a[k + 1], n->out + k);
+      }
+    }
+  }
+  /* in-place elementwise groups, in execution order */
+  for (size_t i = 0; i < nn; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (!elementwise_op(n->op) || l->inlined[n->out]) continue;
+    VecU32 leaves = {0};
+    group_leaves(l, n->out, &leaves);
+    int32_t at = pl.node_pos[i];
+    for (size_t k = 0; k < leaves.n; k++)
+      if (in_place_ok(&pl, n->out, leaves.a[k], at)) {
+        unite(&pl, leaves.a[k], n->out);
+        break;
+      }
+    vec_free(&leaves);
+  }
+
+  /* scratch of each node, alive at its node */
+  for (size_t i = 0; i < nn; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    const OpLowering *ol = lower_op(n->op);
+    if (!ol || !ol->scratch) continue;
+    int64_t elems[L_MAX_SCRATCH] = {0};
+    if (ol->scratch(l, n, elems) < 0) return pc_errorf(err, "internal: scratch");
+    for (int k = 0; k < L_MAX_SCRATCH; k++) {
+      if (!elems[k]) continue;
+      uint32_t u = (uint32_t)(nv + i * L_MAX_SCRATCH + (size_t)k);
+      pl.start[u] = pl.end[u] = pl.node_pos[i];
+      pl.bytes[u] = (uint64_t)elems[k] * 4;
+      pl.kind[u] = KB_ARENA;
+    }
+  }
+
+  /* offsets: largest first, lowest offset that no overlapping group uses */
+  VecU32 roots = {0};
+  for (uint32_t u = 0; u < pl.n_units; u++)
+    if (pl.kind[u] != NOWHERE && find(&pl, u) == u && pl.kind[u] == KB_ARENA) vec_push(&roots, u);
+  for (size_t i = 1; i < roots.n; i++) /* insertion sort by size, descending */
+    for (size_t j = i; j > 0 && pl.bytes[roots.a[j - 1]] < pl.bytes[roots.a[j]]; j--) {
+      uint32_t t = roots.a[j];
+      roots.a[j] = roots.a[j - 1];
+      roots.a[j - 1] = t;
+    }
+  uint64_t *offset = pc_xcalloc(pl.n_units, sizeof(uint64_t)), arena = 0;
+  for (size_t i = 0; i < roots.n; i++) {
+    uint32_t u = roots.a[i];
+    uint64_t at = 0, size = (pl.bytes[u] + 63) & ~(uint64_t)63;
+    for (int moved = 1; moved;) {
+      moved = 0;
+      for (size_t j = 0; j < i; j++) {
+        uint32_t w = roots.a[j];
+        if (pl.end[w] < pl.start[u] || pl.end[u] < pl.start[w]) continue; /* not alive together */
+        uint64_t wsize = (pl.bytes[w] + 63) & ~(uint64_t)63;
+        if (at < offset[w] + wsize && offset[w] < at + size) {
+          at = offset[w] + wsize;
+          moved = 1;
+        }
+      }
+    }
+    offset[u] = at;
+    if (at + size > arena) arena = at + size;
+  }
+  vec_free(&roots);
+
+  /* buffers */
+  KEntry *e = L_entry(l);
+  uint32_t *made = pc_xmalloc(sizeof(uint32_t) * pl.n_units);
+  memset(made, 0xff, sizeof(uint32_t) * pl.n_units);
+  for (uint32_t u = 0; u < pl.n_units; u++) {
+    if (pl.kind[u] == NOWHERE) continue;
+    uint32_t root = find(&pl, u);
+    if (made[root] == IR_NONE) {
+      char name[160];
+      KType elem = K_F32;
+      uint32_t index = pl.ext[root];
+      if (u < nv) {
+        const IrValueInfo *vi = &g->values.a[u];
+        elem = ir_type(g, u)->dtype == PC_I32 ? K_I32 : K_F32;
+        snprintf(name, sizeof name, "%s", vi->name != IR_NONE ? ir_str(g, vi->name) : "");
+        if (!name[0]) snprintf(name, sizeof name, "v%u", u);
+        if (pl.kind[root] == KB_PARAM || pl.kind[root] == KB_INPUT) index = UINT32_MAX; /* set below */
+      } else {
+        snprintf(name, sizeof name, "scratch%u.%u", (u - (uint32_t)nv) / L_MAX_SCRATCH, (u - (uint32_t)nv) % L_MAX_SCRATCH);
+      }
+      made[root] = kbuf(e, name, elem, (KBufKind)pl.kind[root], index, offset[root], pl.bytes[root] / 4);
+      e = L_entry(l);
+    }
+    if (u < nv)
+      l->buf[u] = made[root];
+    else
+      l->scratch[(u - nv) / L_MAX_SCRATCH][(u - nv) % L_MAX_SCRATCH] = made[root];
+  }
+  e->arena_bytes = arena;
+  free(made);
+  free(offset);
+  free(pl.parent);
+  free(pl.start);
+  free(pl.end);
+  free(pl.bytes);
+  free(pl.kind);
+  free(pl.ext);
+  free(pl.node_pos);
+  free(pl.loop_end);
+  return 0;
+}

@@ -1,0 +1,142 @@
+/* The kernel IR: loop nests over flat buffers. Graph IR is lowered into it
+ * once (compiler/lower), after fusion and memory planning, and every
+ * backend renders it (backends/c, backends/llvm): an op is lowered once,
+ * not once per backend.
+ *
+ * A program holds entries (one per compiled graph: train, eval, logits,
+ * decode) over shared expression and statement arrays. An entry has
+ * buffers (parameters, inputs, outputs, and slices of one arena whose
+ * offsets were fixed at compile time), scalar variables, symbolic dims
+ * bound per call (B, T, with compile-time maxima), and a body: a block of
+ * statements. Handles are uint32 indices, as in the graph IR. */
+#ifndef PC_KIR_H
+#define PC_KIR_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "runtime/base/err.h"
+#include "runtime/base/mem.h"
+
+typedef enum { K_F32, K_I64, K_BOOL, K_I32 } KType; /* K_I32: a buffer element type only */
+
+typedef enum {
+#define KOP(e, name, n, res) KE_##e,
+#include "ir/kops.def"
+#undef KOP
+  KE_NUM
+} KOp;
+
+typedef struct {
+  const char *name;
+  int n;
+  char result; /* 'F', 'I', 'B', 'S' (type of operand 0), 'T' (type of operand 1) */
+} KOpInfo;
+const KOpInfo *kop_info(KOp op);
+
+typedef struct {
+  KOp op;
+  KType type;
+  uint32_t a[3];
+  double f;    /* FCONST */
+  int64_t i;   /* ICONST */
+  uint32_t id; /* VAR: variable; DIM: dim; LOAD: buffer */
+} KExpr;
+
+typedef enum { KS_FOR, KS_ASSIGN, KS_STORE, KS_IF, KS_WHILE, KS_GEMM, KS_FILL, KS_COPY } KStmtKind;
+typedef enum { KL_SERIAL, KL_PARALLEL, KL_VECTOR } KLoopKind;
+
+/* C[c_off..] = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm */
+typedef struct {
+  int ta, tb;
+  uint32_t m, n, k;                   /* exprs (i64) */
+  float alpha, beta;
+  uint32_t a, b, c;                   /* buffers */
+  uint32_t a_off, b_off, c_off;       /* exprs: element offsets */
+  uint32_t lda, ldb, ldc;             /* exprs */
+} KGemm;
+
+typedef struct {
+  KStmtKind kind;
+  KLoopKind loop;  /* FOR */
+  uint32_t var;    /* FOR: the loop variable; ASSIGN: the target */
+  uint32_t e[3];   /* FOR: lo, hi; ASSIGN: value; STORE: index, value; IF/WHILE: cond;
+                      FILL: offset, count, value; COPY: dst offset, src offset, count */
+  uint32_t buf[2]; /* STORE/FILL: buf[0]; COPY: dst buf[0], src buf[1] */
+  uint32_t body;   /* FOR/IF/WHILE: a block */
+  uint32_t gemm;   /* GEMM */
+} KStmt;
+
+typedef enum { KB_PARAM, KB_INPUT, KB_OUTPUT, KB_ARENA } KBufKind;
+
+typedef struct {
+  char *name;
+  KType elem;      /* K_F32 or K_I32 */
+  KBufKind kind;
+  uint32_t index;  /* PARAM / INPUT / OUTPUT: position in the entry's list */
+  uint64_t offset; /* ARENA: byte offset */
+  uint64_t numel;  /* at the maximum dims */
+} KBuf;
+
+typedef struct {
+  char *name;
+  KType type;
+} KVar;
+
+typedef struct {
+  char *name;
+  int64_t max; /* the largest value a call may bind */
+} KDim;
+
+typedef struct {
+  char *name;
+  VEC(KBuf) bufs;
+  VEC(KVar) vars;
+  VEC(KDim) dims;
+  uint32_t body;       /* a block */
+  uint64_t arena_bytes;
+} KEntry;
+
+typedef struct KProgram {
+  VEC(KExpr) exprs;
+  VEC(KStmt) stmts;
+  VEC(VecU32) blocks;
+  VEC(KGemm) gemms;
+  VEC(KEntry) entries;
+} KProgram;
+
+KProgram *kir_new(void);
+void kir_free(KProgram *p);
+uint32_t kir_block(KProgram *p);
+KEntry *kir_entry(KProgram *p, const char *name); /* adds one */
+
+/* ---- building ------------------------------------------------------------ */
+uint32_t kx_f(KProgram *p, double v);
+uint32_t kx_i(KProgram *p, int64_t v);
+uint32_t kx_var(KProgram *p, const KEntry *e, uint32_t var);
+uint32_t kx_dim(KProgram *p, uint32_t dim);
+uint32_t kx_load(KProgram *p, const KEntry *e, uint32_t buf, uint32_t index);
+uint32_t kx_op(KProgram *p, KOp op, uint32_t a, uint32_t b, uint32_t c); /* unused operands: 0 */
+#define kx_add(p, a, b) kx_op(p, KE_ADD, a, b, 0)
+#define kx_sub(p, a, b) kx_op(p, KE_SUB, a, b, 0)
+#define kx_mul(p, a, b) kx_op(p, KE_MUL, a, b, 0)
+#define kx_div(p, a, b) kx_op(p, KE_DIV, a, b, 0)
+
+uint32_t kvar(KEntry *e, const char *name, KType type);
+uint32_t kbuf(KEntry *e, const char *name, KType elem, KBufKind kind, uint32_t index, uint64_t offset, uint64_t numel);
+uint32_t kdim(KEntry *e, const char *name, int64_t max);
+
+/* Statements append to a block. */
+void ks_assign(KProgram *p, uint32_t block, uint32_t var, uint32_t value);
+void ks_store(KProgram *p, uint32_t block, uint32_t buf, uint32_t index, uint32_t value);
+uint32_t ks_for(KProgram *p, uint32_t block, KLoopKind kind, uint32_t var, uint32_t lo, uint32_t hi); /* -> body */
+uint32_t ks_if(KProgram *p, uint32_t block, uint32_t cond);                                          /* -> body */
+uint32_t ks_while(KProgram *p, uint32_t block, uint32_t cond);                                       /* -> body */
+void ks_gemm(KProgram *p, uint32_t block, const KGemm *g);
+void ks_fill(KProgram *p, uint32_t block, uint32_t buf, uint32_t offset, uint32_t count, uint32_t value);
+void ks_copy(KProgram *p, uint32_t block, uint32_t dst, uint32_t dst_off, uint32_t src, uint32_t src_off, uint32_t count);
+
+/* ---- text (--emit kir) ---------------------------------------------------- */
+void kir_print(const KProgram *p, FILE *f);
+
+#endif
