@@ -123,7 +123,9 @@ int fe_open(const char *script_path, FeModel **out, PcError *err) {
   m->cli_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   m->model_ref = LUA_NOREF;
 
-  /* require "pondercc" gives the module; require "lib.x" finds models/lib/x.lua */
+  /* require "pondercc" gives the module; require "lib.x" finds lib/x.lua
+   * next to the script or one folder up (models/lib/x.lua for
+   * models/examples/y.lua) */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushlightuserdata(L, m);
   lua_pushcclosure(L, open_module, 1);
@@ -134,7 +136,7 @@ int fe_open(const char *script_path, FeModel **out, PcError *err) {
   const char *dir = slash ? script_path : ".";
   lua_getglobal(L, "package");
   char path[4096];
-  snprintf(path, sizeof path, "%.*s/?.lua;%.*s/?/init.lua", dir_len, dir, dir_len, dir);
+  snprintf(path, sizeof path, "%.*s/?.lua;%.*s/?/init.lua;%.*s/../?.lua", dir_len, dir, dir_len, dir, dir_len, dir);
   lua_pushstring(L, path);
   lua_setfield(L, -2, "path");
   lua_pushstring(L, "");
