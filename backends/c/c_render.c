@@ -6,6 +6,8 @@
  * private to its threads. */
 #include "backends/c/c_render.h"
 
+#include "runtime/base/strmap.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -21,7 +23,25 @@ typedef struct {
   uint32_t *parent;   /* per block: the enclosing block (UINT32_MAX at the top) */
   uint32_t *owner;    /* per variable of the entry: the block that declares it */
   unsigned char *is_loop_var;
+  /* while rendering a kernel function: canonical names */
+  int in_kernel;
+  uint32_t *buf_map;  /* entry buffer -> kernel parameter, or UINT32_MAX */
+  uint32_t *var_map;  /* entry variable -> kernel name number */
+  char *var_kind;     /* 'l' local, 'v' by value, 'r' by reference (copied in and out) */
+  FILE *kernels;      /* kernel function definitions */
+  StrMap seen;        /* kernel body text -> its number */
+  uint32_t n_kernels;
 } CR;
+
+static void buf_name(CR *c, uint32_t b) {
+  if (c->in_kernel) fprintf(c->f, "p%u", c->buf_map[b]);
+  else fprintf(c->f, "b%u", b);
+}
+
+static void var_name(CR *c, uint32_t v) {
+  if (c->in_kernel) fprintf(c->f, "%c%u", c->var_kind[v], c->var_map[v]);
+  else fputs(c->e->vars.a[v].name, c->f);
+}
 
 /* ---- expressions ------------------------------------------------------------ */
 
@@ -77,10 +97,11 @@ static void expr(CR *c, uint32_t x) {
   switch (k->op) {
   case KE_FCONST: c_float(c->f, k->f); return;
   case KE_ICONST: fprintf(c->f, "INT64_C(%" PRId64 ")", k->i); return;
-  case KE_VAR: fputs(c->e->vars.a[k->id].name, c->f); return;
+  case KE_VAR: var_name(c, k->id); return;
   case KE_DIM: fprintf(c->f, "d%u", k->id); return;
   case KE_LOAD:
-    fprintf(c->f, "b%u[", k->id);
+    buf_name(c, k->id);
+    fputc('[', c->f);
     expr(c, k->a[0]);
     fputc(']', c->f);
     return;
@@ -139,7 +160,14 @@ static void indent(CR *c, int depth) {
 
 static const char *ctype(KType t) { return t == K_F32 ? "float" : t == K_I32 ? "int32_t" : "int64_t"; }
 
-/* The `omp simd` clause of a vector loop: its reductions, or NULL when a
+/* a variable's name as text (for clauses) */
+static const char *var_text(CR *c, uint32_t v, char *buf, size_t n) {
+  if (c->in_kernel) snprintf(buf, n, "%c%u", c->var_kind[v], c->var_map[v]);
+  else snprintf(buf, n, "%s", c->e->vars.a[v].name);
+  return buf;
+}
+
+/* The `omp simd` clause of a vector loop: its reductions, or 0 when a
  * variable declared outside is assigned in a way simd cannot handle. */
 static int simd_clause(CR *c, uint32_t body, char *out, size_t n) {
   const VecU32 *b = &c->p->blocks.a[body];
@@ -153,19 +181,29 @@ static int simd_clause(CR *c, uint32_t body, char *out, size_t n) {
     const KExpr *a = &c->p->exprs.a[x->a[0]];
     const char *op = x->op == KE_ADD ? "+" : x->op == KE_MAX ? "max" : NULL;
     if (!op || a->op != KE_VAR || a->id != s->var) return 0;
-    k += (size_t)snprintf(out + k, n - k, " reduction(%s:%s)", op, c->e->vars.a[s->var].name);
+    char name[32];
+    k += (size_t)snprintf(out + k, n - k, " reduction(%s:%s)", op, var_text(c, s->var, name, sizeof name));
   }
   return 1;
 }
 
 static void block(CR *c, uint32_t blk, int depth);
+static int kernel_call(CR *c, const KStmt *s, int depth);
+
+/* buffer + offset */
+static void at(CR *c, uint32_t buf, uint32_t off) {
+  buf_name(c, buf);
+  fputs(" + ", c->f);
+  expr(c, off);
+}
 
 static void stmt(CR *c, const KStmt *s, int depth) {
   FILE *f = c->f;
+  if (s->kind == KS_FOR && !c->in_kernel && kernel_call(c, s, depth)) return;
   switch (s->kind) {
   case KS_FOR: {
-    const char *v = c->e->vars.a[s->var].name;
-    char clause[512];
+    char v[32], clause[512];
+    var_text(c, s->var, v, sizeof v);
     if (s->loop == KL_PARALLEL) {
       indent(c, depth);
       fputs("#pragma omp parallel for schedule(static)\n", f);
@@ -196,13 +234,15 @@ static void stmt(CR *c, const KStmt *s, int depth) {
     return;
   case KS_ASSIGN:
     indent(c, depth);
-    fprintf(f, "%s = ", c->e->vars.a[s->var].name);
+    var_name(c, s->var);
+    fputs(" = ", f);
     expr(c, s->e[0]);
     fputs(";\n", f);
     return;
   case KS_STORE:
     indent(c, depth);
-    fprintf(f, "b%u[", s->buf[0]);
+    buf_name(c, s->buf[0]);
+    fputc('[', f);
     expr(c, s->e[0]);
     fprintf(f, "] = (%s)", ctype(c->e->bufs.a[s->buf[0]].elem));
     expr(c, s->e[1]);
@@ -212,7 +252,9 @@ static void stmt(CR *c, const KStmt *s, int depth) {
     indent(c, depth);
     fprintf(f, "for (int64_t z = 0, z_n = ");
     expr(c, s->e[1]);
-    fprintf(f, "; z < z_n; z++) b%u[", s->buf[0]);
+    fputs("; z < z_n; z++) ", f);
+    buf_name(c, s->buf[0]);
+    fputc('[', f);
     expr(c, s->e[0]);
     fprintf(f, " + z] = (%s)", ctype(c->e->bufs.a[s->buf[0]].elem));
     expr(c, s->e[2]);
@@ -220,10 +262,10 @@ static void stmt(CR *c, const KStmt *s, int depth) {
     return;
   case KS_COPY:
     indent(c, depth);
-    fprintf(f, "memmove(b%u + ", s->buf[0]);
-    expr(c, s->e[0]);
-    fprintf(f, ", b%u + ", s->buf[1]);
-    expr(c, s->e[1]);
+    fputs("memmove(", f);
+    at(c, s->buf[0], s->e[0]);
+    fputs(", ", f);
+    at(c, s->buf[1], s->e[1]);
     fputs(", sizeof(float) * (size_t)(", f);
     expr(c, s->e[2]);
     fputs("));\n", f);
@@ -239,18 +281,18 @@ static void stmt(CR *c, const KStmt *s, int depth) {
     expr(c, g->k);
     fputs(", ", f);
     c_float(f, g->alpha);
-    fprintf(f, ", b%u + ", g->a);
-    expr(c, g->a_off);
+    fputs(", ", f);
+    at(c, g->a, g->a_off);
     fputs(", (int)", f);
     expr(c, g->lda);
-    fprintf(f, ", b%u + ", g->b);
-    expr(c, g->b_off);
+    fputs(", ", f);
+    at(c, g->b, g->b_off);
     fputs(", (int)", f);
     expr(c, g->ldb);
     fputs(", ", f);
     c_float(f, g->beta);
-    fprintf(f, ", b%u + ", g->c);
-    expr(c, g->c_off);
+    fputs(", ", f);
+    at(c, g->c, g->c_off);
     fputs(", (int)", f);
     expr(c, g->ldc);
     fputs(");\n", f);
@@ -262,11 +304,160 @@ static void stmt(CR *c, const KStmt *s, int depth) {
 static void block(CR *c, uint32_t blk, int depth) {
   for (size_t v = 0; v < c->e->vars.n; v++)
     if (c->owner[v] == blk && !c->is_loop_var[v]) {
+      char name[32];
       indent(c, depth);
-      fprintf(c->f, "%s %s;\n", ctype(c->e->vars.a[v].type), c->e->vars.a[v].name);
+      fprintf(c->f, "%s %s;\n", ctype(c->e->vars.a[v].type), var_text(c, (uint32_t)v, name, sizeof name));
     }
   const VecU32 *b = &c->p->blocks.a[blk];
   for (size_t i = 0; i < b->n; i++) stmt(c, &c->p->stmts.a[b->a[i]], depth);
+}
+
+/* ---- kernels: loop nests as functions, one per distinct body ------------------
+ * A loop nest without sgemm calls becomes a call to a static function whose
+ * parameters are the buffers, dims and outer variables it uses, all under
+ * canonical names; nests that render to the same text (the same op in
+ * every layer) share one function, which keeps the C small. */
+
+typedef struct {
+  VecU32 bufs, vars;     /* in first-use order */
+  unsigned char *assigned, *inside;
+  int has_gemm;
+} Uses;
+
+static void uses_expr(CR *c, uint32_t x, Uses *u) {
+  const KExpr *k = &c->p->exprs.a[x];
+  if (k->op == KE_VAR && c->var_map[k->id] == UINT32_MAX) {
+    c->var_map[k->id] = 0;
+    vec_push(&u->vars, k->id);
+  }
+  if (k->op == KE_LOAD && c->buf_map[k->id] == UINT32_MAX) {
+    c->buf_map[k->id] = (uint32_t)u->bufs.n;
+    vec_push(&u->bufs, k->id);
+  }
+  for (int i = 0; i < kop_info(k->op)->n; i++) uses_expr(c, k->a[i], u);
+}
+
+static void uses_buf(CR *c, uint32_t b, Uses *u) {
+  if (c->buf_map[b] != UINT32_MAX) return;
+  c->buf_map[b] = (uint32_t)u->bufs.n;
+  vec_push(&u->bufs, b);
+}
+
+static void uses_stmt(CR *c, const KStmt *s, Uses *u);
+
+static void uses_block(CR *c, uint32_t blk, Uses *u) {
+  u->inside[blk] = 1;
+  const VecU32 *b = &c->p->blocks.a[blk];
+  for (size_t i = 0; i < b->n; i++) uses_stmt(c, &c->p->stmts.a[b->a[i]], u);
+}
+
+static void uses_stmt(CR *c, const KStmt *s, Uses *u) {
+  switch (s->kind) {
+  case KS_FOR:
+  case KS_ASSIGN:
+    if (c->var_map[s->var] == UINT32_MAX) {
+      c->var_map[s->var] = 0;
+      vec_push(&u->vars, s->var);
+    }
+    if (s->kind == KS_ASSIGN) u->assigned[s->var] = 1;
+    break;
+  case KS_STORE:
+  case KS_FILL: uses_buf(c, s->buf[0], u); break;
+  case KS_COPY:
+    uses_buf(c, s->buf[0], u);
+    uses_buf(c, s->buf[1], u);
+    break;
+  case KS_GEMM: u->has_gemm = 1; return;
+  default: break;
+  }
+  int n = s->kind == KS_FOR || s->kind == KS_STORE ? 2 : s->kind == KS_FILL || s->kind == KS_COPY ? 3 : 1;
+  for (int k = 0; k < n; k++) uses_expr(c, s->e[k], u);
+  if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) uses_block(c, s->body, u);
+}
+
+static int kernel_call(CR *c, const KStmt *s, int depth) {
+  size_t nb = c->e->bufs.n, nv = c->e->vars.n, nblocks = c->p->blocks.n;
+  Uses u = {.assigned = pc_xcalloc(nv + 1, 1), .inside = pc_xcalloc(nblocks + 1, 1)};
+  c->buf_map = pc_xmalloc(sizeof(uint32_t) * (nb + 1));
+  memset(c->buf_map, 0xff, sizeof(uint32_t) * (nb + 1));
+  memset(c->var_map, 0xff, sizeof(uint32_t) * (nv + 1));
+  uses_stmt(c, s, &u);
+  int made = !u.has_gemm;
+  if (made) {
+    /* names: locals l0.., outer variables read v0.., outer variables written r0.. */
+    uint32_t n_l = 0, n_v = 0, n_r = 0;
+    for (size_t i = 0; i < u.vars.n; i++) {
+      uint32_t v = u.vars.a[i];
+      int local = c->is_loop_var[v] ? 1 : u.inside[c->owner[v]];
+      c->var_kind[v] = local ? 'l' : u.assigned[v] ? 'r' : 'v';
+      c->var_map[v] = local ? n_l++ : u.assigned[v] ? n_r++ : n_v++;
+    }
+    /* the body, with canonical names */
+    char *body = NULL;
+    size_t len = 0;
+    FILE *saved = c->f;
+    c->f = open_memstream(&body, &len);
+    c->in_kernel = 1;
+    fputs("{\n", c->f);
+    for (size_t d = 0; d < c->e->dims.n; d++) fprintf(c->f, "  const int64_t d%zu = dims[%zu];\n  (void)d%zu;\n", d, d, d);
+    for (size_t i = 0; i < u.vars.n; i++) /* written outer variables: a local copy, stored back */
+      if (c->var_kind[u.vars.a[i]] == 'r')
+        fprintf(c->f, "  %s r%u = *r%up;\n", ctype(c->e->vars.a[u.vars.a[i]].type), c->var_map[u.vars.a[i]],
+                c->var_map[u.vars.a[i]]);
+    stmt(c, s, 1);
+    for (size_t i = 0; i < u.vars.n; i++)
+      if (c->var_kind[u.vars.a[i]] == 'r') fprintf(c->f, "  *r%up = r%u;\n", c->var_map[u.vars.a[i]], c->var_map[u.vars.a[i]]);
+    fputs("}\n", c->f);
+    c->in_kernel = 0;
+    fclose(c->f);
+    c->f = saved;
+    /* the signature: dims, buffers, outer variables */
+    char *sig = NULL;
+    size_t sig_len = 0;
+    FILE *g = open_memstream(&sig, &sig_len);
+    fputs("(const int64_t *restrict dims", g);
+    for (size_t i = 0; i < u.bufs.n; i++)
+      fprintf(g, ", %s *restrict p%zu", ctype(c->e->bufs.a[u.bufs.a[i]].elem), i);
+    for (size_t i = 0; i < u.vars.n; i++) {
+      uint32_t v = u.vars.a[i];
+      if (c->var_kind[v] == 'v') fprintf(g, ", %s v%u", ctype(c->e->vars.a[v].type), c->var_map[v]);
+      if (c->var_kind[v] == 'r') fprintf(g, ", %s *r%up", ctype(c->e->vars.a[v].type), c->var_map[v]);
+    }
+    fputs(")", g);
+    fclose(g);
+    /* dims are read from the array, so one kernel serves every entry */
+    size_t full_len = sig_len + len;
+    char *full = pc_xmalloc(full_len + 1);
+    memcpy(full, sig, sig_len);
+    memcpy(full + sig_len, body, len + 1);
+    uint32_t id;
+    if (!strmap_get(&c->seen, full, full_len, &id)) {
+      id = c->n_kernels++;
+      strmap_put(&c->seen, full, full_len, id);
+      fprintf(c->kernels, "\nstatic void kern%u%s", id, sig);
+      fputs(body, c->kernels);
+    }
+    free(full);
+    free(sig);
+    free(body);
+    /* the call */
+    indent(c, depth);
+    fprintf(c->f, "kern%u(dims", id);
+    for (size_t i = 0; i < u.bufs.n; i++) fprintf(c->f, ", b%u", u.bufs.a[i]);
+    for (size_t i = 0; i < u.vars.n; i++) {
+      uint32_t v = u.vars.a[i];
+      if (c->var_kind[v] == 'v') fprintf(c->f, ", %s", c->e->vars.a[v].name);
+      if (c->var_kind[v] == 'r') fprintf(c->f, ", &%s", c->e->vars.a[v].name);
+    }
+    fputs(");\n", c->f);
+  }
+  free(c->buf_map);
+  c->buf_map = NULL;
+  vec_free(&u.bufs);
+  vec_free(&u.vars);
+  free(u.assigned);
+  free(u.inside);
+  return made;
 }
 
 static void entry(CR *c, size_t index) {
@@ -274,7 +465,8 @@ static void entry(CR *c, size_t index) {
   FILE *f = c->f;
   fprintf(f, "\n/* entry %zu: %s, arena %" PRIu64 " bytes */\nstatic void entry_%zu(const PonderCall *c) {\n", index,
           e->name, e->arena_bytes, index);
-  for (size_t d = 0; d < e->dims.n; d++) fprintf(f, "  const int64_t d%zu = c->dims[%zu]; /* %s */\n", d, d, e->dims.a[d].name);
+  fprintf(f, "  const int64_t *restrict dims = c->dims;\n");
+  for (size_t d = 0; d < e->dims.n; d++) fprintf(f, "  const int64_t d%zu = dims[%zu]; /* %s */\n", d, d, e->dims.a[d].name);
   static const char *from[] = {"c->params", "c->inputs", "c->outputs"};
   for (size_t k = 0; k < e->bufs.n; k++) {
     const KBuf *b = &e->bufs.a[k];
@@ -289,6 +481,8 @@ static void entry(CR *c, size_t index) {
   c->parent = pc_xmalloc(sizeof(uint32_t) * nb);
   c->owner = pc_xmalloc(sizeof(uint32_t) * (e->vars.n + 1));
   c->is_loop_var = pc_xcalloc(e->vars.n + 1, 1);
+  c->var_map = pc_xmalloc(sizeof(uint32_t) * (e->vars.n + 1));
+  c->var_kind = pc_xcalloc(e->vars.n + 1, 1);
   memset(c->parent, 0xff, sizeof(uint32_t) * nb);
   memset(c->owner, 0xff, sizeof(uint32_t) * (e->vars.n + 1));
   scan_block(c, e->body);
@@ -297,6 +491,8 @@ static void entry(CR *c, size_t index) {
   free(c->parent);
   free(c->owner);
   free(c->is_loop_var);
+  free(c->var_map);
+  free(c->var_kind);
 }
 
 static void c_string(FILE *f, const char *s) {
@@ -322,11 +518,21 @@ int c_render(const PcModule *m, FILE *f, PcError *err) {
         "static inline int64_t pc_min64(int64_t a, int64_t b) { return a < b ? a : b; }\n"
         "static inline int64_t pc_max64(int64_t a, int64_t b) { return a > b ? a : b; }\n",
         f);
-  CR c = {.p = m->prog, .f = f};
+  char *kernels = NULL, *entries = NULL;
+  size_t kn = 0, en = 0;
+  CR c = {.p = m->prog, .kernels = open_memstream(&kernels, &kn), .f = open_memstream(&entries, &en)};
   for (size_t i = 0; i < m->prog->entries.n; i++) {
     c.e = &m->prog->entries.a[i];
     entry(&c, i);
   }
+  fclose(c.kernels);
+  fclose(c.f);
+  strmap_free(&c.seen);
+  fprintf(f, "\n/* %u kernels */\n", c.n_kernels);
+  fputs(kernels, f);
+  fputs(entries, f);
+  free(kernels);
+  free(entries);
   fprintf(f, "\nint ponder_abi_version(void) { return %d; }\n\nconst char *ponder_model_info(void) {\n  return ", 1);
   c_string(f, m->info_json);
   fputs(";\n}\n\nint ponder_run(int entry, const PonderCall *c) {\n  switch (entry) {\n", f);
@@ -342,7 +548,7 @@ int c_build_shared(const char *c_path, const char *so_path, PcError *err) {
   pid_t pid = fork();
   if (pid < 0) return pc_errorf(err, "cannot start %s: %s", cc, strerror(errno));
   if (pid == 0) {
-    execlp(cc, cc, "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-w", "-fmax-errors=10", "-o", so_path, c_path,
+    execlp(cc, cc, "-O3", "-g", "-march=native", "-fopenmp", "-fPIC", "-shared", "-w", "-fmax-errors=10", "-o", so_path, c_path,
            "-lopenblas", "-lm",
            (char *)NULL);
     _exit(127);

@@ -566,7 +566,42 @@ static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
+/* rope(x, positions) and rope_grad(positions, dy): per head, the first
+ * rotary_dims dims rotate in pairs (i, i + half) by pos / theta^(2i/R)
+ * (HF's rotate_half pairing); rope_grad rotates back. */
+static int lo_rope(Lower *l, const IrNode *n, PcError *err) {
+  int grad = n->op == IR_ROPE_GRAD;
+  uint32_t x = grad ? IN(1) : IN(0), positions = grad ? IN(0) : IN(1);
+  const IrShape *s = L_shape(l, x);
+  int64_t H = n->attr[0].i, R = n->attr[1].i, C = s->dim[2], D = C / H, half = R / 2;
+  uint32_t T = ivar(l, L_dimx(l, s->dim[1])), saved, sh, si;
+  uint32_t bt = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, L_dimx(l, s->dim[0]), T), &saved);
+  uint32_t pos = fvar(l, ex(l, KE_ITOF, L_load(l, positions, L_op(l, KE_REM, bt, T))));
+  uint32_t h = L_loop(l, KL_SERIAL, L_i(l, 0), L_i(l, H), &sh);
+  uint32_t base = ivar(l, L_add(l, L_mul(l, bt, L_i(l, C)), L_mul(l, h, L_i(l, D))));
+  uint32_t i = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, half), &si);
+  uint32_t inv = L_div(l, L_f(l, 1.0), kx_op(l->p, KE_POW, L_f(l, n->attr[2].f),
+                                                L_div(l, ex(l, KE_ITOF, L_mul(l, L_i(l, 2), i)), L_f(l, (double)R)), 0));
+  uint32_t angle = fvar(l, L_mul(l, pos, inv));
+  uint32_t c = fvar(l, ex(l, KE_COS, angle)), sn = fvar(l, ex(l, KE_SIN, angle));
+  if (grad) sn = fvar(l, ex(l, KE_NEG, sn));
+  uint32_t lo = fvar(l, L_load(l, x, L_add(l, base, i))), hi = fvar(l, L_load(l, x, L_add(l, L_add(l, base, i), L_i(l, half))));
+  L_store(l, OUT(0), L_add(l, base, i), L_sub(l, L_mul(l, lo, c), L_mul(l, hi, sn)));
+  L_store(l, OUT(0), L_add(l, L_add(l, base, i), L_i(l, half)), L_add(l, L_mul(l, hi, c), L_mul(l, lo, sn)));
+  l->block = si;
+  if (R < D) {
+    i = L_loop(l, KL_VECTOR, L_i(l, R), L_i(l, D), &si);
+    L_store(l, OUT(0), L_add(l, base, i), L_load(l, x, L_add(l, base, i)));
+    l->block = si;
+  }
+  l->block = sh;
+  l->block = saved;
+  return 0;
+}
+
 static const OpLowering table[IR_NUM_OPS] = {
+    [IR_ROPE] = {lo_rope, NULL},
+    [IR_ROPE_GRAD] = {lo_rope, NULL},
     [IR_FILL] = {lo_fill, NULL},
     [IR_POSITIONS] = {lo_positions, NULL},
     [IR_POSITIONS_AT] = {lo_positions, NULL},

@@ -209,7 +209,9 @@ int engine_from_functions(const char *what, PonderAbiVersionFn version, PonderMo
 
 int engine_open_library(const char *path, Engine **out, const char **info_json, PcError *err) {
   *out = NULL;
-  void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  /* RTLD_NODELETE: the library (and libgomp under it) stays mapped after
+   * dlclose, because OpenMP's worker threads outlive the model. */
+  void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!dl) return pc_errorf(err, "%s: cannot load: %s", path, dlerror());
   PonderAbiVersionFn version = (PonderAbiVersionFn)dlsym(dl, "ponder_abi_version");
   PonderModelInfoFn info = (PonderModelInfoFn)dlsym(dl, "ponder_model_info");

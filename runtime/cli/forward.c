@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "backends/interp/interp.h"
+#include "compiler/module.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/model_load.h"
 #include "runtime/safetensors.h"
@@ -54,7 +55,7 @@ int cmd_forward(int argc, char **argv) {
                                        {"save", required_argument, 0, 's'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  ModelOpts mo = {.seed = 1};
+  ModelOpts mo = {.seed = 1, .max_batch = 1, .entries = PC_ENTRY_LOGITS};
   const char *ids_text = NULL, *save = NULL;
   int top = 5, c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backends/interp/interp.h"
+#include "compiler/module.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/decoder.h"
 #include "runtime/cli/model_load.h"
@@ -352,8 +353,8 @@ static int run(GenOpts *o, PcError *err) {
 }
 
 int cmd_generate(int argc, char **argv) {
-  GenOpts o = {.model = {.seed = 1}, .max_tokens = 64, .sampler = SAMPLER_DEFAULT, .sample_seed = 1,
-               .stop_at_eos = 1};
+  GenOpts o = {.model = {.seed = 1, .max_batch = 1, .entries = PC_ENTRY_LOGITS | PC_ENTRY_DECODE}, .max_tokens = 64,
+               .sampler = SAMPLER_DEFAULT, .sample_seed = 1, .stop_at_eos = 1};
   int rc = parse_args(argc, argv, &o);
   if (!rc) {
     PcError err;

@@ -66,9 +66,13 @@ static int jit_c(const ModelOpts *o, LoadedModel *m, PcError *err) {
   if (!rc) rc = c_build_shared(c_path, so_path, err);
   const char *info;
   if (!rc) rc = engine_open_library(so_path, &m->engine, &info, err);
-  unlink(c_path);
-  unlink(so_path); /* the mapping stays */
-  rmdir(dir);
+  if (getenv("PONDER_KEEP_JIT")) { /* for debugging generated code */
+    fprintf(stderr, "ponder: kept %s and %s\n", c_path, so_path);
+  } else {
+    unlink(c_path);
+    unlink(so_path); /* the mapping stays */
+    rmdir(dir);
+  }
   if (!rc) {
     params_free(&m->params);
     rc = from_info(m, info, err);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compiler/module.h"
 #include "runtime/cli/commands.h"
 #include "runtime/train/trainer.h"
 
@@ -165,6 +166,10 @@ int cmd_train(int argc, char **argv) {
     model_opts_free(&c.model);
     return 2;
   }
+  /* a compiled backend plans its memory for this run's batch and length */
+  c.model.max_batch = c.batch;
+  c.model.max_seq = c.seq;
+  c.model.entries = PC_ENTRY_TRAIN | PC_ENTRY_EVAL;
   const char *fault = getenv("PONDER_FAULT_CHECKPOINT"); /* tests: crash inside the N-th checkpoint */
   if (fault) c.crash_in_checkpoint = atoi(fault);
   PcError err;
