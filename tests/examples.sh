@@ -45,7 +45,7 @@ grep -q "missing tensor 'model.layers.0.input_layernorm.bias'" "$tmp/err" || fai
 
 # 3. train
 run "$ponder" tokenizer train --vocab-size 512 --out "$tmp/tok.json" README.md docs/*.md
-run "$ponder" prepare --tokenizer "$tmp/tok.json" --out "$tmp/data" --docs paragraph README.md docs/*.md
+run "$ponder" prepare --tokenizer "$tmp/tok.json" --out "$tmp/data" --docs paragraph --val-fraction 0.1 README.md docs/*.md
 run "$ponder" train $script --data "$tmp/data" --out "$tmp/run" --steps 30 --batch 8 --seq 64 --lr 1e-2 --threads 1
 first=$(head -1 "$tmp/run/metrics.jsonl" | sed 's/.*"loss": \([0-9.]*\).*/\1/')
 last=$(grep '"step": 30, "loss"' "$tmp/run/metrics.jsonl" | sed 's/.*"loss": \([0-9.]*\).*/\1/')

@@ -51,12 +51,28 @@ static void release(Interp *ip, uint32_t v) {
   ip->borrowed[v] = 0;
 }
 
-/* Frees the operands (and results) of the node at pos whose last use it was. */
+/* Frees the values of `region` that loop body r (at any depth) reads and
+ * whose last use is therefore the loop node at pos. */
+static void release_captured(Interp *ip, uint32_t r, int32_t pos, uint32_t region) {
+  const IrRegion *reg = &ip->g->regions.a[r];
+  for (size_t i = 0; i < reg->nodes.n; i++) {
+    const IrNode *n = ir_node(ip->g, reg->nodes.a[i]);
+    for (uint32_t k = 0; k < n->n_in; k++) {
+      uint32_t v = ir_in(ip->g, n, k);
+      if (ip->env[v] && ip->g->values.a[v].region == region && ip->last_use[v] == pos) release(ip, v);
+    }
+    if (n->body != IR_NONE) release_captured(ip, n->body, pos, region);
+  }
+}
+
+/* Frees the operands (and results) of the node at pos whose last use it was,
+ * and for a loop the values its body captured. */
 static void release_dead(Interp *ip, const IrNode *n, int32_t pos, uint32_t region) {
   for (uint32_t k = 0; k < n->n_in; k++) {
     uint32_t v = ir_in(ip->g, n, k);
     if (ip->env[v] && ip->g->values.a[v].region == region && ip->last_use[v] == pos) release(ip, v);
   }
+  if (n->body != IR_NONE) release_captured(ip, n->body, pos, region);
   for (uint32_t k = 0; k < n->n_out; k++) /* results nothing uses */
     if (ip->env[n->out + k] && ip->last_use[n->out + k] < 0) release(ip, n->out + k);
 }
