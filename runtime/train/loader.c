@@ -41,7 +41,7 @@ static int add_glob(DataSplit *d, const char *dir, const char *split, PcError *e
       vec_push(&names, pc_xstrdup(e->d_name));
   }
   closedir(dh);
-  qsort(names.a, names.n, sizeof *names.a, by_name);
+  if (names.n) qsort(names.a, names.n, sizeof *names.a, by_name); /* qsort(NULL, 0) is undefined */
   int rc = 0;
   for (size_t i = 0; i < names.n; i++) {
     char path[4096];
