@@ -107,6 +107,8 @@ int hf_import(Params *p, const StCheckpoint *ck, PcError *err) {
     const Layout *layout = s->hf_layout ? find_layout(s->hf_layout) : NULL;
     if (s->hf_layout && !layout)
       return pc_errorf(err, "parameter '%s': unknown layout '%s' (known: %s)", s->name, s->hf_layout, hf_layout_names());
+    const char *why = layout ? layout->check(s) : NULL;
+    if (why) return pc_errorf(err, "parameter '%s': layout '%s' does not fit: %s", s->name, s->hf_layout, why);
     int rank = s->rank;
     int64_t dim[PC_MAX_RANK];
     memcpy(dim, s->dim, sizeof dim);
@@ -148,6 +150,8 @@ int hf_import(Params *p, const StCheckpoint *ck, PcError *err) {
 
 Tensor *hf_export(const ParamSpec *s, const Tensor *ours) {
   const Layout *layout = s->hf_layout ? find_layout(s->hf_layout) : NULL;
+  if (s->hf_layout && (!layout || layout->check(s))) /* specs come checked from the graph */
+    PC_BUG("parameter '%s': layout '%s' does not fit", s->name, s->hf_layout);
   int rank = s->rank;
   int64_t dim[PC_MAX_RANK];
   memcpy(dim, s->dim, sizeof dim);
