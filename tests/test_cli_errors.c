@@ -112,7 +112,7 @@ int main(void) {
   expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layers=3", build), "has no hyperparameter 'n_layers'");
   expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layer=three", build), "--set n_layer=three: expected a number");
   expect_error(RUN("%s/pondercc models/gpt2.lua --set n_layer=2.5", build), "to a number, but it is an integer");
-  expect_error(RUN("%s/pondercc models/gpt2.lua --emit kir", build), "--emit kir: expected ir or hparams");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --emit xyz", build), "--emit xyz: expected ir, hparams");
   expect_error(RUN("%s/pondercc", build), "expected one MODEL.lua");
 
   /* pondering knobs */
