@@ -1,7 +1,8 @@
 /* pondercc: compiles a model script. It prints the graph IR (--emit ir),
- * the kernel IR of the compiled module (--emit kir) or its C source
- * (--emit c), or builds the module into a shared library exporting the
- * model ABI (-o model.so). It also reads graph IR text back (FILE.ir). */
+ * the kernel IR of the compiled module (--emit kir), its C source (--emit
+ * c) or its LLVM IR (--emit llvm, llvm-opt), or builds the module into a
+ * shared library exporting the model ABI (-o model.so, with the llvm
+ * backend unless --backend c). It also reads graph IR text back (FILE.ir). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "backends/c/c_render.h"
+#include "backends/llvm/llvm_backend.h"
 #include "compiler/model_opts.h"
 #include "compiler/module.h"
 #include "runtime/base/file.h"
@@ -30,13 +32,15 @@ static void usage(FILE *f) {
           "  --train            the training graph: loss and a gradient per parameter, no logits\n"
           "  --save-loop-activations  keep loop activations instead of recomputing them\n"
           "compiled model:\n"
-          "  -o FILE            compile to a shared library (the model ABI: docs/abi.md)\n"
+          "  -o FILE            compile to a shared library (the model ABI: docs/abi.md) with\n"
+          "                     --backend llvm (the default: docs/llvm-backend.md) or --backend c\n"
           "  --max-batch N      the largest batch it is planned for (default 8)\n"
           "  --max-seq N        the longest sequence, and the KV caches' length (default: the context)\n"
           "  --entries LIST     any of train,eval,logits,decode (default: all)\n"
           "output:\n"
           "  --emit WHAT        ir: the graph; hparams: the resolved hyperparameters;\n"
-          "                     kir: the compiled module's kernel IR; c: its C source\n"
+          "                     kir: the compiled module's kernel IR; c: its C source;\n"
+          "                     llvm: its LLVM IR; llvm-opt: the LLVM IR after -O3\n"
           "  --dump-after PASS  print the graph after PASS (trace, fuse, dce, autodiff)\n"
           "  --list-configs     print the script's config names\n"
           "  -h, --help         this help\n");
@@ -100,8 +104,24 @@ static int module_mode(const ModelOpts *o, const PcModuleOptions *mo, const char
   int rc = 0;
   if (emit && !strcmp(emit, "kir")) {
     kir_print(m.prog, stdout);
+  } else if (emit && !strncmp(emit, "llvm", 4)) {
+    rc = llvm_print(&m, !strcmp(emit, "llvm-opt"), stdout, err);
   } else if (emit) {
     rc = c_render(&m, stdout, err);
+  } else if (!o->backend || !strcmp(o->backend, "llvm")) {
+    double t1 = seconds();
+    LlvmStats st;
+    rc = llvm_build_shared(&m, out, &st, err);
+    if (!rc) {
+      uint64_t arena = 0;
+      for (size_t i = 0; i < m.prog->entries.n; i++)
+        if (m.prog->entries.a[i].arena_bytes > arena) arena = m.prog->entries.a[i].arena_bytes;
+      fprintf(stderr,
+              "pondercc: %s: %zu entries, %u kernels, arena %.1f MiB; compiled in %.2f s (%.2f s pondercc, %.2f s LLVM IR, "
+              "%.2f s optimisation, %.2f s codegen, %.2f s cc)\n",
+              out, m.prog->entries.n, st.kernels, arena / 1048576.0, seconds() - t0, t1 - t0, st.render_s, st.optimize_s,
+              st.codegen_s, st.link_s);
+    }
   } else {
     char c_path[4200];
     snprintf(c_path, sizeof c_path, "%s.c", out);
@@ -200,14 +220,15 @@ int main(int argc, char **argv) {
       bad = 1;
     }
   }
-  static const char *emits[] = {"ir", "hparams", "kir", "c"};
+  static const char *emits[] = {"ir", "hparams", "kir", "c", "llvm", "llvm-opt"};
   int known_emit = !emit;
-  for (int i = 0; i < 4 && emit; i++) known_emit |= !strcmp(emit, emits[i]);
+  for (int i = 0; i < 6 && emit; i++) known_emit |= !strcmp(emit, emits[i]);
   if (!bad && optind != argc - 1) fprintf(stderr, "pondercc: expected one MODEL.lua or GRAPH.ir (try --help)\n"), bad = 1;
-  if (!bad && !known_emit) fprintf(stderr, "pondercc: --emit %s: expected ir, hparams, kir or c\n", emit), bad = 1;
+  if (!bad && !known_emit)
+    fprintf(stderr, "pondercc: --emit %s: expected ir, hparams, kir, c, llvm or llvm-opt\n", emit), bad = 1;
   if (!bad && out && emit) fprintf(stderr, "pondercc: give -o or --emit, not both\n"), bad = 1;
-  if (!bad && o.backend && strcmp(o.backend, "c"))
-    fprintf(stderr, "pondercc: --backend %s: this build compiles with the c backend\n", o.backend), bad = 1;
+  if (!bad && o.backend && strcmp(o.backend, "c") && strcmp(o.backend, "llvm"))
+    fprintf(stderr, "pondercc: --backend %s: pondercc compiles with the llvm (default) or c backend\n", o.backend), bad = 1;
   if (!bad && o.pipeline.dump_after && !pc_pipeline_knows_pass(o.pipeline.dump_after))
     fprintf(stderr, "pondercc: --dump-after %s: the passes are %s\n", o.pipeline.dump_after, pc_pipeline_pass_names()),
         bad = 1;
@@ -224,7 +245,7 @@ int main(int argc, char **argv) {
   if (ends_with(o.script, ".ir")) {
     rc = emit && strcmp(emit, "ir") ? pc_errorf(&err, "%s: an IR file can only be re-emitted as ir", o.script)
                                     : emit_ir_file(o.script, &err);
-  } else if (out || (emit && (!strcmp(emit, "kir") || !strcmp(emit, "c")))) {
+  } else if (out || (emit && (!strcmp(emit, "kir") || !strcmp(emit, "c") || !strncmp(emit, "llvm", 4)))) {
     rc = module_mode(&o, &mo, emit, out, &err);
   } else {
     rc = graph_mode(&o, train, emit, list, &err);

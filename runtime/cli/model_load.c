@@ -7,8 +7,10 @@
 #include <cjson/cJSON.h>
 
 #include "backends/c/c_render.h"
+#include "backends/llvm/llvm_backend.h"
 #include "compiler/module.h"
 #include "compiler/params_from_graph.h"
+#include "runtime/cli/engine_compiled.h"
 #include "runtime/hf_import.h"
 #include "runtime/safetensors.h"
 
@@ -80,6 +82,30 @@ static int jit_c(const ModelOpts *o, LoadedModel *m, PcError *err) {
   return rc;
 }
 
+/* Compiles the script with the LLVM backend in-process (ORC LLJIT); the JIT
+ * is the engine's owner and goes with it. */
+static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
+  PcModuleOptions mo = {.entries = o->entries ? o->entries : PC_ENTRY_ALL, .max_batch = o->max_batch ? o->max_batch : 8,
+                        .max_seq = o->max_seq ? o->max_seq : m->context, .schedule = kschedule_default()};
+  if (mo.max_seq <= 0) return pc_errorf(err, "the LLVM backend needs --max-seq (the script names no context length)");
+  PcModule mod;
+  if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
+  LlvmJit *jit;
+  LlvmAbi abi;
+  int rc = llvm_jit_open(&mod, &jit, &abi, NULL, err);
+  pc_module_free(&mod);
+  const char *info;
+  if (!rc && engine_from_functions("the LLVM JIT", abi.version, abi.info, abi.run, jit, llvm_jit_free, &m->engine, &info, err) < 0) {
+    llvm_jit_free(jit);
+    rc = -1;
+  }
+  if (!rc) {
+    params_free(&m->params);
+    rc = from_info(m, info, err);
+  }
+  return rc;
+}
+
 int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
   *m = (LoadedModel){0};
   int rc;
@@ -103,6 +129,8 @@ int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
       m->engine = engine_interp(m->fe, o, o->max_seq ? o->max_seq : m->context);
     else if (!rc && !strcmp(backend, "c"))
       rc = jit_c(o, m, err);
+    else if (!rc && !strcmp(backend, "llvm"))
+      rc = jit_llvm(o, m, err);
     else if (!rc)
       rc = pc_errorf(err, "backend %s is not available in this build", backend);
   }

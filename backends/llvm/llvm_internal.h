@@ -1,0 +1,22 @@
+/* What the LLVM backend's files share. */
+#ifndef PC_LLVM_INTERNAL_H
+#define PC_LLVM_INTERNAL_H
+
+#include "backends/llvm/llvm_backend.h"
+
+#include <llvm-c/TargetMachine.h>
+
+/* The host CPU with all its features, -O3, position-independent code. */
+int llvm_host_machine(LLVMTargetMachineRef *out, PcError *err);
+
+/* The libmvec variants the host can call, as pairs of an ISA letter and a
+ * width ('4', '8', 'x' for 16): "b4d8" on an AVX2 machine; "" when there is
+ * no libmvec (or the host is not x86-64). */
+const char *llvm_vector_math(void);
+
+/* llvm_render for tm's target and data layout, with vec_math's libmvec
+ * variants, counting kernels and vector loops into stats (may be NULL). */
+int llvm_render_for(const PcModule *m, LLVMContextRef ctx, LLVMTargetMachineRef tm, const char *vec_math, LLVMModuleRef *out,
+                    LlvmStats *stats, PcError *err);
+
+#endif
