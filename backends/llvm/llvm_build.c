@@ -20,13 +20,10 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
-/* What JIT-compiled code calls, taken from this process so that the linker
- * keeps the libraries (OpenBLAS, libgomp) it comes from. */
+/* What JIT-compiled code calls from OpenBLAS, taken from this process so
+ * that the linker keeps the library. */
 void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc);
-void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
-int omp_get_thread_num(void);
-int omp_get_num_threads(void);
 
 static double seconds(void) {
   struct timespec ts;
@@ -268,27 +265,35 @@ void llvm_jit_free(void *p) {
   free(j);
 }
 
+/* libgomp, loaded on first use (as loading a C-backend library does) and
+ * never unloaded: its threads outlive any one model. Not linked into the
+ * program, so that OMP_WAIT_POLICY and the like can still be set before it
+ * starts. */
+static void *gomp;
+
+static void open_gomp(void) { gomp = dlopen("libgomp.so.1", RTLD_NOW | RTLD_GLOBAL); }
+
 /* The runtime's functions the code calls, at their addresses in this process. */
-static LLVMErrorRef define_runtime(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd) {
-  static const struct {
-    const char *name;
-    void (*fn)(void);
-  } syms[] = {
-      {"cblas_sgemm", (void (*)(void))cblas_sgemm},
-      {"GOMP_parallel", (void (*)(void))GOMP_parallel},
-      {"omp_get_thread_num", (void (*)(void))omp_get_thread_num},
-      {"omp_get_num_threads", (void (*)(void))omp_get_num_threads},
-      {"tanhf", (void (*)(void))tanhf},
-      {"erff", (void (*)(void))erff},
-  };
-  enum { N = sizeof syms / sizeof *syms };
+static int define_runtime(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, LLVMErrorRef *e, PcError *err) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, open_gomp);
+  if (!gomp) return pc_errorf(err, "llvm backend: the JIT needs libgomp.so.1 (GCC's OpenMP runtime): %s", dlerror());
+  static const char *from_gomp[] = {"GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads"};
+  enum { N = 6 };
+  const char *names[N] = {"cblas_sgemm", "tanhf", "erff"};
+  void *addr[N] = {(void *)(uintptr_t)cblas_sgemm, (void *)(uintptr_t)tanhf, (void *)(uintptr_t)erff};
+  for (int i = 0; i < 3; i++) {
+    names[3 + i] = from_gomp[i];
+    if (!(addr[3 + i] = dlsym(gomp, from_gomp[i]))) return pc_errorf(err, "llvm backend: libgomp has no %s", from_gomp[i]);
+  }
   LLVMOrcCSymbolMapPair pairs[N];
   for (size_t i = 0; i < N; i++) {
-    pairs[i].Name = LLVMOrcLLJITMangleAndIntern(jit, syms[i].name);
-    pairs[i].Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)syms[i].fn;
+    pairs[i].Name = LLVMOrcLLJITMangleAndIntern(jit, names[i]);
+    pairs[i].Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)addr[i];
     pairs[i].Sym.Flags = (LLVMJITSymbolFlags){LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0};
   }
-  return LLVMOrcJITDylibDefine(jd, LLVMOrcAbsoluteSymbols(pairs, N));
+  *e = LLVMOrcJITDylibDefine(jd, LLVMOrcAbsoluteSymbols(pairs, N));
+  return 0;
 }
 
 int llvm_jit_open(const PcModule *m, LlvmJit **out, LlvmAbi *abi, LlvmStats *stats, PcError *err) {
@@ -309,11 +314,13 @@ int llvm_jit_open(const PcModule *m, LlvmJit **out, LlvmAbi *abi, LlvmStats *sta
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
   e = LLVMOrcCreateLLJIT(&j->jit, builder); /* takes the builder */
   const char *what = "creating the JIT";
+  int rc = 0;
   if (!e) {
     LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
     what = "runtime symbols";
-    e = define_runtime(j->jit, jd);
+    rc = define_runtime(j->jit, jd, &e, err);
     LLVMOrcDefinitionGeneratorRef gen;
+    if (rc) goto done;
     if (!e) e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
     if (!e) LLVMOrcJITDylibAddGenerator(jd, gen);
     if (!e && *llvm_vector_math()) {
@@ -337,13 +344,18 @@ int llvm_jit_open(const PcModule *m, LlvmJit **out, LlvmAbi *abi, LlvmStats *sta
       abi->run = (PonderRunFn)(uintptr_t)addr[2];
     }
   }
+done:
   if (obj) LLVMDisposeMemoryBuffer(obj);
   st.link_s = seconds() - t0;
   if (stats) *stats = st;
-  if (e) {
+  if (e) rc = llvm_error(err, what, e);
+  if (rc) {
     llvm_jit_free(j);
-    return llvm_error(err, what, e);
+    return -1;
   }
+  if (getenv("PONDER_LLVM_DIAG"))
+    fprintf(stderr, "llvm jit: %u kernels; %.2f s LLVM IR, %.2f s optimisation, %.2f s codegen, %.2f s linking\n", st.kernels,
+            st.render_s, st.optimize_s, st.codegen_s, st.link_s);
   *out = j;
   return 0;
 }

@@ -1,9 +1,10 @@
 /* Renders kernel IR as LLVM IR, with the semantics of the C renderer
- * (backends/c/c_render.c):
+ * (backends/c/c_render.c); docs/llvm-backend.md has the whole picture.
  *  - expressions: a table from op to an LLVM instruction, intrinsic or libm
- *    call, for f32 and for i64 operands; i64 arithmetic is nsw and addresses
- *    are inbounds, as signed C arithmetic; select, and, or evaluate lazily
- *    (branches) when an operand could fault, as ?:, && and || do in C;
+ *    call (with its libmvec variants), for f32 and for i64 operands; i64
+ *    arithmetic is nsw and addresses are inbounds, as signed C arithmetic;
+ *    conversions are C's casts; select, and, or evaluate lazily (branches)
+ *    when an operand could fault, as ?:, && and || do in C;
  *  - variables live in allocas (promoted to registers by the optimiser);
  *  - every loop nest without sgemm (outside a kernel) becomes a kernel: a
  *    function over the buffers, dims and outer variables it uses, under
@@ -35,7 +36,7 @@ typedef struct {
   LLVMValueRef fn;
   LLVMBasicBlockRef entry; /* allocas and argument loads; branches to the body when the function is done */
   LLVMValueRef *slot;      /* per entry variable: its alloca here (or, in a chunk, a shared variable's address) */
-  LLVMValueRef *buf;       /* per entry buffer: its base pointer here */
+  LLVMValueRef *buf;       /* per entry buffer: its base pointer here (a parameter; NULL in an entry) */
   LLVMValueRef *dim;       /* per dim: its value, loaded on first use */
   LLVMValueRef dims;       /* const int64_t * */
   LLVMValueRef io[4];      /* entry functions: the PonderCall's params, inputs, outputs, arena */
@@ -334,7 +335,10 @@ static LLVMValueRef dim(LR *r, uint32_t d) {
   return r->fn.dim[d];
 }
 
-/* A buffer's base pointer; in an entry function, found from the PonderCall on first use. */
+/* A buffer's base pointer. In an entry function it is found from the
+ * PonderCall where it is used, not once at the top: an entry is a long
+ * run of calls, and hundreds of pointers live across all of them would
+ * make code generation slow. */
 static LLVMValueRef buf(LR *r, uint32_t k) {
   if (r->fn.buf[k]) return r->fn.buf[k];
   const KBuf *b = &r->e->bufs.a[k];
@@ -342,13 +346,11 @@ static LLVMValueRef buf(LR *r, uint32_t k) {
   LLVMValueRef at;
   if (b->kind == KB_ARENA) {
     at = i64c(r, (int64_t)b->offset);
-    r->fn.buf[k] = LLVMBuildInBoundsGEP2(r->ab, LLVMInt8TypeInContext(r->ctx), r->fn.io[3], &at, 1, b->name);
-  } else {
-    at = i64c(r, b->index);
-    LLVMValueRef p = LLVMBuildInBoundsGEP2(r->ab, r->ptr, r->fn.io[b->kind], &at, 1, "");
-    r->fn.buf[k] = LLVMBuildLoad2(r->ab, r->ptr, p, b->name);
+    return LLVMBuildInBoundsGEP2(r->b, LLVMInt8TypeInContext(r->ctx), r->fn.io[3], &at, 1, b->name);
   }
-  return r->fn.buf[k];
+  at = i64c(r, b->index);
+  LLVMValueRef p = LLVMBuildInBoundsGEP2(r->b, r->ptr, r->fn.io[b->kind], &at, 1, "");
+  return LLVMBuildLoad2(r->b, r->ptr, p, b->name);
 }
 
 /* &buffer[index] */
@@ -359,10 +361,10 @@ static LLVMValueRef element(LR *r, uint32_t k, LLVMValueRef index) {
 /* ---- expressions ----------------------------------------------------------------- */
 
 /* How an op is rendered, by the type of its operands (f32 or i64). */
-typedef enum { X_NONE, X_BIN, X_CMP, X_CAST, X_NEG, X_INTRINSIC, X_LIBM } XKind;
+typedef enum { X_NONE, X_BIN, X_CMP, X_NEG, X_INTRINSIC, X_LIBM } XKind;
 typedef struct {
   XKind kind;
-  int op; /* LLVMOpcode (BIN, CAST), LLVMRealPredicate / LLVMIntPredicate (CMP) */
+  int op; /* LLVMOpcode (BIN), LLVMRealPredicate / LLVMIntPredicate (CMP) */
   const char *name;
 } XRule;
 
@@ -388,8 +390,6 @@ static const struct {
     [KE_LT] = {{X_CMP, LLVMRealOLT, 0}, {X_CMP, LLVMIntSLT, 0}},
     [KE_LE] = {{X_CMP, LLVMRealOLE, 0}, {X_CMP, LLVMIntSLE, 0}},
     [KE_EQ] = {{X_CMP, LLVMRealOEQ, 0}, {X_CMP, LLVMIntEQ, 0}},
-    [KE_ITOF] = {{X_NONE, 0, 0}, {X_CAST, LLVMSIToFP, 0}},
-    [KE_FTOI] = {{X_CAST, LLVMFPToSI, 0}, {X_NONE, 0, 0}},
 };
 
 /* C's conversions between the scalar types */
@@ -522,10 +522,6 @@ static LLVMValueRef expr_rule(LR *r, const KExpr *k) {
                    : LLVMBuildICmp(r->b, (LLVMIntPredicate)rule->op, a[0], a[1], "");
     got = K_BOOL;
     break;
-  case X_CAST:
-    got = t == K_F32 ? K_I64 : K_F32;
-    v = LLVMBuildCast(r->b, (LLVMOpcode)rule->op, a[0], ltype(r, got), "");
-    break;
   case X_NEG:
     v = t == K_F32 ? LLVMBuildFNeg(r->b, a[0], "") : LLVMBuildNSWNeg(r->b, a[0], "");
     break;
@@ -548,6 +544,8 @@ static LLVMValueRef expr(LR *r, uint32_t x) {
     LLVMSetAlignment(v, 4);
     return elem == K_I32 ? LLVMBuildSExt(r->b, v, r->i64, "") : v; /* i32 elements load as i64 */
   }
+  case KE_ITOF:
+  case KE_FTOI: return expr_as(r, k->a[0], k->type); /* (float)x, (int64_t)x */
   case KE_SELECT: return choose(r, expr_as(r, k->a[0], K_BOOL), k->a[1], k->a[2], k->type);
   case KE_AND:
   case KE_OR: return logic(r, k);
@@ -727,6 +725,15 @@ static void parallel_call(LR *r, const KStmt *s) {
   args[na++] = hi;
   args[na++] = r->fn.dims;
   nest_args(r, &u, args, &na);
+  /* one iteration (a decoding step's single row): no threads */
+  LLVMBasicBlockRef one = LLVMAppendBasicBlockInContext(r->ctx, r->fn.fn, "par.one"),
+                    fork = LLVMAppendBasicBlockInContext(r->ctx, r->fn.fn, "par.fork"),
+                    done = LLVMAppendBasicBlockInContext(r->ctx, r->fn.fn, "par.done");
+  LLVMBuildCondBr(r->b, LLVMBuildICmp(r->b, LLVMIntSLE, LLVMBuildNSWSub(r->b, hi, lo, ""), i64c(r, 1), ""), one, fork);
+  LLVMPositionBuilderAtEnd(r->b, one);
+  call(r, chunk_t, chunk, args, n);
+  LLVMBuildBr(r->b, done);
+  LLVMPositionBuilderAtEnd(r->b, fork);
   LLVMValueRef ctx = LLVMBuildAlloca(r->ab, ctx_t, "par.ctx");
   for (unsigned i = 0; i < n; i++) LLVMBuildStore(r->b, args[i], ctx_field(r, ctx_t, ctx, i));
 
@@ -761,6 +768,8 @@ static void parallel_call(LR *r, const KStmt *s) {
   LLVMTypeRef gomp_t = LLVMFunctionType(r->vd, gomp_pt, 4, 0);
   LLVMValueRef gargs[] = {tramp, ctx, i32c(r, 0), i32c(r, 0)};
   call(r, gomp_t, extern_fn(r, "GOMP_parallel", gomp_t), gargs, 4);
+  LLVMBuildBr(r->b, done);
+  LLVMPositionBuilderAtEnd(r->b, done);
   free(args);
   uses_free(&u);
 }

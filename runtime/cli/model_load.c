@@ -90,6 +90,11 @@ static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
   if (mo.max_seq <= 0) return pc_errorf(err, "the LLVM backend needs --max-seq (the script names no context length)");
   PcModule mod;
   if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
+  /* The code's parallel loops run on libgomp, which the JIT loads now and
+   * which reads its settings as it loads. Its threads would otherwise spin
+   * after every loop against OpenBLAS's threads (a step 5-10x slower on 2
+   * cores: docs/llvm-backend.md); the user's setting wins. */
+  setenv("OMP_WAIT_POLICY", "passive", 0);
   LlvmJit *jit;
   LlvmAbi abi;
   int rc = llvm_jit_open(&mod, &jit, &abi, NULL, err);
@@ -99,8 +104,11 @@ static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
     llvm_jit_free(jit);
     rc = -1;
   }
-  if (!rc) {
+  if (!rc) { /* the table, name and hyperparameters as the compiled model has them */
     params_free(&m->params);
+    free(m->name);
+    free(m->hparams_json);
+    m->name = m->hparams_json = NULL;
     rc = from_info(m, info, err);
   }
   return rc;
