@@ -210,7 +210,11 @@ int engine_from_functions(const char *what, PonderAbiVersionFn version, PonderMo
 int engine_open_library(const char *path, Engine **out, const char **info_json, PcError *err) {
   *out = NULL;
   /* RTLD_NODELETE: the library (and libgomp under it) stays mapped after
-   * dlclose, because OpenMP's worker threads outlive the model. */
+   * dlclose, because OpenMP's worker threads outlive the model. libgomp
+   * reads its settings as it loads, which is here: without a passive wait
+   * its idle threads spin against OpenBLAS's (5-10x slower steps on 2 cores,
+   * docs/llvm-backend.md); the user's setting wins. */
+  setenv("OMP_WAIT_POLICY", "passive", 0);
   void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!dl) return pc_errorf(err, "%s: cannot load: %s", path, dlerror());
   PonderAbiVersionFn version = (PonderAbiVersionFn)dlsym(dl, "ponder_abi_version");

@@ -47,6 +47,16 @@ static int from_info(LoadedModel *m, const char *info, PcError *err) {
   return rc;
 }
 
+/* The table, name and hyperparameters as the compiled model has them, in
+ * place of those the front end gave. */
+static int replace_with_info(LoadedModel *m, const char *info, PcError *err) {
+  params_free(&m->params);
+  free(m->name);
+  free(m->hparams_json);
+  m->name = m->hparams_json = NULL;
+  return from_info(m, info, err);
+}
+
 /* Compiles the script with the C backend into a temporary library and loads it. */
 static int jit_c(const ModelOpts *o, LoadedModel *m, PcError *err) {
   PcModuleOptions mo = {.entries = o->entries ? o->entries : PC_ENTRY_ALL, .max_batch = o->max_batch ? o->max_batch : 8,
@@ -75,10 +85,7 @@ static int jit_c(const ModelOpts *o, LoadedModel *m, PcError *err) {
     unlink(so_path); /* the mapping stays */
     rmdir(dir);
   }
-  if (!rc) {
-    params_free(&m->params);
-    rc = from_info(m, info, err);
-  }
+  if (!rc) rc = replace_with_info(m, info, err);
   return rc;
 }
 
@@ -104,13 +111,7 @@ static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
     llvm_jit_free(jit);
     rc = -1;
   }
-  if (!rc) { /* the table, name and hyperparameters as the compiled model has them */
-    params_free(&m->params);
-    free(m->name);
-    free(m->hparams_json);
-    m->name = m->hparams_json = NULL;
-    rc = from_info(m, info, err);
-  }
+  if (!rc) rc = replace_with_info(m, info, err);
   return rc;
 }
 
