@@ -103,6 +103,12 @@ void ad_acc(AdCtx *c, uint32_t v, uint32_t g) {
   }
 }
 
+uint32_t ad_take(AdCtx *c, uint32_t v) {
+  uint32_t *slot = &c->scope->grad[v], g = *slot;
+  *slot = IR_NONE;
+  return g != IR_NONE ? g : ad_zeros(c, v);
+}
+
 /* ---- which values vary with the parameters ---------------------------- */
 
 static int vary_region(AdCtx *c, uint32_t r);
@@ -294,7 +300,9 @@ static int backward_loop(AdCtx *c, const IrNode *n, const uint32_t *dy) {
     uint32_t k = carried.a[j];
     vec_push(&init, dy[k] != IR_NONE ? dy[k] : ad_zeros(c, n->out + k));
   }
-  for (size_t j = 0; j < caps.n; j++) vec_push(&init, ad_zeros(c, caps.a[j]));
+  /* A captured value's accumulator starts from its gradient so far, and
+   * the body adds into it: one buffer of that size, not two. */
+  for (size_t j = 0; j < caps.n; j++) vec_push(&init, ad_take(c, caps.a[j]));
   uint32_t *args = pc_xmalloc((init.n + 1) * sizeof *args);
   PcError err;
   set_loc(c, n->loc);
@@ -304,19 +312,13 @@ static int backward_loop(AdCtx *c, const IrNode *n, const uint32_t *dy) {
   rebuild_iteration(c, n, dst_out, args[0]);
   /* the carried gradients flow into what the body yielded */
   for (size_t j = 0; j < carried.n; j++) ad_acc(c, ir_in(g, y, carried.a[j]), args[1 + j]);
+  for (size_t j = 0; j < caps.n; j++) s->grad[caps.a[j]] = args[1 + carried.n + j];
   int rc = backward_region(c, n->body);
   for (size_t j = 0; !rc && j < carried.n; j++) {
     uint32_t arg = body->args.a[carried.a[j] + 1];
     vec_push(&yield, s->grad[arg] != IR_NONE ? s->grad[arg] : ad_zeros(c, arg));
   }
-  for (size_t j = 0; !rc && j < caps.n; j++) {
-    uint32_t acc = args[1 + carried.n + j], g_local = s->grad[caps.a[j]];
-    if (g_local != IR_NONE) {
-      uint32_t in[2] = {acc, g_local};
-      acc = ad_emit(c, IR_ADD, in, 2, NULL);
-    }
-    vec_push(&yield, acc);
-  }
+  for (size_t j = 0; !rc && j < caps.n; j++) vec_push(&yield, s->grad[caps.a[j]]);
   scope_pop(c);
   if (!rc) {
     set_loc(c, n->loc);

@@ -11,6 +11,10 @@ const IrGraph *ad_src(const AdCtx *c);
 uint32_t ad_fwd(const AdCtx *c, uint32_t src_value);
 /* Adds a gradient contribution for a source value (summed with earlier ones). */
 void ad_acc(AdCtx *c, uint32_t src_value, uint32_t grad);
+/* Takes a source value's gradient so far (zeros if none) out of the sums,
+ * for a rule whose op adds its contribution into it; the rule then gives
+ * the op's result to ad_acc. */
+uint32_t ad_take(AdCtx *c, uint32_t src_value);
 /* Emits a node with the current source node's location; types are known to
  * agree, so a failure is a bug in a rule. Returns its first result. */
 uint32_t ad_emit(AdCtx *c, IrOp op, const uint32_t *in, uint32_t n_in, const IrAttr *attr);

@@ -17,6 +17,19 @@ const IrOpInfo *ir_op_info(IrOp op) {
   return &op_table[op];
 }
 
+int ir_accumulates(IrOp op, uint32_t result) {
+  switch (op) {
+  case IR_STACK_SET:
+  case IR_EMBEDDING_GRAD: return result == 0 ? 0 : -1;
+  case IR_LINEAR_CROSS_ENTROPY_GRAD: return result == 1 ? 5 : -1;
+  case IR_VOCAB_ATTENTION_GRAD:
+  case IR_VOCAB_ATTENTION_TOPK_GRAD: return result == 1 ? 6 : result == 2 ? 7 : -1;
+  case IR_VOCAB_ATTENTION_GRAD_TIED:
+  case IR_VOCAB_ATTENTION_TOPK_GRAD_TIED: return result == 1 ? 6 : -1;
+  default: return -1;
+  }
+}
+
 int ir_op_from_name(const char *name, size_t len) {
   for (int i = 0; i < IR_NUM_OPS; i++)
     if (strlen(op_table[i].name) == len && !memcmp(op_table[i].name, name, len)) return i;

@@ -41,6 +41,10 @@ typedef struct {
 } IrOpInfo;
 
 const IrOpInfo *ir_op_info(IrOp op);
+/* The operand that result `result` of op starts as and is updated from (a
+ * stack it sets a slot of, a gradient it adds into), or -1. Executors may
+ * write the result over that operand when the operand dies there. */
+int ir_accumulates(IrOp op, uint32_t result);
 /* Returns -1 when no op has that name. */
 int ir_op_from_name(const char *name, size_t len);
 /* Index of the attribute called `name` of op, or -1. */

@@ -9,7 +9,7 @@
 typedef struct {
   const IrGraph *g;
   const IrNode *n;
-  char shape[4][96];
+  char shape[8][96]; /* of the first 8 operands, for messages */
 } Rule;
 
 typedef int (*ShapeRule)(const Rule *r, IrType *out, PcError *err);
@@ -399,16 +399,29 @@ static int rule_linear_cross_entropy(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
-/* (H, Wo, Wi, saved..., dT) -> dH, dWo, dWi */
-static int rule_vocab_grad(const Rule *r, IrType *out, PcError *err) {
-  for (uint32_t k = 0; k < 3; k++) out[k] = *in_type(r->g, r->n, k);
-  IrShape t = rows_of(in_type(r->g, r->n, 0), in_type(r->g, r->n, 2)->shape.dim[1]);
-  if (!ir_shape_eq(&in_type(r->g, r->n, 5)->shape, &t)) return pc_errorf(err, "the gradient does not match the output");
+/* A gradient accumulated into: operand `into` must have the type of the
+ * matrix operand `like`. */
+static int need_like(const Rule *r, uint32_t into, uint32_t like, PcError *err) {
+  if (!ir_type_eq(in_type(r->g, r->n, into), in_type(r->g, r->n, like)))
+    return pc_errorf(err, "the gradient so far %s does not match the matrix %s", r->shape[into], r->shape[like]);
   return 0;
 }
 
-/* (H, W, targets, lse, dloss) -> dH, dW */
+/* (H, Wo, Wi, saved..., dT, gWo[, gWi]) -> dH, gWo + dWo, gWi + dWi (tied: one
+ * matrix, gW + dWo + dWi) */
+static int rule_vocab_grad(const Rule *r, IrType *out, PcError *err) {
+  int tied = r->n->op == IR_VOCAB_ATTENTION_GRAD_TIED || r->n->op == IR_VOCAB_ATTENTION_TOPK_GRAD_TIED;
+  IrShape t = rows_of(in_type(r->g, r->n, 0), in_type(r->g, r->n, 2)->shape.dim[1]);
+  if (!ir_shape_eq(&in_type(r->g, r->n, 5)->shape, &t)) return pc_errorf(err, "the gradient does not match the output");
+  if (tied && ir_in(r->g, r->n, 1) != ir_in(r->g, r->n, 2)) return pc_errorf(err, "the tied form needs one matrix twice");
+  if (need_like(r, 6, 1, err) < 0 || (!tied && need_like(r, 7, 2, err) < 0)) return -1;
+  for (uint32_t k = 0; k < (tied ? 2u : 3u); k++) out[k] = *in_type(r->g, r->n, k);
+  return 0;
+}
+
+/* (H, W, targets, lse, dloss, gW) -> dH, gW + dW */
 static int rule_linear_ce_grad(const Rule *r, IrType *out, PcError *err) {
+  if (need_like(r, 5, 1, err) < 0) return -1;
   out[0] = *in_type(r->g, r->n, 0);
   out[1] = *in_type(r->g, r->n, 1);
   return 0;
@@ -459,7 +472,7 @@ static const ShapeRule rules[IR_NUM_OPS] = {
 
 int ir_infer(const IrGraph *g, const IrNode *n, IrType *out, PcError *err) {
   Rule r = {g, n, {{0}}};
-  for (uint32_t k = 0; k < n->n_in && k < 4; k++)
+  for (uint32_t k = 0; k < n->n_in && k < 8; k++)
     ir_shape_str(g, &in_type(g, n, k)->shape, r.shape[k], sizeof r.shape[k]);
   return rules[n->op](&r, out, err);
 }

@@ -83,7 +83,7 @@ static int r_matmul(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err)
 }
 
 static int r_embedding(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
-  uint32_t in[3] = {F(0), F(1), dy[0]};
+  uint32_t in[3] = {ad_take(c, IN(0)), F(1), dy[0]};
   ad_acc(c, IN(0), ad_emit(c, IR_EMBEDDING_GRAD, in, 3, NULL));
   return 0;
 }
@@ -116,29 +116,34 @@ static int r_cross_entropy(AdCtx *c, const IrNode *n, const uint32_t *dy, PcErro
 
 /* the fused vocabulary ops: their gradient ops recompute the probabilities
  * chunk by chunk from what the forward saved (lse, or the top-k ids and
- * probabilities); the saved outputs themselves take no gradient */
-static int fused_vocab(AdCtx *c, const IrNode *n, const uint32_t *dy, IrOp grad_op, PcError *err) {
+ * probabilities) and add the matrices' gradients into their sums so far;
+ * the saved outputs themselves take no gradient */
+static int fused_vocab(AdCtx *c, const IrNode *n, const uint32_t *dy, int topk, PcError *err) {
   for (uint32_t k = 1; k < n->n_out; k++)
     if (dy[k] != IR_NONE) return pc_errorf(err, "%s: its saved outputs cannot be differentiated", ir_op_info(n->op)->name);
-  uint32_t in[6] = {F(0), F(1), F(2), ad_fwd(c, n->out + (grad_op == IR_VOCAB_ATTENTION_GRAD ? 0 : 1)),
-                    ad_fwd(c, n->out + (grad_op == IR_VOCAB_ATTENTION_GRAD ? 1 : 2)), dy[0]};
-  uint32_t d = ad_emit(c, grad_op, in, 6, n->attr);
-  for (uint32_t k = 0; k < 3; k++) ad_acc(c, IN(k), d + k);
+  int tied = IN(1) == IN(2);
+  IrOp op = topk ? (tied ? IR_VOCAB_ATTENTION_TOPK_GRAD_TIED : IR_VOCAB_ATTENTION_TOPK_GRAD)
+                 : (tied ? IR_VOCAB_ATTENTION_GRAD_TIED : IR_VOCAB_ATTENTION_GRAD);
+  uint32_t g_wo = ad_take(c, IN(1)), g_wi = tied ? IR_NONE : ad_take(c, IN(2));
+  uint32_t in[8] = {F(0), F(1), F(2), ad_fwd(c, n->out + (topk ? 1 : 0)), ad_fwd(c, n->out + (topk ? 2 : 1)), dy[0],
+                    g_wo, g_wi};
+  uint32_t d = ad_emit(c, op, in, tied ? 7 : 8, n->attr);
+  for (uint32_t k = 0; k < (tied ? 2u : 3u); k++) ad_acc(c, IN(k), d + k);
   return 0;
 }
 
 static int r_vocab_attention(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
-  return fused_vocab(c, n, dy, IR_VOCAB_ATTENTION_GRAD, err);
+  return fused_vocab(c, n, dy, 0, err);
 }
 
 static int r_vocab_attention_topk(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
-  return fused_vocab(c, n, dy, IR_VOCAB_ATTENTION_TOPK_GRAD, err);
+  return fused_vocab(c, n, dy, 1, err);
 }
 
 static int r_linear_cross_entropy(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
   if (dy[1] != IR_NONE) return pc_errorf(err, "linear_cross_entropy: its saved lse cannot be differentiated");
-  uint32_t in[5] = {F(0), F(1), F(2), ad_fwd(c, n->out + 1), dy[0]};
-  uint32_t d = ad_emit(c, IR_LINEAR_CROSS_ENTROPY_GRAD, in, 5, NULL);
+  uint32_t in[6] = {F(0), F(1), F(2), ad_fwd(c, n->out + 1), dy[0], ad_take(c, IN(1))};
+  uint32_t d = ad_emit(c, IR_LINEAR_CROSS_ENTROPY_GRAD, in, 6, NULL);
   for (uint32_t k = 0; k < 2; k++) ad_acc(c, IN(k), d + k);
   return 0;
 }

@@ -65,6 +65,18 @@ static void release_captured(Interp *ip, uint32_t r, int32_t pos, uint32_t regio
   }
 }
 
+/* Whether loop body r (at any depth) reads v. */
+static int body_reads(const IrGraph *g, uint32_t r, uint32_t v) {
+  const IrRegion *reg = &g->regions.a[r];
+  for (size_t i = 0; i < reg->nodes.n; i++) {
+    const IrNode *n = ir_node(g, reg->nodes.a[i]);
+    for (uint32_t k = 0; k < n->n_in; k++)
+      if (ir_in(g, n, k) == v) return 1;
+    if (n->body != IR_NONE && body_reads(g, n->body, v)) return 1;
+  }
+  return 0;
+}
+
 /* Frees the operands (and results) of the node at pos whose last use it was,
  * and for a loop the values its body captured. */
 static void release_dead(Interp *ip, const IrNode *n, int32_t pos, uint32_t region) {
@@ -102,14 +114,23 @@ static Tensor *clone(Tensor *t) {
 
 static int run_region(Interp *ip, uint32_t r);
 
-static int run_loop(Interp *ip, const IrNode *n) {
+static int steal_dying(Interp *ip, const IrNode *n, uint32_t k, int32_t pos, uint32_t region);
+
+static int run_loop(Interp *ip, const IrNode *n, int32_t pos, uint32_t region) {
   const IrGraph *g = ip->g;
   const IrRegion *body = &g->regions.a[n->body];
   uint32_t n_carried = n->n_in;
   Tensor **carried = pc_xcalloc(n_carried + 1, sizeof *carried);
   int rc = 0;
-  for (uint32_t k = 0; k < n_carried && !rc; k++)
-    if (!(carried[k] = clone(ip->env[ir_in(g, n, k)]))) rc = pc_errorf(ip->err, "out of memory in a loop");
+  for (uint32_t k = 0; k < n_carried && !rc; k++) {
+    uint32_t v = ir_in(g, n, k);
+    if (steal_dying(ip, n, k, pos, region) && !body_reads(g, n->body, v)) { /* its last use: carry it as it is */
+      carried[k] = ip->env[v];
+      ip->env[v] = NULL;
+    } else if (!(carried[k] = clone(ip->env[v]))) {
+      rc = pc_errorf(ip->err, "out of memory in a loop");
+    }
+  }
   int64_t trip = n->attr[0].i;
   for (int64_t it = 0; it < trip && !rc; it++) {
     int64_t none[1] = {0};
@@ -160,13 +181,24 @@ static int steal_dying(Interp *ip, const IrNode *n, uint32_t k, int32_t pos, uin
   return 1;
 }
 
+/* An operand of an elementwise binary op that its result may overwrite:
+ * one of the result's shape that dies here (the kernels read each element
+ * before writing it); -1 if none. */
+static int in_place_operand(Interp *ip, const IrNode *n, int32_t pos, uint32_t region) {
+  if (n->op != IR_ADD && n->op != IR_SUB && n->op != IR_MUL) return -1;
+  for (uint32_t k = 0; k < 2; k++)
+    if (ir_type_eq(ir_type(ip->g, ir_in(ip->g, n, k)), ir_type(ip->g, n->out)) && steal_dying(ip, n, k, pos, region))
+      return (int)k;
+  return -1;
+}
+
 static int run_node(Interp *ip, uint32_t id, int32_t pos, uint32_t region) {
   const IrGraph *g = ip->g;
   const IrNode *n = ir_node(g, id);
   switch (n->op) {
   case IR_OUTPUT:
   case IR_YIELD: return 0;
-  case IR_LOOP: return run_loop(ip, n);
+  case IR_LOOP: return run_loop(ip, n, pos, region);
   default: break;
   }
   InterpKernel k = interp_kernel(n->op);
@@ -178,12 +210,17 @@ static int run_node(Interp *ip, uint32_t id, int32_t pos, uint32_t region) {
     PC_ASSERT(in[i]);
   }
   int rc = 0;
-  if (n->op == IR_STACK_SET && steal_dying(ip, n, 0, pos, region)) {
-    out[0] = in[0]; /* update the stack in place: this was its last use */
-    ip->env[ir_in(g, n, 0)] = NULL;
-  } else {
-    for (uint32_t i = 0; i < n->n_out && !rc; i++)
-      if (!(out[i] = alloc_result(ip, ir_type(g, n->out + i)))) rc = -1;
+  for (uint32_t i = 0; i < n->n_out && !rc; i++) {
+    int from = ir_accumulates(n->op, i);
+    if (from < 0 && i == 0) from = in_place_operand(ip, n, pos, region);
+    if (from >= 0 && steal_dying(ip, n, (uint32_t)from, pos, region)) {
+      out[i] = in[from]; /* its last use: the result is written over it */
+      ip->env[ir_in(g, n, (uint32_t)from)] = NULL;
+    } else if (ir_accumulates(n->op, i) >= 0) {
+      if (!(out[i] = clone(in[from]))) rc = pc_errorf(ip->err, "out of memory");
+    } else if (!(out[i] = alloc_result(ip, ir_type(g, n->out + i)))) {
+      rc = -1;
+    }
   }
   if (!rc && k(n, in, out, ip->err) < 0) {
     rc = -1;

@@ -158,21 +158,32 @@ static int k_rmsnorm_grad(const IrNode *n, Tensor *const *in, Tensor *const *out
   return 0;
 }
 
-/* embedding_grad: table [V, C] (for its shape), ids [N], dy [N, C] -> rows of dy
- * added into the rows ids name */
+/* embedding_grad: gradient so far [V, C], ids [N], dy [N, C] -> the rows of
+ * dy added into the rows ids name (out[0] holds the gradient so far
+ * already). Each touched row is summed in double, its ids' rows in order. */
 static int k_embedding_grad(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
-  int64_t V = in[0]->dim[0], C = in[0]->dim[1], N = tensor_numel(in[1]);
-  double *acc = calloc((size_t)(V * C > 0 ? V * C : 1), sizeof *acc);
-  for (int64_t i = 0; i < N; i++) {
-    int32_t id = tensor_i32(in[1])[i];
-    if (id < 0 || id >= V) {
-      free(acc);
-      return pc_errorf(err, "token id %d is outside the table's %lld rows", id, (long long)V);
-    }
-    for (int64_t c = 0; c < C; c++) acc[(int64_t)id * C + c] += tensor_f32(in[2])[i * C + c];
+  int64_t V = out[0]->dim[0], C = out[0]->dim[1], N = tensor_numel(in[1]);
+  const int32_t *ids = tensor_i32(in[1]);
+  for (int64_t i = 0; i < N; i++)
+    if (ids[i] < 0 || ids[i] >= V) return pc_errorf(err, "token id %d is outside the table's %lld rows", ids[i], (long long)V);
+  /* positions grouped by id (a counting sort): first[id] .. first[id + 1] */
+  int64_t *first = pc_xcalloc((size_t)V + 2, sizeof *first), *at = pc_xmalloc(sizeof *at * (size_t)(N + 1));
+  for (int64_t i = 0; i < N; i++) first[ids[i] + 2]++;
+  for (int64_t v = 0; v < V; v++) first[v + 2] += first[v + 1];
+  for (int64_t i = 0; i < N; i++) at[first[ids[i] + 1]++] = i;
+  double *row = pc_xmalloc(sizeof *row * (size_t)(C + 1));
+  float *g = tensor_f32(out[0]);
+  const float *dy = tensor_f32(in[2]);
+  for (int64_t v = 0; v < V; v++) {
+    if (first[v] == first[v + 1]) continue;
+    for (int64_t c = 0; c < C; c++) row[c] = g[v * C + c];
+    for (int64_t k = first[v]; k < first[v + 1]; k++)
+      for (int64_t c = 0; c < C; c++) row[c] += dy[at[k] * C + c];
+    for (int64_t c = 0; c < C; c++) g[v * C + c] = (float)row[c];
   }
-  for (int64_t i = 0; i < V * C; i++) tensor_f32(out[0])[i] = (float)acc[i];
-  free(acc);
+  free(first);
+  free(at);
+  free(row);
   return 0;
 }
 
@@ -283,12 +294,11 @@ static int check_slot(const Tensor *buf, const Tensor *index, int64_t *slot, PcE
   return 0;
 }
 
-/* stack_set: buf [K, S], i, x [S] -> buf with slot i = x. out[0] may be
- * buf itself when the interpreter hands the dying stack over. */
+/* stack_set: buf [K, S], i, x [S] -> buf with slot i = x. out[0] holds buf
+ * already (ir_accumulates). */
 static int k_stack_set(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t slot;
   if (check_slot(in[0], in[1], &slot, err) < 0) return -1;
-  if (out[0] != in[0]) memcpy(out[0]->data, in[0]->data, tensor_bytes(in[0]));
   size_t bytes = tensor_bytes(in[2]);
   memcpy((char *)out[0]->data + (size_t)slot * bytes, in[2]->data, bytes);
   return 0;

@@ -60,15 +60,24 @@ static int k_vocab_attention(const IrNode *n, Tensor *const *in, Tensor *const *
   return 0;
 }
 
-/* vocab_attention_grad: (H, Wo, Wi, T, lse, dT) -> dH, dWo, dWi. With the
- * probabilities P recomputed chunk by chunk from lse and D = rowsum(dT T):
+/* The gradient of the mixture matrix Wi: its own result, or for the tied
+ * forms the head's (one matrix). */
+static float *mixture_grad(const IrNode *n, Tensor *const *out) {
+  int tied = n->op == IR_VOCAB_ATTENTION_GRAD_TIED || n->op == IR_VOCAB_ATTENTION_TOPK_GRAD_TIED;
+  return tensor_f32(out[tied ? 1 : 2]);
+}
+
+/* vocab_attention_grad: (H, Wo, Wi, T, lse, dT, gWo, gWi) -> dH, gWo + dWo,
+ * gWi + dWi (out[1] and out[2] hold gWo and gWi already; tied: one matrix).
+ * With the probabilities P recomputed chunk by chunk from lse and
+ * D = rowsum(dT T):
  *   dP = dT Wi^T;  dZ = P (dP - D) / tau;  dH += dZ Wo;  dWo = dZ^T H;  dWi = P^T dT */
 static int k_vocab_attention_grad(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t N = rows(in[0]), C = last(in[0]), V = in[1]->dim[0], Ci = in[2]->dim[1];
   double tau = n->attr[0].f;
   const float *H = tensor_f32(in[0]), *Wo = tensor_f32(in[1]), *Wi = tensor_f32(in[2]), *T = tensor_f32(in[3]),
               *lse = tensor_f32(in[4]), *dT = tensor_f32(in[5]);
-  float *dH = tensor_f32(out[0]), *dWo = tensor_f32(out[1]), *dWi = tensor_f32(out[2]);
+  float *dH = tensor_f32(out[0]), *dWo = tensor_f32(out[1]), *dWi = mixture_grad(n, out);
   float *P = pc_xmalloc(sizeof(float) * (size_t)(N * CHUNK + 1)), *dZ = pc_xmalloc(sizeof(float) * (size_t)(N * CHUNK + 1));
   double *D = pc_xmalloc(sizeof(double) * (size_t)(N + 1));
   for (int64_t r = 0; r < N; r++) {
@@ -90,10 +99,10 @@ static int k_vocab_attention_grad(const IrNode *n, Tensor *const *in, Tensor *co
       }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)nc, 1.0f, dZ, (int)nc, Wo + v0 * C,
                 (int)C, 1.0f, dH, (int)C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nc, (int)C, (int)N, 1.0f, dZ, (int)nc, H, (int)C, 0.0f,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nc, (int)C, (int)N, 1.0f, dZ, (int)nc, H, (int)C, 1.0f,
                 dWo + v0 * C, (int)C);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nc, (int)Ci, (int)N, 1.0f, P, (int)nc, dT, (int)Ci,
-                0.0f, dWi + v0 * Ci, (int)Ci);
+                1.0f, dWi + v0 * Ci, (int)Ci);
   }
   free(P);
   free(dZ);
@@ -165,18 +174,18 @@ static int k_vocab_attention_topk(const IrNode *n, Tensor *const *in, Tensor *co
   return 0;
 }
 
-/* vocab_attention_topk_grad: (H, Wo, Wi, ids, p, dT) -> dH, dWo, dWi, only
- * through the k chosen logits of each row (the choice itself has no gradient). */
+/* vocab_attention_topk_grad: (H, Wo, Wi, ids, p, dT, gWo, gWi) -> dH,
+ * gWo + dWo, gWi + dWi (held in out[1], out[2] already; tied: one matrix),
+ * only through the k chosen logits of each row (the choice itself has no
+ * gradient). */
 static int k_vocab_attention_topk_grad(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t N = rows(in[0]), C = last(in[0]), Ci = in[2]->dim[1], k = last(in[3]);
   double tau = n->attr[0].f;
   const float *H = tensor_f32(in[0]), *Wo = tensor_f32(in[1]), *Wi = tensor_f32(in[2]), *p = tensor_f32(in[4]),
               *dT = tensor_f32(in[5]);
   const int32_t *ids = tensor_i32(in[3]);
-  float *dH = tensor_f32(out[0]), *dWo = tensor_f32(out[1]), *dWi = tensor_f32(out[2]);
+  float *dH = tensor_f32(out[0]), *dWo = tensor_f32(out[1]), *dWi = mixture_grad(n, out);
   memset(dH, 0, tensor_bytes(out[0]));
-  memset(dWo, 0, tensor_bytes(out[1]));
-  memset(dWi, 0, tensor_bytes(out[2]));
   double *dp = pc_xmalloc(sizeof(double) * (size_t)k);
   for (int64_t r = 0; r < N; r++) {
     const float *dt = dT + r * Ci, *h = H + r * C;
@@ -241,8 +250,9 @@ static int k_linear_cross_entropy(const IrNode *n, Tensor *const *in, Tensor *co
   return 0;
 }
 
-/* linear_cross_entropy_grad: (H, W, targets, lse, dloss) -> dH, dW, with
- * dZ = (softmax(Z) - onehot(target)) dloss / count chunk by chunk */
+/* linear_cross_entropy_grad: (H, W, targets, lse, dloss, gW) -> dH, gW + dW
+ * (out[1] holds gW already), with dZ = (softmax(Z) - onehot(target)) dloss /
+ * count chunk by chunk */
 static int k_linear_cross_entropy_grad(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t N = rows(in[0]), C = last(in[0]), V = in[1]->dim[0], count = 0;
   const float *H = tensor_f32(in[0]), *W = tensor_f32(in[1]), *lse = tensor_f32(in[3]);
@@ -261,7 +271,7 @@ static int k_linear_cross_entropy_grad(const IrNode *n, Tensor *const *in, Tenso
       }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)nc, 1.0f, dZ, (int)nc, W + v0 * C,
                 (int)C, 1.0f, dH, (int)C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nc, (int)C, (int)N, 1.0f, dZ, (int)nc, H, (int)C, 0.0f,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nc, (int)C, (int)N, 1.0f, dZ, (int)nc, H, (int)C, 1.0f,
                 dW + v0 * C, (int)C);
   }
   free(dZ);
@@ -273,6 +283,8 @@ const InterpKernel interp_vocab_kernels[IR_NUM_OPS] = {
     [IR_VOCAB_ATTENTION_GRAD] = k_vocab_attention_grad,
     [IR_VOCAB_ATTENTION_TOPK] = k_vocab_attention_topk,
     [IR_VOCAB_ATTENTION_TOPK_GRAD] = k_vocab_attention_topk_grad,
+    [IR_VOCAB_ATTENTION_GRAD_TIED] = k_vocab_attention_grad,
+    [IR_VOCAB_ATTENTION_TOPK_GRAD_TIED] = k_vocab_attention_topk_grad,
     [IR_LINEAR_CROSS_ENTROPY] = k_linear_cross_entropy,
     [IR_LINEAR_CROSS_ENTROPY_GRAD] = k_linear_cross_entropy_grad,
 };

@@ -147,6 +147,11 @@ static int lower_node(Lower *l, const IrNode *n, PcError *err) {
   if (elementwise_op(n->op)) return lower_elementwise_root(l, n, err);
   const OpLowering *ol = lower_op(n->op);
   if (!ol || !ol->lower) return pc_errorf(err, "lowering: no kernel for %s yet", ir_op_info(n->op)->name);
+  for (uint32_t k = 0; k < n->n_out; k++) { /* a result that starts as an operand, where the plan did not alias them */
+    int from = ir_accumulates(n->op, k);
+    if (from >= 0 && l->buf[n->out + k] != l->buf[ir_in(g, n, (uint32_t)from)])
+      copy_value(l, l->buf[n->out + k], ir_in(g, n, (uint32_t)from));
+  }
   return ol->lower(l, n, err);
 }
 

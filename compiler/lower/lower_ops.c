@@ -269,10 +269,10 @@ static int lo_embedding(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
-/* embedding_grad(table, ids, dy): row by row, dtable[ids[r], :] += dy[r, :] */
+/* embedding_grad(into, ids, dy): row by row, into[ids[r], :] += dy[r, :]
+ * (the result holds `into` already) */
 static int lo_embedding_grad(Lower *l, const IrNode *n, PcError *err) {
   uint32_t C = ivar(l, L_dimx(l, L_shape(l, IN(0))->dim[1])), saved, sv;
-  fill(l, OUT(0), 0);
   uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), L_numel(l, L_shape(l, IN(1))), &saved);
   uint32_t row = ivar(l, L_mul(l, L_load(l, IN(1), r), C)), base = ivar(l, L_mul(l, r, C));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
@@ -303,10 +303,9 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
+/* stack_set(stack, i, x): the result holds the stack already (ir_accumulates) */
 static int lo_stack_set(Lower *l, const IrNode *n, PcError *err) {
   uint32_t size = ivar(l, L_numel(l, L_shape(l, IN(2))));
-  if (l->buf[OUT(0)] != l->buf[IN(0)]) /* not in place: copy the stack first */
-    ks_copy(l->p, l->block, l->buf[OUT(0)], L_i(l, 0), l->buf[IN(0)], L_i(l, 0), L_numel(l, L_shape(l, IN(0))));
   ks_copy(l->p, l->block, l->buf[OUT(0)], L_mul(l, L_scalar(l, IN(1)), size), l->buf[IN(2)], L_i(l, 0), size);
   return 0;
 }

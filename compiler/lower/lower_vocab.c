@@ -67,7 +67,8 @@ static int scratch_chunk(Lower *l, const IrNode *n, int64_t *elems) {
   elems[0] = N * ch; /* logits / probabilities of one chunk */
   elems[1] = N;      /* per row: running max (forward) or D (backward) */
   elems[2] = N;      /* per row: running sum */
-  if (n->op == IR_VOCAB_ATTENTION_GRAD || n->op == IR_LINEAR_CROSS_ENTROPY_GRAD) elems[3] = N * ch; /* dZ */
+  if (n->op == IR_VOCAB_ATTENTION_GRAD || n->op == IR_VOCAB_ATTENTION_GRAD_TIED || n->op == IR_LINEAR_CROSS_ENTROPY_GRAD)
+    elems[3] = N * ch; /* dZ */
   if (n->op == IR_LINEAR_CROSS_ENTROPY) elems[3] = N; /* per row: the target's logit */
   if (n->op == IR_VOCAB_ATTENTION_TOPK) {
     int64_t k = n->attr[1].i;
@@ -120,9 +121,17 @@ static int lo_vocab_attention(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
-/* vocab_attention_grad(H, Wo, Wi, T, lse, dT) -> dH, dWo, dWi:
+/* The buffer of the mixture matrix's gradient: its own result, or for the
+ * tied forms the head's (one matrix). */
+static uint32_t mixture_grad(Lower *l, const IrNode *n) {
+  int tied = n->op == IR_VOCAB_ATTENTION_GRAD_TIED || n->op == IR_VOCAB_ATTENTION_TOPK_GRAD_TIED;
+  return l->buf[OUT(tied ? 1 : 2)];
+}
+
+/* vocab_attention_grad(H, Wo, Wi, T, lse, dT, gWo, gWi) -> dH, gWo + dWo, gWi + dWi
+ * (the results hold gWo and gWi already; tied: one matrix):
  *   D = rowsum(dT T);  per chunk: P = exp(H Wo_c^T / tau - lse);  dZ = P (dT Wi_c^T - D) / tau
- *   dH += dZ Wo_c;  dWo_c = dZ^T H;  dWi_c = P^T dT */
+ *   dH += dZ Wo_c;  dWo_c += dZ^T H;  dWi_c += P^T dT */
 static int lo_vocab_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 1);
   double tau = n->attr[0].f;
@@ -150,9 +159,9 @@ static int lo_vocab_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   l->block = sr;
   L_gemm(l, 0, 0, v.N, v.C, nc, 1.0f, dZ, L_i(l, 0), nc, l->buf[IN(1)], L_mul(l, v0, v.C), v.C, 1.0f, l->buf[OUT(0)],
          L_i(l, 0), v.C);
-  L_gemm(l, 1, 0, nc, v.C, v.N, 1.0f, dZ, L_i(l, 0), nc, l->buf[IN(0)], L_i(l, 0), v.C, 0.0f, l->buf[OUT(1)],
+  L_gemm(l, 1, 0, nc, v.C, v.N, 1.0f, dZ, L_i(l, 0), nc, l->buf[IN(0)], L_i(l, 0), v.C, 1.0f, l->buf[OUT(1)],
          L_mul(l, v0, v.C), v.C);
-  L_gemm(l, 1, 0, nc, v.Ci, v.N, 1.0f, P, L_i(l, 0), nc, l->buf[IN(5)], L_i(l, 0), v.Ci, 0.0f, l->buf[OUT(2)],
+  L_gemm(l, 1, 0, nc, v.Ci, v.N, 1.0f, P, L_i(l, 0), nc, l->buf[IN(5)], L_i(l, 0), v.Ci, 1.0f, mixture_grad(l, n),
          L_mul(l, v0, v.Ci), v.Ci);
   l->block = saved;
   return 0;
@@ -231,14 +240,15 @@ static int lo_vocab_attention_topk(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
-/* vocab_attention_topk_grad(H, Wo, Wi, ids, p, dT) -> dH, dWo, dWi through the
- * k kept logits of each row; rows one at a time (they share vocabulary rows). */
+/* vocab_attention_topk_grad(H, Wo, Wi, ids, p, dT, gWo, gWi) -> dH, gWo + dWo,
+ * gWi + dWi (held already; tied: one matrix) through the k kept logits of
+ * each row; rows one at a time (they share vocabulary rows). */
 static int lo_vocab_attention_topk_grad(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 1);
   int64_t k = L_shape(l, IN(3))->dim[L_shape(l, IN(3))->rank - 1];
   double tau = n->attr[0].f;
   uint32_t K = L_i(l, k), DP = scratch(l, n, 0), sr, st, sc;
-  for (int o = 0; o < 3; o++) ks_fill(l->p, l->block, l->buf[OUT(o)], L_i(l, 0), L_numel(l, L_shape(l, OUT(o))), L_f(l, 0));
+  ks_fill(l->p, l->block, l->buf[OUT(0)], L_i(l, 0), L_numel(l, L_shape(l, OUT(0))), L_f(l, 0));
   uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), v.N, &sr);
   uint32_t rowk = ivar(l, L_mul(l, r, K)), Dsum = acc_new(l, K_F32, L_f(l, 0));
   uint32_t t = L_loop(l, KL_SERIAL, L_i(l, 0), K, &st);
@@ -262,7 +272,8 @@ static int lo_vocab_attention_topk_grad(Lower *l, const IrNode *n, PcError *err)
   l->block = sc;
   c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
   uint32_t iat = L_add(l, L_mul(l, id, v.Ci), c);
-  L_store(l, OUT(2), iat, L_add(l, L_load(l, OUT(2), iat), L_mul(l, pj, L_load(l, IN(5), L_add(l, L_mul(l, r, v.Ci), c)))));
+  uint32_t gwi = mixture_grad(l, n);
+  stb(l, gwi, iat, L_add(l, ldb(l, gwi, iat), L_mul(l, pj, L_load(l, IN(5), L_add(l, L_mul(l, r, v.Ci), c)))));
   l->block = sc;
   l->block = st;
   l->block = sr;
@@ -315,8 +326,9 @@ static int lo_linear_cross_entropy(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
-/* linear_cross_entropy_grad(H, W, targets, lse, dloss) -> dH, dW with
- * dZ = (exp(Z - lse) - onehot(target)) dloss / count per chunk */
+/* linear_cross_entropy_grad(H, W, targets, lse, dloss, gW) -> dH, gW + dW (the
+ * result holds gW already) with dZ = (exp(Z - lse) - onehot(target)) dloss /
+ * count per chunk */
 static int lo_linear_cross_entropy_grad(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 0);
   uint32_t dZ = scratch(l, n, 3), v0, nc, sr, sv;
@@ -340,7 +352,7 @@ static int lo_linear_cross_entropy_grad(Lower *l, const IrNode *n, PcError *err)
   l->block = sr;
   L_gemm(l, 0, 0, v.N, v.C, nc, 1.0f, dZ, L_i(l, 0), nc, l->buf[IN(1)], L_mul(l, v0, v.C), v.C, 1.0f, l->buf[OUT(0)],
          L_i(l, 0), v.C);
-  L_gemm(l, 1, 0, nc, v.C, v.N, 1.0f, dZ, L_i(l, 0), nc, l->buf[IN(0)], L_i(l, 0), v.C, 0.0f, l->buf[OUT(1)],
+  L_gemm(l, 1, 0, nc, v.C, v.N, 1.0f, dZ, L_i(l, 0), nc, l->buf[IN(0)], L_i(l, 0), v.C, 1.0f, l->buf[OUT(1)],
          L_mul(l, v0, v.C), v.C);
   l->block = saved;
   return 0;
@@ -351,6 +363,8 @@ static const OpLowering table[IR_NUM_OPS] = {
     [IR_VOCAB_ATTENTION_GRAD] = {lo_vocab_attention_grad, scratch_chunk},
     [IR_VOCAB_ATTENTION_TOPK] = {lo_vocab_attention_topk, scratch_chunk},
     [IR_VOCAB_ATTENTION_TOPK_GRAD] = {lo_vocab_attention_topk_grad, scratch_topk_grad},
+    [IR_VOCAB_ATTENTION_GRAD_TIED] = {lo_vocab_attention_grad, scratch_chunk},
+    [IR_VOCAB_ATTENTION_TOPK_GRAD_TIED] = {lo_vocab_attention_topk_grad, scratch_topk_grad},
     [IR_LINEAR_CROSS_ENTROPY] = {lo_linear_cross_entropy, scratch_chunk},
     [IR_LINEAR_CROSS_ENTROPY_GRAD] = {lo_linear_cross_entropy_grad, scratch_chunk},
 };

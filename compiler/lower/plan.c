@@ -7,8 +7,14 @@
  * which a loop spans its body: a value defined outside a loop and used in
  * it stays alive until the loop ends. Some values alias others: a stack
  * updated in place, a loop's carried value (its body argument, the loop's
- * result: one "carry" buffer), and an elementwise group writing over an
- * operand of the same shape that dies there. */
+ * result, and an initial value that dies at the loop: one "carry" buffer),
+ * and a result written over an operand of its type that dies there (an
+ * elementwise group's, or a gradient added into: ir_accumulates). A body
+ * value joins a carry only on a chain of such steps from the body argument
+ * to the yield of the same carry, so the yield needs no copy and no carry
+ * is overwritten before another is read. A graph output that nothing else
+ * uses is the caller's buffer, and so is everything that aliases it: a
+ * gradient summed over a loop is summed where the caller reads it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +30,9 @@ typedef struct {
   uint64_t *bytes;
   int *kind;              /* per unit: KB_PARAM/INPUT/OUTPUT, KB_ARENA, or NOWHERE */
   uint32_t *ext;          /* external index */
+  int32_t *own_end;       /* per value: its own last use, before aliasing */
+  unsigned char *carry;   /* per group root: holds a loop's carried value */
+  uint32_t *chain_next;   /* per body value: the value that may take its carry over */
   int32_t *node_pos, *loop_end;
   int32_t pos;
 } Plan;
@@ -41,7 +50,11 @@ static void unite(Plan *pl, uint32_t a, uint32_t b) {
   if (pl->start[b] < pl->start[a]) pl->start[a] = pl->start[b];
   if (pl->end[b] > pl->end[a]) pl->end[a] = pl->end[b];
   if (pl->bytes[b] > pl->bytes[a]) pl->bytes[a] = pl->bytes[b];
-  if (pl->kind[a] == NOWHERE || pl->kind[a] == KB_ARENA) pl->kind[a] = pl->kind[b];
+  if (pl->kind[a] == NOWHERE || pl->kind[a] == KB_ARENA) {
+    pl->kind[a] = pl->kind[b];
+    pl->ext[a] = pl->ext[b];
+  }
+  pl->carry[a] |= pl->carry[b];
 }
 
 /* ---- which values are computed in their consumer's loop --------------------- */
@@ -131,11 +144,62 @@ static void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
   }
 }
 
+/* Whether result r (of the node at position at) may be written over operand
+ * o: o dies there, has r's type and lives in the arena, and so does the
+ * rest of its buffer's values, or they are a carry that o passes on along
+ * a chain (mark_chains). */
 static int in_place_ok(Plan *pl, uint32_t r, uint32_t o, int32_t at) {
   Lower *l = pl->l;
-  uint32_t go = find(pl, o);
-  return pl->kind[go] == KB_ARENA && pl->kind[find(pl, r)] == KB_ARENA && pl->end[go] == at &&
-         ir_type_eq(ir_type(l->g, o), ir_type(l->g, r)) && l->g->values.a[o].region == l->g->values.a[r].region;
+  uint32_t go = find(pl, o), gr = find(pl, r);
+  if (go == gr || pl->kind[go] != KB_ARENA || (pl->kind[gr] != KB_ARENA && pl->kind[gr] != KB_OUTPUT)) return 0;
+  if (pl->own_end[o] != at || !ir_type_eq(ir_type(l->g, o), ir_type(l->g, r)) ||
+      l->g->values.a[o].region != l->g->values.a[r].region)
+    return 0;
+  return pl->end[go] == at || (pl->carry[go] && pl->chain_next[o] == r);
+}
+
+/* The operand a result may be written over as a step of a chain: an
+ * accumulated-into operand, or a leaf of an elementwise group of its type. */
+static int chain_to(Plan *pl, uint32_t v, uint32_t arg, uint32_t body);
+
+static int chain_step(Plan *pl, uint32_t o, uint32_t v, uint32_t arg, uint32_t body) {
+  if (!ir_type_eq(ir_type(pl->l->g, o), ir_type(pl->l->g, v)) || !chain_to(pl, o, arg, body)) return 0;
+  pl->chain_next[o] = v;
+  return 1;
+}
+
+static int chain_to(Plan *pl, uint32_t v, uint32_t arg, uint32_t body) {
+  const IrGraph *g = pl->l->g;
+  const IrValueInfo *vi = &g->values.a[v];
+  if (v == arg) return 1;
+  if (vi->region != body || vi->def == IR_NONE) return 0;
+  const IrNode *d = ir_node(g, vi->def);
+  int from = ir_accumulates(d->op, v - d->out);
+  if (from >= 0) return chain_step(pl, ir_in(g, d, (uint32_t)from), v, arg, body);
+  if (!elementwise_op(d->op) || pl->l->inlined[v]) return 0;
+  VecU32 leaves = {0};
+  group_leaves(pl->l, v, &leaves);
+  int found = 0;
+  for (size_t k = 0; k < leaves.n && !found; k++) found = chain_step(pl, leaves.a[k], v, arg, body);
+  vec_free(&leaves);
+  return found;
+}
+
+/* Per loop and carry: the chain from the body argument to the value the
+ * body yields for it (yielded once), if there is one. */
+static void mark_chains(Plan *pl) {
+  const IrGraph *g = pl->l->g;
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->op != IR_LOOP) continue;
+    const IrRegion *body = &g->regions.a[n->body];
+    const IrNode *y = ir_node(g, body->nodes.a[body->nodes.n - 1]);
+    for (uint32_t k = 0; k < y->n_in; k++) {
+      uint32_t v = ir_in(g, y, k), once = 1;
+      for (uint32_t j = 0; j < y->n_in; j++) once &= j == k || ir_in(g, y, j) != v;
+      if (once) chain_to(pl, v, body->args.a[k + 1], n->body);
+    }
+  }
 }
 
 int plan_memory(Lower *l, PcError *err) {
@@ -148,6 +212,10 @@ int plan_memory(Lower *l, PcError *err) {
   pl.bytes = pc_xcalloc(pl.n_units, sizeof(uint64_t));
   pl.kind = pc_xmalloc(sizeof(int) * pl.n_units);
   pl.ext = pc_xcalloc(pl.n_units, sizeof(uint32_t));
+  pl.own_end = pc_xmalloc(sizeof(int32_t) * (nv + 1));
+  pl.carry = pc_xcalloc(pl.n_units, 1);
+  pl.chain_next = pc_xmalloc(sizeof(uint32_t) * (nv + 1));
+  memset(pl.chain_next, 0xff, sizeof(uint32_t) * (nv + 1));
   pl.node_pos = pc_xcalloc(nn + 1, sizeof(int32_t));
   pl.loop_end = pc_xcalloc(nn + 1, sizeof(int32_t));
   for (uint32_t u = 0; u < pl.n_units; u++) {
@@ -203,10 +271,12 @@ int plan_memory(Lower *l, PcError *err) {
     const IrValueInfo *vi = &g->values.a[v];
     if (vi->def == IR_NONE || pl.kind[v] != KB_ARENA || l->uses[v] != 1) continue; /* copied at the output */
     const IrNode *d = ir_node(g, vi->def);
-    if (d->op == IR_LOOP || d->op == IR_STACK_SET || g->values.a[v].region != 0) continue;
+    if (d->op == IR_STACK_SET || g->values.a[v].region != 0) continue;
     pl.kind[v] = KB_OUTPUT;
     pl.ext[v] = index;
   }
+  memcpy(pl.own_end, pl.end, sizeof(int32_t) * nv);
+  mark_chains(&pl);
 
   /* aliases: stacks in place, carried values */
   for (size_t i = 0; i < nn; i++) {
@@ -216,17 +286,30 @@ int plan_memory(Lower *l, PcError *err) {
       const IrRegion *body = &g->regions.a[n->body];
       for (uint32_t k = 0; k < n->n_out; k++) {
         pl.start[body->args.a[k + 1]] = pl.node_pos[i]; /* the carry lives over the whole loop */
+        pl.carry[body->args.a[k + 1]] = 1;
         unite(&pl, body->args.a[k + 1], n->out + k);
       }
     }
   }
-  /* in-place elementwise groups, in execution order */
+  /* results written over dying operands, in execution order */
   for (size_t i = 0; i < nn; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
+    int32_t at = pl.node_pos[i];
+    for (uint32_t k = 0; k < n->n_out && n->op != IR_STACK_SET; k++) { /* gradients added into */
+      int from = ir_accumulates(n->op, k);
+      if (from >= 0 && in_place_ok(&pl, n->out + k, ir_in(g, n, (uint32_t)from), at))
+        unite(&pl, ir_in(g, n, (uint32_t)from), n->out + k);
+    }
+    if (n->op == IR_LOOP) /* initial values that die at the loop start in its carries */
+      for (uint32_t k = 0; k < n->n_in; k++) {
+        uint32_t v = ir_in(g, n, k), gv = find(&pl, v), once = 1;
+        for (uint32_t j = 0; j < n->n_in; j++) once &= j == k || ir_in(g, n, j) != v;
+        if (once && pl.kind[gv] == KB_ARENA && !pl.carry[gv] && pl.end[gv] == at && gv != find(&pl, n->out + k))
+          unite(&pl, v, n->out + k);
+      }
     if (!elementwise_op(n->op) || l->inlined[n->out]) continue;
     VecU32 leaves = {0};
     group_leaves(l, n->out, &leaves);
-    int32_t at = pl.node_pos[i];
     for (size_t k = 0; k < leaves.n; k++)
       if (in_place_ok(&pl, n->out, leaves.a[k], at)) {
         unite(&pl, leaves.a[k], n->out);
@@ -319,6 +402,9 @@ int plan_memory(Lower *l, PcError *err) {
   free(pl.bytes);
   free(pl.kind);
   free(pl.ext);
+  free(pl.own_end);
+  free(pl.carry);
+  free(pl.chain_next);
   free(pl.node_pos);
   free(pl.loop_end);
   return 0;

@@ -352,7 +352,7 @@ static void kern14(const int64_t *restrict dims, float *restrict p0, float *rest
       l2 = p0[((l0 * INT64_C(32)) + l1)];
       l3 = p1[((l0 * INT64_C(32)) + l1)];
       l4 = (l2 + l3);
-      p1[((l0 * INT64_C(32)) + l1)] = (float)l4;
+      p0[((l0 * INT64_C(32)) + l1)] = (float)l4;
     }
   }
 }
@@ -411,65 +411,64 @@ static void entry_0(const PonderCall *c) {
   float *restrict b26 = (float *)c->params[26]; /* transformer.ln_f.weight */
   float *restrict b27 = (float *)c->params[27]; /* transformer.ln_f.bias */
   int32_t *restrict b28 = (int32_t *)c->inputs[0]; /* ids */
-  float *restrict b29 = (float *)((char *)c->arena + 0); /* v29 */
-  float *restrict b30 = (float *)((char *)c->arena + 16384); /* v31 */
-  int32_t *restrict b31 = (int32_t *)((char *)c->arena + 2048); /* v32 */
-  float *restrict b32 = (float *)((char *)c->arena + 0); /* v33 */
-  float *restrict b33 = (float *)((char *)c->arena + 20480); /* v34 */
-  float *restrict b34 = (float *)((char *)c->arena + 12288); /* v35 */
-  float *restrict b35 = (float *)((char *)c->arena + 0); /* v36 */
-  float *restrict b36 = (float *)((char *)c->arena + 12288); /* v38 */
-  float *restrict b37 = (float *)((char *)c->arena + 24576); /* v39 */
-  float *restrict b38 = (float *)((char *)c->arena + 28672); /* v40 */
-  float *restrict b39 = (float *)((char *)c->arena + 0); /* v41 */
-  float *restrict b40 = (float *)((char *)c->arena + 4096); /* v42 */
-  float *restrict b41 = (float *)((char *)c->arena + 24576); /* v45 */
-  float *restrict b42 = (float *)((char *)c->arena + 0); /* v46 */
-  float *restrict b43 = (float *)((char *)c->arena + 24576); /* v49 */
-  float *restrict b44 = (float *)((char *)c->arena + 12288); /* v52 */
-  float *restrict b45 = (float *)((char *)c->arena + 0); /* v53 */
-  float *restrict b46 = (float *)((char *)c->arena + 12288); /* v55 */
-  float *restrict b47 = (float *)((char *)c->arena + 24576); /* v56 */
-  float *restrict b48 = (float *)((char *)c->arena + 28672); /* v57 */
-  float *restrict b49 = (float *)((char *)c->arena + 0); /* v58 */
-  float *restrict b50 = (float *)((char *)c->arena + 4096); /* v59 */
-  float *restrict b51 = (float *)((char *)c->arena + 24576); /* v62 */
-  float *restrict b52 = (float *)((char *)c->arena + 0); /* v63 */
-  float *restrict b53 = (float *)((char *)c->arena + 24576); /* v66 */
-  float *restrict b54 = (float *)((char *)c->arena + 12288); /* v69 */
-  float *restrict b55 = (float *)((char *)c->arena + 20480); /* v70 */
-  float *restrict b56 = (float *)((char *)c->arena + 24576); /* v71 */
-  int32_t *restrict b57 = (int32_t *)((char *)c->arena + 2048); /* v74 */
-  float *restrict b58 = (float *)((char *)c->arena + 0); /* v75 */
-  float *restrict b59 = (float *)((char *)c->arena + 12288); /* v77 */
-  float *restrict b60 = (float *)((char *)c->arena + 0); /* v78 */
-  float *restrict b61 = (float *)((char *)c->arena + 12288); /* v80 */
-  float *restrict b62 = (float *)((char *)c->arena + 20480); /* v81 */
-  float *restrict b63 = (float *)((char *)c->arena + 24576); /* v82 */
-  float *restrict b64 = (float *)((char *)c->arena + 0); /* v83 */
-  float *restrict b65 = (float *)((char *)c->arena + 4096); /* v84 */
-  float *restrict b66 = (float *)((char *)c->arena + 20480); /* v87 */
-  float *restrict b67 = (float *)((char *)c->arena + 0); /* v88 */
-  float *restrict b68 = (float *)((char *)c->arena + 20480); /* v91 */
-  float *restrict b69 = (float *)((char *)c->arena + 12288); /* v94 */
-  float *restrict b70 = (float *)((char *)c->arena + 0); /* v95 */
-  float *restrict b71 = (float *)((char *)c->arena + 12288); /* v97 */
-  float *restrict b72 = (float *)((char *)c->arena + 20480); /* v98 */
-  float *restrict b73 = (float *)((char *)c->arena + 24576); /* v99 */
-  float *restrict b74 = (float *)((char *)c->arena + 0); /* v100 */
-  float *restrict b75 = (float *)((char *)c->arena + 4096); /* v101 */
-  float *restrict b76 = (float *)((char *)c->arena + 20480); /* v104 */
-  float *restrict b77 = (float *)((char *)c->arena + 0); /* v105 */
-  float *restrict b78 = (float *)((char *)c->arena + 20480); /* v108 */
-  float *restrict b79 = (float *)((char *)c->arena + 0); /* v111 */
-  float *restrict b80 = (float *)c->outputs[0]; /* v112 */
-  float *restrict b81 = (float *)((char *)c->arena + 4096); /* scratch40.0 */
-  float *restrict b82 = (float *)((char *)c->arena + 4096); /* scratch57.0 */
-  float *restrict b83 = (float *)((char *)c->arena + 0); /* scratch69.0 */
-  float *restrict b84 = (float *)((char *)c->arena + 24704); /* scratch69.1 */
-  float *restrict b85 = (float *)((char *)c->arena + 24832); /* scratch69.2 */
-  float *restrict b86 = (float *)((char *)c->arena + 4096); /* scratch81.0 */
-  float *restrict b87 = (float *)((char *)c->arena + 4096); /* scratch98.0 */
+  float *restrict b29 = (float *)((char *)c->arena + 16384); /* v29 */
+  int32_t *restrict b30 = (int32_t *)((char *)c->arena + 2048); /* v32 */
+  float *restrict b31 = (float *)((char *)c->arena + 0); /* v33 */
+  float *restrict b32 = (float *)((char *)c->arena + 20480); /* v34 */
+  float *restrict b33 = (float *)((char *)c->arena + 12288); /* v35 */
+  float *restrict b34 = (float *)((char *)c->arena + 0); /* v36 */
+  float *restrict b35 = (float *)((char *)c->arena + 12288); /* v38 */
+  float *restrict b36 = (float *)((char *)c->arena + 24576); /* v39 */
+  float *restrict b37 = (float *)((char *)c->arena + 28672); /* v40 */
+  float *restrict b38 = (float *)((char *)c->arena + 0); /* v41 */
+  float *restrict b39 = (float *)((char *)c->arena + 4096); /* v42 */
+  float *restrict b40 = (float *)((char *)c->arena + 24576); /* v45 */
+  float *restrict b41 = (float *)((char *)c->arena + 0); /* v46 */
+  float *restrict b42 = (float *)((char *)c->arena + 24576); /* v49 */
+  float *restrict b43 = (float *)((char *)c->arena + 12288); /* v52 */
+  float *restrict b44 = (float *)((char *)c->arena + 0); /* v53 */
+  float *restrict b45 = (float *)((char *)c->arena + 12288); /* v55 */
+  float *restrict b46 = (float *)((char *)c->arena + 24576); /* v56 */
+  float *restrict b47 = (float *)((char *)c->arena + 28672); /* v57 */
+  float *restrict b48 = (float *)((char *)c->arena + 0); /* v58 */
+  float *restrict b49 = (float *)((char *)c->arena + 4096); /* v59 */
+  float *restrict b50 = (float *)((char *)c->arena + 24576); /* v62 */
+  float *restrict b51 = (float *)((char *)c->arena + 0); /* v63 */
+  float *restrict b52 = (float *)((char *)c->arena + 24576); /* v66 */
+  float *restrict b53 = (float *)((char *)c->arena + 12288); /* v69 */
+  float *restrict b54 = (float *)((char *)c->arena + 20480); /* v70 */
+  float *restrict b55 = (float *)((char *)c->arena + 24576); /* v71 */
+  int32_t *restrict b56 = (int32_t *)((char *)c->arena + 2048); /* v74 */
+  float *restrict b57 = (float *)((char *)c->arena + 0); /* v75 */
+  float *restrict b58 = (float *)((char *)c->arena + 12288); /* v77 */
+  float *restrict b59 = (float *)((char *)c->arena + 0); /* v78 */
+  float *restrict b60 = (float *)((char *)c->arena + 12288); /* v80 */
+  float *restrict b61 = (float *)((char *)c->arena + 20480); /* v81 */
+  float *restrict b62 = (float *)((char *)c->arena + 24576); /* v82 */
+  float *restrict b63 = (float *)((char *)c->arena + 0); /* v83 */
+  float *restrict b64 = (float *)((char *)c->arena + 4096); /* v84 */
+  float *restrict b65 = (float *)((char *)c->arena + 20480); /* v87 */
+  float *restrict b66 = (float *)((char *)c->arena + 0); /* v88 */
+  float *restrict b67 = (float *)((char *)c->arena + 20480); /* v91 */
+  float *restrict b68 = (float *)((char *)c->arena + 12288); /* v94 */
+  float *restrict b69 = (float *)((char *)c->arena + 0); /* v95 */
+  float *restrict b70 = (float *)((char *)c->arena + 12288); /* v97 */
+  float *restrict b71 = (float *)((char *)c->arena + 20480); /* v98 */
+  float *restrict b72 = (float *)((char *)c->arena + 24576); /* v99 */
+  float *restrict b73 = (float *)((char *)c->arena + 0); /* v100 */
+  float *restrict b74 = (float *)((char *)c->arena + 4096); /* v101 */
+  float *restrict b75 = (float *)((char *)c->arena + 20480); /* v104 */
+  float *restrict b76 = (float *)((char *)c->arena + 0); /* v105 */
+  float *restrict b77 = (float *)((char *)c->arena + 20480); /* v108 */
+  float *restrict b78 = (float *)((char *)c->arena + 0); /* v111 */
+  float *restrict b79 = (float *)c->outputs[0]; /* v112 */
+  float *restrict b80 = (float *)((char *)c->arena + 4096); /* scratch40.0 */
+  float *restrict b81 = (float *)((char *)c->arena + 4096); /* scratch57.0 */
+  float *restrict b82 = (float *)((char *)c->arena + 0); /* scratch69.0 */
+  float *restrict b83 = (float *)((char *)c->arena + 24704); /* scratch69.1 */
+  float *restrict b84 = (float *)((char *)c->arena + 24832); /* scratch69.2 */
+  float *restrict b85 = (float *)((char *)c->arena + 4096); /* scratch81.0 */
+  float *restrict b86 = (float *)((char *)c->arena + 4096); /* scratch98.0 */
   (void)b0;
   (void)b1;
   (void)b2;
@@ -557,7 +556,6 @@ static void entry_0(const PonderCall *c) {
   (void)b84;
   (void)b85;
   (void)b86;
-  (void)b87;
   int64_t n0;
   int64_t n210;
   int64_t n220;
@@ -577,7 +575,6 @@ static void entry_0(const PonderCall *c) {
   int64_t n378;
   n0 = INT64_C(32);
   kern0(dims, b28, b29, b0, n0);
-  memmove(b30 + INT64_C(0), b29 + INT64_C(0), sizeof(float) * (size_t)(((d0 * d1) * INT64_C(32))));
   for (int64_t i5 = INT64_C(0); i5 < INT64_C(3); i5++) {
     int64_t k6;
     int64_t n8;
@@ -599,121 +596,120 @@ static void entry_0(const PonderCall *c) {
     int64_t n187;
     int64_t n188;
     k6 = i5;
-    kern1(dims, b31);
+    kern1(dims, b30);
     n8 = INT64_C(32);
-    kern2(dims, b31, b32, b1, n8);
-    kern3(dims, b30, b32, b33);
+    kern2(dims, b30, b31, b1, n8);
+    kern3(dims, b29, b31, b32);
     n18 = INT64_C(32);
-    kern4(dims, b33, b34, b2, b3, n18);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b34 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b35 + INT64_C(0), (int)INT64_C(96));
-    kern5(dims, b35, b5);
+    kern4(dims, b32, b33, b2, b3, n18);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b33 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b34 + INT64_C(0), (int)INT64_C(96));
+    kern5(dims, b34, b5);
     n34 = (INT64_C(32) * INT64_C(1));
-    kern6(dims, b36, b35, n34);
+    kern6(dims, b35, b34, n34);
     n36 = (INT64_C(32) * INT64_C(1));
-    kern7(dims, b37, b35, n36);
+    kern7(dims, b36, b34, n36);
     n38 = (INT64_C(32) * INT64_C(1));
-    kern8(dims, b38, b35, n38);
+    kern8(dims, b37, b34, n38);
     n40 = d0;
     n41 = d1;
-    kern9(dims, b36, b37, b81, b39, b38, n40, n41);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b39 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b40 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b33, b40, b7);
+    kern9(dims, b35, b36, b80, b38, b37, n40, n41);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b38 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b39 + INT64_C(0), (int)INT64_C(32));
+    kern10(dims, b32, b39, b7);
     n72 = INT64_C(32);
-    kern4(dims, b33, b41, b8, b9, n72);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b41 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b42 + INT64_C(0), (int)INT64_C(128));
-    kern11(dims, b42, b11);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b42 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b43 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b33, b43, b13);
+    kern4(dims, b32, b40, b8, b9, n72);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b40 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b41 + INT64_C(0), (int)INT64_C(128));
+    kern11(dims, b41, b11);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b41 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b42 + INT64_C(0), (int)INT64_C(32));
+    kern10(dims, b32, b42, b13);
     n97 = INT64_C(32);
-    kern4(dims, b33, b44, b14, b15, n97);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b44 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b45 + INT64_C(0), (int)INT64_C(96));
-    kern5(dims, b45, b17);
+    kern4(dims, b32, b43, b14, b15, n97);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b43 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b44 + INT64_C(0), (int)INT64_C(96));
+    kern5(dims, b44, b17);
     n113 = (INT64_C(32) * INT64_C(1));
-    kern6(dims, b46, b45, n113);
+    kern6(dims, b45, b44, n113);
     n115 = (INT64_C(32) * INT64_C(1));
-    kern7(dims, b47, b45, n115);
+    kern7(dims, b46, b44, n115);
     n117 = (INT64_C(32) * INT64_C(1));
-    kern8(dims, b48, b45, n117);
+    kern8(dims, b47, b44, n117);
     n119 = d0;
     n120 = d1;
-    kern9(dims, b46, b47, b82, b49, b48, n119, n120);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b49 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b50 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b33, b50, b19);
+    kern9(dims, b45, b46, b81, b48, b47, n119, n120);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b48 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b49 + INT64_C(0), (int)INT64_C(32));
+    kern10(dims, b32, b49, b19);
     n151 = INT64_C(32);
-    kern4(dims, b33, b51, b20, b21, n151);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b51 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b52 + INT64_C(0), (int)INT64_C(128));
-    kern11(dims, b52, b23);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b52 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b53 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b33, b53, b25);
+    kern4(dims, b32, b50, b20, b21, n151);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b50 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b51 + INT64_C(0), (int)INT64_C(128));
+    kern11(dims, b51, b23);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b51 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b52 + INT64_C(0), (int)INT64_C(32));
+    kern10(dims, b32, b52, b25);
     n176 = INT64_C(32);
-    kern4(dims, b33, b54, b26, b27, n176);
+    kern4(dims, b32, b53, b26, b27, n176);
     n187 = (d0 * d1);
     n188 = INT64_C(32);
-    for (int64_t z = 0, z_n = (n187 * INT64_C(32)); z < z_n; z++) b55[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t z = 0, z_n = n187; z < z_n; z++) b84[INT64_C(0) + z] = (float)(-INFINITY);
-    for (int64_t z = 0, z_n = n187; z < z_n; z++) b85[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t z = 0, z_n = (n187 * INT64_C(32)); z < z_n; z++) b54[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t z = 0, z_n = n187; z < z_n; z++) b83[INT64_C(0) + z] = (float)(-INFINITY);
+    for (int64_t z = 0, z_n = n187; z < z_n; z++) b84[INT64_C(0) + z] = (float)0.0f;
     for (int64_t i189 = INT64_C(0); i189 < INT64_C(1); i189++) {
       int64_t n190;
       int64_t n191;
       n190 = (i189 * INT64_C(96));
       n191 = pc_min64(INT64_C(96), (INT64_C(96) - n190));
-      cblas_sgemm(101, 111, 112, (int)n187, (int)n191, (int)n188, 1.0f, b54 + INT64_C(0), (int)n188, b0 + (n190 * n188), (int)n188, 0.0f, b83 + INT64_C(0), (int)n191);
-      kern12(dims, b84, b83, b85, b55, n187, n191);
-      cblas_sgemm(101, 111, 111, (int)n187, (int)INT64_C(32), (int)n191, 1.0f, b83 + INT64_C(0), (int)n191, b0 + (n190 * INT64_C(32)), (int)INT64_C(32), 1.0f, b55 + INT64_C(0), (int)INT64_C(32));
+      cblas_sgemm(101, 111, 112, (int)n187, (int)n191, (int)n188, 1.0f, b53 + INT64_C(0), (int)n188, b0 + (n190 * n188), (int)n188, 0.0f, b82 + INT64_C(0), (int)n191);
+      kern12(dims, b83, b82, b84, b54, n187, n191);
+      cblas_sgemm(101, 111, 111, (int)n187, (int)INT64_C(32), (int)n191, 1.0f, b82 + INT64_C(0), (int)n191, b0 + (n190 * INT64_C(32)), (int)INT64_C(32), 1.0f, b54 + INT64_C(0), (int)INT64_C(32));
     }
-    kern13(dims, b85, b55, b56, b84, n187);
-    kern14(dims, b30, b55);
-    memmove(b30 + INT64_C(0), b55 + INT64_C(0), sizeof(float) * (size_t)(((d0 * d1) * INT64_C(32))));
+    kern13(dims, b84, b54, b55, b83, n187);
+    kern14(dims, b29, b54);
   }
-  kern1(dims, b57);
+  kern1(dims, b56);
   n210 = INT64_C(32);
-  kern2(dims, b57, b58, b1, n210);
-  kern15(dims, b30, b58);
+  kern2(dims, b56, b57, b1, n210);
+  kern15(dims, b29, b57);
   n220 = INT64_C(32);
-  kern4(dims, b30, b59, b2, b3, n220);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b59 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b60 + INT64_C(0), (int)INT64_C(96));
-  kern5(dims, b60, b5);
+  kern4(dims, b29, b58, b2, b3, n220);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b58 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b59 + INT64_C(0), (int)INT64_C(96));
+  kern5(dims, b59, b5);
   n236 = (INT64_C(32) * INT64_C(1));
-  kern6(dims, b61, b60, n236);
+  kern6(dims, b60, b59, n236);
   n238 = (INT64_C(32) * INT64_C(1));
-  kern7(dims, b62, b60, n238);
+  kern7(dims, b61, b59, n238);
   n240 = (INT64_C(32) * INT64_C(1));
-  kern8(dims, b63, b60, n240);
+  kern8(dims, b62, b59, n240);
   n242 = d0;
   n243 = d1;
-  kern9(dims, b61, b62, b86, b64, b63, n242, n243);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b64 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b65 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b30, b65, b7);
+  kern9(dims, b60, b61, b85, b63, b62, n242, n243);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b63 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b64 + INT64_C(0), (int)INT64_C(32));
+  kern10(dims, b29, b64, b7);
   n274 = INT64_C(32);
-  kern4(dims, b30, b66, b8, b9, n274);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b66 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b67 + INT64_C(0), (int)INT64_C(128));
-  kern11(dims, b67, b11);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b67 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b68 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b30, b68, b13);
+  kern4(dims, b29, b65, b8, b9, n274);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b65 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b66 + INT64_C(0), (int)INT64_C(128));
+  kern11(dims, b66, b11);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b66 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b67 + INT64_C(0), (int)INT64_C(32));
+  kern10(dims, b29, b67, b13);
   n299 = INT64_C(32);
-  kern4(dims, b30, b69, b14, b15, n299);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b69 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b70 + INT64_C(0), (int)INT64_C(96));
-  kern5(dims, b70, b17);
+  kern4(dims, b29, b68, b14, b15, n299);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b68 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b69 + INT64_C(0), (int)INT64_C(96));
+  kern5(dims, b69, b17);
   n315 = (INT64_C(32) * INT64_C(1));
-  kern6(dims, b71, b70, n315);
+  kern6(dims, b70, b69, n315);
   n317 = (INT64_C(32) * INT64_C(1));
-  kern7(dims, b72, b70, n317);
+  kern7(dims, b71, b69, n317);
   n319 = (INT64_C(32) * INT64_C(1));
-  kern8(dims, b73, b70, n319);
+  kern8(dims, b72, b69, n319);
   n321 = d0;
   n322 = d1;
-  kern9(dims, b71, b72, b87, b74, b73, n321, n322);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b74 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b75 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b30, b75, b19);
+  kern9(dims, b70, b71, b86, b73, b72, n321, n322);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b73 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b74 + INT64_C(0), (int)INT64_C(32));
+  kern10(dims, b29, b74, b19);
   n353 = INT64_C(32);
-  kern4(dims, b30, b76, b20, b21, n353);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b76 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b77 + INT64_C(0), (int)INT64_C(128));
-  kern11(dims, b77, b23);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b77 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b78 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b30, b78, b25);
+  kern4(dims, b29, b75, b20, b21, n353);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b75 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b76 + INT64_C(0), (int)INT64_C(128));
+  kern11(dims, b76, b23);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b76 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b77 + INT64_C(0), (int)INT64_C(32));
+  kern10(dims, b29, b77, b25);
   n378 = INT64_C(32);
-  kern4(dims, b30, b79, b26, b27, n378);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b79 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b80 + INT64_C(0), (int)INT64_C(96));
+  kern4(dims, b29, b78, b26, b27, n378);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b78 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b79 + INT64_C(0), (int)INT64_C(96));
 }
 
 int ponder_abi_version(void) { return 1; }
