@@ -71,6 +71,20 @@ uint32_t L_scalar(Lower *l, uint32_t value) {
 
 void L_assign(Lower *l, uint32_t var, uint32_t x) { ks_assign(l->p, l->block, var, x); }
 
+static uint32_t var_of(Lower *l, const char *prefix, KType t, uint32_t x) {
+  uint32_t v = L_newvar(l, prefix, t);
+  L_assign(l, v, x);
+  return v;
+}
+
+uint32_t L_fvar(Lower *l, uint32_t x) { return L_varx(l, var_of(l, "f", K_F32, x)); }
+uint32_t L_ivar(Lower *l, uint32_t x) { return L_varx(l, var_of(l, "n", K_I64, x)); }
+uint32_t L_acc(Lower *l, KType t, uint32_t init) { return var_of(l, "a", t, init); }
+uint32_t L_ex(Lower *l, KOp op, uint32_t a) { return kx_op(l->p, op, a, 0, 0); }
+uint32_t L_scratch(Lower *l, const IrNode *n, int k) { return l->scratch[n - l->g->nodes.a][k]; }
+uint32_t L_ldb(Lower *l, uint32_t buf, uint32_t index) { return kx_load(l->p, L_entry(l), buf, index); }
+void L_stb(Lower *l, uint32_t buf, uint32_t index, uint32_t x) { ks_store(l->p, l->block, buf, index, x); }
+
 void L_gemm(Lower *l, int ta, int tb, uint32_t m, uint32_t n, uint32_t k, float alpha, uint32_t a, uint32_t a_off,
             uint32_t lda, uint32_t b, uint32_t b_off, uint32_t ldb, float beta, uint32_t c, uint32_t c_off, uint32_t ldc) {
   KGemm gm = {ta, tb, m, n, k, alpha, beta, a, b, c, a_off, b_off, c_off, lda, ldb, ldc};

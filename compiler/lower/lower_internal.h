@@ -53,6 +53,13 @@ uint32_t L_load(Lower *l, uint32_t value, uint32_t index);
 void L_store(Lower *l, uint32_t value, uint32_t index, uint32_t x);
 uint32_t L_scalar(Lower *l, uint32_t value);        /* an i32[] value as i64 */
 void L_assign(Lower *l, uint32_t var, uint32_t x);
+uint32_t L_fvar(Lower *l, uint32_t x);              /* x in a new f32 variable; its expr */
+uint32_t L_ivar(Lower *l, uint32_t x);              /* x in a new i64 variable; its expr */
+uint32_t L_acc(Lower *l, KType t, uint32_t init);   /* a new accumulator variable */
+uint32_t L_ex(Lower *l, KOp op, uint32_t a);        /* a unary kernel expression */
+uint32_t L_scratch(Lower *l, const IrNode *n, int k); /* node n's scratch buffer k */
+uint32_t L_ldb(Lower *l, uint32_t buf, uint32_t index);
+void L_stb(Lower *l, uint32_t buf, uint32_t index, uint32_t x);
 #define L_op(l, op, a, b) kx_op((l)->p, op, a, b, 0)
 #define L_add(l, a, b) kx_op((l)->p, KE_ADD, a, b, 0)
 #define L_sub(l, a, b) kx_op((l)->p, KE_SUB, a, b, 0)

@@ -11,32 +11,9 @@
 #define IN(k) ir_in(l->g, n, k)
 #define OUT(k) (n->out + (k))
 
-static uint32_t fvar(Lower *l, uint32_t x) {
-  uint32_t v = L_newvar(l, "f", K_F32);
-  L_assign(l, v, x);
-  return L_varx(l, v);
-}
-
-static uint32_t ivar(Lower *l, uint32_t x) {
-  uint32_t v = L_newvar(l, "n", K_I64);
-  L_assign(l, v, x);
-  return L_varx(l, v);
-}
-
-/* an accumulator variable and its update */
-static uint32_t acc_new(Lower *l, KType t, uint32_t init) {
-  uint32_t v = L_newvar(l, "a", t);
-  L_assign(l, v, init);
-  return v;
-}
-
 static void acc_add(Lower *l, uint32_t acc, uint32_t x) { L_assign(l, acc, L_add(l, L_varx(l, acc), x)); }
 static void acc_max(Lower *l, uint32_t acc, uint32_t x) { L_assign(l, acc, L_op(l, KE_MAX, L_varx(l, acc), x)); }
 
-static uint32_t ex(Lower *l, KOp op, uint32_t a) { return kx_op(l->p, op, a, 0, 0); }
-static uint32_t scratch(Lower *l, const IrNode *n, int k) { return l->scratch[n - l->g->nodes.a][k]; }
-static uint32_t ldb(Lower *l, uint32_t buf, uint32_t index) { return kx_load(l->p, L_entry(l), buf, index); }
-static void stb(Lower *l, uint32_t buf, uint32_t index, uint32_t x) { ks_store(l->p, l->block, buf, index, x); }
 static void fill(Lower *l, uint32_t value, double x) {
   ks_fill(l->p, l->block, l->buf[value], L_i(l, 0), L_numel(l, L_shape(l, value)), L_f(l, x));
 }
@@ -62,16 +39,16 @@ static int lo_positions(Lower *l, const IrNode *n, PcError *err) {
 
 /* softmax of row r of x into y (both with row width V) */
 static void softmax_row(Lower *l, uint32_t x, uint32_t y, uint32_t base, uint32_t V) {
-  uint32_t saved, m = acc_new(l, K_F32, L_f(l, -INFINITY)), s = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t saved, m = L_acc(l, K_F32, L_f(l, -INFINITY)), s = L_acc(l, K_F32, L_f(l, 0));
   uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &saved);
   acc_max(l, m, L_load(l, x, L_add(l, base, j)));
   l->block = saved;
   j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &saved);
-  uint32_t e = fvar(l, ex(l, KE_EXP, L_sub(l, L_load(l, x, L_add(l, base, j)), L_varx(l, m))));
+  uint32_t e = L_fvar(l, L_ex(l, KE_EXP, L_sub(l, L_load(l, x, L_add(l, base, j)), L_varx(l, m))));
   L_store(l, y, L_add(l, base, j), e);
   acc_add(l, s, e);
   l->block = saved;
-  uint32_t inv = fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, s)));
+  uint32_t inv = L_fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, s)));
   j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &saved);
   L_store(l, y, L_add(l, base, j), L_mul(l, L_load(l, y, L_add(l, base, j)), inv));
   l->block = saved;
@@ -79,8 +56,8 @@ static void softmax_row(Lower *l, uint32_t x, uint32_t y, uint32_t base, uint32_
 
 static int lo_softmax(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *s = L_shape(l, IN(0));
-  uint32_t V = ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
-  softmax_row(l, IN(0), OUT(0), ivar(l, L_mul(l, r, V)), V);
+  uint32_t V = L_ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
+  softmax_row(l, IN(0), OUT(0), L_ivar(l, L_mul(l, r, V)), V);
   l->block = saved;
   return 0;
 }
@@ -90,32 +67,32 @@ static int lo_softmax(Lower *l, const IrNode *n, PcError *err) {
  * unfused path runs this, so it is simple rather than fast. */
 static int lo_softmax_topk(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *s = L_shape(l, IN(0));
-  uint32_t V = ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_SERIAL, L_i(l, 0), L_rows(l, s), &saved);
-  uint32_t base = ivar(l, L_mul(l, r, V)), picked = scratch(l, n, 0), sv, j;
+  uint32_t V = L_ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_SERIAL, L_i(l, 0), L_rows(l, s), &saved);
+  uint32_t base = L_ivar(l, L_mul(l, r, V)), picked = L_scratch(l, n, 0), sv, j;
   j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &sv);
-  stb(l, picked, j, L_f(l, 0));
+  L_stb(l, picked, j, L_f(l, 0));
   l->block = sv;
-  uint32_t m = acc_new(l, K_F32, L_f(l, -INFINITY));
+  uint32_t m = L_acc(l, K_F32, L_f(l, -INFINITY));
   uint32_t t = L_loop(l, KL_SERIAL, L_i(l, 0), L_i(l, n->attr[0].i), &sv);
   (void)t;
-  uint32_t best = acc_new(l, K_I64, L_i(l, -1));
+  uint32_t best = L_acc(l, K_I64, L_i(l, -1));
   uint32_t sj, jj = L_loop(l, KL_SERIAL, L_i(l, 0), V, &sj);
   uint32_t x = L_load(l, IN(0), L_add(l, base, jj));
-  uint32_t better = kx_op(l->p, KE_AND, kx_op(l->p, KE_EQ, ldb(l, picked, jj), L_f(l, 0), 0),
+  uint32_t better = kx_op(l->p, KE_AND, kx_op(l->p, KE_EQ, L_ldb(l, picked, jj), L_f(l, 0), 0),
                           kx_op(l->p, KE_OR, kx_op(l->p, KE_LT, L_varx(l, best), L_i(l, 0), 0),
                                 kx_op(l->p, KE_LT, L_load(l, IN(0), L_add(l, base, L_varx(l, best))), x, 0), 0), 0);
   L_assign(l, best, kx_op(l->p, KE_SELECT, better, jj, L_varx(l, best)));
   l->block = sj;
-  stb(l, picked, L_varx(l, best), L_f(l, 1));
+  L_stb(l, picked, L_varx(l, best), L_f(l, 1));
   acc_max(l, m, L_load(l, IN(0), L_add(l, base, L_varx(l, best))));
   l->block = sv;
-  uint32_t sum = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t sum = L_acc(l, K_F32, L_f(l, 0));
   j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &sv);
-  uint32_t e = fvar(l, L_mul(l, ldb(l, picked, j), ex(l, KE_EXP, L_sub(l, L_load(l, IN(0), L_add(l, base, j)), L_varx(l, m)))));
+  uint32_t e = L_fvar(l, L_mul(l, L_ldb(l, picked, j), L_ex(l, KE_EXP, L_sub(l, L_load(l, IN(0), L_add(l, base, j)), L_varx(l, m)))));
   L_store(l, OUT(0), L_add(l, base, j), e);
   acc_add(l, sum, e);
   l->block = sv;
-  uint32_t inv = fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, sum)));
+  uint32_t inv = L_fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, sum)));
   j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &sv);
   L_store(l, OUT(0), L_add(l, base, j), L_mul(l, L_load(l, OUT(0), L_add(l, base, j)), inv));
   l->block = sv;
@@ -132,9 +109,9 @@ static int scratch_softmax_topk(Lower *l, const IrNode *n, int64_t *elems) {
 /* softmax_grad(y, dy): dx = y (dy - sum(dy y)) per row */
 static int lo_softmax_grad(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *s = L_shape(l, IN(0));
-  uint32_t V = ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
-  uint32_t base = ivar(l, L_mul(l, r, V)), sv;
-  uint32_t dot = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t V = L_ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
+  uint32_t base = L_ivar(l, L_mul(l, r, V)), sv;
+  uint32_t dot = L_acc(l, K_F32, L_f(l, 0));
   uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &sv);
   acc_add(l, dot, L_mul(l, L_load(l, IN(0), L_add(l, base, j)), L_load(l, IN(1), L_add(l, base, j))));
   l->block = sv;
@@ -150,29 +127,29 @@ static int lo_softmax_grad(Lower *l, const IrNode *n, PcError *err) {
  * mean 0 and 1/sqrt(mean(x^2) + eps) */
 static void row_stats(Lower *l, uint32_t x, uint32_t base, uint32_t C, double eps, int rms, uint32_t *mean,
                       uint32_t *rstd) {
-  uint32_t sv, m = acc_new(l, K_F32, L_f(l, 0));
-  uint32_t invC = fvar(l, L_div(l, L_f(l, 1.0), ex(l, KE_ITOF, C)));
+  uint32_t sv, m = L_acc(l, K_F32, L_f(l, 0));
+  uint32_t invC = L_fvar(l, L_div(l, L_f(l, 1.0), L_ex(l, KE_ITOF, C)));
   if (!rms) {
     uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
     acc_add(l, m, L_load(l, x, L_add(l, base, c)));
     l->block = sv;
     L_assign(l, m, L_mul(l, L_varx(l, m), invC));
   }
-  uint32_t var = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t var = L_acc(l, K_F32, L_f(l, 0));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
-  uint32_t d = fvar(l, L_sub(l, L_load(l, x, L_add(l, base, c)), L_varx(l, m)));
+  uint32_t d = L_fvar(l, L_sub(l, L_load(l, x, L_add(l, base, c)), L_varx(l, m)));
   acc_add(l, var, L_mul(l, d, d));
   l->block = sv;
   *mean = L_varx(l, m);
-  *rstd = fvar(l, L_div(l, L_f(l, 1.0), ex(l, KE_SQRT, L_add(l, L_mul(l, L_varx(l, var), invC), L_f(l, eps)))));
+  *rstd = L_fvar(l, L_div(l, L_f(l, 1.0), L_ex(l, KE_SQRT, L_add(l, L_mul(l, L_varx(l, var), invC), L_f(l, eps)))));
 }
 
 /* layernorm: y = (x - mean) rstd w + b;  rmsnorm: y = x rstd w */
 static int lo_norm(Lower *l, const IrNode *n, PcError *err) {
   int rms = n->op == IR_RMSNORM;
   const IrShape *s = L_shape(l, IN(0));
-  uint32_t C = ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
-  uint32_t base = ivar(l, L_mul(l, r, C)), mean, rstd, sv;
+  uint32_t C = L_ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
+  uint32_t base = L_ivar(l, L_mul(l, r, C)), mean, rstd, sv;
   row_stats(l, IN(0), base, C, n->attr[0].f, rms, &mean, &rstd);
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
   uint32_t y = L_mul(l, L_mul(l, L_sub(l, L_load(l, IN(0), L_add(l, base, c)), mean), rstd), L_load(l, IN(1), c));
@@ -190,19 +167,19 @@ static int lo_norm(Lower *l, const IrNode *n, PcError *err) {
 static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
   int rms = n->op == IR_RMSNORM_GRAD;
   const IrShape *s = L_shape(l, IN(0));
-  uint32_t C = ivar(l, L_last(l, s)), N = ivar(l, L_rows(l, s)), saved, sv;
+  uint32_t C = L_ivar(l, L_last(l, s)), N = L_ivar(l, L_rows(l, s)), saved, sv;
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), N, &saved);
-  uint32_t base = ivar(l, L_mul(l, r, C)), mean, rstd;
+  uint32_t base = L_ivar(l, L_mul(l, r, C)), mean, rstd;
   row_stats(l, IN(0), base, C, n->attr[0].f, rms, &mean, &rstd);
-  uint32_t invC = fvar(l, L_div(l, L_f(l, 1.0), ex(l, KE_ITOF, C)));
-  uint32_t gm = acc_new(l, K_F32, L_f(l, 0)), gx = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t invC = L_fvar(l, L_div(l, L_f(l, 1.0), L_ex(l, KE_ITOF, C)));
+  uint32_t gm = L_acc(l, K_F32, L_f(l, 0)), gx = L_acc(l, K_F32, L_f(l, 0));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
   uint32_t at = L_add(l, base, c);
-  uint32_t g = fvar(l, L_mul(l, L_load(l, IN(2), at), L_load(l, IN(1), c)));
+  uint32_t g = L_fvar(l, L_mul(l, L_load(l, IN(2), at), L_load(l, IN(1), c)));
   acc_add(l, gm, g);
   acc_add(l, gx, L_mul(l, g, L_mul(l, L_sub(l, L_load(l, IN(0), at), mean), rstd)));
   l->block = sv;
-  uint32_t mg = fvar(l, rms ? L_f(l, 0) : L_mul(l, L_varx(l, gm), invC)), mgx = fvar(l, L_mul(l, L_varx(l, gx), invC));
+  uint32_t mg = L_fvar(l, rms ? L_f(l, 0) : L_mul(l, L_varx(l, gm), invC)), mgx = L_fvar(l, L_mul(l, L_varx(l, gx), invC));
   c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
   at = L_add(l, base, c);
   uint32_t xhat = L_mul(l, L_sub(l, L_load(l, IN(0), at), mean), rstd);
@@ -214,11 +191,11 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
   fill(l, OUT(1), 0);
   if (!rms) fill(l, OUT(2), 0);
   r = L_loop(l, KL_SERIAL, L_i(l, 0), N, &saved);
-  base = ivar(l, L_mul(l, r, C));
+  base = L_ivar(l, L_mul(l, r, C));
   row_stats(l, IN(0), base, C, n->attr[0].f, rms, &mean, &rstd);
   c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
   at = L_add(l, base, c);
-  uint32_t dy = fvar(l, L_load(l, IN(2), at));
+  uint32_t dy = L_fvar(l, L_load(l, IN(2), at));
   L_store(l, OUT(1), c, L_add(l, L_load(l, OUT(1), c), L_mul(l, dy, L_mul(l, L_sub(l, L_load(l, IN(0), at), mean), rstd))));
   if (!rms) L_store(l, OUT(2), c, L_add(l, L_load(l, OUT(2), c), dy));
   l->block = sv;
@@ -259,9 +236,9 @@ static int lo_matmul_tn(Lower *l, const IrNode *n, PcError *err) {
 
 /* embedding: y[r, :] = table[ids[r], :] */
 static int lo_embedding(Lower *l, const IrNode *n, PcError *err) {
-  uint32_t C = ivar(l, L_dimx(l, L_shape(l, IN(0))->dim[1])), saved, sv;
+  uint32_t C = L_ivar(l, L_dimx(l, L_shape(l, IN(0))->dim[1])), saved, sv;
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_numel(l, L_shape(l, IN(1))), &saved);
-  uint32_t row = ivar(l, L_mul(l, L_load(l, IN(1), r), C)), base = ivar(l, L_mul(l, r, C));
+  uint32_t row = L_ivar(l, L_mul(l, L_load(l, IN(1), r), C)), base = L_ivar(l, L_mul(l, r, C));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
   L_store(l, OUT(0), L_add(l, base, c), L_load(l, IN(0), L_add(l, row, c)));
   l->block = sv;
@@ -272,9 +249,9 @@ static int lo_embedding(Lower *l, const IrNode *n, PcError *err) {
 /* embedding_grad(into, ids, dy): row by row, into[ids[r], :] += dy[r, :]
  * (the result holds `into` already) */
 static int lo_embedding_grad(Lower *l, const IrNode *n, PcError *err) {
-  uint32_t C = ivar(l, L_dimx(l, L_shape(l, IN(0))->dim[1])), saved, sv;
+  uint32_t C = L_ivar(l, L_dimx(l, L_shape(l, IN(0))->dim[1])), saved, sv;
   uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), L_numel(l, L_shape(l, IN(1))), &saved);
-  uint32_t row = ivar(l, L_mul(l, L_load(l, IN(1), r), C)), base = ivar(l, L_mul(l, r, C));
+  uint32_t row = L_ivar(l, L_mul(l, L_load(l, IN(1), r), C)), base = L_ivar(l, L_mul(l, r, C));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
   L_store(l, OUT(0), L_add(l, row, c), L_add(l, L_load(l, OUT(0), L_add(l, row, c)), L_load(l, IN(2), L_add(l, base, c))));
   l->block = sv;
@@ -291,7 +268,7 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   for (int d = 0; d < axis; d++) outer = L_mul(l, outer, L_dimx(l, x->dim[d]));
   for (int d = axis + 1; d < x->rank; d++) inner = L_mul(l, inner, L_dimx(l, x->dim[d]));
   uint32_t D = L_dimx(l, x->dim[axis]), size = L_i(l, n->attr[2].i), start = L_i(l, n->attr[1].i);
-  uint32_t span = ivar(l, L_mul(l, size, inner)), saved;
+  uint32_t span = L_ivar(l, L_mul(l, size, inner)), saved;
   if (grad) fill(l, OUT(0), 0);
   uint32_t o = L_loop(l, KL_PARALLEL, L_i(l, 0), outer, &saved);
   uint32_t wide = L_mul(l, L_add(l, L_mul(l, o, D), start), inner), narrow = L_mul(l, o, span);
@@ -305,13 +282,13 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
 
 /* stack_set(stack, i, x): the result holds the stack already (ir_accumulates) */
 static int lo_stack_set(Lower *l, const IrNode *n, PcError *err) {
-  uint32_t size = ivar(l, L_numel(l, L_shape(l, IN(2))));
+  uint32_t size = L_ivar(l, L_numel(l, L_shape(l, IN(2))));
   ks_copy(l->p, l->block, l->buf[OUT(0)], L_mul(l, L_scalar(l, IN(1)), size), l->buf[IN(2)], L_i(l, 0), size);
   return 0;
 }
 
 static int lo_stack_get(Lower *l, const IrNode *n, PcError *err) {
-  uint32_t size = ivar(l, L_numel(l, L_shape(l, OUT(0))));
+  uint32_t size = L_ivar(l, L_numel(l, L_shape(l, OUT(0))));
   ks_copy(l->p, l->block, l->buf[OUT(0)], L_i(l, 0), l->buf[IN(0)], L_mul(l, L_scalar(l, IN(1)), size), size);
   return 0;
 }
@@ -319,7 +296,7 @@ static int lo_stack_get(Lower *l, const IrNode *n, PcError *err) {
 /* ---- reductions ---------------------------------------------------------------- */
 
 static int lo_sum(Lower *l, const IrNode *n, PcError *err) {
-  uint32_t saved, s = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t saved, s = L_acc(l, K_F32, L_f(l, 0));
   uint32_t i = L_loop(l, KL_VECTOR, L_i(l, 0), L_numel(l, L_shape(l, IN(0))), &saved);
   acc_add(l, s, L_load(l, IN(0), i));
   l->block = saved;
@@ -344,7 +321,7 @@ static int lo_sum_to(Lower *l, const IrNode *n, PcError *err) {
     if (dy >= 0) stride_y = L_mul(l, stride_y, L_dimx(l, y->dim[dy]));
   }
   int64_t yc = y->rank ? y->dim[y->rank - 1] : 1;
-  uint32_t at = ivar(l, L_add(l, L_mul(l, row, L_i(l, yc)), yc == 1 ? L_i(l, 0) : c));
+  uint32_t at = L_ivar(l, L_add(l, L_mul(l, row, L_i(l, yc)), yc == 1 ? L_i(l, 0) : c));
   L_store(l, OUT(0), at, L_add(l, L_load(l, OUT(0), at), L_load(l, IN(0), L_add(l, L_mul(l, r, L_last(l, x)), c))));
   l->block = sv;
   l->block = saved;
@@ -354,24 +331,24 @@ static int lo_sum_to(Lower *l, const IrNode *n, PcError *err) {
 /* cross_entropy(logits, targets): mean over targets >= 0 of lse - z[t] */
 static int lo_cross_entropy(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *s = L_shape(l, IN(0));
-  uint32_t V = ivar(l, L_last(l, s)), N = ivar(l, L_rows(l, s)), per_row = scratch(l, n, 0), saved, sv;
+  uint32_t V = L_ivar(l, L_last(l, s)), N = L_ivar(l, L_rows(l, s)), per_row = L_scratch(l, n, 0), saved, sv;
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), N, &saved);
-  uint32_t base = ivar(l, L_mul(l, r, V)), t = ivar(l, L_load(l, IN(1), r));
-  uint32_t m = acc_new(l, K_F32, L_f(l, -INFINITY)), sum = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t base = L_ivar(l, L_mul(l, r, V)), t = L_ivar(l, L_load(l, IN(1), r));
+  uint32_t m = L_acc(l, K_F32, L_f(l, -INFINITY)), sum = L_acc(l, K_F32, L_f(l, 0));
   uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &sv);
   acc_max(l, m, L_load(l, IN(0), L_add(l, base, j)));
   l->block = sv;
   j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &sv);
-  acc_add(l, sum, ex(l, KE_EXP, L_sub(l, L_load(l, IN(0), L_add(l, base, j)), L_varx(l, m))));
+  acc_add(l, sum, L_ex(l, KE_EXP, L_sub(l, L_load(l, IN(0), L_add(l, base, j)), L_varx(l, m))));
   l->block = sv;
   uint32_t valid = kx_op(l->p, KE_LE, L_i(l, 0), t, 0);
   uint32_t safe_t = kx_op(l->p, KE_SELECT, valid, t, L_i(l, 0));
-  uint32_t loss = L_sub(l, L_add(l, L_varx(l, m), ex(l, KE_LOG, L_varx(l, sum))), L_load(l, IN(0), L_add(l, base, safe_t)));
-  stb(l, per_row, r, kx_op(l->p, KE_SELECT, valid, loss, L_f(l, 0)));
+  uint32_t loss = L_sub(l, L_add(l, L_varx(l, m), L_ex(l, KE_LOG, L_varx(l, sum))), L_load(l, IN(0), L_add(l, base, safe_t)));
+  L_stb(l, per_row, r, kx_op(l->p, KE_SELECT, valid, loss, L_f(l, 0)));
   l->block = saved;
-  uint32_t total = acc_new(l, K_F32, L_f(l, 0)), count = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t total = L_acc(l, K_F32, L_f(l, 0)), count = L_acc(l, K_F32, L_f(l, 0));
   r = L_loop(l, KL_SERIAL, L_i(l, 0), N, &saved);
-  acc_add(l, total, ldb(l, per_row, r));
+  acc_add(l, total, L_ldb(l, per_row, r));
   acc_add(l, count, kx_op(l->p, KE_SELECT, kx_op(l->p, KE_LE, L_i(l, 0), L_load(l, IN(1), r), 0), L_f(l, 1), L_f(l, 0)));
   l->block = saved;
   L_store(l, OUT(0), L_i(l, 0), L_div(l, L_varx(l, total), L_varx(l, count)));
@@ -388,14 +365,14 @@ static int scratch_rows(Lower *l, const IrNode *n, int64_t *elems) {
 /* cross_entropy_grad(logits, targets, dloss): (softmax - onehot) dloss / count */
 static int lo_cross_entropy_grad(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *s = L_shape(l, IN(0));
-  uint32_t V = ivar(l, L_last(l, s)), N = ivar(l, L_rows(l, s)), saved, sv;
-  uint32_t count = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t V = L_ivar(l, L_last(l, s)), N = L_ivar(l, L_rows(l, s)), saved, sv;
+  uint32_t count = L_acc(l, K_F32, L_f(l, 0));
   uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), N, &saved);
   acc_add(l, count, kx_op(l->p, KE_SELECT, kx_op(l->p, KE_LE, L_i(l, 0), L_load(l, IN(1), r), 0), L_f(l, 1), L_f(l, 0)));
   l->block = saved;
-  uint32_t scale = fvar(l, L_div(l, L_load(l, IN(2), L_i(l, 0)), L_varx(l, count)));
+  uint32_t scale = L_fvar(l, L_div(l, L_load(l, IN(2), L_i(l, 0)), L_varx(l, count)));
   r = L_loop(l, KL_PARALLEL, L_i(l, 0), N, &saved);
-  uint32_t base = ivar(l, L_mul(l, r, V)), t = ivar(l, L_load(l, IN(1), r));
+  uint32_t base = L_ivar(l, L_mul(l, r, V)), t = L_ivar(l, L_load(l, IN(1), r));
   softmax_row(l, IN(0), OUT(0), base, V);
   uint32_t k = kx_op(l->p, KE_LE, L_i(l, 0), t, 0);
   uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), V, &sv);
@@ -417,7 +394,7 @@ typedef struct {
 static Heads heads(Lower *l, const IrNode *n) {
   const IrShape *q = L_shape(l, ir_in(l->g, n, 0));
   int64_t H = n->attr[0].i, Hkv = n->attr[1].i, D = q->dim[2] / H;
-  return (Heads){ivar(l, L_dimx(l, q->dim[0])), ivar(l, L_dimx(l, q->dim[1])), L_i(l, H), L_i(l, Hkv), L_i(l, D),
+  return (Heads){L_ivar(l, L_dimx(l, q->dim[0])), L_ivar(l, L_dimx(l, q->dim[1])), L_i(l, H), L_i(l, Hkv), L_i(l, D),
                  L_i(l, H * D), L_i(l, Hkv * D), L_i(l, H / Hkv), 1.0 / sqrt((double)D)};
 }
 
@@ -425,37 +402,37 @@ static Heads heads(Lower *l, const IrNode *n) {
  * k_at(j) = kbase + j * Ckv), softmax into S[srow + j]; returns 1/sum. */
 static uint32_t attention_row(Lower *l, uint32_t q, uint32_t q_at, uint32_t kbuf, uint32_t kbase, uint32_t kstride,
                               uint32_t last, uint32_t S, uint32_t srow, const Heads *hd) {
-  uint32_t sv, sd, m = acc_new(l, K_F32, L_f(l, -INFINITY));
+  uint32_t sv, sd, m = L_acc(l, K_F32, L_f(l, -INFINITY));
   uint32_t j = L_loop(l, KL_SERIAL, L_i(l, 0), L_add(l, last, L_i(l, 1)), &sv);
-  uint32_t kat = ivar(l, L_add(l, kbase, L_mul(l, j, kstride)));
-  uint32_t dot = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t kat = L_ivar(l, L_add(l, kbase, L_mul(l, j, kstride)));
+  uint32_t dot = L_acc(l, K_F32, L_f(l, 0));
   uint32_t d = L_loop(l, KL_VECTOR, L_i(l, 0), hd->D, &sd);
-  acc_add(l, dot, L_mul(l, L_load(l, q, L_add(l, q_at, d)), ldb(l, kbuf, L_add(l, kat, d))));
+  acc_add(l, dot, L_mul(l, L_load(l, q, L_add(l, q_at, d)), L_ldb(l, kbuf, L_add(l, kat, d))));
   l->block = sd;
-  uint32_t s = fvar(l, L_mul(l, L_varx(l, dot), L_f(l, hd->scale)));
-  stb(l, S, L_add(l, srow, j), s);
+  uint32_t s = L_fvar(l, L_mul(l, L_varx(l, dot), L_f(l, hd->scale)));
+  L_stb(l, S, L_add(l, srow, j), s);
   acc_max(l, m, s);
   l->block = sv;
-  uint32_t sum = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t sum = L_acc(l, K_F32, L_f(l, 0));
   j = L_loop(l, KL_VECTOR, L_i(l, 0), L_add(l, last, L_i(l, 1)), &sv);
-  uint32_t e = fvar(l, ex(l, KE_EXP, L_sub(l, ldb(l, S, L_add(l, srow, j)), L_varx(l, m))));
-  stb(l, S, L_add(l, srow, j), e);
+  uint32_t e = L_fvar(l, L_ex(l, KE_EXP, L_sub(l, L_ldb(l, S, L_add(l, srow, j)), L_varx(l, m))));
+  L_stb(l, S, L_add(l, srow, j), e);
   acc_add(l, sum, e);
   l->block = sv;
-  return fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, sum)));
+  return L_fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, sum)));
 }
 
 /* y[i] = sum over j <= last of p_j v[j] (p_j = S[srow + j] inv) */
 static void attention_mix(Lower *l, uint32_t y, uint32_t y_at, uint32_t vbuf, uint32_t vbase, uint32_t vstride,
                           uint32_t last, uint32_t S, uint32_t srow, uint32_t inv, const Heads *hd) {
   uint32_t sv, sd, d = L_loop(l, KL_VECTOR, L_i(l, 0), hd->D, &sd);
-  stb(l, y, L_add(l, y_at, d), L_f(l, 0));
+  L_stb(l, y, L_add(l, y_at, d), L_f(l, 0));
   l->block = sd;
   uint32_t j = L_loop(l, KL_SERIAL, L_i(l, 0), L_add(l, last, L_i(l, 1)), &sv);
-  uint32_t p = fvar(l, L_mul(l, ldb(l, S, L_add(l, srow, j)), inv));
-  uint32_t vat = ivar(l, L_add(l, vbase, L_mul(l, j, vstride)));
+  uint32_t p = L_fvar(l, L_mul(l, L_ldb(l, S, L_add(l, srow, j)), inv));
+  uint32_t vat = L_ivar(l, L_add(l, vbase, L_mul(l, j, vstride)));
   d = L_loop(l, KL_VECTOR, L_i(l, 0), hd->D, &sd);
-  stb(l, y, L_add(l, y_at, d), L_add(l, ldb(l, y, L_add(l, y_at, d)), L_mul(l, p, ldb(l, vbuf, L_add(l, vat, d)))));
+  L_stb(l, y, L_add(l, y_at, d), L_add(l, L_ldb(l, y, L_add(l, y_at, d)), L_mul(l, p, L_ldb(l, vbuf, L_add(l, vat, d)))));
   l->block = sd;
   l->block = sv;
 }
@@ -463,13 +440,13 @@ static void attention_mix(Lower *l, uint32_t y, uint32_t y_at, uint32_t vbuf, ui
 /* attention(q, k, v): per (batch, head) in parallel, per query i, causal */
 static int lo_attention(Lower *l, const IrNode *n, PcError *err) {
   Heads hd = heads(l, n);
-  uint32_t S = scratch(l, n, 0), saved, si;
+  uint32_t S = L_scratch(l, n, 0), saved, si;
   uint32_t bh = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, hd.B, hd.H), &saved);
-  uint32_t b = ivar(l, L_div(l, bh, hd.H)), h = ivar(l, L_op(l, KE_REM, bh, hd.H));
-  uint32_t hk = ivar(l, L_div(l, h, hd.group)), srow = ivar(l, L_mul(l, bh, hd.T));
-  uint32_t kbase = ivar(l, L_add(l, L_mul(l, L_mul(l, b, hd.T), hd.Ckv), L_mul(l, hk, hd.D)));
+  uint32_t b = L_ivar(l, L_div(l, bh, hd.H)), h = L_ivar(l, L_op(l, KE_REM, bh, hd.H));
+  uint32_t hk = L_ivar(l, L_div(l, h, hd.group)), srow = L_ivar(l, L_mul(l, bh, hd.T));
+  uint32_t kbase = L_ivar(l, L_add(l, L_mul(l, L_mul(l, b, hd.T), hd.Ckv), L_mul(l, hk, hd.D)));
   uint32_t i = L_loop(l, KL_SERIAL, L_i(l, 0), hd.T, &si);
-  uint32_t q_at = ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
+  uint32_t q_at = L_ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
   uint32_t inv = attention_row(l, IN(0), q_at, l->buf[IN(1)], kbase, hd.Ckv, i, S, srow, &hd);
   attention_mix(l, l->buf[OUT(0)], q_at, l->buf[IN(2)], kbase, hd.Ckv, i, S, srow, inv, &hd);
   l->block = si;
@@ -491,25 +468,25 @@ static int scratch_attention(Lower *l, const IrNode *n, int64_t *elems) {
  * cache[slot] ([2, B, L, Ckv]: keys then values), then attention over it */
 static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
   Heads hd = heads(l, n);
-  uint32_t cache = l->buf[IN(3)], S = scratch(l, n, 0), saved, si;
-  uint32_t L = L_i(l, L_shape(l, IN(3))->dim[3]), pos = ivar(l, L_scalar(l, IN(5)));
-  uint32_t plane = ivar(l, L_mul(l, L_mul(l, hd.B, L), hd.Ckv));
-  uint32_t kbase0 = ivar(l, L_mul(l, L_mul(l, L_scalar(l, IN(4)), L_i(l, 2)), plane));
-  uint32_t vbase0 = ivar(l, L_add(l, kbase0, plane));
+  uint32_t cache = l->buf[IN(3)], S = L_scratch(l, n, 0), saved, si;
+  uint32_t L = L_i(l, L_shape(l, IN(3))->dim[3]), pos = L_ivar(l, L_scalar(l, IN(5)));
+  uint32_t plane = L_ivar(l, L_mul(l, L_mul(l, hd.B, L), hd.Ckv));
+  uint32_t kbase0 = L_ivar(l, L_mul(l, L_mul(l, L_scalar(l, IN(4)), L_i(l, 2)), plane));
+  uint32_t vbase0 = L_ivar(l, L_add(l, kbase0, plane));
   uint32_t bt = L_loop(l, KL_SERIAL, L_i(l, 0), L_mul(l, hd.B, hd.T), &saved);
-  uint32_t b = ivar(l, L_div(l, bt, hd.T)), t = ivar(l, L_op(l, KE_REM, bt, hd.T));
-  uint32_t row = ivar(l, L_mul(l, L_add(l, L_mul(l, b, L), L_add(l, pos, t)), hd.Ckv));
+  uint32_t b = L_ivar(l, L_div(l, bt, hd.T)), t = L_ivar(l, L_op(l, KE_REM, bt, hd.T));
+  uint32_t row = L_ivar(l, L_mul(l, L_add(l, L_mul(l, b, L), L_add(l, pos, t)), hd.Ckv));
   ks_copy(l->p, l->block, cache, L_add(l, kbase0, row), l->buf[IN(1)], L_mul(l, bt, hd.Ckv), hd.Ckv);
   ks_copy(l->p, l->block, cache, L_add(l, vbase0, row), l->buf[IN(2)], L_mul(l, bt, hd.Ckv), hd.Ckv);
   l->block = saved;
   uint32_t bh = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, hd.B, hd.H), &saved);
-  b = ivar(l, L_div(l, bh, hd.H));
-  uint32_t h = ivar(l, L_op(l, KE_REM, bh, hd.H)), hk = ivar(l, L_div(l, h, hd.group));
-  uint32_t srow = ivar(l, L_mul(l, bh, L));
-  uint32_t off = ivar(l, L_add(l, L_mul(l, L_mul(l, b, L), hd.Ckv), L_mul(l, hk, hd.D)));
+  b = L_ivar(l, L_div(l, bh, hd.H));
+  uint32_t h = L_ivar(l, L_op(l, KE_REM, bh, hd.H)), hk = L_ivar(l, L_div(l, h, hd.group));
+  uint32_t srow = L_ivar(l, L_mul(l, bh, L));
+  uint32_t off = L_ivar(l, L_add(l, L_mul(l, L_mul(l, b, L), hd.Ckv), L_mul(l, hk, hd.D)));
   uint32_t i = L_loop(l, KL_SERIAL, L_i(l, 0), hd.T, &si);
-  uint32_t q_at = ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
-  uint32_t last = ivar(l, L_add(l, pos, i));
+  uint32_t q_at = L_ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
+  uint32_t last = L_ivar(l, L_add(l, pos, i));
   uint32_t inv = attention_row(l, IN(0), q_at, cache, L_add(l, kbase0, off), hd.Ckv, last, S, srow, &hd);
   attention_mix(l, l->buf[OUT(0)], q_at, cache, L_add(l, vbase0, off), hd.Ckv, last, S, srow, inv, &hd);
   l->block = si;
@@ -523,35 +500,35 @@ static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
  *   dq_i += ds_j k_j;  dk_j += ds_j q_i;  dv_j += p_j dy_i */
 static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   Heads hd = heads(l, n);
-  uint32_t S = scratch(l, n, 0), DP = scratch(l, n, 1), saved, sh, si, sj, sd;
+  uint32_t S = L_scratch(l, n, 0), DP = L_scratch(l, n, 1), saved, sh, si, sj, sd;
   fill(l, OUT(0), 0);
   fill(l, OUT(1), 0);
   fill(l, OUT(2), 0);
   uint32_t bg = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, hd.B, hd.Hkv), &saved);
-  uint32_t b = ivar(l, L_div(l, bg, hd.Hkv)), hk = ivar(l, L_op(l, KE_REM, bg, hd.Hkv));
-  uint32_t srow = ivar(l, L_mul(l, L_mul(l, bg, hd.group), hd.T));
-  uint32_t kbase = ivar(l, L_add(l, L_mul(l, L_mul(l, b, hd.T), hd.Ckv), L_mul(l, hk, hd.D)));
+  uint32_t b = L_ivar(l, L_div(l, bg, hd.Hkv)), hk = L_ivar(l, L_op(l, KE_REM, bg, hd.Hkv));
+  uint32_t srow = L_ivar(l, L_mul(l, L_mul(l, bg, hd.group), hd.T));
+  uint32_t kbase = L_ivar(l, L_add(l, L_mul(l, L_mul(l, b, hd.T), hd.Ckv), L_mul(l, hk, hd.D)));
   uint32_t hh = L_loop(l, KL_SERIAL, L_i(l, 0), hd.group, &sh);
-  uint32_t h = ivar(l, L_add(l, L_mul(l, hk, hd.group), hh));
+  uint32_t h = L_ivar(l, L_add(l, L_mul(l, hk, hd.group), hh));
   uint32_t i = L_loop(l, KL_SERIAL, L_i(l, 0), hd.T, &si);
-  uint32_t q_at = ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
+  uint32_t q_at = L_ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
   uint32_t inv = attention_row(l, IN(0), q_at, l->buf[IN(1)], kbase, hd.Ckv, i, S, srow, &hd);
-  uint32_t pdp = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t pdp = L_acc(l, K_F32, L_f(l, 0));
   uint32_t j = L_loop(l, KL_SERIAL, L_i(l, 0), L_add(l, i, L_i(l, 1)), &sj);
-  uint32_t vat = ivar(l, L_add(l, kbase, L_mul(l, j, hd.Ckv)));
-  uint32_t p = fvar(l, L_mul(l, ldb(l, S, L_add(l, srow, j)), inv));
-  stb(l, S, L_add(l, srow, j), p);
-  uint32_t dp = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t vat = L_ivar(l, L_add(l, kbase, L_mul(l, j, hd.Ckv)));
+  uint32_t p = L_fvar(l, L_mul(l, L_ldb(l, S, L_add(l, srow, j)), inv));
+  L_stb(l, S, L_add(l, srow, j), p);
+  uint32_t dp = L_acc(l, K_F32, L_f(l, 0));
   uint32_t d = L_loop(l, KL_VECTOR, L_i(l, 0), hd.D, &sd);
   acc_add(l, dp, L_mul(l, L_load(l, IN(3), L_add(l, q_at, d)), L_load(l, IN(2), L_add(l, vat, d))));
   l->block = sd;
-  stb(l, DP, L_add(l, srow, j), L_varx(l, dp));
+  L_stb(l, DP, L_add(l, srow, j), L_varx(l, dp));
   acc_add(l, pdp, L_mul(l, p, L_varx(l, dp)));
   l->block = sj;
   j = L_loop(l, KL_SERIAL, L_i(l, 0), L_add(l, i, L_i(l, 1)), &sj);
-  uint32_t at = ivar(l, L_add(l, kbase, L_mul(l, j, hd.Ckv)));
-  uint32_t pj = fvar(l, ldb(l, S, L_add(l, srow, j)));
-  uint32_t ds = fvar(l, L_mul(l, L_mul(l, pj, L_sub(l, ldb(l, DP, L_add(l, srow, j)), L_varx(l, pdp))), L_f(l, hd.scale)));
+  uint32_t at = L_ivar(l, L_add(l, kbase, L_mul(l, j, hd.Ckv)));
+  uint32_t pj = L_fvar(l, L_ldb(l, S, L_add(l, srow, j)));
+  uint32_t ds = L_fvar(l, L_mul(l, L_mul(l, pj, L_sub(l, L_ldb(l, DP, L_add(l, srow, j)), L_varx(l, pdp))), L_f(l, hd.scale)));
   d = L_loop(l, KL_VECTOR, L_i(l, 0), hd.D, &sd);
   uint32_t qd = L_add(l, q_at, d), kd = L_add(l, at, d);
   L_store(l, OUT(0), qd, L_add(l, L_load(l, OUT(0), qd), L_mul(l, ds, L_load(l, IN(1), kd))));
@@ -573,18 +550,18 @@ static int lo_rope(Lower *l, const IrNode *n, PcError *err) {
   uint32_t x = grad ? IN(1) : IN(0), positions = grad ? IN(0) : IN(1);
   const IrShape *s = L_shape(l, x);
   int64_t H = n->attr[0].i, R = n->attr[1].i, C = s->dim[2], D = C / H, half = R / 2;
-  uint32_t T = ivar(l, L_dimx(l, s->dim[1])), saved, sh, si;
+  uint32_t T = L_ivar(l, L_dimx(l, s->dim[1])), saved, sh, si;
   uint32_t bt = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, L_dimx(l, s->dim[0]), T), &saved);
-  uint32_t pos = fvar(l, ex(l, KE_ITOF, L_load(l, positions, L_op(l, KE_REM, bt, T))));
+  uint32_t pos = L_fvar(l, L_ex(l, KE_ITOF, L_load(l, positions, L_op(l, KE_REM, bt, T))));
   uint32_t h = L_loop(l, KL_SERIAL, L_i(l, 0), L_i(l, H), &sh);
-  uint32_t base = ivar(l, L_add(l, L_mul(l, bt, L_i(l, C)), L_mul(l, h, L_i(l, D))));
+  uint32_t base = L_ivar(l, L_add(l, L_mul(l, bt, L_i(l, C)), L_mul(l, h, L_i(l, D))));
   uint32_t i = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, half), &si);
   uint32_t inv = L_div(l, L_f(l, 1.0), kx_op(l->p, KE_POW, L_f(l, n->attr[2].f),
-                                                L_div(l, ex(l, KE_ITOF, L_mul(l, L_i(l, 2), i)), L_f(l, (double)R)), 0));
-  uint32_t angle = fvar(l, L_mul(l, pos, inv));
-  uint32_t c = fvar(l, ex(l, KE_COS, angle)), sn = fvar(l, ex(l, KE_SIN, angle));
-  if (grad) sn = fvar(l, ex(l, KE_NEG, sn));
-  uint32_t lo = fvar(l, L_load(l, x, L_add(l, base, i))), hi = fvar(l, L_load(l, x, L_add(l, L_add(l, base, i), L_i(l, half))));
+                                                L_div(l, L_ex(l, KE_ITOF, L_mul(l, L_i(l, 2), i)), L_f(l, (double)R)), 0));
+  uint32_t angle = L_fvar(l, L_mul(l, pos, inv));
+  uint32_t c = L_fvar(l, L_ex(l, KE_COS, angle)), sn = L_fvar(l, L_ex(l, KE_SIN, angle));
+  if (grad) sn = L_fvar(l, L_ex(l, KE_NEG, sn));
+  uint32_t lo = L_fvar(l, L_load(l, x, L_add(l, base, i))), hi = L_fvar(l, L_load(l, x, L_add(l, L_add(l, base, i), L_i(l, half))));
   L_store(l, OUT(0), L_add(l, base, i), L_sub(l, L_mul(l, lo, c), L_mul(l, hi, sn)));
   L_store(l, OUT(0), L_add(l, L_add(l, base, i), L_i(l, half)), L_add(l, L_mul(l, hi, c), L_mul(l, lo, sn)));
   l->block = si;

@@ -9,28 +9,6 @@
 #define IN(k) ir_in(l->g, n, k)
 #define OUT(k) (n->out + (k))
 
-static uint32_t fvar(Lower *l, uint32_t x) {
-  uint32_t v = L_newvar(l, "f", K_F32);
-  L_assign(l, v, x);
-  return L_varx(l, v);
-}
-
-static uint32_t ivar(Lower *l, uint32_t x) {
-  uint32_t v = L_newvar(l, "n", K_I64);
-  L_assign(l, v, x);
-  return L_varx(l, v);
-}
-
-static uint32_t acc_new(Lower *l, KType t, uint32_t init) {
-  uint32_t v = L_newvar(l, "a", t);
-  L_assign(l, v, init);
-  return v;
-}
-
-static uint32_t ex(Lower *l, KOp op, uint32_t a) { return kx_op(l->p, op, a, 0, 0); }
-static uint32_t scratch(Lower *l, const IrNode *n, int k) { return l->scratch[n - l->g->nodes.a][k]; }
-static uint32_t ldb(Lower *l, uint32_t buf, uint32_t index) { return kx_load(l->p, L_entry(l), buf, index); }
-static void stb(Lower *l, uint32_t buf, uint32_t index, uint32_t x) { ks_store(l->p, l->block, buf, index, x); }
 
 typedef struct {
   uint32_t N, C, V, Ci;
@@ -42,15 +20,15 @@ typedef struct {
 static Vocab vocab(Lower *l, const IrNode *n, int with_mix) {
   const IrShape *h = L_shape(l, ir_in(l->g, n, 0));
   int64_t V = L_shape(l, ir_in(l->g, n, 1))->dim[0], ch = l->s->vocab_chunk < V ? l->s->vocab_chunk : V;
-  return (Vocab){ivar(l, L_rows(l, h)), ivar(l, L_last(l, h)), L_i(l, V),
+  return (Vocab){L_ivar(l, L_rows(l, h)), L_ivar(l, L_last(l, h)), L_i(l, V),
                  with_mix ? L_i(l, L_shape(l, ir_in(l->g, n, 2))->dim[1]) : 0, ch, L_i(l, (V + ch - 1) / ch)};
 }
 
 /* Opens the chunk loop; v0 and nc get the chunk's first row and size. */
 static uint32_t chunk_loop(Lower *l, const Vocab *v, uint32_t *v0, uint32_t *nc) {
   uint32_t saved, ci = L_loop(l, KL_SERIAL, L_i(l, 0), v->chunks, &saved);
-  *v0 = ivar(l, L_mul(l, ci, L_i(l, v->chunk)));
-  *nc = ivar(l, L_op(l, KE_MIN, L_i(l, v->chunk), L_sub(l, v->V, *v0)));
+  *v0 = L_ivar(l, L_mul(l, ci, L_i(l, v->chunk)));
+  *nc = L_ivar(l, L_op(l, KE_MIN, L_i(l, v->chunk), L_sub(l, v->V, *v0)));
   return saved;
 }
 
@@ -82,41 +60,41 @@ static int scratch_chunk(Lower *l, const IrNode *n, int64_t *elems) {
 /* vocab_attention(H, Wo, Wi) -> T = softmax(H Wo^T / tau) Wi, lse */
 static int lo_vocab_attention(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 1);
-  uint32_t Z = scratch(l, n, 0), M = scratch(l, n, 1), S = scratch(l, n, 2), T = l->buf[OUT(0)], v0, nc, sv, sr, sc;
+  uint32_t Z = L_scratch(l, n, 0), M = L_scratch(l, n, 1), S = L_scratch(l, n, 2), T = l->buf[OUT(0)], v0, nc, sv, sr, sc;
   ks_fill(l->p, l->block, T, L_i(l, 0), L_mul(l, v.N, v.Ci), L_f(l, 0));
   ks_fill(l->p, l->block, M, L_i(l, 0), v.N, L_f(l, -INFINITY));
   ks_fill(l->p, l->block, S, L_i(l, 0), v.N, L_f(l, 0));
   uint32_t saved = chunk_loop(l, &v, &v0, &nc);
   chunk_logits(l, &v, l->buf[IN(0)], l->buf[IN(1)], v0, nc, 1.0 / n->attr[0].f, Z);
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
-  uint32_t base = ivar(l, L_mul(l, r, nc)), mx = acc_new(l, K_F32, ldb(l, M, r));
+  uint32_t base = L_ivar(l, L_mul(l, r, nc)), mx = L_acc(l, K_F32, L_ldb(l, M, r));
   uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), nc, &sv);
-  L_assign(l, mx, L_op(l, KE_MAX, L_varx(l, mx), ldb(l, Z, L_add(l, base, j))));
+  L_assign(l, mx, L_op(l, KE_MAX, L_varx(l, mx), L_ldb(l, Z, L_add(l, base, j))));
   l->block = sv;
-  uint32_t rescale = fvar(l, ex(l, KE_EXP, L_sub(l, ldb(l, M, r), L_varx(l, mx))));
-  uint32_t sum = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t rescale = L_fvar(l, L_ex(l, KE_EXP, L_sub(l, L_ldb(l, M, r), L_varx(l, mx))));
+  uint32_t sum = L_acc(l, K_F32, L_f(l, 0));
   j = L_loop(l, KL_VECTOR, L_i(l, 0), nc, &sv);
-  uint32_t e = fvar(l, ex(l, KE_EXP, L_sub(l, ldb(l, Z, L_add(l, base, j)), L_varx(l, mx))));
-  stb(l, Z, L_add(l, base, j), e);
+  uint32_t e = L_fvar(l, L_ex(l, KE_EXP, L_sub(l, L_ldb(l, Z, L_add(l, base, j)), L_varx(l, mx))));
+  L_stb(l, Z, L_add(l, base, j), e);
   L_assign(l, sum, L_add(l, L_varx(l, sum), e));
   l->block = sv;
-  stb(l, S, r, L_add(l, L_mul(l, ldb(l, S, r), rescale), L_varx(l, sum)));
-  stb(l, M, r, L_varx(l, mx));
+  L_stb(l, S, r, L_add(l, L_mul(l, L_ldb(l, S, r), rescale), L_varx(l, sum)));
+  L_stb(l, M, r, L_varx(l, mx));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
   uint32_t at = L_add(l, L_mul(l, r, v.Ci), c);
-  stb(l, T, at, L_mul(l, ldb(l, T, at), rescale));
+  L_stb(l, T, at, L_mul(l, L_ldb(l, T, at), rescale));
   l->block = sc;
   l->block = sr;
   /* T += weights [N, nc] Wi[v0 .. v0+nc) */
   L_gemm(l, 0, 0, v.N, v.Ci, nc, 1.0f, Z, L_i(l, 0), nc, l->buf[IN(2)], L_mul(l, v0, v.Ci), v.Ci, 1.0f, T, L_i(l, 0), v.Ci);
   l->block = saved;
   r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
-  uint32_t inv = fvar(l, L_div(l, L_f(l, 1.0), ldb(l, S, r)));
+  uint32_t inv = L_fvar(l, L_div(l, L_f(l, 1.0), L_ldb(l, S, r)));
   c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
   at = L_add(l, L_mul(l, r, v.Ci), c);
-  stb(l, T, at, L_mul(l, ldb(l, T, at), inv));
+  L_stb(l, T, at, L_mul(l, L_ldb(l, T, at), inv));
   l->block = sc;
-  L_store(l, OUT(1), r, L_add(l, ldb(l, M, r), ex(l, KE_LOG, ldb(l, S, r))));
+  L_store(l, OUT(1), r, L_add(l, L_ldb(l, M, r), L_ex(l, KE_LOG, L_ldb(l, S, r))));
   l->block = sr;
   return 0;
 }
@@ -135,14 +113,14 @@ static uint32_t mixture_grad(Lower *l, const IrNode *n) {
 static int lo_vocab_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 1);
   double tau = n->attr[0].f;
-  uint32_t P = scratch(l, n, 0), D = scratch(l, n, 1), dZ = scratch(l, n, 3), v0, nc, sr, sc;
+  uint32_t P = L_scratch(l, n, 0), D = L_scratch(l, n, 1), dZ = L_scratch(l, n, 3), v0, nc, sr, sc;
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
-  uint32_t dot = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t dot = L_acc(l, K_F32, L_f(l, 0));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
   uint32_t at = L_add(l, L_mul(l, r, v.Ci), c);
   L_assign(l, dot, L_add(l, L_varx(l, dot), L_mul(l, L_load(l, IN(5), at), L_load(l, IN(3), at))));
   l->block = sc;
-  stb(l, D, r, L_varx(l, dot));
+  L_stb(l, D, r, L_varx(l, dot));
   l->block = sr;
   ks_fill(l->p, l->block, l->buf[OUT(0)], L_i(l, 0), L_mul(l, v.N, v.C), L_f(l, 0));
   uint32_t saved = chunk_loop(l, &v, &v0, &nc);
@@ -150,11 +128,11 @@ static int lo_vocab_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   L_gemm(l, 0, 1, v.N, nc, v.Ci, 1.0f, l->buf[IN(5)], L_i(l, 0), v.Ci, l->buf[IN(2)], L_mul(l, v0, v.Ci), v.Ci, 0.0f, dZ,
          L_i(l, 0), nc);
   r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
-  uint32_t base = ivar(l, L_mul(l, r, nc)), lse = fvar(l, L_load(l, IN(4), r)), d = fvar(l, ldb(l, D, r));
+  uint32_t base = L_ivar(l, L_mul(l, r, nc)), lse = L_fvar(l, L_load(l, IN(4), r)), d = L_fvar(l, L_ldb(l, D, r));
   uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), nc, &sc);
-  uint32_t p = fvar(l, ex(l, KE_EXP, L_sub(l, ldb(l, P, L_add(l, base, j)), lse)));
-  stb(l, P, L_add(l, base, j), p);
-  stb(l, dZ, L_add(l, base, j), L_mul(l, L_mul(l, p, L_sub(l, ldb(l, dZ, L_add(l, base, j)), d)), L_f(l, 1.0 / tau)));
+  uint32_t p = L_fvar(l, L_ex(l, KE_EXP, L_sub(l, L_ldb(l, P, L_add(l, base, j)), lse)));
+  L_stb(l, P, L_add(l, base, j), p);
+  L_stb(l, dZ, L_add(l, base, j), L_mul(l, L_mul(l, p, L_sub(l, L_ldb(l, dZ, L_add(l, base, j)), d)), L_f(l, 1.0 / tau)));
   l->block = sc;
   l->block = sr;
   L_gemm(l, 0, 0, v.N, v.C, nc, 1.0f, dZ, L_i(l, 0), nc, l->buf[IN(1)], L_mul(l, v0, v.C), v.C, 1.0f, l->buf[OUT(0)],
@@ -174,36 +152,36 @@ static int lo_vocab_attention_grad(Lower *l, const IrNode *n, PcError *err) {
 static int lo_vocab_attention_topk(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 1);
   int64_t k = n->attr[1].i;
-  uint32_t Z = scratch(l, n, 0), BV = scratch(l, n, 1), BI = scratch(l, n, 2), K = L_i(l, k), v0, nc, sr, sj, sk;
+  uint32_t Z = L_scratch(l, n, 0), BV = L_scratch(l, n, 1), BI = L_scratch(l, n, 2), K = L_i(l, k), v0, nc, sr, sj, sk;
   ks_fill(l->p, l->block, BV, L_i(l, 0), L_mul(l, v.N, K), L_f(l, -INFINITY));
   ks_fill(l->p, l->block, BI, L_i(l, 0), L_mul(l, v.N, K), L_f(l, (double)INT32_MAX)); /* ids as floats: exact below 2^24 */
   uint32_t saved = chunk_loop(l, &v, &v0, &nc);
   chunk_logits(l, &v, l->buf[IN(0)], l->buf[IN(1)], v0, nc, 1.0 / n->attr[0].f, Z);
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
-  uint32_t rowk = ivar(l, L_mul(l, r, K)), base = ivar(l, L_mul(l, r, nc));
+  uint32_t rowk = L_ivar(l, L_mul(l, r, K)), base = L_ivar(l, L_mul(l, r, nc));
   /* the weakest kept entry: lowest value, then highest id */
-  uint32_t weak = acc_new(l, K_I64, L_i(l, 0));
+  uint32_t weak = L_acc(l, K_I64, L_i(l, 0));
   uint32_t t = L_loop(l, KL_SERIAL, L_i(l, 1), K, &sk);
-  uint32_t a = ldb(l, BV, L_add(l, rowk, t)), b = ldb(l, BV, L_add(l, rowk, L_varx(l, weak)));
+  uint32_t a = L_ldb(l, BV, L_add(l, rowk, t)), b = L_ldb(l, BV, L_add(l, rowk, L_varx(l, weak)));
   uint32_t weaker = kx_op(l->p, KE_OR, kx_op(l->p, KE_LT, a, b, 0),
                           kx_op(l->p, KE_AND, kx_op(l->p, KE_EQ, a, b, 0),
-                                kx_op(l->p, KE_LT, ldb(l, BI, L_add(l, rowk, L_varx(l, weak))), ldb(l, BI, L_add(l, rowk, t)), 0), 0), 0);
+                                kx_op(l->p, KE_LT, L_ldb(l, BI, L_add(l, rowk, L_varx(l, weak))), L_ldb(l, BI, L_add(l, rowk, t)), 0), 0), 0);
   L_assign(l, weak, kx_op(l->p, KE_SELECT, weaker, t, L_varx(l, weak)));
   l->block = sk;
   uint32_t j = L_loop(l, KL_SERIAL, L_i(l, 0), nc, &sj);
-  uint32_t z = fvar(l, ldb(l, Z, L_add(l, base, j)));
-  uint32_t better = ks_if(l->p, l->block, kx_op(l->p, KE_LT, ldb(l, BV, L_add(l, rowk, L_varx(l, weak))), z, 0));
+  uint32_t z = L_fvar(l, L_ldb(l, Z, L_add(l, base, j)));
+  uint32_t better = ks_if(l->p, l->block, kx_op(l->p, KE_LT, L_ldb(l, BV, L_add(l, rowk, L_varx(l, weak))), z, 0));
   uint32_t outer = l->block;
   l->block = better;
-  stb(l, BV, L_add(l, rowk, L_varx(l, weak)), z);
-  stb(l, BI, L_add(l, rowk, L_varx(l, weak)), ex(l, KE_ITOF, L_add(l, v0, j)));
+  L_stb(l, BV, L_add(l, rowk, L_varx(l, weak)), z);
+  L_stb(l, BI, L_add(l, rowk, L_varx(l, weak)), L_ex(l, KE_ITOF, L_add(l, v0, j)));
   L_assign(l, weak, L_i(l, 0)); /* find the new weakest */
   t = L_loop(l, KL_SERIAL, L_i(l, 1), K, &sk);
-  a = ldb(l, BV, L_add(l, rowk, t));
-  b = ldb(l, BV, L_add(l, rowk, L_varx(l, weak)));
+  a = L_ldb(l, BV, L_add(l, rowk, t));
+  b = L_ldb(l, BV, L_add(l, rowk, L_varx(l, weak)));
   weaker = kx_op(l->p, KE_OR, kx_op(l->p, KE_LT, a, b, 0),
                  kx_op(l->p, KE_AND, kx_op(l->p, KE_EQ, a, b, 0),
-                       kx_op(l->p, KE_LT, ldb(l, BI, L_add(l, rowk, L_varx(l, weak))), ldb(l, BI, L_add(l, rowk, t)), 0), 0), 0);
+                       kx_op(l->p, KE_LT, L_ldb(l, BI, L_add(l, rowk, L_varx(l, weak))), L_ldb(l, BI, L_add(l, rowk, t)), 0), 0), 0);
   L_assign(l, weak, kx_op(l->p, KE_SELECT, weaker, t, L_varx(l, weak)));
   l->block = sk;
   l->block = outer;
@@ -212,23 +190,23 @@ static int lo_vocab_attention_topk(Lower *l, const IrNode *n, PcError *err) {
   l->block = saved;
   /* softmax over the kept set, and the mixture */
   r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
-  rowk = ivar(l, L_mul(l, r, K));
-  uint32_t mx = acc_new(l, K_F32, L_f(l, -INFINITY)), sum = acc_new(l, K_F32, L_f(l, 0));
+  rowk = L_ivar(l, L_mul(l, r, K));
+  uint32_t mx = L_acc(l, K_F32, L_f(l, -INFINITY)), sum = L_acc(l, K_F32, L_f(l, 0));
   t = L_loop(l, KL_SERIAL, L_i(l, 0), K, &sk);
-  L_assign(l, mx, L_op(l, KE_MAX, L_varx(l, mx), ldb(l, BV, L_add(l, rowk, t))));
+  L_assign(l, mx, L_op(l, KE_MAX, L_varx(l, mx), L_ldb(l, BV, L_add(l, rowk, t))));
   l->block = sk;
   t = L_loop(l, KL_SERIAL, L_i(l, 0), K, &sk);
-  uint32_t e = fvar(l, ex(l, KE_EXP, L_sub(l, ldb(l, BV, L_add(l, rowk, t)), L_varx(l, mx))));
+  uint32_t e = L_fvar(l, L_ex(l, KE_EXP, L_sub(l, L_ldb(l, BV, L_add(l, rowk, t)), L_varx(l, mx))));
   L_store(l, OUT(2), L_add(l, rowk, t), e);
   L_assign(l, sum, L_add(l, L_varx(l, sum), e));
   l->block = sk;
-  uint32_t inv = fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, sum)));
+  uint32_t inv = L_fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, sum)));
   uint32_t sc, c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
   L_store(l, OUT(0), L_add(l, L_mul(l, r, v.Ci), c), L_f(l, 0));
   l->block = sc;
   t = L_loop(l, KL_SERIAL, L_i(l, 0), K, &sk);
-  uint32_t id = ivar(l, ex(l, KE_FTOI, ldb(l, BI, L_add(l, rowk, t))));
-  uint32_t p = fvar(l, L_mul(l, L_load(l, OUT(2), L_add(l, rowk, t)), inv));
+  uint32_t id = L_ivar(l, L_ex(l, KE_FTOI, L_ldb(l, BI, L_add(l, rowk, t))));
+  uint32_t p = L_fvar(l, L_mul(l, L_load(l, OUT(2), L_add(l, rowk, t)), inv));
   L_store(l, OUT(2), L_add(l, rowk, t), p);
   L_store(l, OUT(1), L_add(l, rowk, t), id);
   c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
@@ -247,24 +225,24 @@ static int lo_vocab_attention_topk_grad(Lower *l, const IrNode *n, PcError *err)
   Vocab v = vocab(l, n, 1);
   int64_t k = L_shape(l, IN(3))->dim[L_shape(l, IN(3))->rank - 1];
   double tau = n->attr[0].f;
-  uint32_t K = L_i(l, k), DP = scratch(l, n, 0), sr, st, sc;
+  uint32_t K = L_i(l, k), DP = L_scratch(l, n, 0), sr, st, sc;
   ks_fill(l->p, l->block, l->buf[OUT(0)], L_i(l, 0), L_numel(l, L_shape(l, OUT(0))), L_f(l, 0));
   uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), v.N, &sr);
-  uint32_t rowk = ivar(l, L_mul(l, r, K)), Dsum = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t rowk = L_ivar(l, L_mul(l, r, K)), Dsum = L_acc(l, K_F32, L_f(l, 0));
   uint32_t t = L_loop(l, KL_SERIAL, L_i(l, 0), K, &st);
-  uint32_t id = ivar(l, L_load(l, IN(3), L_add(l, rowk, t)));
-  uint32_t dp = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t id = L_ivar(l, L_load(l, IN(3), L_add(l, rowk, t)));
+  uint32_t dp = L_acc(l, K_F32, L_f(l, 0));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
   L_assign(l, dp, L_add(l, L_varx(l, dp), L_mul(l, L_load(l, IN(5), L_add(l, L_mul(l, r, v.Ci), c)),
                                                  L_load(l, IN(2), L_add(l, L_mul(l, id, v.Ci), c)))));
   l->block = sc;
-  stb(l, DP, t, L_varx(l, dp));
+  L_stb(l, DP, t, L_varx(l, dp));
   L_assign(l, Dsum, L_add(l, L_varx(l, Dsum), L_mul(l, L_load(l, IN(4), L_add(l, rowk, t)), L_varx(l, dp))));
   l->block = st;
   t = L_loop(l, KL_SERIAL, L_i(l, 0), K, &st);
-  id = ivar(l, L_load(l, IN(3), L_add(l, rowk, t)));
-  uint32_t pj = fvar(l, L_load(l, IN(4), L_add(l, rowk, t)));
-  uint32_t dz = fvar(l, L_mul(l, L_mul(l, pj, L_sub(l, ldb(l, DP, t), L_varx(l, Dsum))), L_f(l, 1.0 / tau)));
+  id = L_ivar(l, L_load(l, IN(3), L_add(l, rowk, t)));
+  uint32_t pj = L_fvar(l, L_load(l, IN(4), L_add(l, rowk, t)));
+  uint32_t dz = L_fvar(l, L_mul(l, L_mul(l, pj, L_sub(l, L_ldb(l, DP, t), L_varx(l, Dsum))), L_f(l, 1.0 / tau)));
   c = L_loop(l, KL_VECTOR, L_i(l, 0), v.C, &sc);
   uint32_t hat = L_add(l, L_mul(l, r, v.C), c), wat = L_add(l, L_mul(l, id, v.C), c);
   L_store(l, OUT(0), hat, L_add(l, L_load(l, OUT(0), hat), L_mul(l, dz, L_load(l, IN(1), wat))));
@@ -273,7 +251,7 @@ static int lo_vocab_attention_topk_grad(Lower *l, const IrNode *n, PcError *err)
   c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
   uint32_t iat = L_add(l, L_mul(l, id, v.Ci), c);
   uint32_t gwi = mixture_grad(l, n);
-  stb(l, gwi, iat, L_add(l, ldb(l, gwi, iat), L_mul(l, pj, L_load(l, IN(5), L_add(l, L_mul(l, r, v.Ci), c)))));
+  L_stb(l, gwi, iat, L_add(l, L_ldb(l, gwi, iat), L_mul(l, pj, L_load(l, IN(5), L_add(l, L_mul(l, r, v.Ci), c)))));
   l->block = sc;
   l->block = st;
   l->block = sr;
@@ -289,37 +267,37 @@ static int scratch_topk_grad(Lower *l, const IrNode *n, int64_t *elems) {
 /* linear_cross_entropy(H, W, targets) -> loss (mean over targets >= 0), lse */
 static int lo_linear_cross_entropy(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 0);
-  uint32_t Z = scratch(l, n, 0), M = scratch(l, n, 1), S = scratch(l, n, 2), ZT = scratch(l, n, 3), v0, nc, sr, sv;
+  uint32_t Z = L_scratch(l, n, 0), M = L_scratch(l, n, 1), S = L_scratch(l, n, 2), ZT = L_scratch(l, n, 3), v0, nc, sr, sv;
   ks_fill(l->p, l->block, M, L_i(l, 0), v.N, L_f(l, -INFINITY));
   ks_fill(l->p, l->block, S, L_i(l, 0), v.N, L_f(l, 0));
   uint32_t saved = chunk_loop(l, &v, &v0, &nc);
   chunk_logits(l, &v, l->buf[IN(0)], l->buf[IN(1)], v0, nc, 1.0, Z);
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
-  uint32_t base = ivar(l, L_mul(l, r, nc)), mx = acc_new(l, K_F32, ldb(l, M, r));
+  uint32_t base = L_ivar(l, L_mul(l, r, nc)), mx = L_acc(l, K_F32, L_ldb(l, M, r));
   uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), nc, &sv);
-  L_assign(l, mx, L_op(l, KE_MAX, L_varx(l, mx), ldb(l, Z, L_add(l, base, j))));
+  L_assign(l, mx, L_op(l, KE_MAX, L_varx(l, mx), L_ldb(l, Z, L_add(l, base, j))));
   l->block = sv;
-  uint32_t sum = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t sum = L_acc(l, K_F32, L_f(l, 0));
   j = L_loop(l, KL_VECTOR, L_i(l, 0), nc, &sv);
-  L_assign(l, sum, L_add(l, L_varx(l, sum), ex(l, KE_EXP, L_sub(l, ldb(l, Z, L_add(l, base, j)), L_varx(l, mx)))));
+  L_assign(l, sum, L_add(l, L_varx(l, sum), L_ex(l, KE_EXP, L_sub(l, L_ldb(l, Z, L_add(l, base, j)), L_varx(l, mx)))));
   l->block = sv;
-  stb(l, S, r, L_add(l, L_mul(l, ldb(l, S, r), ex(l, KE_EXP, L_sub(l, ldb(l, M, r), L_varx(l, mx)))), L_varx(l, sum)));
-  stb(l, M, r, L_varx(l, mx));
-  uint32_t t = ivar(l, L_load(l, IN(2), r));
+  L_stb(l, S, r, L_add(l, L_mul(l, L_ldb(l, S, r), L_ex(l, KE_EXP, L_sub(l, L_ldb(l, M, r), L_varx(l, mx)))), L_varx(l, sum)));
+  L_stb(l, M, r, L_varx(l, mx));
+  uint32_t t = L_ivar(l, L_load(l, IN(2), r));
   uint32_t here = ks_if(l->p, l->block, kx_op(l->p, KE_AND, kx_op(l->p, KE_LE, v0, t, 0),
                                               kx_op(l->p, KE_LT, t, L_add(l, v0, nc), 0), 0));
   uint32_t outer = l->block;
   l->block = here;
-  stb(l, ZT, r, ldb(l, Z, L_add(l, base, L_sub(l, t, v0))));
+  L_stb(l, ZT, r, L_ldb(l, Z, L_add(l, base, L_sub(l, t, v0))));
   l->block = outer;
   l->block = sr;
   l->block = saved;
-  uint32_t total = acc_new(l, K_F32, L_f(l, 0)), count = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t total = L_acc(l, K_F32, L_f(l, 0)), count = L_acc(l, K_F32, L_f(l, 0));
   r = L_loop(l, KL_SERIAL, L_i(l, 0), v.N, &sr);
-  uint32_t lse = fvar(l, L_add(l, ldb(l, M, r), ex(l, KE_LOG, ldb(l, S, r))));
+  uint32_t lse = L_fvar(l, L_add(l, L_ldb(l, M, r), L_ex(l, KE_LOG, L_ldb(l, S, r))));
   L_store(l, OUT(1), r, lse);
   uint32_t valid = kx_op(l->p, KE_LE, L_i(l, 0), L_load(l, IN(2), r), 0);
-  L_assign(l, total, L_add(l, L_varx(l, total), kx_op(l->p, KE_SELECT, valid, L_sub(l, lse, ldb(l, ZT, r)), L_f(l, 0))));
+  L_assign(l, total, L_add(l, L_varx(l, total), kx_op(l->p, KE_SELECT, valid, L_sub(l, lse, L_ldb(l, ZT, r)), L_f(l, 0))));
   L_assign(l, count, L_add(l, L_varx(l, count), kx_op(l->p, KE_SELECT, valid, L_f(l, 1), L_f(l, 0))));
   l->block = sr;
   L_store(l, OUT(0), L_i(l, 0), L_div(l, L_varx(l, total), L_varx(l, count)));
@@ -331,23 +309,23 @@ static int lo_linear_cross_entropy(Lower *l, const IrNode *n, PcError *err) {
  * count per chunk */
 static int lo_linear_cross_entropy_grad(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 0);
-  uint32_t dZ = scratch(l, n, 3), v0, nc, sr, sv;
-  uint32_t count = acc_new(l, K_F32, L_f(l, 0));
+  uint32_t dZ = L_scratch(l, n, 3), v0, nc, sr, sv;
+  uint32_t count = L_acc(l, K_F32, L_f(l, 0));
   uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), v.N, &sr);
   L_assign(l, count, L_add(l, L_varx(l, count), kx_op(l->p, KE_SELECT, kx_op(l->p, KE_LE, L_i(l, 0), L_load(l, IN(2), r), 0),
                                                        L_f(l, 1), L_f(l, 0))));
   l->block = sr;
-  uint32_t scale = fvar(l, L_div(l, L_load(l, IN(4), L_i(l, 0)), L_varx(l, count)));
+  uint32_t scale = L_fvar(l, L_div(l, L_load(l, IN(4), L_i(l, 0)), L_varx(l, count)));
   ks_fill(l->p, l->block, l->buf[OUT(0)], L_i(l, 0), L_mul(l, v.N, v.C), L_f(l, 0));
   uint32_t saved = chunk_loop(l, &v, &v0, &nc);
   chunk_logits(l, &v, l->buf[IN(0)], l->buf[IN(1)], v0, nc, 1.0, dZ);
   r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
-  uint32_t base = ivar(l, L_mul(l, r, nc)), t = ivar(l, L_load(l, IN(2), r)), lse = fvar(l, L_load(l, IN(3), r));
+  uint32_t base = L_ivar(l, L_mul(l, r, nc)), t = L_ivar(l, L_load(l, IN(2), r)), lse = L_fvar(l, L_load(l, IN(3), r));
   uint32_t valid = kx_op(l->p, KE_LE, L_i(l, 0), t, 0);
   uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), nc, &sv);
   uint32_t hot = kx_op(l->p, KE_SELECT, kx_op(l->p, KE_EQ, L_add(l, v0, j), t, 0), L_f(l, 1), L_f(l, 0));
-  uint32_t g = L_mul(l, L_sub(l, ex(l, KE_EXP, L_sub(l, ldb(l, dZ, L_add(l, base, j)), lse)), hot), scale);
-  stb(l, dZ, L_add(l, base, j), kx_op(l->p, KE_SELECT, valid, g, L_f(l, 0)));
+  uint32_t g = L_mul(l, L_sub(l, L_ex(l, KE_EXP, L_sub(l, L_ldb(l, dZ, L_add(l, base, j)), lse)), hot), scale);
+  L_stb(l, dZ, L_add(l, base, j), kx_op(l->p, KE_SELECT, valid, g, L_f(l, 0)));
   l->block = sv;
   l->block = sr;
   L_gemm(l, 0, 0, v.N, v.C, nc, 1.0f, dZ, L_i(l, 0), nc, l->buf[IN(1)], L_mul(l, v0, v.C), v.C, 1.0f, l->buf[OUT(0)],
