@@ -53,7 +53,7 @@ int main(void) {
       snprintf(name, sizeof name, "grad:%s", m.params.spec.a[p].name);
       grads[p] = (Tensor *)gc_get(&out, name);
     }
-    adamw_update(&opt, &m.params, grads, 1e-2, &cfg);
+    adamw_update(&opt, &m.params, grads, 1.0f, 1e-2, &cfg);
     gc_free(&out);
   }
   printf("ten AdamW steps match PyTorch: worst relative loss difference %.2e\n", worst);

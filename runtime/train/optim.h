@@ -22,8 +22,10 @@ int adamw_init(AdamW *o, const Params *p, PcError *err);
 void adamw_free(AdamW *o);
 /* Whether weight decay applies to a parameter. */
 int adamw_decays(const AdamWConfig *cfg, const ParamSpec *s);
-/* One update of every parameter with learning rate lr. */
-void adamw_update(AdamW *o, Params *p, Tensor *const *grads, double lr, const AdamWConfig *cfg);
+/* One update of every parameter with learning rate lr, from the gradients
+ * times grad_scale (clipping; 1 for none), computed as PyTorch does after
+ * scaling the gradients in place. */
+void adamw_update(AdamW *o, Params *p, Tensor *const *grads, float grad_scale, double lr, const AdamWConfig *cfg);
 
 /* sqrt of the sum of squares of all gradients (accumulated in double). */
 double grads_global_norm(Tensor *const *grads, size_t n);

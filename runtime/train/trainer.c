@@ -55,6 +55,9 @@ typedef struct {
   AdamWConfig opt_cfg;
   LrSchedule sched;
   Tensor **grads; /* accumulated over micro-batches */
+  Tensor **spare; /* per train output: its tensor when r->grads does not hold it */
+  int *grad_of;   /* per train output: the parameter it is the gradient of, or -1 */
+  size_t max_outs;
   Tensor *ids, *targets;
   FILE *metrics;
   char *hparams_json;
@@ -79,6 +82,9 @@ static void run_free(Run *r) {
   if (r->grads)
     for (size_t i = 0; i < r->m.params.spec.n; i++) tensor_free(r->grads[i]);
   free(r->grads);
+  for (size_t k = 0; r->spare && k < r->max_outs; k++) tensor_free(r->spare[k]);
+  free(r->spare);
+  free(r->grad_of);
   tensor_free(r->ids);
   tensor_free(r->targets);
   if (r->metrics) fclose(r->metrics);
@@ -298,6 +304,10 @@ static int setup(Run *r, PcError *err) {
   r->ids = tensor_new(PC_I32, 2, shape);
   r->targets = tensor_new(PC_I32, 2, shape);
   r->grads = pc_xcalloc(r->m.params.spec.n + 1, sizeof *r->grads);
+  r->max_outs = r->m.params.spec.n + 8;
+  r->spare = pc_xcalloc(r->max_outs, sizeof *r->spare);
+  r->grad_of = pc_xmalloc(sizeof *r->grad_of * r->max_outs);
+  for (size_t k = 0; k < r->max_outs; k++) r->grad_of[k] = -1;
   if (c->threads > 0) interp_set_threads(c->threads);
 
   if (c->resume && resume(r, err) < 0) return -1;
@@ -310,40 +320,41 @@ static int setup(Run *r, PcError *err) {
 
 /* ---- one step -------------------------------------------------------------- */
 
-/* Runs the micro-batches of one step; leaves the mean gradients in r->grads. */
+/* Runs the micro-batches of one step; leaves the mean gradients in r->grads.
+ * The entry writes the first micro-batch's gradients into r->grads and
+ * later ones into spare tensors that are added to them: after the first
+ * step, no gradient-sized allocation. */
 static int accumulate(Run *r, double *loss, PcError *err) {
-  size_t np = r->m.params.spec.n;
   NamedTensor in[2] = {{"ids", r->ids}, {"targets", r->targets}};
-  NamedTensor *out = pc_xcalloc(np + 8, sizeof *out);
+  NamedTensor *out = pc_xcalloc(r->max_outs, sizeof *out);
   double sum = 0;
   int rc = 0;
   for (int64_t micro = 0; micro < r->cfg->accum && !rc; micro++) {
     loader_next(&r->train_loader, tensor_i32(r->ids), tensor_i32(r->targets));
-    size_t n_out;
-    memset(out, 0, sizeof *out * (np + 8)); /* fresh outputs */
-    if (r->m.engine->run(r->m.engine, ENTRY_TRAIN, &r->m.params, in, 2, out, np + 8, &n_out, err) < 0) {
-      rc = -1;
-      break;
+    for (size_t k = 0; k < r->max_outs; k++) {
+      int p = r->grad_of[k];
+      out[k] = (NamedTensor){.tensor = micro == 0 && p >= 0 ? r->grads[p] : r->spare[k]};
     }
-    for (size_t k = 0; k < n_out; k++) {
+    size_t n_out;
+    rc = r->m.engine->run(r->m.engine, ENTRY_TRAIN, &r->m.params, in, 2, out, r->max_outs, &n_out, err);
+    for (size_t k = 0; k < n_out; k++) { /* the tensors the engine made are ours now */
       const char *name = out[k].name;
-      if (!strcmp(name, "loss")) sum += tensor_f32(out[k].tensor)[0];
       int p = strncmp(name, "grad:", 5) ? -1 : params_find(&r->m.params, name + 5);
-      if (p >= 0 && micro == 0) {
-        tensor_free(r->grads[p]);
-        r->grads[p] = out[k].tensor; /* the first micro-batch's gradients start the sum */
-        continue;
-      }
-      if (p >= 0) {
+      r->grad_of[k] = p;
+      if (micro == 0 && p >= 0) r->grads[p] = out[k].tensor;
+      else r->spare[k] = out[k].tensor;
+      if (rc) continue;
+      if (!strcmp(name, "loss")) sum += tensor_f32(out[k].tensor)[0];
+      if (micro > 0 && p >= 0) {
         float *acc = tensor_f32(r->grads[p]);
         const float *g = tensor_f32(out[k].tensor);
         for (int64_t e = 0, n = tensor_numel(out[k].tensor); e < n; e++) acc[e] += g[e];
       }
-      tensor_free(out[k].tensor);
     }
   }
   free(out);
   if (rc) return -1;
+  size_t np = r->m.params.spec.n;
   if (r->cfg->accum > 1) grads_scale(r->grads, np, (float)(1.0 / (double)r->cfg->accum));
   *loss = sum / (double)r->cfg->accum;
   return 0;
@@ -452,8 +463,8 @@ int train_run(const TrainConfig *c, PcError *err) {
       continue;
     }
     bad_in_a_row = 0;
-    if (c->clip > 0 && norm > c->clip) grads_scale(r.grads, r.m.params.spec.n, (float)(c->clip / norm));
-    adamw_update(&r.opt, &r.m.params, r.grads, lr, &r.opt_cfg);
+    float clip_scale = c->clip > 0 && norm > c->clip ? (float)(c->clip / norm) : 1.0f;
+    adamw_update(&r.opt, &r.m.params, r.grads, clip_scale, lr, &r.opt_cfg);
     ms = (now() - t0) * 1e3;
     double tok_s = (double)(c->batch * c->seq * c->accum) / (ms / 1e3);
     double eta = (now() - t_start) / (double)(r.step - first) * (double)(c->steps - r.step);
