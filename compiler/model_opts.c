@@ -11,6 +11,13 @@ int model_opts_take(ModelOpts *o, int c, const char *arg) {
   case MODEL_OPT_SET: vec_push(&o->sets, (char *)arg); return 1;
   case MODEL_OPT_NO_FUSE: o->pipeline.no_fuse = 1; return 1;
   case MODEL_OPT_JIT: o->backend = "llvm"; return 1;
+  case MODEL_OPT_DEVICE:
+    if (strcmp(arg, "cpu") && strcmp(arg, "cuda")) {
+      fprintf(stderr, "--device %s: expected cpu or cuda\n", arg);
+      return -1;
+    }
+    o->device = arg;
+    return 1;
   case MODEL_OPT_BACKEND:
     if (strcmp(arg, "interp") && strcmp(arg, "c") && strcmp(arg, "llvm")) {
       fprintf(stderr, "--backend %s: expected interp, c or llvm\n", arg);

@@ -23,20 +23,22 @@ typedef struct {
   int64_t cache_len; /* FE_TRACE_DECODE: positions per KV cache (0: the model's context) */
   PcPipeline pipeline;
   const char *backend; /* runtime: interp (default), c or llvm */
+  const char *device;  /* runtime: cpu (default) or cuda */
   int64_t max_batch, max_seq; /* compiled backends: the largest call they are planned for */
   unsigned entries;            /* compiled backends: the PC_ENTRY_* to build (0: all) */
 } ModelOpts;
 
 enum {
   MODEL_OPT_CONFIG = 1000, MODEL_OPT_HF, MODEL_OPT_SET, MODEL_OPT_SEED, MODEL_OPT_PONDER, MODEL_OPT_NO_FUSE,
-  MODEL_OPT_BACKEND, MODEL_OPT_JIT
+  MODEL_OPT_BACKEND, MODEL_OPT_JIT, MODEL_OPT_DEVICE
 };
 
 #define MODEL_LONG_OPTIONS                                                                          \
   {"config", required_argument, 0, MODEL_OPT_CONFIG}, {"hf", required_argument, 0, MODEL_OPT_HF},    \
       {"set", required_argument, 0, MODEL_OPT_SET}, {"seed", required_argument, 0, MODEL_OPT_SEED},  \
       {"ponder", required_argument, 0, MODEL_OPT_PONDER}, {"no-fuse", no_argument, 0, MODEL_OPT_NO_FUSE},  \
-      {"backend", required_argument, 0, MODEL_OPT_BACKEND}, {"jit", no_argument, 0, MODEL_OPT_JIT}
+      {"backend", required_argument, 0, MODEL_OPT_BACKEND}, {"jit", no_argument, 0, MODEL_OPT_JIT},      \
+      {"device", required_argument, 0, MODEL_OPT_DEVICE}
 
 #define MODEL_OPTIONS_HELP                                                                          \
   "  --config NAME      one of the script's configs (default: the script's default)\n"             \
@@ -46,6 +48,7 @@ enum {
   "  --no-fuse          keep the vocabulary ops unfused (materialises [tokens x vocab] buffers)\n" \
   "  --backend NAME     interp (the reference interpreter, default), c or llvm (compiled in-process)\n" \
   "  --jit              the same as --backend llvm\n"                                            \
+  "  --device NAME      cpu (default) or cuda: the model compiled for the first GPU (docs/cuda-backend.md)\n" \
   "  --seed N           seed of the random initialisation when there is no --hf (default 1)\n"
 
 /* Handles one getopt result if it is a model option: 1 if taken, 0 if not

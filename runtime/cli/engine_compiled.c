@@ -28,6 +28,8 @@ typedef struct {
   void *owner; /* the JIT, or NULL */
   void (*owner_free)(void *);
   PonderRunFn run;
+  EngineRunner runner; /* instead of run: a device engine with its own memory */
+  void *runner_ctx;
   char *info;
   Entry entry[ENTRY_COUNT];
   void *arena;
@@ -144,7 +146,17 @@ static int run(Engine *eng, EntryKind k, const Params *p, const NamedTensor *in,
     float **params = pc_xcalloc(p->spec.n + 1, sizeof *params);
     for (size_t i = 0; i < p->spec.n; i++) params[i] = tensor_f32(p->value[i]);
     PonderCall call = {params, inputs, outputs, c->arena, dims};
-    if (c->run(e->index, &call) != 0) rc = pc_errorf(err, "the compiled model refused entry %s", entry_name(k));
+    if (c->runner) {
+      size_t *in_bytes = pc_xcalloc(e->n_in + e->n_out + 1, sizeof *in_bytes), *out_bytes = in_bytes + e->n_in;
+      for (size_t i = 0; i < e->n_in; i++)
+        for (size_t j = 0; j < n_in; j++)
+          if (!strcmp(in[j].name, e->in[i].name)) in_bytes[i] = tensor_bytes(in[j].tensor);
+      for (size_t i = 0; i < e->n_out; i++) out_bytes[i] = tensor_bytes(out[i].tensor);
+      rc = c->runner(c->runner_ctx, e->index, &call, in_bytes, out_bytes, err);
+      free(in_bytes);
+    } else if (c->run(e->index, &call) != 0) {
+      rc = pc_errorf(err, "the compiled model refused entry %s", entry_name(k));
+    }
     free(params);
   }
   free(inputs);
@@ -207,6 +219,26 @@ int engine_from_functions(const char *what, PonderAbiVersionFn version, PonderMo
   return 0;
 }
 
+int engine_from_runner(const char *what, const char *info_json, EngineRunner runner, void *ctx, void (*ctx_free)(void *),
+                       Engine **out, const char **info_out, PcError *err) {
+  *out = NULL;
+  Compiled *c = pc_xcalloc(1, sizeof *c);
+  c->base = (Engine){what, run, inputs, engine_free};
+  c->runner = runner;
+  c->runner_ctx = ctx;
+  c->info = pc_xstrdup(info_json);
+  if (parse_info(c, err) < 0) { /* the caller still owns ctx */
+    pc_error_prefix(err, "%s", what);
+    engine_free(&c->base);
+    return -1;
+  }
+  c->owner = ctx;
+  c->owner_free = ctx_free;
+  *out = &c->base;
+  *info_out = c->info;
+  return 0;
+}
+
 int engine_open_library(const char *path, Engine **out, const char **info_json, PcError *err) {
   *out = NULL;
   /* RTLD_NODELETE: the library (and libgomp under it) stays mapped after
@@ -223,6 +255,10 @@ int engine_open_library(const char *path, Engine **out, const char **info_json, 
   if (!version || !info || !runfn) {
     dlclose(dl);
     return pc_errorf(err, "%s: not a model compiled by pondercc (no ponder_abi_version/ponder_model_info/ponder_run)", path);
+  }
+  if (dlsym(dl, "ponder_cuda_image")) { /* pondercc --target cuda */
+    dlclose(dl);
+    return pc_errorf(err, "%s holds CUDA code: run it with --device cuda", path);
   }
   if (engine_from_functions(path, version, info, runfn, NULL, NULL, out, info_json, err) < 0) {
     dlclose(dl);

@@ -10,4 +10,14 @@
 int engine_from_functions(const char *what, PonderAbiVersionFn version, PonderModelInfoFn info, PonderRunFn run,
                           void *owner, void (*owner_free)(void *), Engine **out, const char **info_json, PcError *err);
 
+/* A device engine (runtime/cli/engine_cuda.c): the same parsing of the model
+ * info, inputs matched and outputs made by name, but the entry runs through
+ * runner, which keeps its own memory (no host arena is allocated) and gets
+ * the byte size of every input and output of the call. ctx goes with the
+ * engine (ctx_free) once this succeeds. */
+typedef int (*EngineRunner)(void *ctx, int entry, const PonderCall *call, const size_t *in_bytes, const size_t *out_bytes,
+                            PcError *err);
+int engine_from_runner(const char *what, const char *info_json, EngineRunner runner, void *ctx, void (*ctx_free)(void *),
+                       Engine **out, const char **info_out, PcError *err);
+
 #endif

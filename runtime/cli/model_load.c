@@ -11,6 +11,7 @@
 #include "compiler/module.h"
 #include "compiler/params_from_graph.h"
 #include "runtime/cli/engine_compiled.h"
+#include "runtime/cli/engine_cuda.h"
 #include "runtime/hf_import.h"
 #include "runtime/safetensors.h"
 
@@ -115,12 +116,29 @@ static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
   return rc;
 }
 
+/* Compiles the script for the GPU (--device cuda): NVRTC in-process. */
+static int jit_cuda(const ModelOpts *o, LoadedModel *m, PcError *err) {
+  PcModuleOptions mo = {.entries = o->entries ? o->entries : PC_ENTRY_ALL, .max_batch = o->max_batch ? o->max_batch : 8,
+                        .max_seq = o->max_seq ? o->max_seq : m->context, .schedule = kschedule_default()};
+  if (mo.max_seq <= 0) return pc_errorf(err, "--device cuda needs --max-seq (the script names no context length)");
+  PcModule mod;
+  if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
+  const char *info;
+  int rc = engine_cuda_from_module(&mod, &m->engine, &info, err);
+  pc_module_free(&mod);
+  if (!rc) rc = replace_with_info(m, info, err);
+  return rc;
+}
+
 int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
   *m = (LoadedModel){0};
   int rc;
+  int cuda = o->device && !strcmp(o->device, "cuda");
+  if (cuda && o->backend && strcmp(o->backend, "interp"))
+    return pc_errorf(err, "--device cuda compiles with the CUDA backend: drop --backend %s", o->backend);
   if (ends_with(o->script, ".so")) { /* a compiled library */
     const char *info;
-    rc = engine_open_library(o->script, &m->engine, &info, err);
+    rc = cuda ? engine_cuda_open_library(o->script, &m->engine, &info, err) : engine_open_library(o->script, &m->engine, &info, err);
     if (!rc) rc = from_info(m, info, err);
   } else {
     if (model_opts_open(o, &m->fe, err) < 0) return -1;
@@ -134,7 +152,9 @@ int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
       if (!m->hparams_json) rc = -1;
     }
     const char *backend = o->backend ? o->backend : "interp";
-    if (!rc && !strcmp(backend, "interp"))
+    if (!rc && cuda)
+      rc = jit_cuda(o, m, err);
+    else if (!rc && !strcmp(backend, "interp"))
       m->engine = engine_interp(m->fe, o, o->max_seq ? o->max_seq : m->context);
     else if (!rc && !strcmp(backend, "c"))
       rc = jit_c(o, m, err);

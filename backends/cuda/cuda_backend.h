@@ -1,0 +1,107 @@
+/* The CUDA backend (docs/cuda-backend.md): kernel IR -> CUDA C kernels and a
+ * launch plan. Every parallel loop of an entry becomes a kernel; host-level
+ * statements that touch memory without a parallel loop or a matrix product
+ * inside become one-thread kernels; the host walks the rest of the entry
+ * (serial loops, scalar assignments), launches the kernels, calls cuBLAS for
+ * gemm and the driver for fill and copy (cuda_exec.c, through a device table:
+ * cuda_device.h). The source compiles with NVRTC (cuda_nvrtc.c). */
+#ifndef PC_CUDA_BACKEND_H
+#define PC_CUDA_BACKEND_H
+
+#include <stdint.h>
+
+#include "ir/kir.h"
+
+/* How a kernel maps its loop onto threads. */
+typedef enum {
+  CM_SERIAL, /* a host-level statement, one thread */
+  CM_THREAD, /* a parallel loop, one thread per iteration (grid-stride) */
+  CM_WARP,   /* a parallel loop, one warp per iteration; its vector loops over the lanes */
+  CM_BLOCK,  /* a parallel loop, one block per iteration; its vector loops over the threads */
+} CudaMode;
+
+/* One kernel parameter: a dim's value, a buffer's address, a variable's
+ * value, or the address of a variable's result slot (a one-thread kernel
+ * that assigns a host variable writes it there; the host reads it back). */
+typedef enum { CA_DIM, CA_BUF, CA_VAR, CA_SLOT } CudaArgKind;
+
+typedef struct {
+  uint8_t kind; /* CudaArgKind */
+  uint8_t type; /* CA_VAR: the variable's KType (f32 is 4 bytes, the rest 8) */
+  uint32_t id;  /* the dim, buffer or variable of the entry */
+} CudaArg;
+
+typedef struct {
+  uint32_t entry, stmt, kernel; /* kernel: k<N> in the source */
+  CudaMode mode;
+  uint32_t threads;             /* threads per block */
+  uint32_t arg0, n_args;        /* CudaProgram.args[arg0 ..] */
+} CudaLaunch;
+
+/* Threads per block by mode; the kernels read blockDim, so these are the
+ * host's choice (an emulator runs smaller blocks of the same code). */
+typedef struct {
+  unsigned block_threads; /* CM_BLOCK, rows of 512 or more (shorter rows get half) */
+  unsigned warp_threads;  /* CM_WARP: warps per block x 32 */
+  unsigned thread_threads;/* CM_THREAD */
+} CudaOptions;
+
+CudaOptions cuda_options_default(void);
+
+typedef struct {
+  const KProgram *prog;      /* not owned */
+  char *source;              /* the CUDA C of every kernel */
+  uint32_t n_kernels;        /* distinct kernels (the same loop nest in every layer is one) */
+  VEC(CudaLaunch) launches;
+  VEC(CudaArg) args;
+  uint32_t *launch_of;       /* per statement of prog: its launch, or UINT32_MAX */
+} CudaProgram;
+
+/* Renders every entry of p. Errors: a construct the host cannot run (a loop
+ * bound read from device memory, a parallel loop that assigns a variable
+ * of the host). */
+int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcError *err);
+void cuda_program_free(CudaProgram *cp);
+
+/* Which inputs of e its statements write (decode's KV caches): out[i] = 1
+ * for input i. */
+void cuda_written_inputs(const KProgram *p, const KEntry *e, unsigned char *out);
+
+/* ---- the launch plan (cuda_plan.c) ----------------------------------------- */
+
+/* Blocks and threads for a launch over n iterations (CM_SERIAL: one
+ * thread); 0 when there is nothing to run (n <= 0). */
+int cuda_launch_shape(const CudaLaunch *l, int64_t n, uint32_t *grid, uint32_t *block);
+#define CUDA_MAX_GRID (1u << 20) /* larger loops stride over the grid */
+
+typedef uint64_t CuPtr; /* a device address */
+
+/* Where an entry's buffers are: parameters, inputs and outputs by their
+ * index, the arena's base plus the planned offset. */
+void cuda_buffer_addresses(const KEntry *e, const CuPtr *params, const CuPtr *inputs, const CuPtr *outputs, CuPtr arena,
+                           CuPtr *out);
+
+/* A scalar of the host: f32 or i64 (bool as 0/1). */
+typedef union {
+  float f;
+  int64_t i;
+} CudaValue;
+
+/* The argument values of a launch, 8 bytes each (an f32 in the first 4),
+ * and kernelParams pointing at them, as cuLaunchKernel takes them. */
+void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *dims, const CuPtr *bufs,
+                    const CudaValue *vars, CuPtr slots, uint64_t *values, void **params);
+
+/* A row-major sgemm (the kernel IR's) as cuBLAS's column-major call:
+ * C^T = op(B)^T op(A)^T, so the operands and m, n swap. Addresses in bytes. */
+typedef struct {
+  int transa, transb; /* 0: N, 1: T */
+  int m, n, k;
+  float alpha, beta;
+  CuPtr a, b, c;
+  int lda, ldb, ldc;
+} CudaGemm;
+CudaGemm cuda_gemm_colmajor(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, CuPtr a, int64_t lda, CuPtr b,
+                            int64_t ldb, float beta, CuPtr c, int64_t ldc);
+
+#endif

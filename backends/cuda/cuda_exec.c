@@ -1,0 +1,193 @@
+/* The host's part of a CUDA entry: it walks the statements the renderer
+ * left to it (loops and conditions around launches, scalar assignments),
+ * evaluating their expressions itself, and hands each launch, matrix
+ * product, fill and copy to the device, in order. A one-thread kernel
+ * that assigns host variables leaves them in slots, read back after it. */
+#include "backends/cuda/cuda_device.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- host expressions: one function per op, on f32 or i64 operands -------- */
+
+typedef CudaValue (*EvalFn)(KType t, CudaValue a, CudaValue b, CudaValue c);
+
+#define F(x) ((CudaValue){.f = (x)})
+#define I(x) ((CudaValue){.i = (x)})
+static CudaValue ev_add(KType t, CudaValue a, CudaValue b, CudaValue c) { return t == K_F32 ? F(a.f + b.f) : I(a.i + b.i); }
+static CudaValue ev_sub(KType t, CudaValue a, CudaValue b, CudaValue c) { return t == K_F32 ? F(a.f - b.f) : I(a.i - b.i); }
+static CudaValue ev_mul(KType t, CudaValue a, CudaValue b, CudaValue c) { return t == K_F32 ? F(a.f * b.f) : I(a.i * b.i); }
+static CudaValue ev_div(KType t, CudaValue a, CudaValue b, CudaValue c) { return t == K_F32 ? F(a.f / b.f) : I(a.i / b.i); }
+static CudaValue ev_min(KType t, CudaValue a, CudaValue b, CudaValue c) {
+  return t == K_F32 ? F(fminf(a.f, b.f)) : I(a.i < b.i ? a.i : b.i);
+}
+static CudaValue ev_max(KType t, CudaValue a, CudaValue b, CudaValue c) {
+  return t == K_F32 ? F(fmaxf(a.f, b.f)) : I(a.i > b.i ? a.i : b.i);
+}
+static CudaValue ev_neg(KType t, CudaValue a, CudaValue b, CudaValue c) { return t == K_F32 ? F(-a.f) : I(-a.i); }
+static CudaValue ev_rem(KType t, CudaValue a, CudaValue b, CudaValue c) { return I(a.i % b.i); }
+static CudaValue ev_exp(KType t, CudaValue a, CudaValue b, CudaValue c) { return F(expf(a.f)); }
+static CudaValue ev_log(KType t, CudaValue a, CudaValue b, CudaValue c) { return F(logf(a.f)); }
+static CudaValue ev_sqrt(KType t, CudaValue a, CudaValue b, CudaValue c) { return F(sqrtf(a.f)); }
+static CudaValue ev_tanh(KType t, CudaValue a, CudaValue b, CudaValue c) { return F(tanhf(a.f)); }
+static CudaValue ev_erf(KType t, CudaValue a, CudaValue b, CudaValue c) { return F(erff(a.f)); }
+static CudaValue ev_cos(KType t, CudaValue a, CudaValue b, CudaValue c) { return F(cosf(a.f)); }
+static CudaValue ev_sin(KType t, CudaValue a, CudaValue b, CudaValue c) { return F(sinf(a.f)); }
+static CudaValue ev_pow(KType t, CudaValue a, CudaValue b, CudaValue c) { return F(powf(a.f, b.f)); }
+static CudaValue ev_lt(KType t, CudaValue a, CudaValue b, CudaValue c) { return I(t == K_F32 ? a.f < b.f : a.i < b.i); }
+static CudaValue ev_le(KType t, CudaValue a, CudaValue b, CudaValue c) { return I(t == K_F32 ? a.f <= b.f : a.i <= b.i); }
+static CudaValue ev_eq(KType t, CudaValue a, CudaValue b, CudaValue c) { return I(t == K_F32 ? a.f == b.f : a.i == b.i); }
+static CudaValue ev_and(KType t, CudaValue a, CudaValue b, CudaValue c) { return I(a.i && b.i); }
+static CudaValue ev_or(KType t, CudaValue a, CudaValue b, CudaValue c) { return I(a.i || b.i); }
+static CudaValue ev_select(KType t, CudaValue a, CudaValue b, CudaValue c) { return a.i ? b : c; }
+static CudaValue ev_itof(KType t, CudaValue a, CudaValue b, CudaValue c) { return F((float)a.i); }
+static CudaValue ev_ftoi(KType t, CudaValue a, CudaValue b, CudaValue c) { return I((int64_t)a.f); }
+#undef F
+#undef I
+
+/* indexed by op; the operand type passed is operand 0's (operand 1's for select) */
+static const EvalFn eval_op[KE_NUM] = {
+    [KE_ADD] = ev_add,   [KE_SUB] = ev_sub,   [KE_MUL] = ev_mul,   [KE_DIV] = ev_div,    [KE_MIN] = ev_min,
+    [KE_MAX] = ev_max,   [KE_NEG] = ev_neg,   [KE_REM] = ev_rem,   [KE_EXP] = ev_exp,    [KE_LOG] = ev_log,
+    [KE_SQRT] = ev_sqrt, [KE_TANH] = ev_tanh, [KE_ERF] = ev_erf,   [KE_COS] = ev_cos,    [KE_SIN] = ev_sin,
+    [KE_POW] = ev_pow,   [KE_LT] = ev_lt,     [KE_LE] = ev_le,     [KE_EQ] = ev_eq,      [KE_AND] = ev_and,
+    [KE_OR] = ev_or,     [KE_SELECT] = ev_select, [KE_ITOF] = ev_itof, [KE_FTOI] = ev_ftoi,
+};
+
+typedef struct {
+  const CudaProgram *cp;
+  const KProgram *p;
+  const KEntry *e;
+  CudaDevice *d;
+  const int64_t *dims;
+  const CuPtr *bufs;
+  CuPtr slots;
+  CudaValue *vars;
+  uint64_t *values;
+  void **params;
+  PcError *err;
+} Exec;
+
+static CudaValue eval(const Exec *x, uint32_t id) {
+  const KExpr *k = &x->p->exprs.a[id];
+  switch (k->op) {
+  case KE_FCONST: return (CudaValue){.f = (float)k->f};
+  case KE_ICONST: return (CudaValue){.i = k->i};
+  case KE_VAR: return x->vars[k->id];
+  case KE_DIM: return (CudaValue){.i = x->dims[k->id]};
+  case KE_LOAD: PC_BUG("cuda: the host reads device memory");
+  default: break;
+  }
+  CudaValue v[3] = {{0}};
+  for (int i = 0; i < kop_info(k->op)->n; i++) v[i] = eval(x, k->a[i]);
+  KType t = x->p->exprs.a[k->a[k->op == KE_SELECT ? 1 : 0]].type;
+  return eval_op[k->op](t, v[0], v[1], v[2]);
+}
+
+static int64_t eval_i(const Exec *x, uint32_t id) { return eval(x, id).i; }
+
+static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
+  int64_t n = l->mode == CM_SERIAL ? 1 : eval_i(x, s->e[1]) - eval_i(x, s->e[0]);
+  uint32_t grid, block;
+  if (!cuda_launch_shape(l, n, &grid, &block)) return 0;
+  cuda_pack_args(x->cp, l, x->dims, x->bufs, x->vars, x->slots, x->values, x->params);
+  if (x->d->launch(x->d, l->kernel, grid, block, x->params, x->err) < 0) return -1;
+  for (uint32_t i = 0; i < l->n_args; i++) { /* host variables it assigned */
+    const CudaArg *a = &x->cp->args.a[l->arg0 + i];
+    if (a->kind != CA_SLOT) continue;
+    if (x->d->download(x->d, &x->vars[a->id], x->slots + 8 * (uint64_t)a->id, a->type == K_F32 ? 4 : 8, x->err) < 0) return -1;
+  }
+  return 0;
+}
+
+static int gemm(Exec *x, const KGemm *g) {
+  int64_t m = eval_i(x, g->m), n = eval_i(x, g->n), k = eval_i(x, g->k);
+  if (m <= 0 || n <= 0) return 0;
+  CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, x->bufs[g->a] + 4 * (uint64_t)eval_i(x, g->a_off),
+                                  eval_i(x, g->lda), x->bufs[g->b] + 4 * (uint64_t)eval_i(x, g->b_off), eval_i(x, g->ldb),
+                                  g->beta, x->bufs[g->c] + 4 * (uint64_t)eval_i(x, g->c_off), eval_i(x, g->ldc));
+  return x->d->gemm(x->d, &c, x->err);
+}
+
+static int fill(Exec *x, const KStmt *s) {
+  int64_t count = eval_i(x, s->e[1]);
+  if (count <= 0) return 0;
+  CudaValue v = eval(x, s->e[2]);
+  int is_f32 = x->p->exprs.a[s->e[2]].type == K_F32;
+  uint32_t bits;
+  if (x->e->bufs.a[s->buf[0]].elem == K_F32) {
+    float f = is_f32 ? v.f : (float)v.i;
+    memcpy(&bits, &f, 4);
+  } else {
+    int32_t i = is_f32 ? (int32_t)v.f : (int32_t)v.i;
+    memcpy(&bits, &i, 4);
+  }
+  return x->d->fill32(x->d, x->bufs[s->buf[0]] + 4 * (uint64_t)eval_i(x, s->e[0]), bits, (size_t)count, x->err);
+}
+
+/* memmove's meaning; the device copies only disjoint ranges, so an
+ * overlapping copy goes through a temporary buffer */
+static int copy(Exec *x, const KStmt *s) {
+  int64_t count = eval_i(x, s->e[2]);
+  if (count <= 0) return 0;
+  CuPtr dst = x->bufs[s->buf[0]] + 4 * (uint64_t)eval_i(x, s->e[0]), src = x->bufs[s->buf[1]] + 4 * (uint64_t)eval_i(x, s->e[1]);
+  size_t bytes = 4 * (size_t)count;
+  if (dst == src) return 0;
+  if (dst >= src + bytes || src >= dst + bytes) return x->d->copy(x->d, dst, src, bytes, x->err);
+  CuPtr tmp;
+  if (x->d->alloc(x->d, bytes, &tmp, x->err) < 0) return -1;
+  int rc = x->d->copy(x->d, tmp, src, bytes, x->err);
+  if (!rc) rc = x->d->copy(x->d, dst, tmp, bytes, x->err);
+  if (!rc) rc = x->d->sync(x->d, x->err);
+  x->d->release(x->d, tmp);
+  return rc;
+}
+
+static int run_block(Exec *x, uint32_t blk) {
+  const VecU32 *b = &x->p->blocks.a[blk];
+  for (size_t i = 0; i < b->n; i++) {
+    uint32_t id = b->a[i];
+    const KStmt *s = &x->p->stmts.a[id];
+    int rc = 0;
+    if (x->cp->launch_of[id] != UINT32_MAX) {
+      rc = launch(x, s, &x->cp->launches.a[x->cp->launch_of[id]]);
+    } else {
+      switch (s->kind) {
+      case KS_ASSIGN: x->vars[s->var] = eval(x, s->e[0]); break;
+      case KS_FOR: /* the bound is evaluated every iteration, as in C */
+        for (int64_t v = eval_i(x, s->e[0]); !rc && (x->vars[s->var].i = v, v < eval_i(x, s->e[1])); v++) rc = run_block(x, s->body);
+        break;
+      case KS_IF:
+        if (eval_i(x, s->e[0])) rc = run_block(x, s->body);
+        break;
+      case KS_WHILE:
+        while (!rc && eval_i(x, s->e[0])) rc = run_block(x, s->body);
+        break;
+      case KS_GEMM: rc = gemm(x, &x->p->gemms.a[s->gemm]); break;
+      case KS_FILL: rc = fill(x, s); break;
+      case KS_COPY: rc = copy(x, s); break;
+      case KS_STORE: PC_BUG("cuda: a store left to the host");
+      }
+    }
+    if (rc) return -1;
+  }
+  return 0;
+}
+
+int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_t *dims, const CuPtr *bufs, CuPtr slots,
+              PcError *err) {
+  uint32_t most = 1;
+  for (size_t i = 0; i < cp->launches.n; i++)
+    if (cp->launches.a[i].n_args > most) most = cp->launches.a[i].n_args;
+  const KEntry *e = &cp->prog->entries.a[entry];
+  Exec x = {.cp = cp, .p = cp->prog, .e = e, .d = d, .dims = dims, .bufs = bufs, .slots = slots, .err = err};
+  x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
+  x.values = pc_xcalloc(most, sizeof *x.values);
+  x.params = pc_xcalloc(most, sizeof *x.params);
+  int rc = run_block(&x, e->body);
+  free(x.vars);
+  free(x.values);
+  free(x.params);
+  return rc;
+}

@@ -1,0 +1,53 @@
+/* Inside the CUDA renderer: what it knows about an entry before it writes
+ * a line (cuda_scan.c), shared with the text renderer (cuda_render.c). */
+#ifndef PC_CUDA_INTERNAL_H
+#define PC_CUDA_INTERNAL_H
+
+#include "backends/cuda/cuda_backend.h"
+
+typedef struct {
+  const KProgram *p;
+  const KEntry *e;
+  uint32_t *parent;      /* per block of p: the enclosing block (UINT32_MAX: the entry's top) */
+  uint32_t *owner;       /* per variable: the innermost block holding all its uses (its declaration) */
+  unsigned char *loop_var;
+  uint32_t *n_assign;    /* per variable: how many statements assign it */
+  uint32_t *def;         /* per variable assigned once: its value */
+} CudaScan;
+
+void cuda_scan_init(CudaScan *a, const KProgram *p, const KEntry *e);
+void cuda_scan_free(CudaScan *a);
+
+int cuda_expr_loads(const KProgram *p, uint32_t x);          /* reads device memory */
+int cuda_stmt_launches(const KProgram *p, const KStmt *s);    /* holds a parallel loop or a gemm */
+int cuda_stmt_touches(const KProgram *p, const KStmt *s);     /* reads or writes device memory */
+int cuda_block_inside(const CudaScan *a, uint32_t blk, uint32_t outer); /* blk is outer or nested in it */
+
+/* The value of x at the entry's maximum dims when it is known at compile
+ * time (constants, dims, variables assigned once from such values). */
+int cuda_estimate(const CudaScan *a, uint32_t x, int64_t *out);
+
+/* A vector loop whose iterations can go to different threads: no nested
+ * control flow, and variables of the outside assigned only as reductions
+ * `a = a + x` / `a = max(a, x)` with `a` used nowhere else in the body (the
+ * C renderer's `omp simd` rule). */
+int cuda_vfor_spreads(const CudaScan *a, const KStmt *s);
+/* For a reduction `a = op(a, x)`: KE_ADD or KE_MAX, else -1. */
+int cuda_reduction_op(const CudaScan *a, const KStmt *assign);
+
+/* How a parallel loop maps onto threads, and its block size. */
+CudaMode cuda_choose_mode(const CudaScan *a, const KStmt *parfor, const CudaOptions *o, uint32_t *threads);
+
+/* Buffers read and written by a statement (with everything nested). */
+typedef struct {
+  VecU32 r, w;
+} CudaEffects;
+void cuda_effects(const KProgram *p, const KStmt *s, CudaEffects *out); /* appends */
+void cuda_effects_expr(const KProgram *p, uint32_t x, CudaEffects *out);
+/* Whether running b after a needs a barrier between them: a write of one
+ * to memory the other reads or writes. */
+int cuda_effects_conflict(const KEntry *e, const CudaEffects *a, const CudaEffects *b);
+void cuda_effects_clear(CudaEffects *x);
+void cuda_effects_free(CudaEffects *x);
+
+#endif

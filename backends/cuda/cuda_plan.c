@@ -1,0 +1,49 @@
+/* The launch plan's arithmetic, kept apart so that it is unit-tested
+ * without a GPU (tests/test_cuda_plan.c): blocks and threads per launch,
+ * where each buffer of an entry lives, kernel arguments as cuLaunchKernel
+ * takes them, and the row-major sgemm as cuBLAS's column-major call. */
+#include "backends/cuda/cuda_backend.h"
+
+#include <string.h>
+
+int cuda_launch_shape(const CudaLaunch *l, int64_t n, uint32_t *grid, uint32_t *block) {
+  if (n <= 0) return 0;
+  uint64_t rows_per_block = l->mode == CM_SERIAL || l->mode == CM_BLOCK ? 1 : l->mode == CM_WARP ? l->threads / 32 : l->threads;
+  uint64_t blocks = l->mode == CM_SERIAL ? 1 : ((uint64_t)n + rows_per_block - 1) / rows_per_block;
+  *grid = blocks > CUDA_MAX_GRID ? CUDA_MAX_GRID : (uint32_t)blocks;
+  *block = l->mode == CM_SERIAL ? 1 : l->threads;
+  return 1;
+}
+
+void cuda_buffer_addresses(const KEntry *e, const CuPtr *params, const CuPtr *inputs, const CuPtr *outputs, CuPtr arena,
+                           CuPtr *out) {
+  for (size_t i = 0; i < e->bufs.n; i++) {
+    const KBuf *b = &e->bufs.a[i];
+    out[i] = b->kind == KB_PARAM ? params[b->index] : b->kind == KB_INPUT ? inputs[b->index]
+           : b->kind == KB_OUTPUT ? outputs[b->index] : arena + b->offset;
+  }
+}
+
+void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *dims, const CuPtr *bufs,
+                    const CudaValue *vars, CuPtr slots, uint64_t *values, void **params) {
+  for (uint32_t i = 0; i < l->n_args; i++) {
+    const CudaArg *a = &cp->args.a[l->arg0 + i];
+    values[i] = 0;
+    switch (a->kind) {
+    case CA_DIM: memcpy(&values[i], &dims[a->id], 8); break;
+    case CA_BUF: values[i] = bufs[a->id]; break;
+    case CA_VAR:
+      if (a->type == K_F32) memcpy(&values[i], &vars[a->id].f, 4);
+      else memcpy(&values[i], &vars[a->id].i, 8);
+      break;
+    case CA_SLOT: values[i] = slots + 8 * (uint64_t)a->id; break;
+    }
+    params[i] = &values[i];
+  }
+}
+
+CudaGemm cuda_gemm_colmajor(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, CuPtr a, int64_t lda, CuPtr b,
+                            int64_t ldb, float beta, CuPtr c, int64_t ldc) {
+  return (CudaGemm){.transa = tb, .transb = ta, .m = (int)n, .n = (int)m, .k = (int)k, .alpha = alpha, .beta = beta,
+                    .a = b, .lda = (int)ldb, .b = a, .ldb = (int)lda, .c = c, .ldc = (int)ldc};
+}

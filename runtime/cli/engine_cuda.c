@@ -1,0 +1,305 @@
+/* The CUDA engine: device memory for a compiled model and the calls
+ * around cuda_exec. Every call uploads the parameters the entry reads and
+ * its inputs, runs the entry and downloads its outputs; the arena, the
+ * outputs' device buffers and the KV caches persist. The caches belong to
+ * the host tensors the decoder passes (one sequence at a time): a call
+ * with other tensors must start at position 0, and a call at a position
+ * beyond what was written is refused, so that a cache is never silently
+ * stale. PONDER_CUDA_TIMING=1 prints each call's upload, run and download
+ * times. */
+#include "runtime/cli/engine_cuda.h"
+
+#include <cjson/cJSON.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_kio.h"
+#include "backends/cuda/cuda_nvrtc.h"
+#include "runtime/base/strmap.h"
+#include "runtime/cli/engine_compiled.h"
+#include "runtime/cuda/cuda_runtime.h"
+#include "runtime/include/ponder_abi.h"
+#include "runtime/include/ponder_cuda.h"
+
+typedef struct {
+  int ready;
+  size_t n_in, n_out;
+  CuPtr *in, *out;
+  size_t *in_cap, *out_cap;
+  VecU32 params;       /* the parameters it reads */
+  unsigned char *kv;   /* per input: the entry writes it (a KV cache): it stays on the device */
+  int pos_input, t_dim; /* decode: the input "pos" and the dim T, or -1 */
+  void **kv_host;      /* the host tensors whose caches the device holds */
+  int64_t kv_len;      /* positions written into them */
+} EntryMem;
+
+typedef struct {
+  CudaDevice *dev;
+  KProgram *prog;
+  CudaProgram cp;
+  char *info;
+  void *dl; /* the library, when the model came from one */
+  size_t n_params;
+  CuPtr *params;
+  size_t *param_bytes;
+  CuPtr arena, slots;
+  uint64_t arena_cap, slots_cap;
+  EntryMem *mem;
+  CuPtr *bufs;
+  int timing;
+} CudaEngine;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void ctx_free(void *p) {
+  CudaEngine *c = p;
+  if (!c) return;
+  for (size_t k = 0; c->mem && k < c->prog->entries.n; k++) {
+    EntryMem *m = &c->mem[k];
+    for (size_t i = 0; i < m->n_in; i++)
+      if (m->in[i]) c->dev->release(c->dev, m->in[i]);
+    for (size_t i = 0; i < m->n_out; i++)
+      if (m->out[i]) c->dev->release(c->dev, m->out[i]);
+    free(m->in);
+    free(m->out);
+    free(m->in_cap);
+    free(m->out_cap);
+    free(m->kv);
+    free(m->kv_host);
+    vec_free(&m->params);
+  }
+  for (size_t i = 0; i < c->n_params; i++)
+    if (c->params[i]) c->dev->release(c->dev, c->params[i]);
+  if (c->arena) c->dev->release(c->dev, c->arena);
+  if (c->slots) c->dev->release(c->dev, c->slots);
+  if (c->dev) c->dev->free(c->dev);
+  cuda_program_free(&c->cp);
+  kir_free(c->prog);
+  free(c->mem);
+  free(c->params);
+  free(c->param_bytes);
+  free(c->bufs);
+  free(c->info);
+  if (c->dl) dlclose(c->dl);
+  free(c);
+}
+
+/* The position of an entry's input `name` in the model info, or -1. */
+static int input_named(const char *info, size_t entry, const char *name) {
+  cJSON *root = cJSON_Parse(info), *x;
+  const cJSON *inputs = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "entries"), (int)entry), "inputs");
+  int found = -1, i = 0;
+  cJSON_ArrayForEach(x, inputs) {
+    const char *n = cJSON_GetStringValue(cJSON_GetObjectItem(x, "name"));
+    if (n && !strcmp(n, name)) found = i;
+    i++;
+  }
+  cJSON_Delete(root);
+  return found;
+}
+
+/* Sizes of an entry's inputs and outputs (from its buffers at the maximum
+ * dims), and which inputs it writes. */
+static void prepare(CudaEngine *c, size_t entry) {
+  const KEntry *e = &c->prog->entries.a[entry];
+  EntryMem *m = &c->mem[entry];
+  unsigned char *seen = pc_xcalloc(c->n_params + 1, 1);
+  for (size_t i = 0; i < e->bufs.n; i++) {
+    const KBuf *b = &e->bufs.a[i];
+    if (b->kind == KB_PARAM && !seen[b->index]) {
+      seen[b->index] = 1;
+      vec_push(&m->params, b->index);
+    }
+    if (b->kind == KB_INPUT && b->index + 1 > m->n_in) m->n_in = b->index + 1;
+    if (b->kind == KB_OUTPUT && b->index + 1 > m->n_out) m->n_out = b->index + 1;
+  }
+  free(seen);
+  m->in = pc_xcalloc(m->n_in + 1, sizeof *m->in);
+  m->out = pc_xcalloc(m->n_out + 1, sizeof *m->out);
+  m->in_cap = pc_xcalloc(m->n_in + 1, sizeof *m->in_cap);
+  m->out_cap = pc_xcalloc(m->n_out + 1, sizeof *m->out_cap);
+  m->kv = pc_xcalloc(m->n_in + 1, 1);
+  m->kv_host = pc_xcalloc(m->n_in + 1, sizeof *m->kv_host);
+  cuda_written_inputs(c->prog, e, m->kv);
+  m->pos_input = input_named(c->info, entry, "pos");
+  m->t_dim = -1;
+  for (size_t d = 0; d < e->dims.n; d++)
+    if (!strcmp(e->dims.a[d].name, "T")) m->t_dim = (int)d;
+  m->ready = 1;
+}
+
+/* A device buffer of at least bytes (contents not kept when it grows);
+ * zeroed when new if zero. */
+static int ensure(CudaEngine *c, CuPtr *p, size_t *cap, size_t bytes, int zero, PcError *err) {
+  if (*p && *cap >= bytes) return 0;
+  if (*p) c->dev->release(c->dev, *p);
+  *p = 0;
+  if (c->dev->alloc(c->dev, bytes ? bytes : 4, p, err) < 0) return -1;
+  *cap = bytes;
+  return zero ? c->dev->fill32(c->dev, *p, 0, (bytes + 3) / 4, err) : 0;
+}
+
+/* The KV caches: the same host tensors as the last call continue their
+ * sequence; other ones start a new one. */
+static int kv_check(EntryMem *m, const PonderCall *call, PcError *err) {
+  if (m->pos_input < 0) return 0;
+  int64_t pos = *(const int32_t *)call->inputs[m->pos_input];
+  int same = 1;
+  for (size_t i = 0; i < m->n_in; i++)
+    if (m->kv[i] && m->kv_host[i] != call->inputs[i]) same = 0;
+  if (!same && pos != 0)
+    return pc_errorf(err, "decode at position %lld with KV caches the GPU does not hold (it keeps one sequence's): "
+                          "start the sequence at position 0", (long long)pos);
+  if (same && pos > m->kv_len)
+    return pc_errorf(err, "decode at position %lld, but the KV caches hold %lld positions", (long long)pos, (long long)m->kv_len);
+  for (size_t i = 0; i < m->n_in; i++)
+    if (m->kv[i]) m->kv_host[i] = call->inputs[i];
+  return 0;
+}
+
+static int runner(void *ctx, int entry, const PonderCall *call, const size_t *in_bytes, const size_t *out_bytes, PcError *err) {
+  CudaEngine *c = ctx;
+  CudaDevice *d = c->dev;
+  const KEntry *e = &c->prog->entries.a[entry];
+  EntryMem *m = &c->mem[entry];
+  if (!m->ready) prepare(c, (size_t)entry);
+  double t0 = now();
+  int rc = ensure(c, &c->arena, &c->arena_cap, e->arena_bytes, 0, err);
+  if (!rc) rc = ensure(c, &c->slots, &c->slots_cap, 8 * (e->vars.n + 1), 0, err);
+  for (size_t i = 0; !rc && i < e->bufs.n; i++) { /* device buffers at their largest, and the parameters' values */
+    const KBuf *b = &e->bufs.a[i];
+    size_t bytes = 4 * b->numel;
+    if (b->kind == KB_PARAM) {
+      rc = ensure(c, &c->params[b->index], &c->param_bytes[b->index], bytes, 0, err);
+    } else if (b->kind == KB_INPUT) {
+      size_t want = bytes > in_bytes[b->index] ? bytes : in_bytes[b->index];
+      rc = ensure(c, &m->in[b->index], &m->in_cap[b->index], want, m->kv[b->index], err);
+    } else if (b->kind == KB_OUTPUT) {
+      size_t want = bytes > out_bytes[b->index] ? bytes : out_bytes[b->index];
+      rc = ensure(c, &m->out[b->index], &m->out_cap[b->index], want, 0, err);
+    }
+  }
+  for (size_t i = 0; !rc && i < m->params.n; i++) { /* parameters change between calls (the optimizer) */
+    uint32_t p = m->params.a[i];
+    rc = d->upload(d, c->params[p], call->params[p], c->param_bytes[p], err);
+  }
+  if (!rc) rc = kv_check(m, call, err);
+  for (size_t i = 0; !rc && i < m->n_in; i++)
+    if (m->in[i] && !m->kv[i]) rc = d->upload(d, m->in[i], call->inputs[i], in_bytes[i], err);
+  double t1 = now();
+  if (!rc) {
+    cuda_buffer_addresses(e, c->params, m->in, m->out, c->arena, c->bufs);
+    rc = cuda_exec(&c->cp, d, (uint32_t)entry, call->dims, c->bufs, c->slots, err);
+  }
+  if (!rc && c->timing) rc = d->sync(d, err);
+  double t2 = now();
+  for (size_t i = 0; !rc && i < m->n_out; i++)
+    if (m->out[i] && out_bytes[i]) rc = d->download(d, call->outputs[i], m->out[i], out_bytes[i], err);
+  if (!rc && m->pos_input >= 0 && m->t_dim >= 0) m->kv_len = *(const int32_t *)call->inputs[m->pos_input] + call->dims[m->t_dim];
+  if (rc) {
+    m->kv_len = 0; /* a failed call may have written anything */
+    return pc_error_prefix(err, "%s on %s", e->name, d->name);
+  }
+  if (c->timing)
+    fprintf(stderr, "cuda: %s: upload %.2f ms, run %.2f ms, download %.2f ms\n", e->name, (t1 - t0) * 1e3, (t2 - t1) * 1e3,
+            (now() - t2) * 1e3);
+  return 0;
+}
+
+/* The engine around a program whose kernels the device has loaded. */
+static int make(CudaEngine *c, Engine **out, const char **info_json, PcError *err) {
+  size_t most = 1;
+  for (size_t k = 0; k < c->prog->entries.n; k++) {
+    const KEntry *e = &c->prog->entries.a[k];
+    if (e->bufs.n > most) most = e->bufs.n;
+    for (size_t i = 0; i < e->bufs.n; i++)
+      if (e->bufs.a[i].kind == KB_PARAM && e->bufs.a[i].index + 1 > c->n_params) c->n_params = e->bufs.a[i].index + 1;
+  }
+  c->bufs = pc_xcalloc(most, sizeof *c->bufs);
+  c->params = pc_xcalloc(c->n_params + 1, sizeof *c->params);
+  c->param_bytes = pc_xcalloc(c->n_params + 1, sizeof *c->param_bytes);
+  c->mem = pc_xcalloc(c->prog->entries.n + 1, sizeof *c->mem);
+  const char *t = getenv("PONDER_CUDA_TIMING");
+  c->timing = t && !strcmp(t, "1");
+  if (engine_from_runner("cuda", c->info, runner, c, ctx_free, out, info_json, err) < 0) {
+    ctx_free(c);
+    return -1;
+  }
+  return 0;
+}
+
+/* Renders the program; PTX from ptx_of (a library's) or NVRTC (JIT). */
+static int load(CudaEngine *c, const PonderCudaImage *image, PcError *err) {
+  CudaOptions o = cuda_options_default();
+  if (cuda_render(c->prog, &o, &c->cp, err) < 0) return -1;
+  if (image && pc_hash_bytes(c->cp.source, strlen(c->cp.source)) != image->source_hash)
+    return pc_errorf(err, "its PTX was made from other CUDA C than this runtime renders: compile it again");
+  if (cuda_device_open(&c->dev, err) < 0) return -1;
+  int arch = c->dev->arch;
+  if (!arch) return c->dev->load(c->dev, c->cp.source, NULL, c->cp.n_kernels, err); /* the emulator */
+  if (image) {
+    const PonderCudaPtx *best = NULL;
+    for (int i = 0; i < image->n_ptx; i++)
+      if (image->ptx[i].arch <= arch && (!best || image->ptx[i].arch > best->arch)) best = &image->ptx[i];
+    if (!best) return pc_errorf(err, "it has no PTX for %s (sm_%d) or older", c->dev->name, arch);
+    return c->dev->load(c->dev, c->cp.source, best->ptx, c->cp.n_kernels, err);
+  }
+  CudaNvrtc *nv;
+  if (cuda_nvrtc_open(&nv, err) < 0) return -1;
+  char *ptx = NULL;
+  int rc = cuda_nvrtc_ptx(nv, c->cp.source, arch, 1, &ptx, NULL, err);
+  cuda_nvrtc_close(nv);
+  if (!rc) rc = c->dev->load(c->dev, c->cp.source, ptx, c->cp.n_kernels, err);
+  free(ptx);
+  return rc;
+}
+
+int engine_cuda_from_module(PcModule *m, Engine **out, const char **info_json, PcError *err) {
+  CudaEngine *c = pc_xcalloc(1, sizeof *c);
+  c->prog = m->prog;
+  c->info = m->info_json;
+  *m = (PcModule){0};
+  if (load(c, NULL, err) < 0) {
+    ctx_free(c);
+    return -1;
+  }
+  return make(c, out, info_json, err);
+}
+
+int engine_cuda_open_library(const char *path, Engine **out, const char **info_json, PcError *err) {
+  CudaEngine *c = pc_xcalloc(1, sizeof *c);
+  int rc = (c->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) ? 0 : pc_errorf(err, "%s: cannot load: %s", path, dlerror());
+  PonderAbiVersionFn version = rc ? NULL : (PonderAbiVersionFn)dlsym(c->dl, "ponder_abi_version");
+  PonderModelInfoFn info = rc ? NULL : (PonderModelInfoFn)dlsym(c->dl, "ponder_model_info");
+  PonderCudaImageFn image_fn = rc ? NULL : (PonderCudaImageFn)dlsym(c->dl, "ponder_cuda_image");
+  const PonderCudaImage *image = NULL;
+  if (!rc && (!version || !info))
+    rc = pc_errorf(err, "%s: not a model compiled by pondercc (no ponder_abi_version/ponder_model_info)", path);
+  else if (!rc && version() != PONDER_ABI_VERSION)
+    rc = pc_errorf(err, "%s was compiled for model ABI version %d, but this runtime has version %d: compile it again", path,
+                   version(), PONDER_ABI_VERSION);
+  else if (!rc && !image_fn)
+    rc = pc_errorf(err, "%s has no CUDA code: compile it with pondercc --target cuda", path);
+  else if (!rc && (image = image_fn())->version != PONDER_CUDA_IMAGE_VERSION)
+    rc = pc_errorf(err, "%s carries CUDA code of image version %d, but this runtime reads version %d: compile it again", path,
+                   image->version, PONDER_CUDA_IMAGE_VERSION);
+  if (!rc) {
+    c->info = pc_xstrdup(info());
+    rc = cuda_kir_read(image->kir, image->kir_bytes, &c->prog, err);
+  }
+  if (!rc) rc = load(c, image, err);
+  if (rc) {
+    if (c->prog) pc_error_prefix(err, "%s", path);
+    ctx_free(c);
+    return -1;
+  }
+  return make(c, out, info_json, err);
+}

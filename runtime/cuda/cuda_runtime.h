@@ -1,0 +1,18 @@
+/* Devices for the CUDA backend's executor (backends/cuda/cuda_device.h). */
+#ifndef PC_CUDA_RUNTIME_H
+#define PC_CUDA_RUNTIME_H
+
+#include "backends/cuda/cuda_device.h"
+
+/* The first GPU, through the CUDA driver (libcuda.so.1) and cuBLAS, both
+ * opened with dlopen. Without a driver or a GPU: an error saying so.
+ * PONDER_CUDA_TF32=1 lets cuBLAS use TF32 tensor cores (fp32 otherwise). */
+int cuda_driver_open(CudaDevice **out, PcError *err);
+
+/* The CPU emulator (tests): kernels compiled with $CXX, threads as fibers. */
+int cuda_emulator_open(CudaDevice **out, PcError *err);
+
+/* The emulator when PONDER_CUDA_EMULATE=1, else the driver. */
+int cuda_device_open(CudaDevice **out, PcError *err);
+
+#endif
