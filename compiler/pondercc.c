@@ -1,8 +1,9 @@
 /* pondercc: compiles a model script. It prints the graph IR (--emit ir),
  * the kernel IR of the compiled module (--emit kir), its C source (--emit
- * c) or its LLVM IR (--emit llvm, llvm-opt), or builds the module into a
- * shared library exporting the model ABI (-o model.so, with the llvm
- * backend unless --backend c). It also reads graph IR text back (FILE.ir). */
+ * c), its LLVM IR (--emit llvm, llvm-opt) or its CUDA C (--emit cuda), or
+ * builds the module into a shared library exporting the model ABI (-o
+ * model.so, with the llvm backend unless --backend c; with PTX for GPUs
+ * with --target cuda). It also reads graph IR text back (FILE.ir). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #include "backends/c/c_render.h"
+#include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_lib.h"
 #include "backends/llvm/llvm_backend.h"
 #include "compiler/model_opts.h"
 #include "compiler/module.h"
@@ -34,13 +37,14 @@ static void usage(FILE *f) {
           "compiled model:\n"
           "  -o FILE            compile to a shared library (the model ABI: docs/abi.md) with\n"
           "                     --backend llvm (the default: docs/llvm-backend.md) or --backend c\n"
+          "  --target cuda      -o makes a library for GPUs: PTX for sm_80 and sm_90 (docs/cuda-backend.md)\n"
           "  --max-batch N      the largest batch it is planned for (default 8)\n"
           "  --max-seq N        the longest sequence, and the KV caches' length (default: the context)\n"
           "  --entries LIST     any of train,eval,logits,decode (default: all)\n"
           "output:\n"
           "  --emit WHAT        ir: the graph; hparams: the resolved hyperparameters;\n"
           "                     kir: the compiled module's kernel IR; c: its C source;\n"
-          "                     llvm: its LLVM IR; llvm-opt: the LLVM IR after -O3\n"
+          "                     llvm: its LLVM IR; llvm-opt: the LLVM IR after -O3; cuda: its CUDA C\n"
           "  --dump-after PASS  print the graph after PASS (trace, fuse, dce, autodiff)\n"
           "  --list-configs     print the script's config names\n"
           "  -h, --help         this help\n");
@@ -96,13 +100,36 @@ static int graph_mode(const ModelOpts *o, int train, const char *emit, int list,
   return rc;
 }
 
-/* --emit kir / c, -o: the compiled module */
-static int module_mode(const ModelOpts *o, const PcModuleOptions *mo, const char *emit, const char *out, PcError *err) {
+/* --emit cuda, --target cuda -o */
+static int cuda_mode(const PcModule *m, const char *emit, const char *out, double t0, PcError *err) {
+  if (emit) {
+    CudaOptions co = cuda_options_default();
+    CudaProgram cp;
+    if (cuda_render(m->prog, &co, &cp, err) < 0) return -1;
+    fputs(cp.source, stdout);
+    cuda_program_free(&cp);
+    return 0;
+  }
+  static const int archs[] = {80, 90};
+  double t1 = seconds();
+  CudaLibStats st;
+  if (cuda_build_shared(m, archs, 2, out, &st, err) < 0) return -1;
+  fprintf(stderr, "pondercc: %s: %zu entries, %u CUDA kernels, PTX for sm_80 and sm_90 (%.1f MiB); compiled in %.2f s "
+                  "(%.2f s pondercc, %.2f s CUDA C, %.2f s NVRTC, %.2f s cc)\n",
+          out, m->prog->entries.n, st.kernels, st.ptx_bytes / 1048576.0, seconds() - t0, t1 - t0, st.render_s, st.nvrtc_s,
+          st.link_s);
+  return 0;
+}
+
+/* --emit kir / c / llvm / cuda, -o: the compiled module */
+static int module_mode(const ModelOpts *o, const PcModuleOptions *mo, const char *emit, const char *out, int cuda, PcError *err) {
   double t0 = seconds();
   PcModule m;
   if (pc_module_build(o, mo, &m, err) < 0) return -1;
   int rc = 0;
-  if (emit && !strcmp(emit, "kir")) {
+  if (cuda || (emit && !strcmp(emit, "cuda"))) {
+    rc = cuda_mode(&m, emit, out, t0, err);
+  } else if (emit && !strcmp(emit, "kir")) {
     kir_print(m.prog, stdout);
   } else if (emit && !strncmp(emit, "llvm", 4)) {
     rc = llvm_print(&m, !strcmp(emit, "llvm-opt"), stdout, err);
@@ -170,7 +197,7 @@ static int parse_positive(const char *s, int64_t *out) {
 }
 
 int main(int argc, char **argv) {
-  enum { OPT_NO_LOSS = 256, OPT_DECODE, OPT_TRAIN, OPT_SAVE_LOOPS, OPT_EMIT, OPT_DUMP, OPT_LIST, OPT_MAXB, OPT_MAXS, OPT_ENTRIES };
+  enum { OPT_NO_LOSS = 256, OPT_DECODE, OPT_TRAIN, OPT_SAVE_LOOPS, OPT_EMIT, OPT_DUMP, OPT_LIST, OPT_MAXB, OPT_MAXS, OPT_ENTRIES, OPT_TARGET };
   static const struct option opts[] = {MODEL_LONG_OPTIONS,
                                        {"no-loss", no_argument, 0, OPT_NO_LOSS},
                                        {"decode", no_argument, 0, OPT_DECODE},
@@ -182,11 +209,12 @@ int main(int argc, char **argv) {
                                        {"max-batch", required_argument, 0, OPT_MAXB},
                                        {"max-seq", required_argument, 0, OPT_MAXS},
                                        {"entries", required_argument, 0, OPT_ENTRIES},
+                                       {"target", required_argument, 0, OPT_TARGET},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   ModelOpts o = {.trace_flags = FE_TRACE_LOSS, .pipeline = {.dump = stdout}};
   PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = 8, .schedule = kschedule_default()};
-  const char *emit = NULL, *out = NULL;
+  const char *emit = NULL, *out = NULL, *target = NULL;
   int train = 0, list = 0, c, bad = 0;
   opterr = 0;
   while (!bad && (c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -210,6 +238,7 @@ int main(int argc, char **argv) {
     case OPT_MAXS:
       if (parse_positive(optarg, &mo.max_seq)) fprintf(stderr, "pondercc: --max-seq %s: expected a positive integer\n", optarg), bad = 1;
       break;
+    case OPT_TARGET: target = optarg; break;
     case OPT_ENTRIES:
       if (parse_entries(optarg, &mo.entries))
         fprintf(stderr, "pondercc: --entries %s: expected a list of train, eval, logits, decode\n", optarg), bad = 1;
@@ -220,12 +249,18 @@ int main(int argc, char **argv) {
       bad = 1;
     }
   }
-  static const char *emits[] = {"ir", "hparams", "kir", "c", "llvm", "llvm-opt"};
+  static const char *emits[] = {"ir", "hparams", "kir", "c", "llvm", "llvm-opt", "cuda"};
   int known_emit = !emit;
-  for (int i = 0; i < 6 && emit; i++) known_emit |= !strcmp(emit, emits[i]);
+  for (int i = 0; i < 7 && emit; i++) known_emit |= !strcmp(emit, emits[i]);
   if (!bad && optind != argc - 1) fprintf(stderr, "pondercc: expected one MODEL.lua or GRAPH.ir (try --help)\n"), bad = 1;
   if (!bad && !known_emit)
-    fprintf(stderr, "pondercc: --emit %s: expected ir, hparams, kir, c, llvm or llvm-opt\n", emit), bad = 1;
+    fprintf(stderr, "pondercc: --emit %s: expected ir, hparams, kir, c, llvm, llvm-opt or cuda\n", emit), bad = 1;
+  if (!bad && target && strcmp(target, "cpu") && strcmp(target, "cuda"))
+    fprintf(stderr, "pondercc: --target %s: expected cpu or cuda\n", target), bad = 1;
+  int cuda = target && !strcmp(target, "cuda");
+  if (!bad && cuda && o.backend) fprintf(stderr, "pondercc: --target cuda has its own backend: drop --backend %s\n", o.backend), bad = 1;
+  if (!bad && cuda && !out) fprintf(stderr, "pondercc: --target cuda goes with -o MODEL.so (--emit cuda prints the CUDA C)\n"), bad = 1;
+  if (!bad && o.device) fprintf(stderr, "pondercc: --device is for ponder; pondercc compiles for GPUs with --target cuda\n"), bad = 1;
   if (!bad && out && emit) fprintf(stderr, "pondercc: give -o or --emit, not both\n"), bad = 1;
   if (!bad && o.backend && strcmp(o.backend, "c") && strcmp(o.backend, "llvm"))
     fprintf(stderr, "pondercc: --backend %s: pondercc compiles with the llvm (default) or c backend\n", o.backend), bad = 1;
@@ -245,8 +280,8 @@ int main(int argc, char **argv) {
   if (ends_with(o.script, ".ir")) {
     rc = emit && strcmp(emit, "ir") ? pc_errorf(&err, "%s: an IR file can only be re-emitted as ir", o.script)
                                     : emit_ir_file(o.script, &err);
-  } else if (out || (emit && (!strcmp(emit, "kir") || !strcmp(emit, "c") || !strncmp(emit, "llvm", 4)))) {
-    rc = module_mode(&o, &mo, emit, out, &err);
+  } else if (out || (emit && (!strcmp(emit, "kir") || !strcmp(emit, "c") || !strncmp(emit, "llvm", 4) || !strcmp(emit, "cuda")))) {
+    rc = module_mode(&o, &mo, emit, out, cuda, &err);
   } else {
     rc = graph_mode(&o, train, emit, list, &err);
   }
