@@ -1,0 +1,305 @@
+/* The CUDA backend's host side without a GPU: launch shapes, buffer
+ * addresses, argument packing, the row-major -> cuBLAS mapping (checked
+ * numerically with OpenBLAS), which nests become which kind of kernel, the
+ * barriers and lane-0 stores of uniform code, what the host executor asks
+ * a (recording) device to do for a small hand-made program, render errors,
+ * and the kernel program's byte form (round trip; damaged bytes refused). */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_kio.h"
+#include "tests/check.h"
+
+/* ---- launch shapes, addresses, arguments, gemm ---------------------------------- */
+
+static void check_shapes(void) {
+  uint32_t grid = 0, block = 0;
+  CudaLaunch l = {.mode = CM_THREAD, .threads = 128};
+  CHECK(!cuda_launch_shape(&l, 0, &grid, &block));
+  CHECK(cuda_launch_shape(&l, 1000, &grid, &block) && grid == 8 && block == 128);
+  l = (CudaLaunch){.mode = CM_WARP, .threads = 128};
+  CHECK(cuda_launch_shape(&l, 10, &grid, &block) && grid == 3 && block == 128); /* 4 rows a block */
+  l = (CudaLaunch){.mode = CM_BLOCK, .threads = 256};
+  CHECK(cuda_launch_shape(&l, 5, &grid, &block) && grid == 5 && block == 256);
+  CHECK(cuda_launch_shape(&l, (int64_t)1 << 40, &grid, &block) && grid == CUDA_MAX_GRID);
+  l = (CudaLaunch){.mode = CM_SERIAL, .threads = 1};
+  CHECK(cuda_launch_shape(&l, 1, &grid, &block) && grid == 1 && block == 1);
+}
+
+static void check_addresses_and_args(void) {
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "t");
+  kbuf(e, "w", K_F32, KB_PARAM, 1, 0, 10);
+  kbuf(e, "ids", K_I32, KB_INPUT, 0, 0, 4);
+  kbuf(e, "out", K_F32, KB_OUTPUT, 2, 0, 4);
+  kbuf(e, "tmp", K_F32, KB_ARENA, 0, 4096, 4);
+  kvar(e, "f", K_F32);
+  kvar(e, "n", K_I64);
+  CuPtr params[2] = {0x1000, 0x2000}, inputs[1] = {0x3000}, outputs[3] = {0, 0, 0x5000}, bufs[4];
+  cuda_buffer_addresses(e, params, inputs, outputs, 0x10000, bufs);
+  CHECK(bufs[0] == 0x2000 && bufs[1] == 0x3000 && bufs[2] == 0x5000 && bufs[3] == 0x10000 + 4096);
+  CudaProgram cp = {.prog = p};
+  CudaArg args[] = {{CA_DIM, K_I64, 1}, {CA_BUF, 0, 3}, {CA_VAR, K_F32, 0}, {CA_VAR, K_I64, 1}, {CA_SLOT, K_F32, 1}};
+  for (size_t i = 0; i < 5; i++) vec_push(&cp.args, args[i]);
+  CudaLaunch l = {.arg0 = 0, .n_args = 5};
+  int64_t dims[2] = {3, 7};
+  CudaValue vars[2] = {{.f = 2.5f}, {.i = -9}};
+  uint64_t values[5];
+  void *ptrs[5];
+  cuda_pack_args(&cp, &l, dims, bufs, vars, 0x9000, values, ptrs);
+  float f;
+  memcpy(&f, ptrs[2], 4);
+  CHECK(*(int64_t *)ptrs[0] == 7 && *(uint64_t *)ptrs[1] == 0x10000 + 4096 && f == 2.5f && *(int64_t *)ptrs[3] == -9 &&
+        *(uint64_t *)ptrs[4] == 0x9000 + 8);
+  vec_free(&cp.args);
+  kir_free(p);
+}
+
+/* C = A op B in row-major through cuBLAS's column-major arguments equals
+ * cblas's row-major product, for each transposition. */
+static void check_gemm_mapping(void) {
+  enum { M = 3, N = 4, K = 5 };
+  float a[M * K], b[K * N], want[M * N], got[M * N];
+  for (int i = 0; i < M * K; i++) a[i] = (float)(i % 7) - 3;
+  for (int i = 0; i < K * N; i++) b[i] = (float)(i % 5) * 0.5f - 1;
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      int lda = ta ? M : K, ldb = tb ? K : N;
+      for (int i = 0; i < M * N; i++) want[i] = got[i] = (float)i;
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.5f, a, lda, b, ldb,
+                  0.5f, want, N);
+      CudaGemm g = cuda_gemm_colmajor(ta, tb, M, N, K, 1.5f, (CuPtr)(uintptr_t)a, lda, (CuPtr)(uintptr_t)b, ldb, 0.5f,
+                                      (CuPtr)(uintptr_t)got, N);
+      cblas_sgemm(CblasColMajor, g.transa ? CblasTrans : CblasNoTrans, g.transb ? CblasTrans : CblasNoTrans, g.m, g.n, g.k,
+                  g.alpha, (float *)(uintptr_t)g.a, g.lda, (float *)(uintptr_t)g.b, g.ldb, g.beta, (float *)(uintptr_t)g.c, g.ldc);
+      CHECKF(!memcmp(want, got, sizeof want), "gemm ta=%d tb=%d differs", ta, tb);
+    }
+}
+
+/* ---- a small program ----------------------------------------------------------
+ *   entry t [B <= 4]
+ *     %0 param f32[4096]  %1 input f32[4096]  %2 output f32[4096]  %3 output f32[8]  %4 arena f32[8]
+ *     for i in 0 .. 2:                  (host: it holds launches)
+ *       parfor p in 0 .. B:             (block: rows of 1024)
+ *         a = 0
+ *         vfor j in 0 .. 1024: a = a + %1[p*1024 + j]
+ *         %4[p] = a                     (lane 0)
+ *         vfor j in 0 .. 1024: %2[p*1024 + j] = %1[p*1024 + j] / %4[p] + itof(i)   (after a barrier)
+ *     parfor q in 0 .. B:               (a thread per row)
+ *       %3[q] = %4[q]
+ *     s = %4[0]                         (one thread; s comes back to the host)
+ *     parfor r in 0 .. B:               (warp: rows of 32)
+ *       vfor j in 0 .. 32: %2[r*32 + j] = s
+ *     gemm nt m=B n=2 k=2  %3 + 0 <- %0 + 0, %0 + 8
+ *     fill %3 + 4, count 2, value 1
+ *     copy %2 + 1 <- %2 + 0, count 4    (overlapping) */
+
+typedef struct {
+  KProgram *p;
+  uint32_t host_for, block_pf, thread_pf, serial, warp_pf;
+} Prog;
+
+static Prog make_program(void) {
+  Prog r = {.p = kir_new()};
+  KProgram *p = r.p;
+  KEntry *e = kir_entry(p, "t");
+  uint32_t B = kdim(e, "B", 4);
+  uint32_t w = kbuf(e, "w", K_F32, KB_PARAM, 0, 0, 4096), x = kbuf(e, "x", K_F32, KB_INPUT, 0, 0, 4096);
+  uint32_t y = kbuf(e, "y", K_F32, KB_OUTPUT, 0, 0, 4096), z = kbuf(e, "z", K_F32, KB_OUTPUT, 1, 0, 8);
+  uint32_t sums = kbuf(e, "sums", K_F32, KB_ARENA, 0, 0, 8);
+  uint32_t i = kvar(e, "i", K_I64), pv = kvar(e, "p", K_I64), a = kvar(e, "a", K_F32), j = kvar(e, "j", K_I64);
+  uint32_t j2 = kvar(e, "j2", K_I64), q = kvar(e, "q", K_I64), s = kvar(e, "s", K_F32), rv = kvar(e, "r", K_I64);
+  uint32_t j3 = kvar(e, "j3", K_I64);
+  r.host_for = (uint32_t)p->stmts.n;
+  uint32_t body = ks_for(p, e->body, KL_SERIAL, i, kx_i(p, 0), kx_i(p, 2));
+  r.block_pf = (uint32_t)p->stmts.n;
+  uint32_t row = ks_for(p, body, KL_PARALLEL, pv, kx_i(p, 0), kx_dim(p, B));
+  ks_assign(p, row, a, kx_f(p, 0));
+  uint32_t base = kx_mul(p, kx_var(p, e, pv), kx_i(p, 1024));
+  uint32_t v1 = ks_for(p, row, KL_VECTOR, j, kx_i(p, 0), kx_i(p, 1024));
+  ks_assign(p, v1, a, kx_add(p, kx_var(p, e, a), kx_load(p, e, x, kx_add(p, base, kx_var(p, e, j)))));
+  ks_store(p, row, sums, kx_var(p, e, pv), kx_var(p, e, a));
+  uint32_t v2 = ks_for(p, row, KL_VECTOR, j2, kx_i(p, 0), kx_i(p, 1024));
+  uint32_t at = kx_add(p, base, kx_var(p, e, j2));
+  ks_store(p, v2, y, at,
+           kx_add(p, kx_div(p, kx_load(p, e, x, at), kx_load(p, e, sums, kx_var(p, e, pv))), kx_op(p, KE_ITOF, kx_var(p, e, i), 0, 0)));
+  r.thread_pf = (uint32_t)p->stmts.n;
+  uint32_t row2 = ks_for(p, e->body, KL_PARALLEL, q, kx_i(p, 0), kx_dim(p, B));
+  ks_store(p, row2, z, kx_var(p, e, q), kx_load(p, e, sums, kx_var(p, e, q)));
+  r.serial = (uint32_t)p->stmts.n;
+  ks_assign(p, e->body, s, kx_load(p, e, sums, kx_i(p, 0)));
+  r.warp_pf = (uint32_t)p->stmts.n;
+  uint32_t row3 = ks_for(p, e->body, KL_PARALLEL, rv, kx_i(p, 0), kx_dim(p, B));
+  uint32_t v3 = ks_for(p, row3, KL_VECTOR, j3, kx_i(p, 0), kx_i(p, 32));
+  ks_store(p, v3, y, kx_add(p, kx_mul(p, kx_var(p, e, rv), kx_i(p, 32)), kx_var(p, e, j3)), kx_var(p, e, s));
+  KGemm g = {.ta = 0, .tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 2), .k = kx_i(p, 2), .alpha = 1, .beta = 0, .a = w, .b = w, .c = z,
+             .a_off = kx_i(p, 0), .b_off = kx_i(p, 8), .c_off = kx_i(p, 0), .lda = kx_i(p, 2), .ldb = kx_i(p, 2), .ldc = kx_i(p, 2)};
+  ks_gemm(p, e->body, &g);
+  ks_fill(p, e->body, z, kx_i(p, 4), kx_i(p, 2), kx_f(p, 1));
+  ks_copy(p, e->body, y, kx_i(p, 1), y, kx_i(p, 0), kx_i(p, 4));
+  return r;
+}
+
+/* a device that records what it is asked */
+typedef struct {
+  CudaDevice base;
+  char log[4096];
+  size_t len;
+  int allocs, releases;
+} Rec;
+
+#define LOG(r, ...) ((r)->len += (size_t)snprintf((r)->log + (r)->len, sizeof (r)->log - (r)->len, __VA_ARGS__))
+
+static int rec_launch(CudaDevice *d, uint32_t k, uint32_t grid, uint32_t block, void **params, PcError *err) {
+  Rec *r = (Rec *)d;
+  LOG(r, "k%u<%u,%u>", k, grid, block);
+  if (k == 0) LOG(r, "(B=%lld,i=%lld)", (long long)*(int64_t *)params[0], (long long)*(int64_t *)params[4]); /* d0, x, sums, y, i */
+  LOG(r, " ");
+  return 0;
+}
+static int rec_download(CudaDevice *d, void *dst, CuPtr src, size_t bytes, PcError *err) {
+  Rec *r = (Rec *)d;
+  float v = 0.75f;
+  memcpy(dst, &v, 4);
+  LOG(r, "download(%zu) ", bytes);
+  return 0;
+}
+static int rec_gemm(CudaDevice *d, const CudaGemm *g, PcError *err) {
+  Rec *r = (Rec *)d;
+  LOG(r, "gemm(%c%c m=%d n=%d k=%d) ", g->transa ? 't' : 'n', g->transb ? 't' : 'n', g->m, g->n, g->k);
+  return 0;
+}
+static int rec_fill(CudaDevice *d, CuPtr dst, uint32_t bits, size_t count, PcError *err) {
+  Rec *r = (Rec *)d;
+  LOG(r, "fill(+%llu,%zu,%08x) ", (unsigned long long)(dst - 0x300000), count, bits);
+  return 0;
+}
+static int rec_copy(CudaDevice *d, CuPtr dst, CuPtr src, size_t bytes, PcError *err) {
+  Rec *r = (Rec *)d;
+  LOG(r, "copy(%zu) ", bytes);
+  return 0;
+}
+static int rec_alloc(CudaDevice *d, size_t bytes, CuPtr *out, PcError *err) {
+  ((Rec *)d)->allocs++;
+  *out = 0x900000;
+  return 0;
+}
+static void rec_release(CudaDevice *d, CuPtr p) { ((Rec *)d)->releases++; }
+static int rec_sync(CudaDevice *d, PcError *err) { return 0; }
+
+static void check_program(void) {
+  Prog r = make_program();
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  PcError err;
+  if (cuda_render(r.p, &o, &cp, &err) < 0) {
+    CHECKF(0, "render: %s", err.msg);
+    kir_free(r.p);
+    return;
+  }
+  CHECK(cp.launch_of[r.host_for] == UINT32_MAX); /* the host runs the loop */
+  CHECK(cp.launches.n == 4 && cp.n_kernels == 4);
+  const CudaLaunch *l = cp.launches.a;
+  CHECK(l[0].stmt == r.block_pf && l[0].mode == CM_BLOCK && l[0].threads == 256);
+  CHECK(l[1].stmt == r.thread_pf && l[1].mode == CM_THREAD);
+  CHECK(l[2].stmt == r.serial && l[2].mode == CM_SERIAL);
+  CHECK(l[3].stmt == r.warp_pf && l[3].mode == CM_WARP);
+  /* the block kernel: a block reduction, lane 0 stores the sum, a barrier before it is read */
+  const char *k0 = strstr(cp.source, "void k0("), *k1 = strstr(cp.source, "void k1(");
+  CHECK(k0 && k1);
+  if (k0 && k1) {
+    char *text = strndup(k0, (size_t)(k1 - k0));
+    CHECK_STR_CONTAINS(text, "pc_block_sum_f(q0, pc_shf)");
+    CHECK_STR_CONTAINS(text, "if (pc_lane == 0) p");
+    const char *store = strstr(text, "if (pc_lane == 0)"), *bar = strstr(text, "__syncthreads();");
+    CHECKF(store && bar && bar > store, "no barrier after the lane-0 store:\n%s", text);
+    free(text);
+  }
+  CHECK_STR_CONTAINS(cp.source, "*r0p = r0;"); /* the serial kernel hands s back */
+  /* what the host asks of the device */
+  Rec rec = {.base = {.name = "rec", .launch = rec_launch, .download = rec_download, .gemm = rec_gemm, .fill32 = rec_fill,
+                      .copy = rec_copy, .alloc = rec_alloc, .release = rec_release, .sync = rec_sync}};
+  CuPtr bufs[5] = {0x100000, 0x200000, 0x280000, 0x300000, 0x400000};
+  int64_t dims[1] = {3};
+  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+  const char *want = "k0<3,256>(B=3,i=0) k0<3,256>(B=3,i=1) k1<1,128> k2<1,1> download(4) k3<1,128> gemm(tn m=2 n=3 k=2) "
+                     "fill(+16,2,3f800000) copy(16) copy(16) ";
+  CHECKF(!strcmp(rec.log, want), "the device was asked:\n  %s\nnot\n  %s", rec.log, want);
+  CHECK(rec.allocs == 1 && rec.releases == 1); /* the overlapping copy's temporary */
+  cuda_program_free(&cp);
+  kir_free(r.p);
+}
+
+/* ---- errors and the byte form ------------------------------------------------ */
+
+static void check_errors(void) {
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "bad");
+  uint32_t n = kbuf(e, "n", K_I32, KB_INPUT, 0, 0, 1), v = kvar(e, "v", K_I64), k = kvar(e, "k", K_I64);
+  uint32_t body = ks_for(p, e->body, KL_PARALLEL, v, kx_i(p, 0), kx_load(p, e, n, kx_i(p, 0)));
+  ks_assign(p, body, k, kx_var(p, e, v));
+  ks_assign(p, e->body, k, kx_add(p, kx_var(p, e, k), kx_i(p, 1)));
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  PcError err;
+  CHECK(cuda_render(p, &o, &cp, &err) < 0);
+  CHECK_STR_CONTAINS(err.msg, "bounds are read from device memory");
+  kir_free(p);
+  p = kir_new();
+  e = kir_entry(p, "bad2");
+  v = kvar(e, "v", K_I64);
+  k = kvar(e, "k", K_I64);
+  body = ks_for(p, e->body, KL_PARALLEL, v, kx_i(p, 0), kx_i(p, 4));
+  ks_assign(p, body, k, kx_var(p, e, v));
+  ks_assign(p, e->body, k, kx_add(p, kx_var(p, e, k), kx_i(p, 1)));
+  CHECK(cuda_render(p, &o, &cp, &err) < 0);
+  CHECK_STR_CONTAINS(err.msg, "a parallel loop assigns a variable of the host");
+  kir_free(p);
+}
+
+static char *printed(const KProgram *p) {
+  char *s = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&s, &n);
+  kir_print(p, f);
+  fclose(f);
+  return s;
+}
+
+static void check_bytes(void) {
+  Prog r = make_program();
+  size_t len;
+  unsigned char *bytes = cuda_kir_write(r.p, &len);
+  KProgram *back;
+  PcError err;
+  CHECK(cuda_kir_read(bytes, len, &back, &err) == 0);
+  if (back) {
+    char *a = printed(r.p), *b = printed(back);
+    CHECK(!strcmp(a, b));
+    free(a);
+    free(b);
+    kir_free(back);
+  }
+  CHECK(cuda_kir_read(bytes, len - 3, &back, &err) < 0); /* cut short */
+  CHECK_STR_CONTAINS(err.msg, "damaged");
+  for (size_t at = 8; at < len; at += 37) { /* bytes changed here and there: an error or a program, never a crash */
+    unsigned char keep = bytes[at];
+    bytes[at] ^= 0x5a;
+    if (cuda_kir_read(bytes, len, &back, &err) == 0) kir_free(back);
+    bytes[at] = keep;
+  }
+  free(bytes);
+  kir_free(r.p);
+}
+
+int main(void) {
+  check_shapes();
+  check_addresses_and_args();
+  check_gemm_mapping();
+  check_program();
+  check_errors();
+  check_bytes();
+  return check_exit();
+}
