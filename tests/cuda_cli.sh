@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The CUDA backend from the command line, without a GPU:
+#  1. pondercc --emit cuda prints kernels; bad --target / --device uses are refused;
+#  2. without a driver, ponder --device cuda says so on one line (skipped where one exists);
+#     a --target cuda library run without --device cuda says how to run it;
+#  3. on the CPU emulator (PONDER_CUDA_EMULATE=1): ponder train --device cuda gives the
+#     interpreter's losses, and ponder generate --device cuda its tokens (cached decoding).
+# Usage: tests/cuda_cli.sh BUILD_DIR   (run from the repository root)
+set -u
+build=${1:?usage: cuda_cli.sh BUILD_DIR}
+ponder=$build/ponder
+pondercc=$build/pondercc
+if [[ ! -x $ponder || ! -x $pondercc ]]; then
+  echo "SKIP: $ponder or $pondercc is not built"
+  exit 77
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+run() { "$@" >"$tmp/out" 2>"$tmp/err" || fail "exit $?: $*: $(tail -c 400 "$tmp/err")"; }
+# refused: a non-zero exit and a one-line message containing $1
+refused() {
+  local want=$1
+  shift
+  if "$@" >"$tmp/out" 2>"$tmp/err"; then
+    fail "accepted: $*"
+  elif [[ $(wc -l <"$tmp/err") -ne 1 ]] || ! grep -qF -- "$want" "$tmp/err"; then
+    fail "$*: expected one line with '$want', got: $(cat "$tmp/err")"
+  fi
+}
+tiny=(models/gpt2.lua --config tiny)
+
+# 1. pondercc
+run "$pondercc" "${tiny[@]}" --ponder 2 --emit cuda
+grep -q 'extern "C" __global__ void k0(' "$tmp/out" || fail "--emit cuda printed no kernel k0"
+grep -q "pc_warp_sum_f(q" "$tmp/out" || fail "--emit cuda: no warp reduction"
+refused "--target gpu: expected cpu or cuda" "$pondercc" "${tiny[@]}" --target gpu -o "$tmp/x.so"
+refused "--target cuda goes with -o" "$pondercc" "${tiny[@]}" --target cuda
+refused "drop --backend c" "$pondercc" "${tiny[@]}" --target cuda --backend c -o "$tmp/x.so"
+refused "--device is for ponder" "$pondercc" "${tiny[@]}" --device cuda -o "$tmp/x.so"
+refused "--device gpu: expected cpu or cuda" "$ponder" forward "${tiny[@]}" --device gpu
+
+# 2. no driver
+if ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+  echo "a CUDA driver is installed: the no-driver messages are not checked"
+else
+  refused "no CUDA driver (libcuda.so.1 not found)" "$ponder" forward "${tiny[@]}" --device cuda
+  refused "no CUDA driver (libcuda.so.1 not found)" "$ponder" generate "${tiny[@]}" --device cuda --ids --prompt-ids "1 2"
+fi
+if "$pondercc" "${tiny[@]}" --target cuda -o "$tmp/cuda.so" >"$tmp/out" 2>"$tmp/err"; then
+  refused "holds CUDA code: run it with --device cuda" "$ponder" forward "$tmp/cuda.so"
+elif grep -q "NVRTC.*not found" "$tmp/err"; then
+  echo "no NVRTC: the --target cuda library is not checked"
+else
+  fail "--target cuda: $(cat "$tmp/err")"
+fi
+
+# 3. the emulator
+if ! "${CXX:-c++}" --version >/dev/null 2>&1; then
+  echo "no C++ compiler: the emulated runs are not checked"
+else
+  export PONDER_CUDA_EMULATE=1
+  run "$ponder" tokenizer train --vocab-size 300 --out "$tmp/tok.json" README.md
+  run "$ponder" prepare --tokenizer "$tmp/tok.json" --out "$tmp/data" --docs paragraph --val-fraction 0.1 README.md docs/*.md
+  args=("${tiny[@]}" --ponder 2 --set vocab_size=300 --data "$tmp/data" --steps 4 --batch 2 --seq 32 --threads 1 --log-every 1
+    --eval-every 4 --eval-batches 1)
+  run "$ponder" train "${args[@]}" --out "$tmp/cpu"
+  run "$ponder" train "${args[@]}" --out "$tmp/gpu" --device cuda
+  loss() { sed -n 's/.*"step": \([0-9]*\), "loss": \([-0-9.e]*\).*/\1 \2/p' "$1/metrics.jsonl"; }
+  paste <(loss "$tmp/cpu") <(loss "$tmp/gpu") >"$tmp/losses"
+  [[ $(wc -l <"$tmp/losses") -eq 4 ]] || fail "expected 4 steps: $(cat "$tmp/losses")"
+  awk '{ d = $2 - $4; if (d < 0) d = -d; if ($1 != $3 || d > 1e-4 * ($2 < 0 ? -$2 : $2)) exit 1 }' "$tmp/losses" ||
+    fail "train --device cuda (emulated) differs from the interpreter: $(tr '\n' ' ' <"$tmp/losses")"
+  gen=(generate "${tiny[@]}" --ponder 2 --set vocab_size=300 --hf "$tmp/cpu/ckpt-00000004" --prompt-ids "5 9 2"
+    --max-tokens 12 --temperature 0)
+  run "$ponder" "${gen[@]}"
+  cp "$tmp/out" "$tmp/gen-cpu"
+  run "$ponder" "${gen[@]}" --device cuda
+  cmp -s "$tmp/gen-cpu" "$tmp/out" || fail "generate --device cuda (emulated) differs: $(cat "$tmp/gen-cpu") vs $(cat "$tmp/out")"
+fi
+
+if ((fails)); then
+  echo "$fails check(s) failed" >&2
+  exit 1
+fi
+echo "the CUDA command-line checks pass"
