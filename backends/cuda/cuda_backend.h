@@ -18,6 +18,7 @@ typedef enum {
   CM_THREAD, /* a parallel loop, one thread per iteration (grid-stride) */
   CM_WARP,   /* a parallel loop, one warp per iteration; its vector loops over the lanes */
   CM_BLOCK,  /* a parallel loop, one block per iteration; its vector loops over the threads */
+  CM_GROUP,  /* a host-level statement, one block; its vector loops over the threads */
 } CudaMode;
 
 /* One kernel parameter: a dim's value, a buffer's address, a variable's

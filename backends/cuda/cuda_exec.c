@@ -88,7 +88,7 @@ static CudaValue eval(const Exec *x, uint32_t id) {
 static int64_t eval_i(const Exec *x, uint32_t id) { return eval(x, id).i; }
 
 static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
-  int64_t n = l->mode == CM_SERIAL ? 1 : eval_i(x, s->e[1]) - eval_i(x, s->e[0]);
+  int64_t n = l->mode == CM_SERIAL || l->mode == CM_GROUP ? 1 : eval_i(x, s->e[1]) - eval_i(x, s->e[0]);
   uint32_t grid, block;
   if (!cuda_launch_shape(l, n, &grid, &block)) return 0;
   cuda_pack_args(x->cp, l, x->dims, x->bufs, x->vars, x->slots, x->values, x->params);

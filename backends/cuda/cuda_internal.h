@@ -37,6 +37,9 @@ int cuda_reduction_op(const CudaScan *a, const KStmt *assign);
 
 /* How a parallel loop maps onto threads, and its block size. */
 CudaMode cuda_choose_mode(const CudaScan *a, const KStmt *parfor, const CudaOptions *o, uint32_t *threads);
+/* A host-level statement: one thread (CM_SERIAL), or one block (CM_GROUP)
+ * when it holds vector loops that spread. */
+CudaMode cuda_choose_serial_mode(const CudaScan *a, const KStmt *s, const CudaOptions *o, uint32_t *threads);
 
 /* Buffers read and written by a statement (with everything nested). */
 typedef struct {

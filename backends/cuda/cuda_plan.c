@@ -8,8 +8,8 @@
 
 int cuda_launch_shape(const CudaLaunch *l, int64_t n, uint32_t *grid, uint32_t *block) {
   if (n <= 0) return 0;
-  uint64_t rows_per_block = l->mode == CM_SERIAL || l->mode == CM_BLOCK ? 1 : l->mode == CM_WARP ? l->threads / 32 : l->threads;
-  uint64_t blocks = l->mode == CM_SERIAL ? 1 : ((uint64_t)n + rows_per_block - 1) / rows_per_block;
+  uint64_t rows_per_block = l->mode == CM_WARP ? l->threads / 32 : l->mode == CM_THREAD ? l->threads : 1;
+  uint64_t blocks = l->mode == CM_SERIAL || l->mode == CM_GROUP ? 1 : ((uint64_t)n + rows_per_block - 1) / rows_per_block;
   *grid = blocks > CUDA_MAX_GRID ? CUDA_MAX_GRID : (uint32_t)blocks;
   *block = l->mode == CM_SERIAL ? 1 : l->threads;
   return 1;

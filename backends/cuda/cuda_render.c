@@ -224,7 +224,7 @@ static void block_uniform(CR *c, uint32_t blk, int depth, CudaEffects *pend);
 
 static void barrier(CR *c, int depth) {
   indent(c, depth);
-  fputs(c->mode == CM_BLOCK ? "__syncthreads();\n" : "__syncwarp();\n", c->f);
+  fputs(c->mode == CM_WARP ? "__syncwarp();\n" : "__syncthreads();\n", c->f);
 }
 
 /* A vector loop over the lanes: each thread takes every lanes-th
@@ -261,7 +261,7 @@ static void spread_loop(CR *c, const KStmt *s, int depth) {
     fprintf(c->f, " = %s", sum ? "" : f32 ? "fmaxf(" : "pc_max64(");
     var_name(c, t->var);
     fprintf(c->f, "%s", sum ? " + " : ", ");
-    if (c->mode == CM_BLOCK) {
+    if (c->mode != CM_WARP) {
       fprintf(c->f, "pc_block_%s_%c(q%u, pc_sh%c)", sum ? "sum" : "max", f32 ? 'f' : 'i', q, f32 ? 'f' : 'i');
       *(f32 ? &c->used_shf : &c->used_shi) = 1;
     } else {
@@ -382,18 +382,27 @@ static void kernel_body(CR *c, const KStmt *s) {
       [CM_BLOCK] = " + (i64)blockIdx.x"};
   static const char *row_step[] = {
       [CM_THREAD] = "(i64)gridDim.x * blockDim.x", [CM_WARP] = "(i64)gridDim.x * (blockDim.x >> 5)", [CM_BLOCK] = "(i64)gridDim.x"};
-  if (c->mode == CM_SERIAL) {
+  if (c->mode == CM_WARP) fputs("  const int pc_lane = threadIdx.x & 31, pc_lanes = 32;\n", c->f);
+  if (c->mode == CM_BLOCK || c->mode == CM_GROUP) fputs("  const int pc_lane = threadIdx.x, pc_lanes = blockDim.x;\n", c->f);
+  if (c->mode == CM_SERIAL || c->mode == CM_GROUP) { /* a host statement: its variables in, and back out */
     for (size_t i = 0; i < c->vars.n; i++)
       if (c->var_kind[c->vars.a[i]] == 'r')
         fprintf(c->f, "  %s r%u = r%ui;\n", ctype(c->e->vars.a[c->vars.a[i]].type), c->var_map[c->vars.a[i]],
                 c->var_map[c->vars.a[i]]);
-    stmt_serial(c, s, 1);
+    if (c->mode == CM_SERIAL) {
+      stmt_serial(c, s, 1);
+    } else {
+      CudaEffects eff = {0};
+      cuda_effects(c->p, s, &eff);
+      stmt_uniform(c, s, 1, &eff);
+      cuda_effects_free(&eff);
+    }
     for (size_t i = 0; i < c->vars.n; i++)
-      if (c->var_kind[c->vars.a[i]] == 'r') fprintf(c->f, "  *r%up = r%u;\n", c->var_map[c->vars.a[i]], c->var_map[c->vars.a[i]]);
+      if (c->var_kind[c->vars.a[i]] == 'r')
+        fprintf(c->f, "  %s*r%up = r%u;\n", c->mode == CM_GROUP ? "if (pc_lane == 0) " : "", c->var_map[c->vars.a[i]],
+                c->var_map[c->vars.a[i]]);
     return;
   }
-  if (c->mode == CM_WARP) fputs("  const int pc_lane = threadIdx.x & 31, pc_lanes = 32;\n", c->f);
-  if (c->mode == CM_BLOCK) fputs("  const int pc_lane = threadIdx.x, pc_lanes = blockDim.x;\n", c->f);
   indent(c, 1);
   loop_head(c, s, row_start[c->mode], row_step[c->mode]);
   if (c->mode == CM_THREAD) {
@@ -432,7 +441,7 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
     uint32_t v = c->vars.a[i];
     int local = c->root_body != UINT32_MAX && c->a.owner[v] != UINT32_MAX && cuda_block_inside(&c->a, c->a.owner[v], c->root_body);
     char k = local ? 'l' : assigned[v] ? 'r' : 'v';
-    if (k == 'r' && mode != CM_SERIAL) failf(c, "a parallel loop assigns a variable of the host", s);
+    if (k == 'r' && mode != CM_SERIAL && mode != CM_GROUP) failf(c, "a parallel loop assigns a variable of the host", s);
     c->var_kind[v] = k;
     c->var_map[v] = n_kind[(int)k]++;
   }
@@ -485,7 +494,7 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
   if (!strmap_get(&c->seen, key, key_len, &l.kernel)) {
     l.kernel = c->out->n_kernels++;
     strmap_put(&c->seen, key, key_len, l.kernel);
-    static const char *modes[] = {"one thread", "a thread per row", "a warp per row", "a block per row"};
+    static const char *modes[] = {"one thread", "a thread per row", "a warp per row", "a block per row", "one block"};
     fprintf(c->kernels, "\n/* %s */\nextern \"C\" __global__ void k%u(%s) {\n%s%s}\n", modes[mode], l.kernel, sig, shared, body);
     fprintf(c->emu, "extern \"C\" void pc_emu_k%u(void **a) { k%u(", l.kernel, l.kernel);
     for (size_t i = 0; i < types.n; i++) fprintf(c->emu, "%s*(%s *)a[%zu]", i ? ", " : "", types.a[i], i);
@@ -542,7 +551,9 @@ static void host_block(CR *c, uint32_t blk) {
     } else if (cuda_stmt_touches(c->p, s)) {
       int host_op = (s->kind == KS_FILL || s->kind == KS_COPY) && !cuda_expr_loads(c->p, s->e[0]) &&
                     !cuda_expr_loads(c->p, s->e[1]) && !cuda_expr_loads(c->p, s->e[2]);
-      if (!host_op) kernel(c, id, CM_SERIAL, 1);
+      uint32_t threads;
+      CudaMode mode = cuda_choose_serial_mode(&c->a, s, c->o, &threads);
+      if (!host_op) kernel(c, id, mode, threads);
     }
   }
 }

@@ -195,23 +195,35 @@ int cuda_vfor_spreads(const CudaScan *a, const KStmt *s) {
   return 1;
 }
 
-/* The longest vector loop that spreads over threads in uniform code under
- * blk (-1 if none; INT64_MAX if one's length is unknown). */
+static int64_t longest_spread(const CudaScan *a, uint32_t blk);
+
+/* The longest vector loop that spreads over threads in uniform code in s
+ * (-1 if none; INT64_MAX if one's length is unknown). Fills and copies in
+ * uniform code spread too. */
+static int64_t spread_of(const CudaScan *a, const KStmt *s) {
+  int64_t lo, hi;
+  if (s->kind == KS_FOR && s->loop == KL_VECTOR && cuda_vfor_spreads(a, s))
+    return cuda_estimate(a, s->e[0], &lo) && cuda_estimate(a, s->e[1], &hi) ? hi - lo : INT64_MAX;
+  if (s->kind == KS_FILL || s->kind == KS_COPY)
+    return cuda_estimate(a, s->e[s->kind == KS_FILL ? 1 : 2], &hi) ? hi : INT64_MAX;
+  if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) return longest_spread(a, s->body);
+  return -1;
+}
+
 static int64_t longest_spread(const CudaScan *a, uint32_t blk) {
   int64_t best = -1;
   const VecU32 *b = &a->p->blocks.a[blk];
   for (size_t i = 0; i < b->n; i++) {
-    const KStmt *s = &a->p->stmts.a[b->a[i]];
-    int64_t n = -1;
-    if (s->kind == KS_FOR && s->loop == KL_VECTOR && cuda_vfor_spreads(a, s)) {
-      int64_t lo, hi;
-      n = cuda_estimate(a, s->e[0], &lo) && cuda_estimate(a, s->e[1], &hi) ? hi - lo : INT64_MAX;
-    } else if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) {
-      n = longest_spread(a, s->body);
-    }
+    int64_t n = spread_of(a, &a->p->stmts.a[b->a[i]]);
     if (n > best) best = n;
   }
   return best;
+}
+
+/* threads for a block whose longest spread is n */
+static uint32_t block_threads(const CudaOptions *o, int64_t n) {
+  uint32_t t = n >= 512 ? o->block_threads : o->block_threads / 2;
+  return t < 32 ? 32 : t;
 }
 
 CudaMode cuda_choose_mode(const CudaScan *a, const KStmt *parfor, const CudaOptions *o, uint32_t *threads) {
@@ -224,9 +236,14 @@ CudaMode cuda_choose_mode(const CudaScan *a, const KStmt *parfor, const CudaOpti
     *threads = o->warp_threads;
     return CM_WARP;
   }
-  *threads = n >= 512 ? o->block_threads : o->block_threads / 2;
-  if (*threads < 32) *threads = 32;
+  *threads = block_threads(o, n);
   return CM_BLOCK;
+}
+
+CudaMode cuda_choose_serial_mode(const CudaScan *a, const KStmt *s, const CudaOptions *o, uint32_t *threads) {
+  int64_t n = spread_of(a, s);
+  *threads = n < 0 ? 1 : block_threads(o, n == INT64_MAX ? 512 : n);
+  return n < 0 ? CM_SERIAL : CM_GROUP;
 }
 
 /* ---- effects ----------------------------------------------------------------- */
