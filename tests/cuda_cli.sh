@@ -33,7 +33,7 @@ tiny=(models/gpt2.lua --config tiny)
 
 # 1. pondercc
 run "$pondercc" "${tiny[@]}" --ponder 2 --emit cuda
-grep -q 'extern "C" __global__ void k0(' "$tmp/out" || fail "--emit cuda printed no kernel k0"
+grep -q 'extern "C" __global__ void __launch_bounds__([0-9]*) k0(' "$tmp/out" || fail "--emit cuda printed no kernel k0"
 grep -q "pc_warp_sum_f(q" "$tmp/out" || fail "--emit cuda: no warp reduction"
 refused "--target gpu: expected cpu or cuda" "$pondercc" "${tiny[@]}" --target gpu -o "$tmp/x.so"
 refused "--target cuda goes with -o" "$pondercc" "${tiny[@]}" --target cuda

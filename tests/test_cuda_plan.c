@@ -207,7 +207,7 @@ static void check_program(void) {
   CHECK(l[2].stmt == r.serial && l[2].mode == CM_SERIAL);
   CHECK(l[3].stmt == r.warp_pf && l[3].mode == CM_WARP);
   /* the block kernel: a block reduction, lane 0 stores the sum, a barrier before it is read */
-  const char *k0 = strstr(cp.source, "void k0("), *k1 = strstr(cp.source, "void k1(");
+  const char *k0 = strstr(cp.source, ") k0("), *k1 = strstr(cp.source, ") k1(");
   CHECK(k0 && k1);
   if (k0 && k1) {
     char *text = strndup(k0, (size_t)(k1 - k0));

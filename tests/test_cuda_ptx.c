@@ -78,24 +78,26 @@ static void add_module(Combined *c, const char *label, const ModelOpts *o, int64
     pc_module_free(&m);
     return;
   }
-  /* kernels: `extern "C" __global__ void kN(...) {` to the last "}" before the next */
-  static const char head[] = "extern \"C\" __global__ void k";
+  /* kernels: `extern "C" __global__ void __launch_bounds__(N) kM(...) {` to the last "}" before the next */
+  static const char head[] = "extern \"C\" __global__ void ";
   const char *first = strstr(cp.source, head), *end = strstr(cp.source, "\n#ifdef PONDER_CUDA_EMU");
   if (!c->prelude && first) c->prelude = strndup(cp.source, (size_t)(first - cp.source));
   unsigned before = c->distinct;
   for (const char *k = first; k && k < end;) {
     const char *next = strstr(k + 1, head), *stop = next && next < end ? next : end, *close = NULL;
     for (const char *p = k; (p = strstr(p, "\n}\n")) && p < stop; p++) close = p;
-    const char *paren = strchr(k, '(');
+    const char *name = strstr(k, ") k"), *paren = name ? strchr(name + 2, '(') : NULL;
     CHECKF(close && paren && paren < close, "%s: a kernel without a body", label);
     if (!close || !paren || paren > close) break;
     size_t key_len = (size_t)(close + 3 - paren);
     uint32_t id;
     if (!strmap_get(&c->seen, paren, key_len, &id)) {
       strmap_put(&c->seen, paren, key_len, c->distinct);
-      char name[64];
-      int n = snprintf(name, sizeof name, "\nextern \"C\" __global__ void kd%u", c->distinct++);
-      append(c, name, (size_t)n);
+      char renamed[64];
+      int n = snprintf(renamed, sizeof renamed, ") kd%u", c->distinct++);
+      append(c, "\n", 1);
+      append(c, k, (size_t)(name - k));
+      append(c, renamed, (size_t)n);
       append(c, paren, key_len);
     }
     c->total++;

@@ -495,7 +495,11 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
     l.kernel = c->out->n_kernels++;
     strmap_put(&c->seen, key, key_len, l.kernel);
     static const char *modes[] = {"one thread", "a thread per row", "a warp per row", "a block per row", "one block"};
-    fprintf(c->kernels, "\n/* %s */\nextern \"C\" __global__ void k%u(%s) {\n%s%s}\n", modes[mode], l.kernel, sig, shared, body);
+    /* registers for the largest block any launch uses (ptxas otherwise assumes 1024 threads may not be asked for) */
+    unsigned most = c->o->block_threads > c->o->warp_threads ? c->o->block_threads : c->o->warp_threads;
+    if (c->o->thread_threads > most) most = c->o->thread_threads;
+    fprintf(c->kernels, "\n/* %s */\nextern \"C\" __global__ void __launch_bounds__(%u) k%u(%s) {\n%s%s}\n", modes[mode], most,
+            l.kernel, sig, shared, body);
     fprintf(c->emu, "extern \"C\" void pc_emu_k%u(void **a) { k%u(", l.kernel, l.kernel);
     for (size_t i = 0; i < types.n; i++) fprintf(c->emu, "%s*(%s *)a[%zu]", i ? ", " : "", types.a[i], i);
     fputs("); }\n", c->emu);

@@ -63,6 +63,7 @@ typedef struct {
   CUfunction *fn;
   uint32_t n_fn;
   void *blas_handle;
+  int sync_each; /* PONDER_CUDA_SYNC=1: wait after every launch, to name a kernel that faults */
 } Gpu;
 
 static int cu_fail(const Gpu *g, CUresult rc, const char *what, PcError *err) {
@@ -146,6 +147,7 @@ static int gpu_launch(CudaDevice *d, uint32_t kernel, uint32_t grid, uint32_t bl
   Gpu *g = (Gpu *)d;
   if (kernel >= g->n_fn) return pc_errorf(err, "CUDA: no kernel k%u loaded", kernel);
   CUresult rc = g->cu.launch(g->fn[kernel], grid, 1, 1, block, 1, 1, 0, NULL, params, NULL);
+  if (!rc && g->sync_each) rc = g->cu.ctx_sync();
   if (rc) {
     char what[64];
     snprintf(what, sizeof what, "launching k%u (%u blocks of %u)", kernel, grid, block);
@@ -245,6 +247,8 @@ int cuda_driver_open(CudaDevice **out, PcError *err) {
   if (!rc && (r = g->cu.ctx_retain(&g->ctx, g->dev))) rc = cu_fail(g, r, "cuDevicePrimaryCtxRetain", err);
   if (!rc && (r = g->cu.ctx_set(g->ctx))) rc = cu_fail(g, r, "cuCtxSetCurrent", err);
   if (!rc) rc = open_cublas(g, err);
+  const char *sync = getenv("PONDER_CUDA_SYNC");
+  g->sync_each = sync && !strcmp(sync, "1");
   if (rc) {
     gpu_free(&g->base);
     return -1;

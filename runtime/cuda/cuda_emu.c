@@ -47,6 +47,7 @@ static const char prelude[] =
     "#define threadIdx (pc_emu_hooks.self()->tid)\n#define blockIdx (pc_emu_hooks.self()->bid)\n"
     "#define blockDim (pc_emu_hooks.self()->bdim)\n#define gridDim (pc_emu_hooks.self()->gdim)\n"
     "#define __global__\n#define __device__\n#define __forceinline__ inline\n#define __shared__ static\n"
+    "#define __launch_bounds__(n)\n"
     "static inline void __syncthreads(void) { pc_emu_hooks.barrier(0); }\n"
     "static inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)mask; pc_emu_hooks.barrier(1); }\n"
     "template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int m) {\n"
