@@ -46,7 +46,8 @@ enum {
   "  --set KEY=VALUE    override one hyperparameter (repeatable)\n"                                \
   "  --ponder K         ponder K steps (--set ponderinglm=true --set pondering_steps=K)\n"        \
   "  --no-fuse          keep the vocabulary ops unfused (materialises [tokens x vocab] buffers)\n" \
-  "  --backend NAME     interp (the reference interpreter, default), c or llvm (compiled in-process)\n" \
+  "  --backend NAME     llvm (compiled in-process; the default when the context length is known),\n" \
+  "                     c, or interp (the reference interpreter)\n"                                 \
   "  --jit              the same as --backend llvm\n"                                            \
   "  --device NAME      cpu (default) or cuda: the model compiled for the first GPU (docs/cuda-backend.md)\n" \
   "  --seed N           seed of the random initialisation when there is no --hf (default 1)\n"

@@ -65,7 +65,7 @@ else
   run "$ponder" prepare --tokenizer "$tmp/tok.json" --out "$tmp/data" --docs paragraph --val-fraction 0.1 README.md docs/*.md
   args=("${tiny[@]}" --ponder 2 --set vocab_size=300 --data "$tmp/data" --steps 4 --batch 2 --seq 32 --threads 1 --log-every 1
     --eval-every 4 --eval-batches 1)
-  run "$ponder" train "${args[@]}" --out "$tmp/cpu"
+  run "$ponder" train "${args[@]}" --out "$tmp/cpu" --backend interp
   run "$ponder" train "${args[@]}" --out "$tmp/gpu" --device cuda
   loss() { sed -n 's/.*"step": \([0-9]*\), "loss": \([-0-9.e]*\).*/\1 \2/p' "$1/metrics.jsonl"; }
   paste <(loss "$tmp/cpu") <(loss "$tmp/gpu") >"$tmp/losses"
@@ -74,7 +74,7 @@ else
     fail "train --device cuda (emulated) differs from the interpreter: $(tr '\n' ' ' <"$tmp/losses")"
   gen=(generate "${tiny[@]}" --ponder 2 --set vocab_size=300 --hf "$tmp/cpu/ckpt-00000004" --prompt-ids "5 9 2"
     --max-tokens 12 --temperature 0)
-  run "$ponder" "${gen[@]}"
+  run "$ponder" "${gen[@]}" --backend interp
   cp "$tmp/out" "$tmp/gen-cpu"
   run "$ponder" "${gen[@]}" --device cuda
   cmp -s "$tmp/gen-cpu" "$tmp/out" || fail "generate --device cuda (emulated) differs: $(cat "$tmp/gen-cpu") vs $(cat "$tmp/out")"

@@ -13,7 +13,7 @@
 
 int main(void) {
   PcError err;
-  ModelOpts mo = {.script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small", .trace_flags = FE_TRACE_LOSS};
+  ModelOpts mo = {.backend = "interp", .script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small", .trace_flags = FE_TRACE_LOSS};
   LoadedModel m;
   IrGraph *train;
   StCheckpoint *io;

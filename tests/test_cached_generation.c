@@ -13,7 +13,7 @@
 #include "tests/check.h"
 
 static void check(const char *script, const char *label, const char *const *sets, size_t n_sets) {
-  ModelOpts mo = {.script = script, .config = "tiny", .seed = 3};
+  ModelOpts mo = {.backend = "interp", .script = script, .config = "tiny", .seed = 3};
   char buf[8][64];
   for (size_t i = 0; i < n_sets; i++) {
     snprintf(buf[i], sizeof buf[i], "%s", sets[i]);

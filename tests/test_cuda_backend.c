@@ -30,6 +30,7 @@ static void check_case(const EquivCase *k, const char *how, int lib) {
   ModelOpts o;
   char buf[8][64];
   if (equiv_opts(k, &o, buf) < 0) return;
+  o.backend = "interp"; /* the reference */
   PcError err;
   LoadedModel ref, got;
   if (model_load(&o, &ref, &err) < 0) {

@@ -56,7 +56,7 @@ static size_t parse_ids(const char *s, int32_t *ids, size_t cap) {
  * (argmax, lowest id on ties) or sampled with `s` and rng_new(seed). */
 static size_t reference(const char *prompt, int32_t *ids, size_t max_new, const Sampler *s, uint64_t seed) {
   PcError err;
-  ModelOpts mo = {.script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small"};
+  ModelOpts mo = {.backend = "interp", .script = "models/gpt2.lua", .hf = "tests/fixtures/gpt2-small"};
   LoadedModel m;
   if (model_load(&mo, &m, &err)) {
     CHECKF(0, "%s", err.msg);

@@ -28,7 +28,7 @@ static void check_fixture_in(const char *name, const char *dir) {
   char io_path[300];
   snprintf(io_path, sizeof io_path, "tests/fixtures/%s/io.safetensors", name);
   PcError err;
-  ModelOpts mo = {.script = "models/gpt2.lua", .hf = dir, .trace_flags = FE_TRACE_LOSS};
+  ModelOpts mo = {.backend = "interp", .script = "models/gpt2.lua", .hf = dir, .trace_flags = FE_TRACE_LOSS};
   LoadedModel m;
   if (model_load(&mo, &m, &err) < 0) {
     CHECKF(0, "%s: %s", name, err.msg);
@@ -120,7 +120,7 @@ static void check_fake_gpt2(void) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/models/fake_gpt2", data);
   PcError err;
-  ModelOpts mo = {.script = "models/gpt2.lua", .hf = dir};
+  ModelOpts mo = {.backend = "interp", .script = "models/gpt2.lua", .hf = dir};
   LoadedModel m;
   if (model_load(&mo, &m, &err) < 0) {
     CHECKF(0, "fake_gpt2: %s", err.msg);

@@ -32,7 +32,7 @@ static void check_fixture(const char *name) {
   snprintf(dir, sizeof dir, "tests/fixtures/%s", name);
   snprintf(io_path, sizeof io_path, "%s/io.safetensors", dir);
   PcError err;
-  ModelOpts mo = {.script = "models/gpt2.lua", .hf = dir, .trace_flags = FE_TRACE_LOSS};
+  ModelOpts mo = {.backend = "interp", .script = "models/gpt2.lua", .hf = dir, .trace_flags = FE_TRACE_LOSS};
   LoadedModel m;
   if (model_load(&mo, &m, &err) < 0) {
     CHECKF(0, "%s: %s", name, err.msg);

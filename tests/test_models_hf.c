@@ -41,7 +41,7 @@ static void check_against_hf(const Case *c, const char *dir, const char *label) 
   char io_path[300];
   snprintf(io_path, sizeof io_path, "tests/fixtures/%s/io.safetensors", c->fixture);
   PcError err;
-  ModelOpts mo = {.script = c->script, .hf = dir, .trace_flags = FE_TRACE_LOSS};
+  ModelOpts mo = {.backend = "interp", .script = c->script, .hf = dir, .trace_flags = FE_TRACE_LOSS};
   LoadedModel m;
   IrGraph *train = NULL;
   if (model_load(&mo, &m, &err) < 0 || pc_differentiate(m.graph, &mo.pipeline, &train, &err) < 0) {
@@ -116,7 +116,7 @@ static void check_round_trip(const char *fixture, const char *script) {
   snprintf(dir, sizeof dir, "tests/fixtures/%s", fixture);
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   PcError err;
-  ModelOpts mo = {.script = script, .hf = dir};
+  ModelOpts mo = {.backend = "interp", .script = script, .hf = dir};
   LoadedModel m;
   StCheckpoint *ck;
   if (model_load(&mo, &m, &err) < 0 || st_open(path, &ck, &err) < 0) {

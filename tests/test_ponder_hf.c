@@ -154,7 +154,7 @@ static void check(const Fixture *f, AdLoopMode mode, int fused, GcOutputs *keep)
   const char *name = f->name;
   char sets[8][64], io_path[256], base[256];
   snprintf(base, sizeof base, "tests/fixtures/%s", f->base);
-  ModelOpts mo = {.script = f->script, .hf = f->pondering_ckpt ? pondering_dir : base,
+  ModelOpts mo = {.backend = "interp", .script = f->script, .hf = f->pondering_ckpt ? pondering_dir : base,
                   .trace_flags = FE_TRACE_LOSS | (fused ? FE_TRACE_NO_LOGITS : 0),
                   .pipeline = {.no_fuse = !fused, .loop_mode = mode}};
   if (!f->pondering_ckpt && knob_sets(name, sets, &mo) < 0) {

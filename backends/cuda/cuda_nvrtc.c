@@ -32,12 +32,17 @@ struct CudaNvrtc {
   const char *(*error_string)(int);
 };
 
+/* RTLD_NODELETE: NVRTC carries its own C++ runtime, whose exception
+ * pool must stay mapped (and reachable) after we close it, or leak
+ * checkers report it as lost */
+#define NVRTC_DLOPEN (RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)
+
 static void *open_lib(void) {
   const char *env = getenv("PONDER_NVRTC");
-  if (env && *env) return strcmp(env, "none") ? dlopen(env, RTLD_NOW | RTLD_LOCAL) : NULL;
+  if (env && *env) return strcmp(env, "none") ? dlopen(env, NVRTC_DLOPEN) : NULL;
   static const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-    void *dl = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    void *dl = dlopen(names[i], NVRTC_DLOPEN);
     if (dl) return dl;
   }
   const char *homes[] = {getenv("CUDA_HOME"), getenv("CUDA_PATH"), "/usr/local/cuda"};
@@ -45,7 +50,7 @@ static void *open_lib(void) {
     char path[4096];
     if (!homes[i] || !*homes[i]) continue;
     snprintf(path, sizeof path, "%s/lib64/libnvrtc.so", homes[i]);
-    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *dl = dlopen(path, NVRTC_DLOPEN);
     if (dl) return dl;
   }
   return NULL;

@@ -151,7 +151,9 @@ int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
       m->hparams_json = fe_hparams_json(m->fe, err);
       if (!m->hparams_json) rc = -1;
     }
-    const char *backend = o->backend ? o->backend : "interp";
+    /* the default: the LLVM JIT, or the interpreter when nothing bounds
+     * the sequence length that the compiled code would be planned for */
+    const char *backend = o->backend ? o->backend : o->max_seq || m->context > 0 ? "llvm" : "interp";
     if (!rc && cuda)
       rc = jit_cuda(o, m, err);
     else if (!rc && !strcmp(backend, "interp"))
