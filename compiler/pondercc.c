@@ -50,11 +50,6 @@ static void usage(FILE *f) {
           "  -h, --help         this help\n");
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
 static double seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -122,6 +117,16 @@ static int cuda_mode(const PcModule *m, const char *emit, const char *out, doubl
 }
 
 /* --emit kir / c / llvm / cuda, -o: the compiled module */
+/* Fails unless the folder that will hold path exists and can be written. */
+static int writable_dir_of(const char *path, PcError *err) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+  if (access(dir, W_OK) < 0) return pc_errorf(err, "%s: cannot write into %s: %s", path, dir, strerror(errno));
+  return 0;
+}
+
 static int module_mode(const ModelOpts *o, const PcModuleOptions *mo, const char *emit, const char *out, int cuda, PcError *err) {
   double t0 = seconds();
   PcModule m;
@@ -277,7 +282,9 @@ int main(int argc, char **argv) {
   o.script = argv[optind];
   PcError err;
   int rc;
-  if (ends_with(o.script, ".ir")) {
+  if (out && writable_dir_of(out, &err) < 0) {
+    rc = -1; /* before a compile that may take minutes */
+  } else if (pc_ends_with(o.script, ".ir")) {
     rc = emit && strcmp(emit, "ir") ? pc_errorf(&err, "%s: an IR file can only be re-emitted as ir", o.script)
                                     : emit_ir_file(o.script, &err);
   } else if (out || (emit && (!strcmp(emit, "kir") || !strcmp(emit, "c") || !strncmp(emit, "llvm", 4) || !strcmp(emit, "cuda")))) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "runtime/base/mem.h"
+#include "runtime/base/file.h"
 
 /* One row per safetensors dtype: its name in headers, bytes per element, and
  * whether it reads as int32 (else float32). Indexed by StDType. */
@@ -373,14 +374,9 @@ done:
   return rc;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* A .json path is an index; anything else a single safetensors file. */
 static int open_file(StCheckpoint *ck, const char *path, PcError *err) {
-  if (ends_with(path, ".json")) return load_index(ck, path, err);
+  if (pc_ends_with(path, ".json")) return load_index(ck, path, err);
   return load_file(ck, path, err) || index_names(ck, err) ? -1 : 0;
 }
 

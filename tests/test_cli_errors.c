@@ -178,6 +178,28 @@ int main(void) {
   expect_error(RUN("%s/ponder forward models/gpt2.lua --ids 'one two'", build), "--ids: expected token ids");
   expect_error(RUN("%s/ponder frobnicate", build), "unknown command 'frobnicate'");
 
+  /* backends, targets, output paths and compiled libraries */
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --backend fast -o %s/a.so", build, tmp),
+               "--backend fast: expected interp, c or llvm");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --backend interp -o %s/a.so", build, tmp),
+               "--backend interp: pondercc compiles with the llvm (default) or c backend");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny --target tpu -o %s/a.so", build, tmp),
+               "--target tpu: expected cpu or cuda");
+  expect_error(RUN("%s/pondercc models/gpt2.lua --config tiny -o %s/no-such-dir/a.so", build, tmp),
+               "no-such-dir/a.so: cannot write into");
+  expect_error(RUN("%s/ponder forward models/gpt2.lua --config tiny --backend fast", build), "--backend fast: expected interp, c or llvm");
+  char so[512];
+  snprintf(so, sizeof so, "%s/tiny.so", tmp);
+  CHECK(system(RUN("%s/pondercc models/gpt2.lua --config tiny --entries logits -o %s 2>/dev/null", build, so)) == 0);
+  expect_error(RUN("%s/ponder forward %s --hf tests/fixtures/gpt2-small", build, so),
+               "tensor 'transformer.wpe.weight' is [32,32] but the model needs [64,32]");
+  expect_error(RUN("%s/ponder forward %s --set n_layer=3", build, so), "--set (or --ponder) cannot change a compiled library");
+  expect_error(RUN("%s/ponder forward %s --config mini", build, so), "--config cannot change a compiled library");
+  f = fopen(so, "w");
+  fputs("not a library", f);
+  fclose(f);
+  expect_error(RUN("%s/ponder forward %s", build, so), "cannot load");
+
   /* Pythia and LLaMA checkpoints: the architecture, missing keys, tensors
    * that disagree with the config, a missing shard, unsupported switches */
   struct {

@@ -54,3 +54,8 @@ int pc_write_file_atomic(const char *path, const void *data, size_t len, PcError
   free(tmp);
   return rc;
 }
+
+int pc_ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}

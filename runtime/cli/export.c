@@ -116,7 +116,7 @@ int cmd_export(int argc, char **argv) {
     return 2;
   }
   mo.script = argv[optind];
-  if (!mo.backend) mo.backend = "interp"; /* nothing runs: no compile (its engine is built on first use) */
+  if (!mo.backend && !pc_ends_with(mo.script, ".so")) mo.backend = "interp"; /* nothing runs: no compile */
   PcError err;
   LoadedModel m;
   if (model_load(&mo, &m, &err) < 0) {

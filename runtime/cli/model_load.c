@@ -14,11 +14,7 @@
 #include "runtime/cli/engine_cuda.h"
 #include "runtime/hf_import.h"
 #include "runtime/safetensors.h"
-
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
+#include "runtime/base/file.h"
 
 /* The parameter table, name and hyperparameters from a compiled model's info. */
 static int from_info(LoadedModel *m, const char *info, PcError *err) {
@@ -136,7 +132,10 @@ int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
   int cuda = o->device && !strcmp(o->device, "cuda");
   if (cuda && o->backend && strcmp(o->backend, "interp"))
     return pc_errorf(err, "--device cuda compiles with the CUDA backend: drop --backend %s", o->backend);
-  if (ends_with(o->script, ".so")) { /* a compiled library */
+  if (pc_ends_with(o->script, ".so")) { /* a compiled library */
+    const char *fixed = o->config ? "--config" : o->sets.n ? "--set (or --ponder)" : o->pipeline.no_fuse ? "--no-fuse"
+                      : o->backend ? "--backend" : NULL;
+    if (fixed) return pc_errorf(err, "%s: %s cannot change a compiled library (compile again with pondercc)", o->script, fixed);
     const char *info;
     rc = cuda ? engine_cuda_open_library(o->script, &m->engine, &info, err) : engine_open_library(o->script, &m->engine, &info, err);
     if (!rc) rc = from_info(m, info, err);
