@@ -16,6 +16,7 @@ typedef struct {
   Tensor **m, **v; /* first and second moments, one per parameter */
   size_t n;
   int64_t step;    /* updates done */
+  int threads;     /* for the update (0: one per core); the result does not depend on it */
 } AdamW;
 
 int adamw_init(AdamW *o, const Params *p, PcError *err);
@@ -27,8 +28,9 @@ int adamw_decays(const AdamWConfig *cfg, const ParamSpec *s);
  * scaling the gradients in place. */
 void adamw_update(AdamW *o, Params *p, Tensor *const *grads, float grad_scale, double lr, const AdamWConfig *cfg);
 
-/* sqrt of the sum of squares of all gradients (accumulated in double). */
-double grads_global_norm(Tensor *const *grads, size_t n);
+/* sqrt of the sum of squares of all gradients (accumulated in double, in an
+ * order that does not depend on threads; 0: one per core). */
+double grads_global_norm(Tensor *const *grads, size_t n, int threads);
 void grads_scale(Tensor *const *grads, size_t n, float by);
 
 #endif

@@ -294,6 +294,7 @@ static int setup(Run *r, PcError *err) {
   }
 
   if (adamw_init(&r->opt, &r->m.params, err) < 0) return -1;
+  r->opt.threads = c->threads;
   r->opt_cfg = (AdamWConfig){c->beta1, c->beta2, c->eps, c->weight_decay, c->decay_embeddings};
   int64_t warmup = c->warmup >= 0 ? c->warmup : (c->steps / 100 > 0 ? c->steps / 100 : 1);
   r->sched = (LrSchedule){c->lr, c->lr * c->min_lr_ratio, warmup, c->steps};
@@ -436,7 +437,7 @@ int train_run(const TrainConfig *c, PcError *err) {
     r.step++;
     double lr = lr_at(&r.sched, r.step);
     if ((rc = accumulate(&r, &loss, err)) < 0) break;
-    double norm = grads_global_norm(r.grads, r.m.params.spec.n);
+    double norm = grads_global_norm(r.grads, r.m.params.spec.n, c->threads);
     double ms = (now() - t0) * 1e3;
     if (!isfinite(loss) || !isfinite(norm)) {
       fprintf(r.metrics, "{\"step\": %lld, \"skipped\": true", (long long)r.step);
