@@ -32,7 +32,7 @@ static void expect_error(const char *cmd, const char *text) {
 }
 
 static void copy_file(const char *from, const char *to) {
-  char cmd[1024];
+  char cmd[4608]; /* two paths of up to 2048 */
   snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
   CHECK(system(cmd) == 0);
 }

@@ -103,7 +103,7 @@ typedef struct {
 
 static int parse_piece(const PbField *f, Piece *out, PcError *err) {
   Pb b = {f->data, f->data + f->len};
-  PbField g;
+  PbField g = {0}; /* pb_next fills the fields its wire type has */
   int r;
   *out = (Piece){NULL, 0, 0.0f, PT_NORMAL};
   while ((r = pb_next(&b, &g)) > 0) {
@@ -123,7 +123,7 @@ static int parse_piece(const PbField *f, Piece *out, PcError *err) {
 
 static int parse_trainer(const PbField *f, Model *m, PcError *err) {
   Pb b = {f->data, f->data + f->len};
-  PbField g;
+  PbField g = {0}; /* pb_next fills the fields its wire type has */
   int r;
   while ((r = pb_next(&b, &g)) > 0) {
     if (g.wire == 0) {
@@ -144,7 +144,7 @@ static int parse_trainer(const PbField *f, Model *m, PcError *err) {
 
 static int parse_normalizer(const PbField *f, Model *m, bool denorm, PcError *err) {
   Pb b = {f->data, f->data + f->len};
-  PbField g;
+  PbField g = {0}; /* pb_next fills the fields its wire type has */
   int r;
   while ((r = pb_next(&b, &g)) > 0) {
     if (denorm) {
@@ -170,7 +170,7 @@ static int parse_model(const void *data, size_t n, Model *m, PcError *err) {
   m->eos_piece = "</s>", m->eos_len = 4;
   m->unk_surface = " \xe2\x81\x87 ", m->surface_len = 5;
   Pb b = {data, (const unsigned char *)data + n};
-  PbField f;
+  PbField f = {0};
   int r;
   while ((r = pb_next(&b, &f)) > 0) {
     if (f.wire != 2) continue;
