@@ -8,17 +8,7 @@
 # Usage: tests/cuda_cli.sh BUILD_DIR   (run from the repository root)
 set -u
 build=${1:?usage: cuda_cli.sh BUILD_DIR}
-ponder=$build/ponder
-pondercc=$build/pondercc
-if [[ ! -x $ponder || ! -x $pondercc ]]; then
-  echo "SKIP: $ponder or $pondercc is not built"
-  exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-run() { "$@" >"$tmp/out" 2>"$tmp/err" || fail "exit $?: $*: $(tail -c 400 "$tmp/err")"; }
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 # refused: a non-zero exit and a one-line message containing $1
 refused() {
   local want=$1

@@ -11,17 +11,7 @@
 # Usage: tests/examples.sh BUILD_DIR   (run from the repository root)
 set -u
 build=${1:?usage: examples.sh BUILD_DIR}
-ponder=$build/ponder
-pondercc=$build/pondercc
-if [[ ! -x $ponder || ! -x $pondercc ]]; then
-  echo "SKIP: $ponder or $pondercc is not built"
-  exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-run() { "$@" >"$tmp/out" 2>"$tmp/err" || fail "exit $?: $*: $(tail -c 400 "$tmp/err")"; }
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 script=models/examples/geglu.lua
 
 # 1. compile

@@ -54,11 +54,19 @@ static int replace_with_info(LoadedModel *m, const char *info, PcError *err) {
   return from_info(m, info, err);
 }
 
+/* What a compiled backend plans for: the entries, the largest batch and
+ * sequence (the context unless --max-seq); who names the backend in errors. */
+static int plan_options(const ModelOpts *o, const LoadedModel *m, const char *who, PcModuleOptions *mo, PcError *err) {
+  *mo = (PcModuleOptions){.entries = o->entries ? o->entries : PC_ENTRY_ALL, .max_batch = o->max_batch ? o->max_batch : 8,
+                          .max_seq = o->max_seq ? o->max_seq : m->context, .schedule = kschedule_default()};
+  if (mo->max_seq <= 0) return pc_errorf(err, "%s needs --max-seq (the script names no context length)", who);
+  return 0;
+}
+
 /* Compiles the script with the C backend into a temporary library and loads it. */
 static int jit_c(const ModelOpts *o, LoadedModel *m, PcError *err) {
-  PcModuleOptions mo = {.entries = o->entries ? o->entries : PC_ENTRY_ALL, .max_batch = o->max_batch ? o->max_batch : 8,
-                        .max_seq = o->max_seq ? o->max_seq : m->context, .schedule = kschedule_default()};
-  if (mo.max_seq <= 0) return pc_errorf(err, "the C backend needs --max-seq (the script names no context length)");
+  PcModuleOptions mo;
+  if (plan_options(o, m, "the C backend", &mo, err) < 0) return -1;
   PcModule mod;
   if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
   char dir[] = "/tmp/pondercc-XXXXXX", c_path[64], so_path[64];
@@ -89,9 +97,8 @@ static int jit_c(const ModelOpts *o, LoadedModel *m, PcError *err) {
 /* Compiles the script with the LLVM backend in-process (ORC LLJIT); the JIT
  * is the engine's owner and goes with it. */
 static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
-  PcModuleOptions mo = {.entries = o->entries ? o->entries : PC_ENTRY_ALL, .max_batch = o->max_batch ? o->max_batch : 8,
-                        .max_seq = o->max_seq ? o->max_seq : m->context, .schedule = kschedule_default()};
-  if (mo.max_seq <= 0) return pc_errorf(err, "the LLVM backend needs --max-seq (the script names no context length)");
+  PcModuleOptions mo;
+  if (plan_options(o, m, "the LLVM backend", &mo, err) < 0) return -1;
   PcModule mod;
   if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
   /* The code's parallel loops run on libgomp, which the JIT loads now and
@@ -114,9 +121,8 @@ static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
 
 /* Compiles the script for the GPU (--device cuda): NVRTC in-process. */
 static int jit_cuda(const ModelOpts *o, LoadedModel *m, PcError *err) {
-  PcModuleOptions mo = {.entries = o->entries ? o->entries : PC_ENTRY_ALL, .max_batch = o->max_batch ? o->max_batch : 8,
-                        .max_seq = o->max_seq ? o->max_seq : m->context, .schedule = kschedule_default()};
-  if (mo.max_seq <= 0) return pc_errorf(err, "--device cuda needs --max-seq (the script names no context length)");
+  PcModuleOptions mo;
+  if (plan_options(o, m, "--device cuda", &mo, err) < 0) return -1;
   PcModule mod;
   if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
   const char *info;
