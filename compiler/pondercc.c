@@ -263,6 +263,7 @@ int main(int argc, char **argv) {
   if (!bad && target && strcmp(target, "cpu") && strcmp(target, "cuda"))
     fprintf(stderr, "pondercc: --target %s: expected cpu or cuda\n", target), bad = 1;
   int cuda = target && !strcmp(target, "cuda");
+  if (cuda || (emit && !strcmp(emit, "cuda"))) mo.schedule = kschedule_cuda();
   if (!bad && cuda && o.backend) fprintf(stderr, "pondercc: --target cuda has its own backend: drop --backend %s\n", o.backend), bad = 1;
   if (!bad && cuda && !out) fprintf(stderr, "pondercc: --target cuda goes with -o MODEL.so (--emit cuda prints the CUDA C)\n"), bad = 1;
   if (!bad && o.device) fprintf(stderr, "pondercc: --device is for ponder; pondercc compiles for GPUs with --target cuda\n"), bad = 1;

@@ -13,6 +13,17 @@ static const KOpInfo kop_table[KE_NUM] = {
 
 const KOpInfo *kop_info(KOp op) { return &kop_table[op]; }
 
+/* causal attention of queries [B, T, H x D] over keys and values [B, T, Hkv x D]
+ * (query head h reads kv head h / (H / Hkv)); lse and delta: [B, H, T] row
+ * statistics the gradient keeps between its kernels */
+static const KCallInfo kcall_table[KC_NUM] = {
+    [KC_ATTENTION] = {"attention", 3, 4, 6, {"q", "k", "v", "y"}, {"B", "T", "H", "Hkv", "D", "scale"}},
+    [KC_ATTENTION_GRAD] = {"attention_grad", 4, 9, 6, {"q", "k", "v", "dy", "dq", "dk", "dv", "lse", "delta"},
+                           {"B", "T", "H", "Hkv", "D", "scale"}},
+};
+
+const KCallInfo *kcall_info(KCallOp op) { return &kcall_table[op]; }
+
 KProgram *kir_new(void) {
   KProgram *p = pc_xcalloc(1, sizeof *p);
   KExpr none = {.op = KE_ICONST, .type = K_I64};
@@ -37,6 +48,7 @@ void kir_free(KProgram *p) {
   vec_free(&p->stmts);
   vec_free(&p->blocks);
   vec_free(&p->gemms);
+  vec_free(&p->calls);
   vec_free(&p->entries);
   free(p);
 }
@@ -152,6 +164,11 @@ void ks_copy(KProgram *p, uint32_t block, uint32_t dst, uint32_t dst_off, uint32
   push_stmt(p, block, (KStmt){.kind = KS_COPY, .e = {dst_off, src_off, count}, .buf = {dst, src}});
 }
 
+void ks_call(KProgram *p, uint32_t block, const KCall *c) {
+  vec_push(&p->calls, *c);
+  push_stmt(p, block, (KStmt){.kind = KS_CALL, .call = (uint32_t)(p->calls.n - 1)});
+}
+
 /* ---- printing ---------------------------------------------------------------
  *   entry train [B <= 4, T <= 64] arena 1234 bytes
  *     %3 arena +4096 f32[1234] "layernorm.out"
@@ -253,6 +270,18 @@ static void print_block(const KProgram *p, const KEntry *e, uint32_t block, int 
       print_expr(p, e, g->a_off, f);
       fprintf(f, ", %%%u + ", g->b);
       print_expr(p, e, g->b_off, f);
+      break;
+    }
+    case KS_CALL: {
+      const KCall *c = &p->calls.a[s->call];
+      const KCallInfo *ci = kcall_info(c->op);
+      fprintf(f, "call %s(", ci->name);
+      for (int k = 0; k < ci->n_buf; k++) fprintf(f, "%s%s %%%u", k ? ", " : "", k == ci->n_read ? "->" : "", c->buf[k]);
+      for (int k = 0; k < ci->n_arg; k++) {
+        fprintf(f, "%s%s=", k ? ", " : "; ", ci->args[k]);
+        print_expr(p, e, c->arg[k], f);
+      }
+      fputc(')', f);
       break;
     }
     }

@@ -43,7 +43,7 @@ typedef struct {
   uint32_t id; /* VAR: variable; DIM: dim; LOAD: buffer */
 } KExpr;
 
-typedef enum { KS_FOR, KS_ASSIGN, KS_STORE, KS_IF, KS_WHILE, KS_GEMM, KS_FILL, KS_COPY } KStmtKind;
+typedef enum { KS_FOR, KS_ASSIGN, KS_STORE, KS_IF, KS_WHILE, KS_GEMM, KS_FILL, KS_COPY, KS_CALL } KStmtKind;
 typedef enum { KL_SERIAL, KL_PARALLEL, KL_VECTOR } KLoopKind;
 
 /* C[c_off..] = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm */
@@ -56,6 +56,30 @@ typedef struct {
   uint32_t lda, ldb, ldc;             /* exprs */
 } KGemm;
 
+/* A call of a backend's own kernels for a whole op, where hand-written code
+ * beats loop nests (FlashAttention-style attention on CUDA). Emitted only
+ * when the schedule asks for it (KSchedule.attention_kernel), for backends
+ * that have the kernels. Buffers are passed whole (element 0); the op's
+ * table entry (kcall_info) says which it reads, which it writes, and what
+ * its scalar arguments mean. */
+typedef enum { KC_ATTENTION, KC_ATTENTION_GRAD, KC_NUM } KCallOp;
+#define KCALL_MAX_BUFS 10
+#define KCALL_MAX_ARGS 6
+
+typedef struct {
+  KCallOp op;
+  uint32_t buf[KCALL_MAX_BUFS];
+  uint32_t arg[KCALL_MAX_ARGS]; /* exprs */
+} KCall;
+
+typedef struct {
+  const char *name;
+  int n_read, n_buf; /* buf[0 .. n_read) are read, buf[n_read .. n_buf) written */
+  int n_arg;
+  const char *bufs[KCALL_MAX_BUFS], *args[KCALL_MAX_ARGS];
+} KCallInfo;
+const KCallInfo *kcall_info(KCallOp op);
+
 typedef struct {
   KStmtKind kind;
   KLoopKind loop;  /* FOR */
@@ -65,6 +89,7 @@ typedef struct {
   uint32_t buf[2]; /* STORE/FILL: buf[0]; COPY: dst buf[0], src buf[1] */
   uint32_t body;   /* FOR/IF/WHILE: a block */
   uint32_t gemm;   /* GEMM */
+  uint32_t call;   /* CALL */
 } KStmt;
 
 typedef enum { KB_PARAM, KB_INPUT, KB_OUTPUT, KB_ARENA } KBufKind;
@@ -102,6 +127,7 @@ typedef struct KProgram {
   VEC(KStmt) stmts;
   VEC(VecU32) blocks;
   VEC(KGemm) gemms;
+  VEC(KCall) calls;
   VEC(KEntry) entries;
 } KProgram;
 
@@ -135,6 +161,7 @@ uint32_t ks_while(KProgram *p, uint32_t block, uint32_t cond);                  
 void ks_gemm(KProgram *p, uint32_t block, const KGemm *g);
 void ks_fill(KProgram *p, uint32_t block, uint32_t buf, uint32_t offset, uint32_t count, uint32_t value);
 void ks_copy(KProgram *p, uint32_t block, uint32_t dst, uint32_t dst_off, uint32_t src, uint32_t src_off, uint32_t count);
+void ks_call(KProgram *p, uint32_t block, const KCall *c);
 
 /* ---- text (--emit kir) ---------------------------------------------------- */
 void kir_print(const KProgram *p, FILE *f);

@@ -47,7 +47,7 @@ static void check_case(const EquivCase *k, const char *how, int lib) {
     model_unload(&got);
   }
   if (lib) {
-    PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = 2, .max_seq = 16, .schedule = kschedule_default()};
+    PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = 2, .max_seq = 16, .schedule = kschedule_cuda()};
     PcModule mod;
     char dir[] = "/tmp/test_cuda-XXXXXX", so[64];
     CHECK(mkdtemp(dir) != NULL);

@@ -64,7 +64,7 @@ static void append(Combined *c, const char *s, size_t n) {
 }
 
 static void add_module(Combined *c, const char *label, const ModelOpts *o, int64_t max_batch, int64_t max_seq) {
-  PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = max_batch, .max_seq = max_seq, .schedule = kschedule_default()};
+  PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = max_batch, .max_seq = max_seq, .schedule = kschedule_cuda()};
   PcModule m;
   PcError err;
   if (pc_module_build(o, &mo, &m, &err) < 0) {

@@ -270,6 +270,7 @@ static void stmt(CR *c, const KStmt *s, int depth) {
     expr(c, s->e[2]);
     fputs("));\n", f);
     return;
+  case KS_CALL: PC_BUG("c renderer: a call of another backend's kernels (KSchedule.attention_kernel is for CUDA)");
   case KS_GEMM: {
     const KGemm *g = &c->p->gemms.a[s->gemm];
     indent(c, depth);

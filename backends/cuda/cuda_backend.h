@@ -19,17 +19,18 @@ typedef enum {
   CM_WARP,   /* a parallel loop, one warp per iteration; its vector loops over the lanes */
   CM_BLOCK,  /* a parallel loop, one block per iteration; its vector loops over the threads */
   CM_GROUP,  /* a host-level statement, one block; its vector loops over the threads */
+  CM_CALL,   /* a call (KS_CALL): the library's kernels for it (cuda_library.h), its args in launch order */
 } CudaMode;
 
 /* One kernel parameter: a dim's value, a buffer's address, a variable's
  * value, or the address of a variable's result slot (a one-thread kernel
  * that assigns a host variable writes it there; the host reads it back). */
-typedef enum { CA_DIM, CA_BUF, CA_VAR, CA_SLOT } CudaArgKind;
+typedef enum { CA_DIM, CA_BUF, CA_VAR, CA_SLOT, CA_KERNEL } CudaArgKind; /* CA_KERNEL: one of a call's kernels */
 
 typedef struct {
   uint8_t kind; /* CudaArgKind */
   uint8_t type; /* CA_VAR: the variable's KType (f32 is 4 bytes, the rest 8) */
-  uint32_t id;  /* the dim, buffer or variable of the entry */
+  uint32_t id;  /* the dim, buffer or variable of the entry; the kernel */
 } CudaArg;
 
 typedef struct {

@@ -4,6 +4,7 @@
  * product, fill and copy to the device, in order. A one-thread kernel
  * that assigns host variables leaves them in slots, read back after it. */
 #include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_library.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -101,6 +102,29 @@ static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
   return 0;
 }
 
+/* a call: the library's kernels in order, each given the op's struct */
+static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
+  const KCall *c = &x->p->calls.a[s->call];
+  const KCallInfo *ci = kcall_info(c->op);
+  int64_t args[KCALL_MAX_ARGS] = {0};
+  float scale = 0;
+  for (int k = 0; k < ci->n_arg; k++) {
+    CudaValue v = eval(x, c->arg[k]);
+    if (x->p->exprs.a[c->arg[k]].type == K_F32) scale = v.f; /* the one f32 argument */
+    else args[k] = v.i;
+  }
+  CuPtr bufs[KCALL_MAX_BUFS];
+  for (int k = 0; k < ci->n_buf; k++) bufs[k] = x->bufs[c->buf[k]];
+  CudaAttnArgs a;
+  cuda_call_args(c->op, bufs, args, scale, &a);
+  uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
+  int n = cuda_call_plan(c->op, args, grid, block);
+  void *params[1] = {&a};
+  for (int i = 0; i < n; i++)
+    if (x->d->launch(x->d, x->cp->args.a[l->arg0 + (uint32_t)i].id, grid[i], block[i], params, x->err) < 0) return -1;
+  return 0;
+}
+
 static int gemm(Exec *x, const KGemm *g) {
   int64_t m = eval_i(x, g->m), n = eval_i(x, g->n), k = eval_i(x, g->k);
   if (m <= 0 || n <= 0) return 0;
@@ -151,7 +175,8 @@ static int run_block(Exec *x, uint32_t blk) {
     const KStmt *s = &x->p->stmts.a[id];
     int rc = 0;
     if (x->cp->launch_of[id] != UINT32_MAX) {
-      rc = launch(x, s, &x->cp->launches.a[x->cp->launch_of[id]]);
+      const CudaLaunch *l = &x->cp->launches.a[x->cp->launch_of[id]];
+      rc = l->mode == CM_CALL ? call(x, s, l) : launch(x, s, l);
     } else {
       switch (s->kind) {
       case KS_ASSIGN: x->vars[s->var] = eval(x, s->e[0]); break;
@@ -168,6 +193,7 @@ static int run_block(Exec *x, uint32_t blk) {
       case KS_FILL: rc = fill(x, s); break;
       case KS_COPY: rc = copy(x, s); break;
       case KS_STORE: PC_BUG("cuda: a store left to the host");
+      case KS_CALL: PC_BUG("cuda: a call without its launch");
       }
     }
     if (rc) return -1;

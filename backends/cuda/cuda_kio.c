@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char magic[8] = "PCKIR\0\0\1";
+static const char magic[8] = "PCKIR\0\0\2";
 
 /* ---- writing ------------------------------------------------------------------ */
 
@@ -35,7 +35,7 @@ void *cuda_kir_write(const KProgram *p, size_t *len) {
   w32(f, (uint32_t)p->stmts.n);
   for (size_t i = 0; i < p->stmts.n; i++) {
     const KStmt *s = &p->stmts.a[i];
-    uint32_t v[] = {s->kind, s->loop, s->var, s->e[0], s->e[1], s->e[2], s->buf[0], s->buf[1], s->body, s->gemm};
+    uint32_t v[] = {s->kind, s->loop, s->var, s->e[0], s->e[1], s->e[2], s->buf[0], s->buf[1], s->body, s->gemm, s->call};
     for (size_t k = 0; k < sizeof v / sizeof *v; k++) w32(f, v[k]);
   }
   w32(f, (uint32_t)p->blocks.n);
@@ -52,6 +52,13 @@ void *cuda_kir_write(const KProgram *p, size_t *len) {
     uint32_t v[] = {(uint32_t)g->ta, (uint32_t)g->tb, g->m, g->n, g->k, alpha, beta, g->a, g->b, g->c,
                     g->a_off, g->b_off, g->c_off, g->lda, g->ldb, g->ldc};
     for (size_t k = 0; k < sizeof v / sizeof *v; k++) w32(f, v[k]);
+  }
+  w32(f, (uint32_t)p->calls.n);
+  for (size_t i = 0; i < p->calls.n; i++) {
+    const KCall *c = &p->calls.a[i];
+    w32(f, (uint32_t)c->op);
+    for (int k = 0; k < KCALL_MAX_BUFS; k++) w32(f, c->buf[k]);
+    for (int k = 0; k < KCALL_MAX_ARGS; k++) w32(f, c->arg[k]);
   }
   w32(f, (uint32_t)p->entries.n);
   for (size_t i = 0; i < p->entries.n; i++) {
@@ -137,11 +144,17 @@ static int check(const KProgram *p) {
     if (!check_expr(p, &p->exprs.a[i])) return 0;
   for (size_t i = 0; i < p->stmts.n; i++) {
     const KStmt *s = &p->stmts.a[i];
-    if (s->kind > KS_COPY || s->loop > KL_VECTOR) return 0;
+    if (s->kind > KS_CALL || s->loop > KL_VECTOR) return 0;
     for (int k = 0; k < 3; k++)
       if (s->e[k] >= p->exprs.n) return 0;
     if ((s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && s->body >= p->blocks.n) return 0;
     if (s->kind == KS_GEMM && s->gemm >= p->gemms.n) return 0;
+    if (s->kind == KS_CALL && s->call >= p->calls.n) return 0;
+  }
+  for (size_t i = 0; i < p->calls.n; i++) {
+    if (p->calls.a[i].op >= KC_NUM) return 0;
+    for (int k = 0; k < KCALL_MAX_ARGS; k++)
+      if (p->calls.a[i].arg[k] >= p->exprs.n) return 0;
   }
   for (size_t i = 0; i < p->blocks.n; i++)
     for (size_t k = 0; k < p->blocks.a[i].n; k++)
@@ -184,6 +197,14 @@ static int check_block(const KProgram *p, const KEntry *e, uint32_t blk, int dep
         if (!check_names(p, e, xs[k], 0)) return 0;
       if (g->a >= e->bufs.n || g->b >= e->bufs.n || g->c >= e->bufs.n) return 0;
     }
+    if (s->kind == KS_CALL) {
+      const KCall *c = &p->calls.a[s->call];
+      const KCallInfo *ci = kcall_info(c->op);
+      for (int k = 0; k < ci->n_buf; k++)
+        if (c->buf[k] >= e->bufs.n) return 0;
+      for (int k = 0; k < ci->n_arg; k++)
+        if (!check_names(p, e, c->arg[k], 0)) return 0;
+    }
     if ((s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && !check_block(p, e, s->body, depth + 1)) return 0;
   }
   return 1;
@@ -218,6 +239,7 @@ int cuda_kir_read(const void *bytes, size_t len, KProgram **out, PcError *err) {
     s.buf[1] = r32(&r);
     s.body = r32(&r);
     s.gemm = r32(&r);
+    s.call = r32(&r);
     vec_push(&p->stmts, s);
   }
   for (uint32_t i = 0, n = rcount(&r); i < n && !r.bad; i++) {
@@ -244,6 +266,13 @@ int cuda_kir_read(const void *bytes, size_t len, KProgram **out, PcError *err) {
     g.ldb = r32(&r);
     g.ldc = r32(&r);
     vec_push(&p->gemms, g);
+  }
+  for (uint32_t i = 0, n = rcount(&r); i < n && !r.bad; i++) {
+    KCall c = {0};
+    c.op = (KCallOp)r32(&r);
+    for (int k = 0; k < KCALL_MAX_BUFS; k++) c.buf[k] = r32(&r);
+    for (int k = 0; k < KCALL_MAX_ARGS; k++) c.arg[k] = r32(&r);
+    vec_push(&p->calls, c);
   }
   for (uint32_t i = 0, n = rcount(&r); i < n && !r.bad; i++) {
     char *name = rstr(&r);

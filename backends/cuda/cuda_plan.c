@@ -37,6 +37,7 @@ void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *d
       else memcpy(&values[i], &vars[a->id].i, 8);
       break;
     case CA_SLOT: values[i] = slots + 8 * (uint64_t)a->id; break;
+    case CA_KERNEL: PC_BUG("cuda: packing a call's kernels as arguments");
     }
     params[i] = &values[i];
   }

@@ -12,6 +12,7 @@
  * statements of uniform code where one writes memory the other reads or
  * writes, the threads meet at a barrier (__syncwarp / __syncthreads). */
 #include "backends/cuda/cuda_internal.h"
+#include "backends/cuda/cuda_library.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -44,6 +45,7 @@ typedef struct {
   VecU32 bufs, vars;         /* first-use order */
   uint32_t n_part;
   int used_shf, used_shi;    /* block reductions use the shared arrays */
+  int used_library;          /* a call: the library's source goes in */
 } CR;
 
 /* ---- expressions ------------------------------------------------------------ */
@@ -207,7 +209,8 @@ static void stmt_serial(CR *c, const KStmt *s, int depth) {
     expr(c, s->e[0]);
     fputs(") {\n", c->f);
     break;
-  case KS_GEMM: PC_BUG("cuda renderer: gemm inside a kernel");
+  case KS_GEMM:
+  case KS_CALL: PC_BUG("cuda renderer: a gemm or call inside a kernel");
   }
   block_serial(c, s->body, depth + 1);
   indent(c, depth);
@@ -288,7 +291,8 @@ static void stmt_uniform(CR *c, const KStmt *s, int depth, const CudaEffects *ef
     indent(c, depth);
     fill_copy(c, s, "pc_lane, pc_lanes");
     return;
-  case KS_GEMM: PC_BUG("cuda renderer: gemm inside a kernel");
+  case KS_GEMM:
+  case KS_CALL: PC_BUG("cuda renderer: a gemm or call inside a kernel");
   case KS_FOR:
     if (s->loop == KL_VECTOR && cuda_vfor_spreads(&c->a, s)) {
       spread_loop(c, s, depth);
@@ -520,14 +524,50 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
 
 /* ---- the host's part of an entry --------------------------------------------- */
 
-static int has_gemm(const KProgram *p, uint32_t blk) {
+/* a gemm or a call: what only the host can start */
+static int has_host_call(const KProgram *p, uint32_t blk) {
   const VecU32 *b = &p->blocks.a[blk];
   for (size_t i = 0; i < b->n; i++) {
     const KStmt *s = &p->stmts.a[b->a[i]];
-    if (s->kind == KS_GEMM || ((s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && has_gemm(p, s->body)))
+    if (s->kind == KS_GEMM || s->kind == KS_CALL ||
+        ((s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && has_host_call(p, s->body)))
       return 1;
   }
   return 0;
+}
+
+/* A call: the library's kernels for its op, each instantiated once per head
+ * dim (a wrapper taking the op's struct), listed in the launch's args. */
+static void library_call(CR *c, uint32_t stmt) {
+  const KStmt *s = &c->p->stmts.a[stmt];
+  const KCall *call = &c->p->calls.a[s->call];
+  const KCallInfo *ci = kcall_info(call->op);
+  int loads = 0;
+  for (int k = 0; k < ci->n_arg; k++) loads |= cuda_expr_loads(c->p, call->arg[k]);
+  if (loads) failf(c, "a call's arguments are read from device memory", s);
+  const KExpr *dx = &c->p->exprs.a[call->arg[4]];
+  if (dx->op != KE_ICONST || !cuda_call_supported(call->op, dx->i)) failf(c, "a call without library kernels for its head dim", s);
+  if (c->failed) return;
+  const char *fn[CUDA_CALL_MAX_KERNELS];
+  unsigned threads[CUDA_CALL_MAX_KERNELS];
+  int n = cuda_call_kernels(call->op, dx->i, fn, threads);
+  CudaLaunch l = {.entry = c->entry, .stmt = stmt, .mode = CM_CALL, .arg0 = (uint32_t)c->out->args.n, .n_args = (uint32_t)n};
+  for (int i = 0; i < n; i++) {
+    char key[64];
+    int key_len = snprintf(key, sizeof key, "%s<%" PRId64 ">", fn[i], dx->i);
+    uint32_t k;
+    if (!strmap_get(&c->seen, key, (size_t)key_len, &k)) {
+      k = c->out->n_kernels++;
+      strmap_put(&c->seen, key, (size_t)key_len, k);
+      fprintf(c->kernels, "\n/* %s, library */\nextern \"C\" __global__ void __launch_bounds__(%u) k%u(PcAttn a) {\n  %s(a);\n}\n",
+              ci->name, threads[i], k, key);
+      fprintf(c->emu, "extern \"C\" void pc_emu_k%u(void **a) { k%u(*(PcAttn *)a[0]); }\n", k, k);
+    }
+    vec_push(&c->out->args, ((CudaArg){CA_KERNEL, 0, k}));
+  }
+  c->used_library = 1;
+  c->out->launch_of[stmt] = (uint32_t)c->out->launches.n;
+  vec_push(&c->out->launches, l);
 }
 
 static void host_block(CR *c, uint32_t blk) {
@@ -538,10 +578,12 @@ static void host_block(CR *c, uint32_t blk) {
     if (s->kind == KS_FOR && s->loop == KL_PARALLEL) {
       if (cuda_expr_loads(c->p, s->e[0]) || cuda_expr_loads(c->p, s->e[1]))
         failf(c, "a parallel loop's bounds are read from device memory", s);
-      if (has_gemm(c->p, s->body)) failf(c, "a gemm inside a parallel loop", s);
+      if (has_host_call(c->p, s->body)) failf(c, "a gemm or call inside a parallel loop", s);
       uint32_t threads;
       CudaMode mode = cuda_choose_mode(&c->a, s, c->o, &threads);
       if (!c->failed) kernel(c, id, mode, threads);
+    } else if (s->kind == KS_CALL) {
+      library_call(c, id);
     } else if (cuda_stmt_launches(c->p, s)) { /* the host runs it: its own expressions must not read memory */
       int loads = 0;
       for (int k = 0; k < (s->kind == KS_FOR ? 2 : s->kind == KS_GEMM ? 0 : 1); k++) loads |= cuda_expr_loads(c->p, s->e[k]);
@@ -635,7 +677,8 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
     char *src = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&src, &n);
-    fprintf(f, "%s\n/* %u kernels */\n%s\n#ifdef PONDER_CUDA_EMU\n%s#endif\n", prelude, out->n_kernels, kernels, emu);
+    fprintf(f, "%s\n%s/* %u kernels */\n%s\n#ifdef PONDER_CUDA_EMU\n%s#endif\n", prelude, c.used_library ? cuda_library_attention : "",
+            out->n_kernels, kernels, emu);
     out->source = mem_text(f, &src);
   }
   free(kernels);

@@ -57,6 +57,10 @@ static void scan_block(CudaScan *a, uint32_t block) {
       gemm_exprs(&a->p->gemms.a[s->gemm], xs);
       for (int k = 0; k < 9; k++) scan_expr(a, xs[k], block);
     }
+    if (s->kind == KS_CALL) {
+      const KCall *c = &a->p->calls.a[s->call];
+      for (int k = 0; k < kcall_info(c->op)->n_arg; k++) scan_expr(a, c->arg[k], block);
+    }
     if (s->kind == KS_ASSIGN) {
       note_use(a, s->var, block);
       if (a->n_assign[s->var]++ == 0) a->def[s->var] = s->e[0];
@@ -117,12 +121,12 @@ static int block_any(const KProgram *p, uint32_t blk, int (*f)(const KProgram *,
 }
 
 int cuda_stmt_launches(const KProgram *p, const KStmt *s) {
-  if (s->kind == KS_GEMM || (s->kind == KS_FOR && s->loop == KL_PARALLEL)) return 1;
+  if (s->kind == KS_GEMM || s->kind == KS_CALL || (s->kind == KS_FOR && s->loop == KL_PARALLEL)) return 1;
   return (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && block_any(p, s->body, cuda_stmt_launches);
 }
 
 int cuda_stmt_touches(const KProgram *p, const KStmt *s) {
-  if (s->kind == KS_STORE || s->kind == KS_FILL || s->kind == KS_COPY || s->kind == KS_GEMM) return 1;
+  if (s->kind == KS_STORE || s->kind == KS_FILL || s->kind == KS_COPY || s->kind == KS_GEMM || s->kind == KS_CALL) return 1;
   for (int k = 0; k < n_exprs(s); k++)
     if (cuda_expr_loads(p, s->e[k])) return 1;
   return (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && block_any(p, s->body, cuda_stmt_touches);
@@ -275,6 +279,13 @@ void cuda_effects(const KProgram *p, const KStmt *s, CudaEffects *out) {
     push_unique(&out->r, g->b);
     push_unique(&out->w, g->c);
     if (g->beta != 0) push_unique(&out->r, g->c);
+    break;
+  }
+  case KS_CALL: {
+    const KCall *c = &p->calls.a[s->call];
+    const KCallInfo *ci = kcall_info(c->op);
+    for (int k = 0; k < ci->n_buf; k++) push_unique(k < ci->n_read ? &out->r : &out->w, c->buf[k]);
+    for (int k = 0; k < ci->n_arg; k++) cuda_effects_expr(p, c->arg[k], out);
     break;
   }
   case KS_FOR:

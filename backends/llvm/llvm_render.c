@@ -129,6 +129,7 @@ static int stmt_exprs(const KProgram *p, const KStmt *s, uint32_t *xs) {
   case KS_WHILE: xs[0] = s->e[0]; return 1;
   case KS_FILL:
   case KS_COPY: memcpy(xs, s->e, 3 * sizeof *xs); return 3;
+  case KS_CALL: return 0;
   case KS_GEMM: {
     const KGemm *g = &p->gemms.a[s->gemm];
     uint32_t gx[] = {g->m, g->n, g->k, g->a_off, g->b_off, g->c_off, g->lda, g->ldb, g->ldc};
@@ -877,6 +878,7 @@ static void stmt(LR *r, const KStmt *s, uint32_t blk) {
     return;
   }
   case KS_GEMM: gemm(r, &r->p->gemms.a[s->gemm]); return;
+  case KS_CALL: PC_BUG("llvm renderer: a call of another backend's kernels (KSchedule.attention_kernel is for CUDA)");
   }
 }
 

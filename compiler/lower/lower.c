@@ -8,6 +8,12 @@
 
 KSchedule kschedule_default(void) { return (KSchedule){.vocab_chunk = 1024, .parallel = 1}; }
 
+KSchedule kschedule_cuda(void) {
+  KSchedule s = kschedule_default();
+  s.attention_kernel = 1;
+  return s;
+}
+
 /* ---- builders -------------------------------------------------------------- */
 
 uint32_t L_i(Lower *l, int64_t v) { return kx_i(l->p, v); }

@@ -11,9 +11,12 @@
 typedef struct {
   int64_t vocab_chunk; /* rows of the vocabulary matrix per step of the fused vocabulary ops */
   int parallel;        /* emit parallel loops (threads) where rows are independent */
+  int attention_kernel; /* attention and its gradient as calls of the backend's kernels (KS_CALL), not loop nests */
 } KSchedule;
 
 KSchedule kschedule_default(void);
+/* The CUDA backend's: attention through its FlashAttention-style kernels. */
+KSchedule kschedule_cuda(void);
 
 /* Lowers g into a new entry `name` of p. dim_max[k] bounds the graph's
  * symbolic dim k (B, T) for the memory plan; params are named by

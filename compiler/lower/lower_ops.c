@@ -437,9 +437,34 @@ static void attention_mix(Lower *l, uint32_t y, uint32_t y_at, uint32_t vbuf, ui
   l->block = sv;
 }
 
+/* attention and its gradient as one call of the backend's kernels, where
+ * the schedule asks for them (head dims up to 128, what the CUDA library
+ * has); returns 0 when it made none */
+static int attention_call(Lower *l, const IrNode *n, const Heads *hd) {
+  const IrShape *q = L_shape(l, ir_in(l->g, n, 0));
+  int64_t D = q->dim[2] / n->attr[0].i;
+  if (!l->s->attention_kernel || D > 128) return 0;
+  KCall c = {.op = n->op == IR_ATTENTION ? KC_ATTENTION : KC_ATTENTION_GRAD,
+             .arg = {hd->B, hd->T, hd->H, hd->Hkv, hd->D, L_f(l, hd->scale)}};
+  c.buf[0] = l->buf[IN(0)];
+  c.buf[1] = l->buf[IN(1)];
+  c.buf[2] = l->buf[IN(2)];
+  if (n->op == IR_ATTENTION) {
+    c.buf[3] = l->buf[OUT(0)];
+  } else {
+    c.buf[3] = l->buf[IN(3)];
+    for (int k = 0; k < 3; k++) c.buf[4 + k] = l->buf[OUT(k)];
+    c.buf[7] = L_scratch(l, n, 0);
+    c.buf[8] = L_scratch(l, n, 1);
+  }
+  ks_call(l->p, l->block, &c);
+  return 1;
+}
+
 /* attention(q, k, v): per (batch, head) in parallel, per query i, causal */
 static int lo_attention(Lower *l, const IrNode *n, PcError *err) {
   Heads hd = heads(l, n);
+  if (attention_call(l, n, &hd)) return 0;
   uint32_t S = L_scratch(l, n, 0), saved, si;
   uint32_t bh = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, hd.B, hd.H), &saved);
   uint32_t b = L_ivar(l, L_div(l, bh, hd.H)), h = L_ivar(l, L_op(l, KE_REM, bh, hd.H));
@@ -500,6 +525,7 @@ static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
  *   dq_i += ds_j k_j;  dk_j += ds_j q_i;  dv_j += p_j dy_i */
 static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   Heads hd = heads(l, n);
+  if (attention_call(l, n, &hd)) return 0;
   uint32_t S = L_scratch(l, n, 0), DP = L_scratch(l, n, 1), saved, sh, si, sj, sd;
   fill(l, OUT(0), 0);
   fill(l, OUT(1), 0);

@@ -123,6 +123,7 @@ static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
 static int jit_cuda(const ModelOpts *o, LoadedModel *m, PcError *err) {
   PcModuleOptions mo;
   if (plan_options(o, m, "--device cuda", &mo, err) < 0) return -1;
+  mo.schedule = kschedule_cuda();
   PcModule mod;
   if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
   const char *info;

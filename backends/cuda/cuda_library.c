@@ -1,0 +1,66 @@
+/* The kernel library's host side: which kernels a call launches and how.
+ * The CUDA sources are embedded as they are (assembler .incbin), so that
+ * they stay ordinary .cu files to read and edit. */
+#include "backends/cuda/cuda_library.h"
+
+#include <string.h>
+
+__asm__(".section .rodata\n.globl cuda_library_attention\n.hidden cuda_library_attention\ncuda_library_attention:\n"
+        ".incbin \"" PONDER_CUDA_KERNELS_DIR "/attention.cu\"\n.byte 0\n.previous\n");
+
+/* threads per block by head dim: PcAttnShape<D>::ROWS in attention.cu */
+static unsigned attention_rows(int64_t D) { return D <= 64 ? 64 : 32; }
+
+int cuda_call_supported(KCallOp op, int64_t head_dim) {
+  (void)op;
+  return head_dim >= 1 && head_dim <= 128;
+}
+
+int cuda_call_kernels(KCallOp op, int64_t head_dim, const char **fn, unsigned *threads) {
+  static const char *fwd[] = {"pc_attn_fwd"}, *grad[] = {"pc_attn_fwd", "pc_attn_dq", "pc_attn_dkv"};
+  const char **names = op == KC_ATTENTION ? fwd : grad;
+  int n = op == KC_ATTENTION ? 1 : 3;
+  for (int i = 0; i < n; i++) {
+    fn[i] = names[i];
+    threads[i] = attention_rows(head_dim);
+  }
+  return n;
+}
+
+/* forward and dq: a block per (batch, head, block of query rows); dk, dv: a
+ * block per (batch, kv head, block of key rows) */
+int cuda_call_plan(KCallOp op, const int64_t *args, uint32_t *grid, uint32_t *block) {
+  int64_t B = args[0], T = args[1], H = args[2], Hkv = args[3], D = args[4];
+  if (B <= 0 || T <= 0) return 0;
+  unsigned rows = attention_rows(D);
+  int64_t row_blocks = (T + rows - 1) / rows;
+  int64_t per_head = B * H * row_blocks, per_kv_head = B * Hkv * row_blocks;
+  int n = op == KC_ATTENTION ? 1 : 3;
+  for (int i = 0; i < n; i++) {
+    grid[i] = (uint32_t)(i == 2 ? per_kv_head : per_head);
+    block[i] = rows;
+  }
+  return n;
+}
+
+void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out) {
+  memset(out, 0, sizeof *out);
+  out->q = bufs[0];
+  out->k = bufs[1];
+  out->v = bufs[2];
+  if (op == KC_ATTENTION) {
+    out->y = bufs[3];
+  } else { /* the first kernel leaves the row statistics, not y */
+    out->dy = bufs[3];
+    out->dq = bufs[4];
+    out->dk = bufs[5];
+    out->dv = bufs[6];
+    out->lse = bufs[7];
+    out->delta = bufs[8];
+  }
+  out->B = args[0];
+  out->T = args[1];
+  out->H = args[2];
+  out->Hkv = args[3];
+  out->scale = scale;
+}

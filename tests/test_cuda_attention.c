@@ -1,0 +1,196 @@
+/* The CUDA library's attention kernels (backends/cuda/kernels/attention.cu)
+ * on the CPU emulator, against causal attention and its gradient computed
+ * here in double precision from the textbook formulas. The shapes reach
+ * what the models' tiny configs do not: several key and query tiles (the
+ * online softmax's rescaling, partial tiles at the diagonal), grouped KV
+ * heads, and each block shape (D <= 64: 64 rows a block; up to 128: 32).
+ * A program of one call statement per op goes through the whole backend:
+ * renderer, host executor, emulated launches. Skips without a C++ compiler. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_library.h"
+#include "runtime/cuda/cuda_runtime.h"
+#include "tests/check.h"
+
+typedef struct {
+  int64_t B, T, H, Hkv, D;
+} Shape;
+
+static float frand(uint64_t *s) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return (float)((*s >> 40) / (double)(1 << 24)) * 2.f - 1.f;
+}
+
+/* y, and dq, dk, dv for the upstream gradient dy, in double */
+static void reference(const Shape *s, const float *q, const float *k, const float *v, const float *dy, double *y,
+                      double *dq, double *dk, double *dv) {
+  int64_t B = s->B, T = s->T, H = s->H, D = s->D, Cq = H * D, Ckv = s->Hkv * D, group = H / s->Hkv;
+  double scale = 1.0 / sqrt((double)D), *p = malloc(sizeof(double) * T), *dp = malloc(sizeof(double) * T);
+  memset(dq, 0, sizeof(double) * B * T * Cq);
+  memset(dk, 0, sizeof(double) * B * T * Ckv);
+  memset(dv, 0, sizeof(double) * B * T * Ckv);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < T; i++) {
+        const float *qi = q + (b * T + i) * Cq + h * D, *dyi = dy + (b * T + i) * Cq + h * D;
+        int64_t kv = (h / group) * D;
+        double most = -INFINITY, sum = 0, pdp = 0;
+        for (int64_t j = 0; j <= i; j++) {
+          double x = 0;
+          for (int64_t d = 0; d < D; d++) x += (double)qi[d] * k[(b * T + j) * Ckv + kv + d];
+          p[j] = x * scale;
+          most = fmax(most, p[j]);
+        }
+        for (int64_t j = 0; j <= i; j++) sum += p[j] = exp(p[j] - most);
+        for (int64_t d = 0; d < D; d++) y[(b * T + i) * Cq + h * D + d] = 0;
+        for (int64_t j = 0; j <= i; j++) {
+          p[j] /= sum;
+          dp[j] = 0;
+          for (int64_t d = 0; d < D; d++) {
+            y[(b * T + i) * Cq + h * D + d] += p[j] * v[(b * T + j) * Ckv + kv + d];
+            dp[j] += (double)dyi[d] * v[(b * T + j) * Ckv + kv + d];
+          }
+          pdp += p[j] * dp[j];
+        }
+        for (int64_t j = 0; j <= i; j++) {
+          double ds = p[j] * (dp[j] - pdp) * scale;
+          for (int64_t d = 0; d < D; d++) {
+            dq[(b * T + i) * Cq + h * D + d] += ds * k[(b * T + j) * Ckv + kv + d];
+            dk[(b * T + j) * Ckv + kv + d] += ds * qi[d];
+            dv[(b * T + j) * Ckv + kv + d] += p[j] * dyi[d];
+          }
+        }
+      }
+  free(p);
+  free(dp);
+}
+
+/* largest |got - want| over the largest |want| */
+static double rel_err(const float *got, const double *want, int64_t n) {
+  double diff = 0, most = 1e-30;
+  for (int64_t i = 0; i < n; i++) {
+    diff = fmax(diff, fabs(got[i] - want[i]));
+    most = fmax(most, fabs(want[i]));
+  }
+  return diff / most;
+}
+
+enum { Q, K, V, DY, Y, DQ, DK, DV, LSE, DELTA, NBUF };
+
+static void check_shape(CudaDevice *d, const Shape *s) {
+  int64_t nq = s->B * s->T * s->H * s->D, nkv = s->B * s->T * s->Hkv * s->D, nrow = s->B * s->H * s->T;
+  int64_t numel[NBUF] = {nq, nkv, nkv, nq, nq, nq, nkv, nkv, nrow, nrow};
+  /* the program: inputs q, k, v, dy; outputs y, dq, dk, dv; lse and delta in the arena */
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "attention");
+  static const char *names[NBUF] = {"q", "k", "v", "dy", "y", "dq", "dk", "dv", "lse", "delta"};
+  for (int i = 0; i < NBUF; i++) {
+    KBufKind kind = i < Y ? KB_INPUT : i < LSE ? KB_OUTPUT : KB_ARENA;
+    kbuf(e, names[i], K_F32, kind, (uint32_t)(i < Y ? i : i - Y), i == DELTA ? 4 * (uint64_t)nrow : 0, (uint64_t)numel[i]);
+  }
+  e->arena_bytes = 8 * (uint64_t)nrow;
+  uint32_t args[] = {kx_i(p, s->B), kx_i(p, s->T), kx_i(p, s->H), kx_i(p, s->Hkv), kx_i(p, s->D),
+                     kx_f(p, 1.0 / sqrt((double)s->D))};
+  KCall fwd = {.op = KC_ATTENTION, .buf = {Q, K, V, Y}}, grad = {.op = KC_ATTENTION_GRAD, .buf = {Q, K, V, DY, DQ, DK, DV, LSE, DELTA}};
+  memcpy(fwd.arg, args, sizeof args);
+  memcpy(grad.arg, args, sizeof args);
+  ks_call(p, e->body, &fwd);
+  ks_call(p, e->body, &grad);
+
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  PcError err;
+  char label[96];
+  snprintf(label, sizeof label, "B %lld, T %lld, H %lld, Hkv %lld, D %lld", (long long)s->B, (long long)s->T, (long long)s->H,
+           (long long)s->Hkv, (long long)s->D);
+  if (cuda_render(p, &o, &cp, &err) < 0) {
+    CHECKF(0, "%s: %s", label, err.msg);
+    kir_free(p);
+    return;
+  }
+  CHECKF(cp.n_kernels == 3, "%s: %u kernels (the forward is shared with the gradient's first)", label, cp.n_kernels);
+  float *host[NBUF];
+  uint64_t seed = (uint64_t)(s->T * 131 + s->D);
+  CuPtr dev[NBUF], arena = 0, slots = 0;
+  int rc = d->load(d, cp.source, NULL, cp.n_kernels, &err);
+  for (int i = 0; i < NBUF; i++) {
+    host[i] = malloc(sizeof(float) * (size_t)numel[i]);
+    for (int64_t z = 0; z < numel[i]; z++) host[i][z] = i <= DY ? frand(&seed) * (i == Q ? 3.f : 1.f) : NAN;
+    dev[i] = 0;
+    if (!rc && i < LSE) rc = d->alloc(d, 4 * (size_t)numel[i], &dev[i], &err);
+    if (!rc && i < LSE) rc = d->upload(d, dev[i], host[i], 4 * (size_t)numel[i], &err); /* outputs start as NaN */
+  }
+  if (!rc) rc = d->alloc(d, e->arena_bytes, &arena, &err);
+  if (!rc) rc = d->alloc(d, 8, &slots, &err);
+  CuPtr bufs[NBUF];
+  if (!rc) {
+    cuda_buffer_addresses(e, NULL, dev, dev + Y, arena, bufs);
+    rc = cuda_exec(&cp, d, 0, NULL, bufs, slots, &err);
+  }
+  for (int i = Y; !rc && i < LSE; i++) rc = d->download(d, host[i], dev[i], 4 * (size_t)numel[i], &err);
+  if (rc) {
+    CHECKF(0, "%s: %s", label, err.msg);
+  } else {
+    double *want[4];
+    for (int i = 0; i < 4; i++) want[i] = malloc(sizeof(double) * (size_t)numel[Y + i]);
+    reference(s, host[Q], host[K], host[V], host[DY], want[0], want[1], want[2], want[3]);
+    double worst = 0;
+    for (int i = 0; i < 4; i++) {
+      double r = rel_err(host[Y + i], want[i], numel[Y + i]);
+      CHECKF(r < 1e-5, "%s: %s differs by %.2e of its largest magnitude", label, names[Y + i], r);
+      worst = fmax(worst, r);
+    }
+    printf("%-36s y, dq, dk, dv within %.1e\n", label, worst);
+    for (int i = 0; i < 4; i++) free(want[i]);
+  }
+  for (int i = 0; i < NBUF; i++) {
+    if (dev[i]) d->release(d, dev[i]);
+    free(host[i]);
+  }
+  if (arena) d->release(d, arena);
+  if (slots) d->release(d, slots);
+  cuda_program_free(&cp);
+  kir_free(p);
+}
+
+static void check_plan(void) {
+  int64_t args[] = {2, 100, 4, 2, 64};
+  uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
+  CHECK(cuda_call_plan(KC_ATTENTION, args, grid, block) == 1 && grid[0] == 2 * 4 * 2 && block[0] == 64);
+  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, grid, block) == 3 && grid[1] == 16 && grid[2] == 2 * 2 * 2 && block[2] == 64);
+  args[4] = 128;
+  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, grid, block) == 3 && grid[0] == 2 * 4 * 4 && block[0] == 32);
+  args[1] = 0;
+  CHECK(cuda_call_plan(KC_ATTENTION, args, grid, block) == 0);
+  CHECK(cuda_call_supported(KC_ATTENTION, 128) && !cuda_call_supported(KC_ATTENTION, 256));
+}
+
+int main(void) {
+  check_plan();
+  const char *cxx = getenv("CXX");
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", cxx && *cxx ? cxx : "c++");
+  if (system(cmd) != 0) {
+    printf("SKIP: no C++ compiler ($CXX or c++) to build the emulated kernels\n");
+    return check_exit() ? 1 : 77;
+  }
+  CudaDevice *d;
+  PcError err;
+  if (cuda_emulator_open(&d, &err) < 0) {
+    CHECKF(0, "emulator: %s", err.msg);
+    return check_exit();
+  }
+  static const Shape shapes[] = {
+      {2, 75, 4, 2, 16},  /* three key tiles, two query blocks, two query heads per kv head */
+      {1, 130, 2, 1, 64}, /* 124M's head dim; five key tiles, a partial last block */
+      {1, 40, 3, 3, 96},  /* 32-row blocks, 16-key tiles */
+      {1, 33, 2, 1, 128}, /* the largest head dim the library takes */
+      {3, 1, 2, 2, 8},    /* one token */
+  };
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i]);
+  d->free(d);
+  return check_exit();
+}
