@@ -10,6 +10,7 @@
 
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_kio.h"
+#include "backends/cuda/cuda_library.h"
 #include "tests/check.h"
 
 /* ---- launch shapes, addresses, arguments, gemm ---------------------------------- */
@@ -200,7 +201,7 @@ static void check_program(void) {
     return;
   }
   CHECK(cp.launch_of[r.host_for] == UINT32_MAX); /* the host runs the loop */
-  CHECK(cp.launches.n == 4 && cp.n_kernels == 4);
+  CHECK(cp.launches.n == 4 && cp.n_kernels == 4 + CR_NUM); /* and the runtime's */
   const CudaLaunch *l = cp.launches.a;
   CHECK(l[0].stmt == r.block_pf && l[0].mode == CM_BLOCK && l[0].threads == 256);
   CHECK(l[1].stmt == r.thread_pf && l[1].mode == CM_THREAD);

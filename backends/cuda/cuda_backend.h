@@ -50,6 +50,8 @@ typedef struct {
 
 CudaOptions cuda_options_default(void);
 
+#define CUDA_MAX_RUNTIME_KERNELS 16
+
 typedef struct {
   const KProgram *prog;      /* not owned */
   char *source;              /* the CUDA C of every kernel */
@@ -57,6 +59,7 @@ typedef struct {
   VEC(CudaLaunch) launches;
   VEC(CudaArg) args;
   uint32_t *launch_of;       /* per statement of prog: its launch, or UINT32_MAX */
+  uint32_t runtime_kernel[CUDA_MAX_RUNTIME_KERNELS]; /* the runtime's kernels' numbers (cuda_library.h) */
 } CudaProgram;
 
 /* Renders every entry of p. Errors: a construct the host cannot run (a loop

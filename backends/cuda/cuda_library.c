@@ -5,8 +5,31 @@
 
 #include <string.h>
 
-__asm__(".section .rodata\n.globl cuda_library_attention\n.hidden cuda_library_attention\ncuda_library_attention:\n"
-        ".incbin \"" PONDER_CUDA_KERNELS_DIR "/attention.cu\"\n.byte 0\n.previous\n");
+#define EMBED(sym, file)                                                                                             \
+  __asm__(".section .rodata\n.globl " #sym "\n.hidden " #sym "\n" #sym ":\n.incbin \"" PONDER_CUDA_KERNELS_DIR "/" file \
+          "\"\n.byte 0\n.previous\n")
+EMBED(cuda_library_attention, "attention.cu");
+EMBED(cuda_library_runtime, "runtime.cu");
+
+/* ---- the runtime's kernels ------------------------------------------------------ */
+
+static const CudaRuntimeInfo runtime_table[CR_NUM] = {
+    [CR_TO_BF16] = {"pc_to_bf16", "PcToBf16"},
+};
+
+const CudaRuntimeInfo *cuda_runtime_info(CudaRuntimeKernel k) { return &runtime_table[k]; }
+
+#define RUNTIME_THREADS 256
+
+int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel k, int64_t n, void *arg, PcError *err) {
+  if (n <= 0) return 0;
+  int64_t blocks = (n + RUNTIME_THREADS - 1) / RUNTIME_THREADS;
+  void *params[1] = {arg};
+  return d->launch(d, cp->runtime_kernel[k], (uint32_t)(blocks < CUDA_MAX_GRID ? blocks : CUDA_MAX_GRID), RUNTIME_THREADS,
+                   params, err);
+}
+
+/* ---- calls ------------------------------------------------------------------------ */
 
 /* threads per block by head dim: PcAttnShape<D>::ROWS in attention.cu */
 static unsigned attention_rows(int64_t D) { return D <= 64 ? 64 : 32; }

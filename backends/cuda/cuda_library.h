@@ -1,15 +1,41 @@
 /* Hand-written CUDA kernels (backends/cuda/kernels/) that the generated
- * source carries where loop nests are not good enough: the kernel IR's calls
- * (KS_CALL), instantiated per head dim. Each kernel takes one struct by
- * value; the host fills its mirror here and launches the call's kernels in
- * order with the shapes cuda_call_plan gives. */
+ * source carries: the kernel IR's calls (KS_CALL), where loop nests are not
+ * good enough, instantiated per head dim; and the runtime's own kernels,
+ * in every program. Each kernel takes one struct by value; the host fills
+ * its mirror here. */
 #ifndef PC_CUDA_LIBRARY_H
 #define PC_CUDA_LIBRARY_H
 
-#include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_device.h"
 
-/* the source of kernels/attention.cu (NUL-terminated) */
-extern const char cuda_library_attention[];
+/* the sources of kernels/attention.cu and kernels/runtime.cu (NUL-terminated) */
+extern const char cuda_library_attention[], cuda_library_runtime[];
+
+/* ---- the runtime's kernels ------------------------------------------------------ */
+
+/* CudaProgram.runtime_kernel[k] is kernel k's number in the program. */
+typedef enum {
+  CR_TO_BF16, /* PcToBf16: fp32 -> bf16, round to nearest even */
+  CR_NUM
+} CudaRuntimeKernel;
+_Static_assert(CR_NUM <= CUDA_MAX_RUNTIME_KERNELS, "CudaProgram.runtime_kernel is too short");
+
+typedef struct {
+  const char *fn, *arg_type; /* the device function, its struct */
+} CudaRuntimeInfo;
+const CudaRuntimeInfo *cuda_runtime_info(CudaRuntimeKernel k);
+
+/* mirrors of runtime.cu's structs */
+typedef struct {
+  CuPtr src, dst;
+  int64_t n;
+} CudaToBf16Args;
+
+/* Launches runtime kernel k of cp over n elements (grid-stride; nothing for
+ * n <= 0) with its argument struct. */
+int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel k, int64_t n, void *arg, PcError *err);
+
+/* ---- calls ------------------------------------------------------------------------ */
 
 /* The host's mirror of struct PcAttn (kernels/attention.cu): pointers as
  * device addresses, the same layout on a 64-bit host and device. */

@@ -668,6 +668,13 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
     free(c.part);
     cuda_scan_free(&c.a);
   }
+  for (int k = 0; k < CR_NUM && !c.failed; k++) { /* the runtime's, after the program's own */
+    const CudaRuntimeInfo *ri = cuda_runtime_info((CudaRuntimeKernel)k);
+    uint32_t n = out->runtime_kernel[k] = out->n_kernels++;
+    fprintf(c.kernels, "\n/* runtime */\nextern \"C\" __global__ void __launch_bounds__(256) k%u(%s a) {\n  %s(a);\n}\n", n,
+            ri->arg_type, ri->fn);
+    fprintf(c.emu, "extern \"C\" void pc_emu_k%u(void **a) { k%u(*(%s *)a[0]); }\n", n, n, ri->arg_type);
+  }
   mem_text(c.kernels, &kernels);
   mem_text(c.emu, &emu);
   strmap_free(&c.seen);
@@ -677,8 +684,8 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
     char *src = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&src, &n);
-    fprintf(f, "%s\n%s/* %u kernels */\n%s\n#ifdef PONDER_CUDA_EMU\n%s#endif\n", prelude, c.used_library ? cuda_library_attention : "",
-            out->n_kernels, kernels, emu);
+    fprintf(f, "%s\n%s\n%s/* %u kernels */\n%s\n#ifdef PONDER_CUDA_EMU\n%s#endif\n", prelude, cuda_library_runtime,
+            c.used_library ? cuda_library_attention : "", out->n_kernels, kernels, emu);
     out->source = mem_text(f, &src);
   }
   free(kernels);

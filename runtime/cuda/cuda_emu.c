@@ -53,6 +53,7 @@ static const char prelude[] =
     "template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int m) {\n"
     "  (void)mask;\n  pc_emu_hooks.exchange(&v, (int)sizeof v, m);\n  return v;\n}\n"
     "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
+    "static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }\n"
     "#line 1 \"pondercc.cu\"\n";
 
 /* ---- fibers: a context is a stack to switch to ------------------------------- */

@@ -1,11 +1,13 @@
-/* The CUDA library's attention kernels (backends/cuda/kernels/attention.cu)
- * on the CPU emulator, against causal attention and its gradient computed
- * here in double precision from the textbook formulas. The shapes reach
+/* The CUDA backend's hand-written kernels (backends/cuda/kernels/) on the
+ * CPU emulator. Attention (attention.cu) against causal attention and its
+ * gradient computed here in double precision from the textbook formulas. The shapes reach
  * what the models' tiny configs do not: several key and query tiles (the
  * online softmax's rescaling, partial tiles at the diagonal), grouped KV
  * heads, and each block shape (D <= 64: 64 rows a block; up to 128: 32).
  * A program of one call statement per op goes through the whole backend:
- * renderer, host executor, emulated launches. Skips without a C++ compiler. */
+ * renderer, host executor, emulated launches. The runtime's kernels
+ * (runtime.cu) against what they should compute, worked out here another
+ * way. Skips without a C++ compiler. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +113,7 @@ static void check_shape(CudaDevice *d, const Shape *s) {
     kir_free(p);
     return;
   }
-  CHECKF(cp.n_kernels == 3, "%s: %u kernels (the forward is shared with the gradient's first)", label, cp.n_kernels);
+  CHECKF(cp.n_kernels == 3 + CR_NUM, "%s: %u kernels (the forward is shared with the gradient's first)", label, cp.n_kernels);
   float *host[NBUF];
   uint64_t seed = (uint64_t)(s->T * 131 + s->D);
   CuPtr dev[NBUF], arena = 0, slots = 0;
@@ -156,6 +158,68 @@ static void check_shape(CudaDevice *d, const Shape *s) {
   kir_free(p);
 }
 
+/* ---- the runtime's kernels ------------------------------------------------------- */
+
+/* bf16 nearest to x (ties to the even one), from the two bf16 values
+ * around it compared in double; past the largest finite one the next is
+ * 2^128 (infinity) */
+static uint16_t bf16_reference(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  if (isnan(x)) return (uint16_t)((u >> 16) | 0x40);
+  uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;
+  if (lo == u) return (uint16_t)(lo >> 16);
+  float flo, fhi;
+  memcpy(&flo, &lo, 4);
+  memcpy(&fhi, &hi, 4);
+  double up = isinf(fhi) ? copysign(ldexp(1.0, 128), x) : fhi;
+  double to_lo = fabs((double)x - flo), to_hi = fabs(up - x);
+  if (to_lo != to_hi) return (uint16_t)((to_lo < to_hi ? lo : hi) >> 16);
+  return (uint16_t)((((lo >> 16) & 1) ? hi : lo) >> 16);
+}
+
+/* Runs runtime kernel k of a program with no entries of its own. */
+static int run_runtime(CudaDevice *d, CudaRuntimeKernel k, int64_t n, void *arg, PcError *err) {
+  KProgram *p = kir_new();
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  int rc = cuda_render(p, &o, &cp, err);
+  if (!rc) {
+    rc = d->load(d, cp.source, NULL, cp.n_kernels, err);
+    if (!rc) rc = cuda_runtime_launch(&cp, d, k, n, arg, err);
+    cuda_program_free(&cp);
+  }
+  kir_free(p);
+  return rc;
+}
+
+static void check_to_bf16(CudaDevice *d) {
+  float special[] = {1.0f, 1.00390625f /* a tie: stays 1 */, 1.01171875f /* a tie: up to even */, 1.0039063f, -2.5f,
+                     3.3895314e38f /* rounds to infinity */, INFINITY, -INFINITY, NAN, -0.0f, 1e-40f /* subnormal */};
+  enum { N = 1000 };
+  float x[N];
+  uint16_t got[N];
+  uint64_t seed = 7;
+  for (int i = 0; i < N; i++) x[i] = i < (int)(sizeof special / sizeof *special) ? special[i] : frand(&seed) * 100.f;
+  PcError err;
+  CuPtr src = 0, dst = 0;
+  int rc = d->alloc(d, sizeof x, &src, &err);
+  if (!rc) rc = d->alloc(d, sizeof got, &dst, &err);
+  if (!rc) rc = d->upload(d, src, x, sizeof x, &err);
+  CudaToBf16Args a = {src, dst, N};
+  if (!rc) rc = run_runtime(d, CR_TO_BF16, N, &a, &err);
+  if (!rc) rc = d->download(d, got, dst, sizeof got, &err);
+  CHECKF(!rc, "to_bf16: %s", rc ? err.msg : "");
+  int wrong = 0;
+  for (int i = 0; !rc && i < N; i++)
+    if (got[i] != bf16_reference(x[i]) && wrong++ < 5) CHECKF(0, "to_bf16(%.9g) = 0x%04x, not 0x%04x", x[i], got[i], bf16_reference(x[i]));
+  if (!rc) printf("to_bf16: %d of %d values as the reference rounds them\n", N - wrong, N);
+  if (src) d->release(d, src);
+  if (dst) d->release(d, dst);
+}
+
+/* ---- attention plan ------------------------------------------------------------------ */
+
 static void check_plan(void) {
   int64_t args[] = {2, 100, 4, 2, 64};
   uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
@@ -191,6 +255,7 @@ int main(void) {
       {3, 1, 2, 2, 8},    /* one token */
   };
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i]);
+  check_to_bf16(d);
   d->free(d);
   return check_exit();
 }
