@@ -1,6 +1,8 @@
 /* Causal attention, FlashAttention-style (docs/cuda-backend.md): a thread
  * per query row (per key row for dk, dv), tiles of the other side in shared
- * memory, the softmax online, no [T, T] buffer. The kernel IR calls these
+ * memory, the softmax online (a running maximum; what was summed is
+ * rescaled when it grows), no [T, T] buffer. Loops over D unroll, so that
+ * a row's vectors stay in registers; loops over rows do not (code size). The kernel IR calls these
  * for its `attention` and `attention_grad` ops (KC_ATTENTION*); the backend
  * instantiates one per head dim D and appends this file to the generated
  * source, after the prelude (i64, PC_INF, pc_min64).
@@ -55,25 +57,20 @@ template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
     }
     __syncthreads();
     const i64 n = live ? pc_min64(K, i - j0 + 1) : 0;
-    if (n <= 0) continue;
-    float s[K], mt = m;
-#pragma unroll
-    for (int r = 0; r < K; r++) {
+#pragma unroll 1
+    for (int r = 0; r < n; r++) {
       float x = 0.f;
       for (int d = 0; d < D; d++) x += q[d] * ks[r][d];
-      s[r] = r < n ? x : -PC_INF;
-      mt = fmaxf(mt, s[r]);
-    }
-    const float c = expf(m - mt); /* rescales what earlier tiles summed */
-    l *= c;
-    for (int d = 0; d < D; d++) o[d] *= c;
-#pragma unroll
-    for (int r = 0; r < K; r++) {
-      const float p = expf(s[r] - mt);
+      if (x > m) { /* a new maximum rescales what came before (rarely, after the first keys) */
+        const float c = expf(m - x);
+        l *= c;
+        for (int d = 0; d < D; d++) o[d] *= c;
+        m = x;
+      }
+      const float p = expf(x - m);
       l += p;
       for (int d = 0; d < D; d++) o[d] += p * vs[r][d];
     }
-    m = mt;
   }
   if (!live) return;
   const float inv = 1.f / l;
@@ -115,6 +112,7 @@ template <int D> static __device__ void pc_attn_dq(const PcAttn &a) {
     }
     __syncthreads();
     const i64 n = live ? pc_min64(K, i - j0 + 1) : 0;
+#pragma unroll 1
     for (int r = 0; r < n; r++) {
       float x = 0.f, dp = 0.f;
       for (int d = 0; d < D; d++) x += q[d] * ks[r][d];
@@ -161,6 +159,7 @@ template <int D> static __device__ void pc_attn_dkv(const PcAttn &a) {
       }
       __syncthreads();
       if (!live) continue;
+#pragma unroll 1
       for (int r = 0; r < Q; r++) {
         const i64 i = i0 + r;
         if (i < j || i >= a.T) continue;
