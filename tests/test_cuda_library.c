@@ -7,7 +7,9 @@
  * A program of one call statement per op goes through the whole backend:
  * renderer, host executor, emulated launches. The runtime's kernels
  * (runtime.cu) against what they should compute, worked out here another
- * way. Skips without a C++ compiler. */
+ * way. Everything runs twice: blocks and threads in order, then in reverse
+ * (a missing barrier or a race between blocks shows as a difference).
+ * Skips without a C++ compiler. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,8 +108,8 @@ static void check_shape(CudaDevice *d, const Shape *s) {
   CudaProgram cp;
   PcError err;
   char label[96];
-  snprintf(label, sizeof label, "B %lld, T %lld, H %lld, Hkv %lld, D %lld", (long long)s->B, (long long)s->T, (long long)s->H,
-           (long long)s->Hkv, (long long)s->D);
+  snprintf(label, sizeof label, "%sB %lld, T %lld, H %lld, Hkv %lld, D %lld", strstr(d->name, "reverse") ? "reverse: " : "",
+           (long long)s->B, (long long)s->T, (long long)s->H, (long long)s->Hkv, (long long)s->D);
   if (cuda_render(p, &o, &cp, &err) < 0) {
     CHECKF(0, "%s: %s", label, err.msg);
     kir_free(p);
@@ -241,12 +243,6 @@ int main(void) {
     printf("SKIP: no C++ compiler ($CXX or c++) to build the emulated kernels\n");
     return check_exit() ? 1 : 77;
   }
-  CudaDevice *d;
-  PcError err;
-  if (cuda_emulator_open(&d, &err) < 0) {
-    CHECKF(0, "emulator: %s", err.msg);
-    return check_exit();
-  }
   static const Shape shapes[] = {
       {2, 75, 4, 2, 16},  /* three key tiles, two query blocks, two query heads per kv head */
       {1, 130, 2, 1, 64}, /* 124M's head dim; five key tiles, a partial last block */
@@ -254,8 +250,18 @@ int main(void) {
       {1, 33, 2, 1, 128}, /* the largest head dim the library takes */
       {3, 1, 2, 2, 8},    /* one token */
   };
-  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i]);
-  check_to_bf16(d);
-  d->free(d);
+  static const char *orders[] = {"1", "reverse"}; /* blocks and threads first to last, then last to first */
+  for (int o = 0; o < 2; o++) {
+    CudaDevice *d;
+    PcError err;
+    setenv("PONDER_CUDA_EMULATE", orders[o], 1);
+    if (cuda_emulator_open(&d, &err) < 0) {
+      CHECKF(0, "emulator: %s", err.msg);
+      break;
+    }
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i]);
+    check_to_bf16(d);
+    d->free(d);
+  }
   return check_exit();
 }

@@ -259,5 +259,5 @@ int cuda_driver_open(CudaDevice **out, PcError *err) {
 
 int cuda_device_open(CudaDevice **out, PcError *err) {
   const char *emu = getenv("PONDER_CUDA_EMULATE");
-  return emu && !strcmp(emu, "1") ? cuda_emulator_open(out, err) : cuda_driver_open(out, err);
+  return emu && (!strcmp(emu, "1") || !strcmp(emu, "reverse")) ? cuda_emulator_open(out, err) : cuda_driver_open(out, err);
 }

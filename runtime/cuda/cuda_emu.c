@@ -7,7 +7,11 @@
  * instructions on x86-64, ucontext elsewhere), so shared memory is plain
  * static storage. A barrier that not every thread
  * of its warp or block reaches (a barrier in divergent code, a hang on a
- * GPU) is reported as an error. Device memory is host memory. */
+ * GPU) is reported as an error. Device memory is host memory.
+ * PONDER_CUDA_EMULATE=reverse runs the blocks of a grid, and the threads of
+ * a block between barriers, in the reverse order: a kernel whose result
+ * depends on the order (a missing barrier, a race between blocks) then
+ * gives another answer, which the tests compare. */
 #include "runtime/cuda/cuda_runtime.h"
 
 #include <cblas.h>
@@ -120,6 +124,7 @@ typedef struct {
   size_t n_fibers, cap_fibers;
   Warp warps[32];
   int live, waiting;
+  int reverse; /* blocks and threads last to first */
   Ctx sched;
   void (*fn)(void **);
   void **params;
@@ -203,7 +208,8 @@ static int run_block(Emu *m, uint32_t kernel, EmuDim3 bid, EmuDim3 bdim, EmuDim3
   }
   while (m->live) {
     int ran = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t k = 0; k < n; k++) {
+      size_t i = m->reverse ? n - 1 - k : k;
       if (m->fibers[i].state != F_READY) continue;
       cur_fiber = &m->fibers[i];
       ctx_switch(&m->sched, &m->fibers[i].ctx);
@@ -224,8 +230,10 @@ static int emu_launch(CudaDevice *d, uint32_t kernel, uint32_t grid, uint32_t bl
   m->fn = m->kernel[kernel];
   m->params = params;
   cur_emu = m;
-  for (uint32_t b = 0; b < grid; b++)
+  for (uint32_t k = 0; k < grid; k++) {
+    uint32_t b = m->reverse ? grid - 1 - k : k;
     if (run_block(m, kernel, (EmuDim3){b, 0, 0}, (EmuDim3){block, 1, 1}, (EmuDim3){grid, 1, 1}, err) < 0) return -1;
+  }
   return 0;
 }
 
@@ -348,7 +356,9 @@ int cuda_emulator_open(CudaDevice **out, PcError *err) {
     free(m);
     return pc_errorf(err, "emulator: cannot make a temporary folder: %s", strerror(errno));
   }
-  m->base = (CudaDevice){"CUDA emulator (CPU)", 0,         emu_load, emu_alloc,  emu_release, emu_upload,
+  const char *order = getenv("PONDER_CUDA_EMULATE");
+  m->reverse = order && !strcmp(order, "reverse");
+  m->base = (CudaDevice){m->reverse ? "CUDA emulator (CPU, reverse order)" : "CUDA emulator (CPU)", 0,         emu_load, emu_alloc,  emu_release, emu_upload,
                          emu_download,          emu_copy,  emu_fill32, emu_launch, emu_gemm,    emu_sync, emu_free};
   *out = &m->base;
   return 0;

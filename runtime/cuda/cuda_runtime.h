@@ -10,10 +10,11 @@
  * PONDER_CUDA_SYNC=1 waits after every launch, so that an error names its kernel. */
 int cuda_driver_open(CudaDevice **out, PcError *err);
 
-/* The CPU emulator (tests): kernels compiled with $CXX, threads as fibers. */
+/* The CPU emulator (tests): kernels compiled with $CXX, threads as fibers;
+ * PONDER_CUDA_EMULATE=reverse runs blocks and threads in reverse order. */
 int cuda_emulator_open(CudaDevice **out, PcError *err);
 
-/* The emulator when PONDER_CUDA_EMULATE=1, else the driver. */
+/* The emulator when PONDER_CUDA_EMULATE is 1 or reverse, else the driver. */
 int cuda_device_open(CudaDevice **out, PcError *err);
 
 #endif
