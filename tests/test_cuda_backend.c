@@ -3,7 +3,7 @@
  * every entry (train: the loss and every gradient; eval; logits; cached
  * decode), within 1e-4 of each output's largest magnitude, compiled
  * in-process (--device cuda) and, for one model, through a library made by
- * pondercc --target cuda.
+ * pondercc --target cuda (with column sums over chunks of 5 rows).
  *
  *   test_cuda_backend emu   the generated CUDA C on the CPU emulator (every CI
  *                           run; skips without a C++ compiler), with blocks
@@ -49,6 +49,7 @@ static void check_case(const EquivCase *k, const char *how, int lib) {
   }
   if (lib) {
     PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = 2, .max_seq = 16, .schedule = kschedule_cuda()};
+    mo.schedule.colsum_rows = 5; /* the suite's 32 rows in 7 chunks, the last one short (the default's 64 make one) */
     PcModule mod;
     char dir[] = "/tmp/test_cuda-XXXXXX", so[64];
     CHECK(mkdtemp(dir) != NULL);

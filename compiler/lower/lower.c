@@ -11,6 +11,7 @@ KSchedule kschedule_default(void) { return (KSchedule){.vocab_chunk = 1024, .par
 KSchedule kschedule_cuda(void) {
   KSchedule s = kschedule_default();
   s.attention_kernel = 1;
+  s.colsum_rows = 64;
   return s;
 }
 

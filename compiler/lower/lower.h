@@ -12,10 +12,14 @@ typedef struct {
   int64_t vocab_chunk; /* rows of the vocabulary matrix per step of the fused vocabulary ops */
   int parallel;        /* emit parallel loops (threads) where rows are independent */
   int attention_kernel; /* attention and its gradient as calls of the backend's kernels (KS_CALL), not loop nests */
+  int64_t colsum_rows;  /* sums over rows spread over threads, the GPU's choice: bias and norm-weight gradients in
+                           chunks of this many rows, then the chunks in order; embedding gradients a thread per
+                           column; 0: one serial loop over the rows, each row's columns spread */
 } KSchedule;
 
 KSchedule kschedule_default(void);
-/* The CUDA backend's: attention through its FlashAttention-style kernels. */
+/* The CUDA backend's: attention through its FlashAttention-style kernels,
+ * column sums over chunks of 64 rows. */
 KSchedule kschedule_cuda(void);
 
 /* Lowers g into a new entry `name` of p. dim_max[k] bounds the graph's

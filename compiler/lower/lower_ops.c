@@ -18,6 +18,39 @@ static void fill(Lower *l, uint32_t value, double x) {
   ks_fill(l->p, l->block, l->buf[value], L_i(l, 0), L_numel(l, L_shape(l, value)), L_f(l, x));
 }
 
+/* ---- sums over rows ------------------------------------------------------- */
+
+/* out[j] = sum over g < G of term(g, j), j < W, where the schedule asks for
+ * it (colsum_rows > 0): a thread per (chunk of rows, column) sums its chunk
+ * into partial, then a thread per column adds the chunks in order. No two
+ * threads write one element, the order is fixed, and no thread's loop is
+ * long (a GPU would otherwise walk 16k rows in one block). */
+typedef uint32_t (*TermFn)(Lower *l, const IrNode *n, uint32_t g, uint32_t j);
+
+static void column_sum(Lower *l, const IrNode *n, uint32_t out, uint32_t G, uint32_t W, uint32_t partial, TermFn term) {
+  uint32_t R0 = L_i(l, l->s->colsum_rows), saved, sr;
+  uint32_t P = L_ivar(l, L_div(l, L_add(l, G, L_sub(l, R0, L_i(l, 1))), R0));
+  uint32_t pj = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, P, W), &saved);
+  uint32_t j = L_ivar(l, L_op(l, KE_REM, pj, W)), lo = L_ivar(l, L_mul(l, L_div(l, pj, W), R0));
+  uint32_t acc = L_acc(l, K_F32, L_f(l, 0));
+  uint32_t g = L_loop(l, KL_SERIAL, lo, L_op(l, KE_MIN, L_add(l, lo, R0), G), &sr);
+  acc_add(l, acc, term(l, n, g, j));
+  l->block = sr;
+  L_stb(l, partial, pj, L_varx(l, acc));
+  l->block = saved;
+  j = L_loop(l, KL_PARALLEL, L_i(l, 0), W, &saved);
+  acc = L_acc(l, K_F32, L_f(l, 0));
+  uint32_t p = L_loop(l, KL_SERIAL, L_i(l, 0), P, &sr);
+  acc_add(l, acc, L_ldb(l, partial, L_add(l, L_mul(l, p, W), j)));
+  l->block = sr;
+  L_stb(l, out, j, L_varx(l, acc));
+  l->block = saved;
+}
+
+/* Elements of column_sum's partial sums at the maximum dims, for G x W
+ * summed: ceil(G / rows) W <= G W / rows + W. */
+static int64_t column_sum_scratch(Lower *l, int64_t GW, int64_t W) { return GW / l->s->colsum_rows + W; }
+
 /* ---- sources --------------------------------------------------------------- */
 
 static int lo_fill(Lower *l, const IrNode *n, PcError *err) {
@@ -164,6 +197,28 @@ static int lo_norm(Lower *l, const IrNode *n, PcError *err) {
  * With xhat = (x - mean) rstd and g = dy w:
  *   dx = rstd (g - mean(g) - xhat mean(g xhat))   (rms: no mean(g) term)
  *   dw = sum over rows of dy xhat;  db = sum of dy */
+/* the weight and bias gradients of a norm as column sums: the row loop
+ * keeps each row's mean and 1/std in scratch 0 ([2, N]) */
+static uint32_t norm_weight_term(Lower *l, const IrNode *n, uint32_t r, uint32_t c) {
+  const IrShape *s = L_shape(l, IN(0));
+  uint32_t at = L_add(l, L_mul(l, r, L_last(l, s)), c), stats = L_scratch(l, n, 0);
+  uint32_t mean = L_ldb(l, stats, r), rstd = L_ldb(l, stats, L_add(l, L_rows(l, s), r));
+  return L_mul(l, L_load(l, IN(2), at), L_mul(l, L_sub(l, L_load(l, IN(0), at), mean), rstd));
+}
+
+static uint32_t norm_bias_term(Lower *l, const IrNode *n, uint32_t r, uint32_t c) {
+  return L_load(l, IN(2), L_add(l, L_mul(l, r, L_last(l, L_shape(l, IN(0)))), c));
+}
+
+static int scratch_norm_grad(Lower *l, const IrNode *n, int64_t *elems) {
+  if (l->s->colsum_rows <= 0) return 0;
+  const IrShape *s = L_shape(l, IN(0));
+  int64_t C = s->dim[s->rank - 1], N = L_max_numel(l, s) / C;
+  elems[0] = 2 * N;
+  elems[1] = column_sum_scratch(l, N * C, C);
+  return 0;
+}
+
 static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
   int rms = n->op == IR_RMSNORM_GRAD;
   const IrShape *s = L_shape(l, IN(0));
@@ -186,7 +241,16 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
   uint32_t gg = L_mul(l, L_load(l, IN(2), at), L_load(l, IN(1), c));
   L_store(l, OUT(0), at, L_mul(l, rstd, L_sub(l, L_sub(l, gg, mg), L_mul(l, xhat, mgx))));
   l->block = sv;
+  if (l->s->colsum_rows > 0) {
+    L_stb(l, L_scratch(l, n, 0), r, mean);
+    L_stb(l, L_scratch(l, n, 0), L_add(l, N, r), rstd);
+  }
   l->block = saved;
+  if (l->s->colsum_rows > 0) {
+    column_sum(l, n, l->buf[OUT(1)], N, C, L_scratch(l, n, 1), norm_weight_term);
+    if (!rms) column_sum(l, n, l->buf[OUT(2)], N, C, L_scratch(l, n, 1), norm_bias_term);
+    return 0;
+  }
   /* dw (and db): sums over rows, row by row, so no two threads write one column */
   fill(l, OUT(1), 0);
   if (!rms) fill(l, OUT(2), 0);
@@ -250,6 +314,15 @@ static int lo_embedding(Lower *l, const IrNode *n, PcError *err) {
  * (the result holds `into` already) */
 static int lo_embedding_grad(Lower *l, const IrNode *n, PcError *err) {
   uint32_t C = L_ivar(l, L_dimx(l, L_shape(l, IN(0))->dim[1])), saved, sv;
+  if (l->s->colsum_rows > 0) { /* a thread per column walks the rows: the same sums in the same order, spread wider */
+    uint32_t sr, c = L_loop(l, KL_PARALLEL, L_i(l, 0), C, &saved);
+    uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), L_numel(l, L_shape(l, IN(1))), &sr);
+    uint32_t at = L_ivar(l, L_add(l, L_mul(l, L_load(l, IN(1), r), C), c));
+    L_store(l, OUT(0), at, L_add(l, L_load(l, OUT(0), at), L_load(l, IN(2), L_add(l, L_mul(l, r, C), c))));
+    l->block = sr;
+    l->block = saved;
+    return 0;
+  }
   uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), L_numel(l, L_shape(l, IN(1))), &saved);
   uint32_t row = L_ivar(l, L_mul(l, L_load(l, IN(1), r), C)), base = L_ivar(l, L_mul(l, r, C));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
@@ -305,8 +378,35 @@ static int lo_sum(Lower *l, const IrNode *n, PcError *err) {
 }
 
 /* sum_to(x, like): y[broadcast index of i] += x[i], row by row */
+/* sum_to(x, like) as a column sum: the schedule asks for one, and y's dims
+ * (leading 1s aside) are x's last ones, so x is [G, W] summed into y [W] */
+static int sum_to_columns(Lower *l, const IrNode *n) {
+  const IrShape *x = L_shape(l, IN(0)), *y = L_shape(l, OUT(0));
+  int lead = 0;
+  while (lead < y->rank && y->dim[lead] == 1) lead++;
+  int m = y->rank - lead;
+  if (l->s->colsum_rows <= 0 || m > x->rank) return 0;
+  for (int k = 0; k < m; k++)
+    if (y->dim[y->rank - 1 - k] != x->dim[x->rank - 1 - k]) return 0;
+  return 1;
+}
+
+static uint32_t sum_to_term(Lower *l, const IrNode *n, uint32_t g, uint32_t j) {
+  return L_load(l, IN(0), L_add(l, L_mul(l, g, L_numel(l, L_shape(l, OUT(0)))), j));
+}
+
+static int scratch_sum_to(Lower *l, const IrNode *n, int64_t *elems) {
+  if (sum_to_columns(l, n)) elems[0] = column_sum_scratch(l, L_max_numel(l, L_shape(l, IN(0))), L_max_numel(l, L_shape(l, OUT(0))));
+  return 0;
+}
+
 static int lo_sum_to(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *x = L_shape(l, IN(0)), *y = L_shape(l, OUT(0));
+  if (sum_to_columns(l, n)) {
+    uint32_t W = L_ivar(l, L_numel(l, y));
+    column_sum(l, n, l->buf[OUT(0)], L_ivar(l, L_div(l, L_numel(l, x), W)), W, L_scratch(l, n, 0), sum_to_term);
+    return 0;
+  }
   fill(l, OUT(0), 0);
   uint32_t saved, sv, r = L_loop(l, KL_SERIAL, L_i(l, 0), L_rows(l, x), &saved);
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), L_last(l, x), &sv);
@@ -619,11 +719,11 @@ static const OpLowering table[IR_NUM_OPS] = {
     [IR_ATTENTION_CACHED] = {lo_attention_cached, scratch_attention},
     [IR_CROSS_ENTROPY] = {lo_cross_entropy, scratch_rows},
     [IR_SUM] = {lo_sum, NULL},
-    [IR_SUM_TO] = {lo_sum_to, NULL},
+    [IR_SUM_TO] = {lo_sum_to, scratch_sum_to},
     [IR_MATMUL_TN] = {lo_matmul_tn, NULL},
     [IR_SOFTMAX_GRAD] = {lo_softmax_grad, NULL},
-    [IR_LAYERNORM_GRAD] = {lo_norm_grad, NULL},
-    [IR_RMSNORM_GRAD] = {lo_norm_grad, NULL},
+    [IR_LAYERNORM_GRAD] = {lo_norm_grad, scratch_norm_grad},
+    [IR_RMSNORM_GRAD] = {lo_norm_grad, scratch_norm_grad},
     [IR_EMBEDDING_GRAD] = {lo_embedding_grad, NULL},
     [IR_SLICE_GRAD] = {lo_slice, NULL},
     [IR_ATTENTION_GRAD] = {lo_attention_grad, scratch_attention},
