@@ -293,6 +293,26 @@ static void check_bytes(void) {
   }
   free(bytes);
   kir_free(r.p);
+  /* a call statement survives the round trip; another format is refused by name */
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "attention");
+  for (uint32_t i = 0; i < 4; i++) kbuf(e, "x", K_F32, i < 3 ? KB_INPUT : KB_OUTPUT, i < 3 ? i : 0, 0, 64);
+  KCall c = {.op = KC_ATTENTION, .buf = {0, 1, 2, 3}, .arg = {kx_i(p, 1), kx_i(p, 4), kx_i(p, 2), kx_i(p, 1), kx_i(p, 8), kx_f(p, 0.25)}};
+  ks_call(p, e->body, &c);
+  bytes = cuda_kir_write(p, &len);
+  CHECK(cuda_kir_read(bytes, len, &back, &err) == 0);
+  if (back) {
+    char *a = printed(p), *b = printed(back);
+    CHECK(!strcmp(a, b) && strstr(a, "call attention("));
+    free(a);
+    free(b);
+    kir_free(back);
+  }
+  bytes[7] = 1;
+  CHECK(cuda_kir_read(bytes, len, &back, &err) < 0);
+  CHECK_STR_CONTAINS(err.msg, "compile it again");
+  free(bytes);
+  kir_free(p);
 }
 
 int main(void) {

@@ -213,7 +213,10 @@ static int check_block(const KProgram *p, const KEntry *e, uint32_t blk, int dep
 int cuda_kir_read(const void *bytes, size_t len, KProgram **out, PcError *err) {
   *out = NULL;
   Rd r = {bytes, (const unsigned char *)bytes + len, 0};
-  if (len < 8 || memcmp(bytes, magic, 8)) return pc_errorf(err, "not a kernel program of this version");
+  if (len < 8 || memcmp(bytes, magic, 7)) return pc_errorf(err, "not a kernel program");
+  if (memcmp(bytes, magic, 8))
+    return pc_errorf(err, "its kernel program has format %d, this runtime reads %d: compile it again", ((const unsigned char *)bytes)[7],
+                     magic[7]);
   r.p += 8;
   KProgram *p = kir_new();
   p->exprs.n = 0;
