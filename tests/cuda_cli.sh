@@ -6,7 +6,8 @@
 #  3. on the CPU emulator (PONDER_CUDA_EMULATE=1): ponder train --device cuda --precision fp32
 #     gives the interpreter's losses (within 1e-4), and in bf16 (the default) within 1e-3 but
 #     not within 1e-6 (measured: 1.3e-5, so the option reaches the products);
-#     ponder generate --device cuda --precision fp32 its tokens (cached decoding).
+#     ponder generate --device cuda --precision fp32 its tokens (cached decoding); the engine
+#     reports bf16 products by default and tf32 when asked.
 # Usage: tests/cuda_cli.sh BUILD_DIR   (run from the repository root)
 set -u
 build=${1:?usage: cuda_cli.sh BUILD_DIR}
@@ -76,6 +77,11 @@ else
   paste <(loss "$tmp/gpu-fp32") <(loss "$tmp/gpu-bf16") |
     awk '{ d = $2 - $4; if (d < 0) d = -d; if (d > 1e-6 * ($2 < 0 ? -$2 : $2)) differs = 1 } END { exit !differs }' ||
     fail "train --device cuda: the bf16 losses are the fp32 ones (is --precision ignored?)"
+  # the products' precision as the engine reports it: bf16 unless named
+  PONDER_CUDA_TIMING=1 run "$ponder" forward "${tiny[@]}" --device cuda
+  grep -q "cuda: logits: .*(bf16 products" "$tmp/err" || fail "forward --device cuda is not bf16 by default: $(cat "$tmp/err")"
+  PONDER_CUDA_TIMING=1 run "$ponder" forward "${tiny[@]}" --device cuda --precision tf32
+  grep -q "cuda: logits: .*(tf32 products" "$tmp/err" || fail "--precision tf32 did not reach the engine: $(cat "$tmp/err")"
   gen=(generate "${tiny[@]}" --ponder 2 --set vocab_size=300 --hf "$tmp/cpu/ckpt-00000004" --prompt-ids "5 9 2"
     --max-tokens 12 --temperature 0)
   run "$ponder" "${gen[@]}" --backend interp
