@@ -289,7 +289,8 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
     if (cp->launches.a[i].n_args > most) most = cp->launches.a[i].n_args;
   const KEntry *e = &cp->prog->entries.a[entry];
   Exec x = {.cp = cp, .p = cp->prog, .e = e, .d = d, .dims = dims, .bufs = bufs, .slots = slots, .gc = gc, .err = err};
-  for (size_t i = 0; gc && i < gc->n_param; i++) gc->param[i].done.n = 0; /* the parameters may have changed since */
+  for (size_t i = 0; gc && i < gc->n_param; i++) /* the parameters may have changed since the last call */
+    gc->param[i].done.n = 0;
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
   x.values = pc_xcalloc(most, sizeof *x.values);
   x.params = pc_xcalloc(most, sizeof *x.params);

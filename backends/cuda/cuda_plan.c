@@ -50,7 +50,8 @@ CudaGemm cuda_gemm_colmajor(int ta, int tb, int64_t m, int64_t n, int64_t k, flo
                     .a = b, .lda = (int)ldb, .b = a, .ldb = (int)lda, .c = c, .ldc = (int)ldc};
 }
 
-static const char *const precision_names[CUDA_PRECISION_NUM] = {[CUDA_BF16] = "bf16", [CUDA_TF32] = "tf32", [CUDA_FP32] = "fp32"};
+static const char *const precision_names[CUDA_PRECISION_NUM] = {
+    [CUDA_FP32] = "fp32", [CUDA_TF32] = "tf32", [CUDA_BF16] = "bf16"};
 
 const char *cuda_precision_name(CudaPrecision p) { return precision_names[p]; }
 
