@@ -18,6 +18,13 @@ int model_opts_take(ModelOpts *o, int c, const char *arg) {
     }
     o->device = arg;
     return 1;
+  case MODEL_OPT_PRECISION:
+    if (strcmp(arg, "bf16") && strcmp(arg, "tf32") && strcmp(arg, "fp32")) {
+      fprintf(stderr, "--precision %s: expected bf16, tf32 or fp32\n", arg);
+      return -1;
+    }
+    o->precision = arg;
+    return 1;
   case MODEL_OPT_BACKEND:
     if (strcmp(arg, "interp") && strcmp(arg, "c") && strcmp(arg, "llvm")) {
       fprintf(stderr, "--backend %s: expected interp, c or llvm\n", arg);

@@ -24,13 +24,14 @@ typedef struct {
   PcPipeline pipeline;
   const char *backend; /* runtime: interp (default), c or llvm */
   const char *device;  /* runtime: cpu (default) or cuda */
+  const char *precision; /* runtime, --device cuda: the matrix products' precision, bf16 (default), tf32 or fp32 */
   int64_t max_batch, max_seq; /* compiled backends: the largest call they are planned for */
   unsigned entries;            /* compiled backends: the PC_ENTRY_* to build (0: all) */
 } ModelOpts;
 
 enum {
   MODEL_OPT_CONFIG = 1000, MODEL_OPT_HF, MODEL_OPT_SET, MODEL_OPT_SEED, MODEL_OPT_PONDER, MODEL_OPT_NO_FUSE,
-  MODEL_OPT_BACKEND, MODEL_OPT_JIT, MODEL_OPT_DEVICE
+  MODEL_OPT_BACKEND, MODEL_OPT_JIT, MODEL_OPT_DEVICE, MODEL_OPT_PRECISION
 };
 
 #define MODEL_LONG_OPTIONS                                                                          \
@@ -38,7 +39,7 @@ enum {
       {"set", required_argument, 0, MODEL_OPT_SET}, {"seed", required_argument, 0, MODEL_OPT_SEED},  \
       {"ponder", required_argument, 0, MODEL_OPT_PONDER}, {"no-fuse", no_argument, 0, MODEL_OPT_NO_FUSE},  \
       {"backend", required_argument, 0, MODEL_OPT_BACKEND}, {"jit", no_argument, 0, MODEL_OPT_JIT},      \
-      {"device", required_argument, 0, MODEL_OPT_DEVICE}
+      {"device", required_argument, 0, MODEL_OPT_DEVICE}, {"precision", required_argument, 0, MODEL_OPT_PRECISION}
 
 #define MODEL_OPTIONS_HELP                                                                          \
   "  --config NAME      one of the script's configs (default: the script's default)\n"             \
@@ -50,6 +51,8 @@ enum {
   "                     c, or interp (the reference interpreter)\n"                                 \
   "  --jit              the same as --backend llvm\n"                                            \
   "  --device NAME      cpu (default) or cuda: the model compiled for the first GPU (docs/cuda-backend.md)\n" \
+  "  --precision P      with --device cuda, the matrix products: bf16 (default; tensor cores, fp32 sums\n" \
+  "                     and weights), tf32 (tensor cores on fp32 operands) or fp32\n"          \
   "  --seed N           seed of the random initialisation when there is no --hf (default 1)\n"
 
 /* Handles one getopt result if it is a model option: 1 if taken, 0 if not

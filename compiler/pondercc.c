@@ -267,6 +267,8 @@ int main(int argc, char **argv) {
   if (!bad && cuda && o.backend) fprintf(stderr, "pondercc: --target cuda has its own backend: drop --backend %s\n", o.backend), bad = 1;
   if (!bad && cuda && !out) fprintf(stderr, "pondercc: --target cuda goes with -o MODEL.so (--emit cuda prints the CUDA C)\n"), bad = 1;
   if (!bad && o.device) fprintf(stderr, "pondercc: --device is for ponder; pondercc compiles for GPUs with --target cuda\n"), bad = 1;
+  if (!bad && o.precision)
+    fprintf(stderr, "pondercc: --precision is for ponder --device cuda (a --target cuda library takes it when it runs)\n"), bad = 1;
   if (!bad && out && emit) fprintf(stderr, "pondercc: give -o or --emit, not both\n"), bad = 1;
   if (!bad && o.backend && strcmp(o.backend, "c") && strcmp(o.backend, "llvm"))
     fprintf(stderr, "pondercc: --backend %s: pondercc compiles with the llvm (default) or c backend\n", o.backend), bad = 1;

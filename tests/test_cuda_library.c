@@ -7,9 +7,11 @@
  * A program of one call statement per op goes through the whole backend:
  * renderer, host executor, emulated launches. The runtime's kernels
  * (runtime.cu) against what they should compute, worked out here another
- * way. Everything runs twice: blocks and threads in order, then in reverse
- * (a missing barrier or a race between blocks shows as a difference).
- * Skips without a C++ compiler. */
+ * way; bf16 matrix products (the executor's operand conversion and the
+ * emulator's product) against operands rounded here and multiplied in
+ * double. Everything runs twice: blocks and threads in order, then in
+ * reverse (a missing barrier or a race between blocks shows as a
+ * difference). Skips without a C++ compiler. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +134,7 @@ static void check_shape(CudaDevice *d, const Shape *s) {
   CuPtr bufs[NBUF];
   if (!rc) {
     cuda_buffer_addresses(e, NULL, dev, dev + Y, arena, bufs);
-    rc = cuda_exec(&cp, d, 0, NULL, bufs, slots, &err);
+    rc = cuda_exec(&cp, d, 0, NULL, bufs, slots, NULL, &err);
   }
   for (int i = Y; !rc && i < LSE; i++) rc = d->download(d, host[i], dev[i], 4 * (size_t)numel[i], &err);
   if (rc) {
@@ -220,6 +222,132 @@ static void check_to_bf16(CudaDevice *d) {
   if (dst) d->release(d, dst);
 }
 
+/* ---- bf16 products ------------------------------------------------------------------- */
+
+/* A product of a program: C[c_off..] = 1.5 op(A) op(B) + 0.5 C, row-major, m x n
+ * with k, A the parameter W and B the input X (w_is_a) or the other way round. */
+typedef struct {
+  int ta, tb, w_is_a;
+  int64_t m, n, k, a_off, lda, b_off, ldb, c_off, ldc;
+} Prod;
+
+enum { NW = 64, NX = 70, NC = 401 };
+
+static double widened(float x) {
+  uint32_t u = (uint32_t)bf16_reference(x) << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* c (holding the C before) gets each product computed in double from bf16-rounded operands */
+static void bf16_products(const Prod *ps, int n_prod, const float *w, const float *x, const float *c0, double *c) {
+  for (int i = 0; i < NC; i++) c[i] = c0[i];
+  for (int q = 0; q < n_prod; q++) {
+    const Prod *p = &ps[q];
+    const float *a = p->w_is_a ? w : x, *b = p->w_is_a ? x : w;
+    for (int64_t i = 0; i < p->m; i++)
+      for (int64_t j = 0; j < p->n; j++) {
+        double sum = 0;
+        for (int64_t l = 0; l < p->k; l++)
+          sum += widened(a[p->a_off + (p->ta ? l * p->lda + i : i * p->lda + l)]) *
+                 widened(b[p->b_off + (p->tb ? j * p->ldb + l : l * p->ldb + j)]);
+        double *y = &c[p->c_off + i * p->ldc + j];
+        *y = 1.5 * sum + 0.5 * *y;
+      }
+  }
+}
+
+/* An entry of the products on W (parameter 0), X (input 0) and C (output 0),
+ * run `calls` times with a new W each time (a training step's new weights)
+ * against the reference; *converted gets the elements rounded to bf16 per call. */
+static void check_products(CudaDevice *d, const char *label, const Prod *ps, int n_prod, int calls, uint64_t *converted) {
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "products");
+  uint32_t W = kbuf(e, "w", K_F32, KB_PARAM, 0, 0, NW), X = kbuf(e, "x", K_F32, KB_INPUT, 0, 0, NX),
+           C = kbuf(e, "c", K_F32, KB_OUTPUT, 0, 0, NC);
+  for (int q = 0; q < n_prod; q++) {
+    const Prod *r = &ps[q];
+    KGemm g = {.ta = r->ta, .tb = r->tb, .m = kx_i(p, r->m), .n = kx_i(p, r->n), .k = kx_i(p, r->k), .alpha = 1.5f,
+               .beta = 0.5f, .a = r->w_is_a ? W : X, .b = r->w_is_a ? X : W, .c = C, .a_off = kx_i(p, r->a_off),
+               .b_off = kx_i(p, r->b_off), .c_off = kx_i(p, r->c_off), .lda = kx_i(p, r->lda), .ldb = kx_i(p, r->ldb),
+               .ldc = kx_i(p, r->ldc)};
+    ks_gemm(p, e->body, &g);
+  }
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  PcError err;
+  CudaGemmCtx gc = {.precision = CUDA_BF16};
+  float w[NW], x[NX], c0[NC], c[NC];
+  double want[NC];
+  uint64_t seed = 11;
+  for (int i = 0; i < NX; i++) x[i] = frand(&seed) * 4.f;
+  for (int i = 0; i < NC; i++) c0[i] = frand(&seed);
+  CuPtr dev[3] = {0}, bufs[3];
+  int rc = cuda_render(p, &o, &cp, &err);
+  if (!rc) rc = d->load(d, cp.source, NULL, cp.n_kernels, &err);
+  if (!rc) rc = d->alloc(d, sizeof w, &dev[0], &err);
+  if (!rc) rc = d->alloc(d, sizeof x, &dev[1], &err);
+  if (!rc) rc = d->alloc(d, sizeof c, &dev[2], &err);
+  if (!rc) rc = d->upload(d, dev[1], x, sizeof x, &err);
+  if (!rc) cuda_buffer_addresses(e, &dev[0], &dev[1], &dev[2], 0, bufs);
+  double worst = 0;
+  for (int call = 0; !rc && call < calls; call++) {
+    for (int i = 0; i < NW; i++) w[i] = frand(&seed) * 2.f;
+    rc = d->upload(d, dev[0], w, sizeof w, &err);
+    if (!rc) rc = d->upload(d, dev[2], c0, sizeof c0, &err);
+    if (!rc) rc = cuda_exec(&cp, d, 0, NULL, bufs, 0, &gc, &err);
+    if (!rc) rc = d->download(d, c, dev[2], sizeof c, &err);
+    if (rc) break;
+    bf16_products(ps, n_prod, w, x, c0, want);
+    double diff = 0, most = 0;
+    for (int i = 0; i < NC; i++) {
+      diff = fmax(diff, fabs(c[i] - want[i]));
+      most = fmax(most, fabs(want[i]));
+    }
+    worst = fmax(worst, diff / most);
+  }
+  CHECKF(!rc, "%s: %s", label, rc ? err.msg : "");
+  CHECKF(worst < 1e-5, "%s: differs from the bf16 reference by %.2e of its largest magnitude", label, worst);
+  *converted = gc.converted / (uint64_t)calls;
+  if (!rc) printf("%-36s within %.1e of the bf16 reference, %llu elements converted per call\n", label, worst,
+                  (unsigned long long)*converted);
+  for (int i = 0; i < 3; i++)
+    if (dev[i]) d->release(d, dev[i]);
+  cuda_gemm_ctx_free(&gc, d);
+  cuda_program_free(&cp);
+  kir_free(p);
+}
+
+/* elements a product reads of a rows x cols operand */
+static uint64_t span(int64_t rows, int64_t cols, int64_t ld) { return (uint64_t)((rows - 1) * ld + cols); }
+
+static void check_bf16(CudaDevice *d) {
+  /* every transposition, W as A and as B, strided submatrices (offsets, leading
+   * dimensions wider than the rows), m, n, k all different */
+  Prod ps[8];
+  int n = 0;
+  uint64_t converted;
+  for (int w_is_a = 1; w_is_a >= 0; w_is_a--)
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++, n++)
+        ps[n] = (Prod){.ta = ta, .tb = tb, .w_is_a = w_is_a, .m = 5, .n = 7, .k = 6, .a_off = w_is_a ? 3 : 2,
+                       .lda = w_is_a ? 9 : 10, .b_off = w_is_a ? 2 : 3, .ldb = w_is_a ? 10 : 9, .c_off = 1 + 50 * n, .ldc = 9};
+  check_products(d, "bf16 products, every transposition", ps, n, 1, &converted);
+  /* the parameter's conversions: once per call for a range (the second
+   * product's), none for a range inside one converted (the third's); the
+   * input's for every product */
+  Prod cache[3] = {
+      {.w_is_a = 1, .m = 5, .n = 7, .k = 6, .a_off = 3, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 0, .ldc = 9},
+      {.w_is_a = 1, .tb = 1, .m = 5, .n = 7, .k = 6, .a_off = 3, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 50, .ldc = 9},
+      {.w_is_a = 1, .m = 4, .n = 7, .k = 6, .a_off = 12, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 100, .ldc = 9},
+  };
+  check_products(d, "bf16 products, parameters cached", cache, 3, 3, &converted);
+  uint64_t want = span(5, 6, 9) + span(6, 7, 10) + span(7, 6, 10) + span(6, 7, 10);
+  CHECKF(converted == want, "%llu elements converted per call, not %llu (W once, X for every product)",
+         (unsigned long long)converted, (unsigned long long)want);
+}
+
 /* ---- attention plan ------------------------------------------------------------------ */
 
 static void check_plan(void) {
@@ -261,6 +389,7 @@ int main(void) {
     }
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i]);
     check_to_bf16(d);
+    check_bf16(d);
     d->free(d);
   }
   return check_exit();

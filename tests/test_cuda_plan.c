@@ -79,6 +79,17 @@ static void check_gemm_mapping(void) {
     }
 }
 
+/* --precision's names, and zero (an unset CudaGemm) meaning fp32 */
+static void check_precision_names(void) {
+  for (int p = 0; p < CUDA_PRECISION_NUM; p++) {
+    CudaPrecision q;
+    CHECK(cuda_precision_from_name(cuda_precision_name((CudaPrecision)p), &q) == 0 && q == (CudaPrecision)p);
+  }
+  CudaPrecision q;
+  CHECK(cuda_precision_from_name("fp16", &q) < 0);
+  CHECK(!strcmp(cuda_precision_name(CUDA_BF16), "bf16") && (CudaGemm){0}.precision == CUDA_FP32);
+}
+
 /* ---- a small program ----------------------------------------------------------
  *   entry t [B <= 4]
  *     %0 param f32[4096]  %1 input f32[4096]  %2 output f32[4096]  %3 output f32[8]  %4 arena f32[8]
@@ -224,7 +235,7 @@ static void check_program(void) {
                       .copy = rec_copy, .alloc = rec_alloc, .release = rec_release, .sync = rec_sync}};
   CuPtr bufs[5] = {0x100000, 0x200000, 0x280000, 0x300000, 0x400000};
   int64_t dims[1] = {3};
-  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, NULL, &err) < 0) CHECKF(0, "exec: %s", err.msg);
   const char *want = "k0<3,256>(B=3,i=0) k0<3,256>(B=3,i=1) k1<1,128> k2<1,1> download(4) k3<1,128> gemm(tn m=2 n=3 k=2) "
                      "fill(+16,2,3f800000) copy(16) copy(16) ";
   CHECKF(!strcmp(rec.log, want), "the device was asked:\n  %s\nnot\n  %s", rec.log, want);
@@ -319,6 +330,7 @@ int main(void) {
   check_shapes();
   check_addresses_and_args();
   check_gemm_mapping();
+  check_precision_names();
   check_program();
   check_errors();
   check_bytes();

@@ -97,9 +97,19 @@ typedef union {
 void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *dims, const CuPtr *bufs,
                     const CudaValue *vars, CuPtr slots, uint64_t *values, void **params);
 
+/* What matrix products compute in (--precision; docs/cuda-backend.md):
+ * bf16 tensor cores (operands rounded to bf16, products and sums in fp32),
+ * TF32 tensor cores (fp32 operands, 10-bit mantissas in the products), or
+ * fp32. Everything else (master weights, activations, kernels) is fp32. */
+typedef enum { CUDA_FP32, CUDA_TF32, CUDA_BF16, CUDA_PRECISION_NUM } CudaPrecision; /* 0: fp32 */
+const char *cuda_precision_name(CudaPrecision p);           /* "bf16", "tf32", "fp32" */
+int cuda_precision_from_name(const char *name, CudaPrecision *out); /* -1 if none */
+
 /* A row-major sgemm (the kernel IR's) as cuBLAS's column-major call:
- * C^T = op(B)^T op(A)^T, so the operands and m, n swap. Addresses in bytes. */
+ * C^T = op(B)^T op(A)^T, so the operands and m, n swap. Addresses in bytes;
+ * a and b hold bf16 when precision is CUDA_BF16, c is always fp32. */
 typedef struct {
+  CudaPrecision precision;
   int transa, transb; /* 0: N, 1: T */
   int m, n, k;
   float alpha, beta;

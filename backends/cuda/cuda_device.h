@@ -23,17 +23,48 @@ struct CudaDevice {
   int (*copy)(CudaDevice *d, CuPtr dst, CuPtr src, size_t bytes, PcError *err);     /* not overlapping */
   int (*fill32)(CudaDevice *d, CuPtr dst, uint32_t bits, size_t count, PcError *err);
   int (*launch)(CudaDevice *d, uint32_t kernel, uint32_t grid, uint32_t block, void **params, PcError *err);
-  int (*gemm)(CudaDevice *d, const CudaGemm *g, PcError *err); /* cuBLAS sgemm, column-major */
+  /* cuBLAS, column-major: C = alpha op(A) op(B) + beta C, C fp32, A and B
+   * fp32 or bf16 (g->precision), sums in fp32 */
+  int (*gemm)(CudaDevice *d, const CudaGemm *g, PcError *err);
   int (*sync)(CudaDevice *d, PcError *err);
   void (*free)(CudaDevice *d);
 };
+
+/* How cuda_exec runs the matrix products, and the device memory of their
+ * bf16 operands, which the caller keeps across calls (it grows as needed;
+ * cuda_gemm_ctx_free releases it). In bf16 every operand is rounded
+ * (CR_TO_BF16) into scratch with its layout: exactly the elements the
+ * product reads. An activation is converted for every product, into
+ * act[0] (A) or act[1] (B). A parameter does not change during a call:
+ * each range of it is converted once per cuda_exec call, into a copy of
+ * the whole parameter that the call's later products (forward, backward,
+ * every pondering pass) reuse. */
+typedef struct {
+  uint64_t lo, hi; /* elements [lo, hi) */
+} CudaRange;
+typedef struct {
+  CuPtr bf16;          /* the parameter's layout in bf16 (0: none yet) */
+  size_t bytes;
+  VEC(CudaRange) done; /* converted in this call */
+} CudaParamBf16;
+typedef struct {
+  CudaPrecision precision;
+  CuPtr act[2];
+  size_t act_bytes[2];
+  CudaParamBf16 *param; /* by parameter index, n_param of them */
+  size_t n_param;
+  uint64_t converted;   /* elements rounded to bf16, over every call (tests, docs) */
+} CudaGemmCtx;
+void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d);
+size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g); /* the device memory it holds */
 
 /* Runs entry `entry` of cp on d: the host walks the entry's statements,
  * evaluating its own scalars, launching kernels and calling gemm, fill and
  * copy. bufs: every buffer's address (cuda_buffer_addresses); slots: 8
  * bytes per variable of the entry, where one-thread kernels leave the
- * values of host variables they assign. */
+ * values of host variables they assign; gc: the products' precision and
+ * bf16 scratch (NULL: fp32). */
 int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_t *dims, const CuPtr *bufs, CuPtr slots,
-              PcError *err);
+              CudaGemmCtx *gc, PcError *err);
 
 #endif

@@ -2,7 +2,8 @@
  * left to it (loops and conditions around launches, scalar assignments),
  * evaluating their expressions itself, and hands each launch, matrix
  * product, fill and copy to the device, in order. A one-thread kernel
- * that assigns host variables leaves them in slots, read back after it. */
+ * that assigns host variables leaves them in slots, read back after it.
+ * In bf16 it rounds each product's operands first (CudaGemmCtx). */
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_library.h"
 
@@ -67,6 +68,7 @@ typedef struct {
   CudaValue *vars;
   uint64_t *values;
   void **params;
+  CudaGemmCtx *gc; /* NULL: fp32 */
   PcError *err;
 } Exec;
 
@@ -125,13 +127,92 @@ static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   return 0;
 }
 
+/* ---- matrix products and their bf16 operands --------------------------------- */
+
+/* Scratch of at least bytes (its contents are not kept). Work already
+ * queued may still read the old buffer: wait for it before releasing. */
+static int grow(CudaDevice *d, CuPtr *p, size_t *cap, size_t bytes, PcError *err) {
+  if (*p && *cap >= bytes) return 0;
+  if (*p) {
+    if (d->sync(d, err) < 0) return -1;
+    d->release(d, *p);
+    *p = 0;
+    *cap = 0;
+  }
+  if (d->alloc(d, bytes, p, err) < 0) return -1;
+  *cap = bytes;
+  return 0;
+}
+
+static int to_bf16(Exec *x, CuPtr src, CuPtr dst, uint64_t n) {
+  CudaToBf16Args a = {src, dst, (int64_t)n};
+  x->gc->converted += n;
+  return cuda_runtime_launch(x->cp, x->d, CR_TO_BF16, (int64_t)n, &a, x->err);
+}
+
+/* The bf16 copy of a product's operand (which: 0 for A, 1 for B): rows x
+ * cols of buffer buf from element off, leading dimension ld; *out gets its
+ * address, in scratch with the same layout (ld is unchanged). */
+static int bf16_operand(Exec *x, int which, uint32_t buf, int64_t off, int64_t rows, int64_t cols, int64_t ld, CuPtr *out) {
+  CudaGemmCtx *g = x->gc;
+  const KBuf *b = &x->e->bufs.a[buf];
+  uint64_t n = rows > 0 && cols > 0 ? (uint64_t)((rows - 1) * ld + cols) : 0, lo = (uint64_t)off, hi = lo + n;
+  CuPtr src = x->bufs[buf] + 4 * lo;
+  if (b->kind != KB_PARAM) { /* an activation: every time */
+    if (grow(x->d, &g->act[which], &g->act_bytes[which], 2 * n, x->err) < 0) return -1;
+    *out = g->act[which];
+    return n ? to_bf16(x, src, *out, n) : 0;
+  }
+  PC_ASSERT(hi <= b->numel);
+  if (b->index >= g->n_param) {
+    g->param = pc_xrealloc(g->param, (b->index + 1) * sizeof *g->param);
+    memset(g->param + g->n_param, 0, (b->index + 1 - g->n_param) * sizeof *g->param);
+    g->n_param = b->index + 1;
+  }
+  CudaParamBf16 *p = &g->param[b->index];
+  if (!p->bf16) {
+    if (x->d->alloc(x->d, 2 * b->numel, &p->bf16, x->err) < 0) return -1;
+    p->bytes = 2 * b->numel;
+  }
+  *out = p->bf16 + 2 * lo;
+  for (size_t i = 0; i < p->done.n; i++) /* converted earlier in this call */
+    if (p->done.a[i].lo <= lo && hi <= p->done.a[i].hi) return 0;
+  vec_push(&p->done, ((CudaRange){lo, hi}));
+  return n ? to_bf16(x, src, *out, n) : 0;
+}
+
 static int gemm(Exec *x, const KGemm *g) {
   int64_t m = eval_i(x, g->m), n = eval_i(x, g->n), k = eval_i(x, g->k);
   if (m <= 0 || n <= 0) return 0;
-  CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, x->bufs[g->a] + 4 * (uint64_t)eval_i(x, g->a_off),
-                                  eval_i(x, g->lda), x->bufs[g->b] + 4 * (uint64_t)eval_i(x, g->b_off), eval_i(x, g->ldb),
-                                  g->beta, x->bufs[g->c] + 4 * (uint64_t)eval_i(x, g->c_off), eval_i(x, g->ldc));
+  int64_t a_off = eval_i(x, g->a_off), b_off = eval_i(x, g->b_off), lda = eval_i(x, g->lda), ldb = eval_i(x, g->ldb);
+  CuPtr a = x->bufs[g->a] + 4 * (uint64_t)a_off, b = x->bufs[g->b] + 4 * (uint64_t)b_off;
+  CudaPrecision precision = x->gc ? x->gc->precision : CUDA_FP32;
+  PC_ASSERT(x->e->bufs.a[g->c].kind != KB_PARAM); /* parameters are read-only: their bf16 copies stay valid */
+  if (precision == CUDA_BF16 && /* row-major A is m x k (k x m transposed), B is k x n (n x k) */
+      (bf16_operand(x, 0, g->a, a_off, g->ta ? k : m, g->ta ? m : k, lda, &a) < 0 ||
+       bf16_operand(x, 1, g->b, b_off, g->tb ? n : k, g->tb ? k : n, ldb, &b) < 0))
+    return -1;
+  CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, a, lda, b, ldb, g->beta,
+                                  x->bufs[g->c] + 4 * (uint64_t)eval_i(x, g->c_off), eval_i(x, g->ldc));
+  c.precision = precision;
   return x->d->gemm(x->d, &c, x->err);
+}
+
+void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
+  for (int i = 0; i < 2; i++)
+    if (g->act[i]) d->release(d, g->act[i]);
+  for (size_t i = 0; i < g->n_param; i++) {
+    if (g->param[i].bf16) d->release(d, g->param[i].bf16);
+    vec_free(&g->param[i].done);
+  }
+  free(g->param);
+  *g = (CudaGemmCtx){.precision = g->precision};
+}
+
+size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g) {
+  size_t bytes = g->act_bytes[0] + g->act_bytes[1];
+  for (size_t i = 0; i < g->n_param; i++) bytes += g->param[i].bytes;
+  return bytes;
 }
 
 static int fill(Exec *x, const KStmt *s) {
@@ -202,12 +283,14 @@ static int run_block(Exec *x, uint32_t blk) {
 }
 
 int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_t *dims, const CuPtr *bufs, CuPtr slots,
-              PcError *err) {
+              CudaGemmCtx *gc, PcError *err) {
   uint32_t most = 1;
   for (size_t i = 0; i < cp->launches.n; i++)
     if (cp->launches.a[i].n_args > most) most = cp->launches.a[i].n_args;
   const KEntry *e = &cp->prog->entries.a[entry];
-  Exec x = {.cp = cp, .p = cp->prog, .e = e, .d = d, .dims = dims, .bufs = bufs, .slots = slots, .err = err};
+  Exec x = {.cp = cp, .p = cp->prog, .e = e, .d = d, .dims = dims, .bufs = bufs, .slots = slots, .gc = gc, .err = err};
+  for (size_t i = 0; gc && i < gc->n_param; i++) /* the parameters may have changed since the last call */
+    gc->param[i].done.n = 0;
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
   x.values = pc_xcalloc(most, sizeof *x.values);
   x.params = pc_xcalloc(most, sizeof *x.params);

@@ -1,7 +1,8 @@
 /* The launch plan's arithmetic, kept apart so that it is unit-tested
  * without a GPU (tests/test_cuda_plan.c): blocks and threads per launch,
  * where each buffer of an entry lives, kernel arguments as cuLaunchKernel
- * takes them, and the row-major sgemm as cuBLAS's column-major call. */
+ * takes them, the row-major sgemm as cuBLAS's column-major call, and the
+ * precisions' names. */
 #include "backends/cuda/cuda_backend.h"
 
 #include <string.h>
@@ -47,4 +48,18 @@ CudaGemm cuda_gemm_colmajor(int ta, int tb, int64_t m, int64_t n, int64_t k, flo
                             int64_t ldb, float beta, CuPtr c, int64_t ldc) {
   return (CudaGemm){.transa = tb, .transb = ta, .m = (int)n, .n = (int)m, .k = (int)k, .alpha = alpha, .beta = beta,
                     .a = b, .lda = (int)ldb, .b = a, .ldb = (int)lda, .c = c, .ldc = (int)ldc};
+}
+
+static const char *const precision_names[CUDA_PRECISION_NUM] = {
+    [CUDA_FP32] = "fp32", [CUDA_TF32] = "tf32", [CUDA_BF16] = "bf16"};
+
+const char *cuda_precision_name(CudaPrecision p) { return precision_names[p]; }
+
+int cuda_precision_from_name(const char *name, CudaPrecision *out) {
+  for (int p = 0; p < CUDA_PRECISION_NUM; p++)
+    if (!strcmp(name, precision_names[p])) {
+      *out = (CudaPrecision)p;
+      return 0;
+    }
+  return -1;
 }

@@ -5,8 +5,10 @@
  * the host tensors the decoder passes (one sequence at a time): a call
  * with other tensors must start at position 0, and a call at a position
  * beyond what was written is refused, so that a cache is never silently
- * stale. PONDER_CUDA_TIMING=1 prints each call's upload, run and download
- * times. */
+ * stale. Matrix products run in the precision the engine was opened with;
+ * their bf16 operands' scratch (CudaGemmCtx) is the engine's and grows
+ * as needed. PONDER_CUDA_TIMING=1 prints each call's upload, run and
+ * download times. */
 #include "runtime/cli/engine_cuda.h"
 
 #include <cjson/cJSON.h>
@@ -50,6 +52,7 @@ typedef struct {
   uint64_t arena_cap, slots_cap;
   EntryMem *mem;
   CuPtr *bufs;
+  CudaGemmCtx gemm; /* the products' precision, their bf16 operands */
   int timing;
 } CudaEngine;
 
@@ -78,6 +81,7 @@ static void ctx_free(void *p) {
   }
   for (size_t i = 0; i < c->n_params; i++)
     if (c->params[i]) c->dev->release(c->dev, c->params[i]);
+  if (c->dev) cuda_gemm_ctx_free(&c->gemm, c->dev);
   if (c->arena) c->dev->release(c->dev, c->arena);
   if (c->slots) c->dev->release(c->dev, c->slots);
   if (c->dev) c->dev->free(c->dev);
@@ -197,7 +201,7 @@ static int runner(void *ctx, int entry, const PonderCall *call, const size_t *in
   double t1 = now();
   if (!rc) {
     cuda_buffer_addresses(e, c->params, m->in, m->out, c->arena, c->bufs);
-    rc = cuda_exec(&c->cp, d, (uint32_t)entry, call->dims, c->bufs, c->slots, err);
+    rc = cuda_exec(&c->cp, d, (uint32_t)entry, call->dims, c->bufs, c->slots, &c->gemm, err);
   }
   if (!rc && c->timing) rc = d->sync(d, err);
   double t2 = now();
@@ -209,8 +213,9 @@ static int runner(void *ctx, int entry, const PonderCall *call, const size_t *in
     return pc_error_prefix(err, "%s on %s", e->name, d->name);
   }
   if (c->timing)
-    fprintf(stderr, "cuda: %s: upload %.2f ms, run %.2f ms, download %.2f ms\n", e->name, (t1 - t0) * 1e3, (t2 - t1) * 1e3,
-            (now() - t2) * 1e3);
+    fprintf(stderr, "cuda: %s: upload %.2f ms, run %.2f ms, download %.2f ms (%s products, %.1f MiB of bf16 operands)\n",
+            e->name, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (now() - t2) * 1e3, cuda_precision_name(c->gemm.precision),
+            cuda_gemm_ctx_bytes(&c->gemm) / 1048576.0);
   return 0;
 }
 
@@ -262,8 +267,9 @@ static int load(CudaEngine *c, const PonderCudaImage *image, PcError *err) {
   return rc;
 }
 
-int engine_cuda_from_module(PcModule *m, Engine **out, const char **info_json, PcError *err) {
+int engine_cuda_from_module(PcModule *m, CudaPrecision precision, Engine **out, const char **info_json, PcError *err) {
   CudaEngine *c = pc_xcalloc(1, sizeof *c);
+  c->gemm.precision = precision;
   c->prog = m->prog;
   c->info = m->info_json;
   *m = (PcModule){0};
@@ -274,8 +280,9 @@ int engine_cuda_from_module(PcModule *m, Engine **out, const char **info_json, P
   return make(c, out, info_json, err);
 }
 
-int engine_cuda_open_library(const char *path, Engine **out, const char **info_json, PcError *err) {
+int engine_cuda_open_library(const char *path, CudaPrecision precision, Engine **out, const char **info_json, PcError *err) {
   CudaEngine *c = pc_xcalloc(1, sizeof *c);
+  c->gemm.precision = precision;
   int rc = (c->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) ? 0 : pc_errorf(err, "%s: cannot load: %s", path, dlerror());
   PonderAbiVersionFn version = rc ? NULL : (PonderAbiVersionFn)dlsym(c->dl, "ponder_abi_version");
   PonderModelInfoFn info = rc ? NULL : (PonderModelInfoFn)dlsym(c->dl, "ponder_model_info");

@@ -2,18 +2,20 @@
  * (or on the CPU emulator with PONDER_CUDA_EMULATE=1). Parameters and
  * inputs go to the device for every call and outputs come back; the
  * arena stays there, and so do decode's KV caches, for one sequence at a
- * time. docs/cuda-backend.md has the details. */
+ * time. Matrix products run in the precision given (--precision: the
+ * engine's choice, not compiled in). docs/cuda-backend.md has the details. */
 #ifndef PC_CLI_ENGINE_CUDA_H
 #define PC_CLI_ENGINE_CUDA_H
 
+#include "backends/cuda/cuda_backend.h"
 #include "compiler/module.h"
 #include "runtime/cli/engine.h"
 
 /* Takes m's kernel program and info (m is left empty); renders it, has
  * NVRTC compile it for the device (with the disk cache) and loads it. */
-int engine_cuda_from_module(PcModule *m, Engine **out, const char **info_json, PcError *err);
+int engine_cuda_from_module(PcModule *m, CudaPrecision precision, Engine **out, const char **info_json, PcError *err);
 
 /* A library made by pondercc --target cuda. */
-int engine_cuda_open_library(const char *path, Engine **out, const char **info_json, PcError *err);
+int engine_cuda_open_library(const char *path, CudaPrecision precision, Engine **out, const char **info_json, PcError *err);
 
 #endif

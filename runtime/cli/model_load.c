@@ -119,6 +119,13 @@ static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
   return rc;
 }
 
+/* --precision, for the CUDA engine: bf16 unless named */
+static CudaPrecision precision_of(const ModelOpts *o) {
+  CudaPrecision p = CUDA_BF16;
+  if (o->precision && cuda_precision_from_name(o->precision, &p) < 0) PC_BUG("--precision %s", o->precision);
+  return p;
+}
+
 /* Compiles the script for the GPU (--device cuda): NVRTC in-process. */
 static int jit_cuda(const ModelOpts *o, LoadedModel *m, PcError *err) {
   PcModuleOptions mo;
@@ -127,7 +134,7 @@ static int jit_cuda(const ModelOpts *o, LoadedModel *m, PcError *err) {
   PcModule mod;
   if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
   const char *info;
-  int rc = engine_cuda_from_module(&mod, &m->engine, &info, err);
+  int rc = engine_cuda_from_module(&mod, precision_of(o), &m->engine, &info, err);
   pc_module_free(&mod);
   if (!rc) rc = replace_with_info(m, info, err);
   return rc;
@@ -139,12 +146,15 @@ int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
   int cuda = o->device && !strcmp(o->device, "cuda");
   if (cuda && o->backend && strcmp(o->backend, "interp"))
     return pc_errorf(err, "--device cuda compiles with the CUDA backend: drop --backend %s", o->backend);
+  if (!cuda && o->precision)
+    return pc_errorf(err, "--precision %s is for --device cuda (on the CPU everything is fp32)", o->precision);
   if (pc_ends_with(o->script, ".so")) { /* a compiled library */
     const char *fixed = o->config ? "--config" : o->sets.n ? "--set (or --ponder)" : o->pipeline.no_fuse ? "--no-fuse"
                       : o->backend ? "--backend" : NULL;
     if (fixed) return pc_errorf(err, "%s: %s cannot change a compiled library (compile again with pondercc)", o->script, fixed);
     const char *info;
-    rc = cuda ? engine_cuda_open_library(o->script, &m->engine, &info, err) : engine_open_library(o->script, &m->engine, &info, err);
+    rc = cuda ? engine_cuda_open_library(o->script, precision_of(o), &m->engine, &info, err)
+              : engine_open_library(o->script, &m->engine, &info, err);
     if (!rc) rc = from_info(m, info, err);
   } else {
     if (model_opts_open(o, &m->fe, err) < 0) return -1;

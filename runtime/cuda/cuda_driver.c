@@ -44,11 +44,15 @@ typedef struct {
   CUresult (*error_string)(CUresult, const char **);
 } DriverApi;
 
+/* cublas_api.h and library_types.h (CUDA 11 to 13) */
+enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
+enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77, CUBLAS_GEMM_DEFAULT = -1 };
+
 typedef struct {
   int (*create)(void **);
   int (*destroy)(void *);
-  int (*set_math_mode)(void *, int);
-  int (*sgemm)(void *, int, int, int, int, int, const float *, const float *, int, const float *, int, const float *, float *, int);
+  int (*gemm_ex)(void *, int, int, int, int, int, const void *, const void *, int, int, const void *, int, int, const void *,
+                 void *, int, int, int, int); /* cublasGemmEx */
 } BlasApi;
 
 typedef struct {
@@ -156,11 +160,18 @@ static int gpu_launch(CudaDevice *d, uint32_t kernel, uint32_t grid, uint32_t bl
   return 0;
 }
 
+/* fp32: C = A B in fp32 (cuBLAS's sgemm); tf32: fp32 operands, TF32 tensor
+ * cores; bf16: bf16 operands, tensor cores summing in fp32. C is fp32. */
 static int gpu_gemm(CudaDevice *d, const CudaGemm *m, PcError *err) {
   Gpu *g = (Gpu *)d;
-  int rc = g->blas.sgemm(g->blas_handle, m->transa, m->transb, m->m, m->n, m->k, &m->alpha, (const float *)(uintptr_t)m->a,
-                         m->lda, (const float *)(uintptr_t)m->b, m->ldb, &m->beta, (float *)(uintptr_t)m->c, m->ldc);
-  if (rc) return pc_errorf(err, "cuBLAS: cublasSgemm failed (status %d) for m=%d n=%d k=%d", rc, m->m, m->n, m->k);
+  int in = m->precision == CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+  int compute = m->precision == CUDA_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  int rc = g->blas.gemm_ex(g->blas_handle, m->transa, m->transb, m->m, m->n, m->k, &m->alpha, (const void *)(uintptr_t)m->a,
+                           in, m->lda, (const void *)(uintptr_t)m->b, in, m->ldb, &m->beta, (void *)(uintptr_t)m->c, CUDA_R_32F,
+                           m->ldc, compute, CUBLAS_GEMM_DEFAULT);
+  if (rc)
+    return pc_errorf(err, "cuBLAS: cublasGemmEx (%s) failed (status %d) for m=%d n=%d k=%d", cuda_precision_name(m->precision),
+                     rc, m->m, m->n, m->k);
   return 0;
 }
 
@@ -200,16 +211,14 @@ static int open_cublas(Gpu *g, PcError *err) {
                                "/usr/local/cuda/lib64/libcublas.so"};
   if (!(g->dl_blas = open_first(libs, sizeof libs / sizeof *libs)))
     return pc_errorf(err, "cuBLAS (libcublas.so) not found: install the CUDA toolkit's cuBLAS or add it to LD_LIBRARY_PATH");
-  static const char *names[] = {"cublasCreate_v2", "cublasDestroy_v2", "cublasSetMathMode", "cublasSgemm_v2"};
-  void *fns[4];
-  if (find(g->dl_blas, names, fns, 4, "libcublas", err) < 0) return -1;
+  static const char *names[] = {"cublasCreate_v2", "cublasDestroy_v2", "cublasGemmEx"};
+  void *fns[3];
+  if (find(g->dl_blas, names, fns, 3, "libcublas", err) < 0) return -1;
   memcpy(&g->blas.create, &fns[0], sizeof fns[0]);
   memcpy(&g->blas.destroy, &fns[1], sizeof fns[1]);
-  memcpy(&g->blas.set_math_mode, &fns[2], sizeof fns[2]);
-  memcpy(&g->blas.sgemm, &fns[3], sizeof fns[3]);
+  memcpy(&g->blas.gemm_ex, &fns[2], sizeof fns[2]);
+  /* the handle's default math mode: the compute type of each call decides */
   if (g->blas.create(&g->blas_handle)) return pc_errorf(err, "cuBLAS: cublasCreate failed on %s", g->name);
-  const char *tf32 = getenv("PONDER_CUDA_TF32");
-  g->blas.set_math_mode(g->blas_handle, tf32 && !strcmp(tf32, "1") ? 3 : 0); /* TF32 tensor ops, or plain fp32 */
   return 0;
 }
 

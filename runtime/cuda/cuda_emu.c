@@ -270,10 +270,33 @@ static int emu_fill32(CudaDevice *d, CuPtr dst, uint32_t bits, size_t count, PcE
   return 0;
 }
 
+/* A bf16 operand widened to fp32 (exact): the rows x cols column-major
+ * elements it reads, the same layout. */
+static float *widen_bf16(CuPtr src, int rows, int cols, int ld) {
+  size_t n = rows > 0 && cols > 0 ? (size_t)(cols - 1) * (size_t)ld + (size_t)rows : 0;
+  const uint16_t *h = (const uint16_t *)(uintptr_t)src;
+  float *f = pc_xmalloc(n ? 4 * n : 4);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u = (uint32_t)h[i] << 16;
+    memcpy(&f[i], &u, 4);
+  }
+  return f;
+}
+
+/* bf16: the operands widened to fp32, whose products are exact, summed in
+ * fp32: a tensor core's arithmetic but for the order of the sums. tf32
+ * runs as fp32 (the emulator does not round to TF32). */
 static int emu_gemm(CudaDevice *d, const CudaGemm *g, PcError *err) {
+  const float *a = (const float *)(uintptr_t)g->a, *b = (const float *)(uintptr_t)g->b;
+  float *wa = NULL, *wb = NULL;
+  if (g->precision == CUDA_BF16) { /* column-major op(A) is m x k, op(B) k x n */
+    a = wa = widen_bf16(g->a, g->transa ? g->k : g->m, g->transa ? g->m : g->k, g->lda);
+    b = wb = widen_bf16(g->b, g->transb ? g->n : g->k, g->transb ? g->k : g->n, g->ldb);
+  }
   cblas_sgemm(CblasColMajor, g->transa ? CblasTrans : CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans, g->m, g->n, g->k,
-              g->alpha, (const float *)(uintptr_t)g->a, g->lda, (const float *)(uintptr_t)g->b, g->ldb, g->beta,
-              (float *)(uintptr_t)g->c, g->ldc);
+              g->alpha, a, g->lda, b, g->ldb, g->beta, (float *)(uintptr_t)g->c, g->ldc);
+  free(wa);
+  free(wb);
   return 0;
 }
 

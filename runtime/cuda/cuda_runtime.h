@@ -6,7 +6,6 @@
 
 /* The first GPU, through the CUDA driver (libcuda.so.1) and cuBLAS, both
  * opened with dlopen. Without a driver or a GPU: an error saying so.
- * PONDER_CUDA_TF32=1 lets cuBLAS use TF32 tensor cores (fp32 otherwise);
  * PONDER_CUDA_SYNC=1 waits after every launch, so that an error names its kernel. */
 int cuda_driver_open(CudaDevice **out, PcError *err);
 

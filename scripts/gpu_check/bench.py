@@ -2,9 +2,10 @@
 """Helpers of scripts/gpu-check (the driver calls them; each prints or appends JSON).
 
   bench.py shard --vocab V --tokens N --out FILE      a token shard of random ids (docs/data-format.md)
-  bench.py ponder --label L --K K --B B --T T --metrics RUN/metrics.jsonl --timing LOG --results FILE
-                                                      one `ponder train --device cuda` row from its metrics
-                                                      and PONDER_CUDA_TIMING lines
+  bench.py ponder --label L --precision P --K K --B B --T T --metrics RUN/metrics.jsonl --timing LOG
+           --results FILE                             one `ponder train --device cuda` row from its metrics
+                                                      and PONDER_CUDA_TIMING lines, which name the precision
+                                                      the engine ran its matrix products in (checked against P)
   bench.py torch --mode eager|compile --dtype bf16|fp32 --K K --B B --T T --results FILE --budget S
                                                       one PyTorch row (the model of scripts/bench_cpu/torch_step.py
                                                       on the GPU)
@@ -22,6 +23,7 @@ import array
 import json
 import os
 import random
+import re
 import statistics
 import struct
 import sys
@@ -58,20 +60,26 @@ def cmd_shard(a):
 def cmd_ponder(a):
     """Steps after the first (warm-up); the device time of the train entry from PONDER_CUDA_TIMING."""
     row = {"impl": "ponder", "label": a.label, "K": a.K, "B": a.B, "T": a.T}
+    timing = re.compile(r"cuda: train: upload ([\d.]+) ms, run ([\d.]+) ms, download ([\d.]+) ms "
+                        r"\((\w+) products, ([\d.]+) MiB of bf16 operands\)")
     steps = []
     if os.path.exists(a.metrics):
         for line in open(a.metrics):
             m = json.loads(line)
             if "ms" in m and "loss" in m:
                 steps.append(m)
-    run_ms = []
+    run_ms, used = [], set()
     if os.path.exists(a.timing):
-        for line in open(a.timing):  # "cuda: train: upload X ms, run Y ms, download Z ms"
-            if line.startswith("cuda: train:"):
-                f = line.replace(",", " ").split()
-                run_ms.append((float(f[3]), float(f[6]), float(f[9])))
+        for line in open(a.timing):
+            m = timing.match(line)
+            if m:
+                run_ms.append((float(m[1]), float(m[2]), float(m[3])))
+                used.add(m[4])
+                row["bf16_mib"] = float(m[5])
     timed = [s["ms"] for s in steps[1:]]
-    if not timed:
+    if used and used != {a.precision}:  # the table says what ran, not what was asked
+        row["error"] = f"asked for {a.precision} products, the engine ran {', '.join(sorted(used))}"
+    elif not timed:
         row["error"] = a.error or f"no step after the warm-up finished ({len(steps)} in all)"
     else:
         row["ms"] = statistics.median(timed)
@@ -151,7 +159,8 @@ def cmd_table(a):
     lines = [f"# scripts/gpu-check, {time.strftime('%Y-%m-%d %H:%M')}", "",
              f"GPU: {a.gpu}; bf16 dense peak: " + (f"{peak:g} TFLOP/s" if peak else "unknown (give --peak-tflops)"), ""]
     if os.path.exists(a.equiv):
-        lines += ["## CUDA backend against the interpreter (fp32, within 1e-4 relative)", "", "```"]
+        lines += ["## CUDA backend against the interpreter (fp32 within 1e-4 relative; bf16 within "
+                  "tests/test_cuda_backend.c's bounds)", "", "```"]
         lines += [line.rstrip() for line in open(a.equiv)]
         lines += ["```", ""]
     lines += ["## Training step, GPT-2 124M shape", "",
@@ -169,13 +178,16 @@ def cmd_table(a):
         notes = [f"median of {r['steps']}", f"loss {r['loss']:.3f}"]
         if "transfer_ms" in r:
             notes.append(f"PCIe {r['transfer_ms']:.0f} ms")
+        if r.get("bf16_mib"):
+            notes.append(f"bf16 operands {r['bf16_mib']:.0f} MiB")
         if "peak_gb" in r:
             notes.append(f"{r['peak_gb']:.1f} GiB")
         lines.append(f"| {r['label']} | {r['K']} | {bt} | {gflop:.0f} | {ms:.0f} | {r['B'] * r['T'] / (ms / 1e3):.0f} | "
                      f"{mfu} | {dev} | {', '.join(notes)} |")
     lines += ["", "ponder rows: a `ponder train --device cuda` step (the train entry on the GPU, parameters up and "
-              "gradients down over PCIe, AdamW on the CPU); device ms: the train entry alone "
-              "(PONDER_CUDA_TIMING). PyTorch rows: the same model and pondering loop (probabilities "
+              "gradients down over PCIe, AdamW on the CPU), in the matrix-product precision of the label, as the "
+              "engine reported it (bf16: operands rounded to bf16, fp32 sums and weights; tf32; fp32); device ms: "
+              "the train entry alone (PONDER_CUDA_TIMING). PyTorch rows: the same model and pondering loop (probabilities "
               "materialised), fused AdamW on the GPU; compile = torch.compile of the transformer body."]
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
@@ -191,7 +203,7 @@ def main():
     s.add_argument("--tokens", type=int, required=True)
     s.add_argument("--out", required=True)
     s = sub.add_parser("ponder")
-    for name in ["label", "metrics", "timing", "results"]:
+    for name in ["label", "precision", "metrics", "timing", "results"]:
         s.add_argument("--" + name, required=True)
     for name in ["K", "B", "T"]:
         s.add_argument("--" + name, type=int, required=True)
