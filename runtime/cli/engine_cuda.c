@@ -172,6 +172,7 @@ static int runner(void *ctx, int entry, const PonderCall *call, const size_t *in
   EntryMem *m = &c->mem[entry];
   if (!m->ready) prepare(c, (size_t)entry);
   double t0 = now();
+  size_t up = 0, down = 0;
   int rc = ensure(c, &c->arena, &c->arena_cap, e->arena_bytes, 0, err);
   if (!rc) rc = ensure(c, &c->slots, &c->slots_cap, 8 * (e->vars.n + 1), 0, err);
   for (size_t i = 0; !rc && i < e->bufs.n; i++) { /* device buffers at their largest, and the parameters' values */
@@ -190,10 +191,14 @@ static int runner(void *ctx, int entry, const PonderCall *call, const size_t *in
   for (size_t i = 0; !rc && i < m->params.n; i++) { /* parameters change between calls (the optimizer) */
     uint32_t p = m->params.a[i];
     rc = d->upload(d, c->params[p], call->params[p], c->param_bytes[p], err);
+    up += c->param_bytes[p];
   }
   if (!rc) rc = kv_check(m, call, err);
   for (size_t i = 0; !rc && i < m->n_in; i++)
-    if (m->in[i] && !m->kv[i]) rc = d->upload(d, m->in[i], call->inputs[i], in_bytes[i], err);
+    if (m->in[i] && !m->kv[i]) {
+      rc = d->upload(d, m->in[i], call->inputs[i], in_bytes[i], err);
+      up += in_bytes[i];
+    }
   double t1 = now();
   if (!rc) {
     cuda_buffer_addresses(e, c->params, m->in, m->out, c->arena, c->bufs);
@@ -202,15 +207,18 @@ static int runner(void *ctx, int entry, const PonderCall *call, const size_t *in
   if (!rc && c->timing) rc = d->sync(d, err);
   double t2 = now();
   for (size_t i = 0; !rc && i < m->n_out; i++)
-    if (m->out[i] && out_bytes[i]) rc = d->download(d, call->outputs[i], m->out[i], out_bytes[i], err);
+    if (m->out[i] && out_bytes[i]) {
+      rc = d->download(d, call->outputs[i], m->out[i], out_bytes[i], err);
+      down += out_bytes[i];
+    }
   if (!rc && m->pos_input >= 0 && m->t_dim >= 0) m->kv_len = *(const int32_t *)call->inputs[m->pos_input] + call->dims[m->t_dim];
   if (rc) {
     m->kv_len = 0; /* a failed call may have written anything */
     return pc_error_prefix(err, "%s on %s", e->name, d->name);
   }
   if (c->timing)
-    fprintf(stderr, "cuda: %s: upload %.2f ms, run %.2f ms, download %.2f ms\n", e->name, (t1 - t0) * 1e3, (t2 - t1) * 1e3,
-            (now() - t2) * 1e3);
+    fprintf(stderr, "cuda: %s: upload %.2f ms, run %.2f ms, download %.2f ms; %zu bytes up, %zu down\n", e->name,
+            (t1 - t0) * 1e3, (t2 - t1) * 1e3, (now() - t2) * 1e3, up, down);
   return 0;
 }
 
