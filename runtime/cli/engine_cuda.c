@@ -240,7 +240,9 @@ static int runner(void *ctx, int entry, const Params *p, const PonderCall *call,
     const KBuf *b = &e->bufs.a[i];
     size_t bytes = 4 * b->numel;
     if (b->kind == KB_PARAM) {
+      CuPtr was = c->params[b->index];
       rc = ensure(c, &c->params[b->index], &c->param_bytes[b->index], bytes, 0, err);
+      if (c->params[b->index] != was) c->fresh[b->index] = 0; /* a new buffer (a parameter's size is fixed: only the first) */
     } else if (b->kind == KB_INPUT) {
       size_t want = bytes > in_bytes[b->index] ? bytes : in_bytes[b->index];
       rc = ensure(c, &m->in[b->index], &m->in_cap[b->index], want, m->kv[b->index], err);
@@ -354,7 +356,9 @@ static int train_begin(Engine *e, const Params *p, Tensor *const *mt, Tensor *co
     size_t bytes = tensor_bytes(p->value[i]), cap = 0;
     c->decays[i] = decays[i] != 0;
     if (tensor_bytes(mt[i]) != bytes || tensor_bytes(vt[i]) != bytes) PC_BUG("Engine.train: moments of another size");
+    CuPtr was = c->params[i];
     rc = ensure(c, &c->params[i], &c->param_bytes[i], bytes, 0, err);
+    if (c->params[i] != was) c->fresh[i] = 0;
     if (!rc) rc = take_param(c, (uint32_t)i, &up, err);
     if (!rc) rc = ensure(c, &c->m[i], &cap, bytes, 0, err);
     if (!rc) rc = ensure(c, &c->v[i], &cap, bytes, 0, err);
