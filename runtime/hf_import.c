@@ -144,6 +144,7 @@ int hf_import(Params *p, const StCheckpoint *ck, PcError *err) {
     else
       memcpy(p->value[i]->data, t->data, tensor_bytes(t));
     tensor_free(t);
+    params_changed(p);
   }
   return 0;
 }

@@ -56,8 +56,11 @@ int params_init(Params *p, uint64_t seed, PcError *err) {
       }
     }
   }
+  params_changed(p);
   return 0;
 }
+
+void params_changed(Params *p) { p->version++; }
 
 int64_t params_count(const Params *p) {
   int64_t n = 0;

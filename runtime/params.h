@@ -27,6 +27,7 @@ typedef struct {
   VEC(ParamSpec) spec;
   Tensor **value; /* value[i] for spec.a[i]; NULL until allocated */
   StrMap index;   /* name -> i */
+  uint64_t version; /* params_changed counts the writes of values */
 } Params;
 
 /* Adds a spec (copied); returns -1 if the name is taken. */
@@ -38,6 +39,11 @@ int params_find(const Params *p, const char *name);
  * does not change the others. */
 int params_init(Params *p, uint64_t seed, PcError *err);
 int64_t params_count(const Params *p); /* total elements */
+/* Whoever writes values calls this afterwards: an engine that keeps copies
+ * of them (a GPU's, runtime/cli/engine_cuda.c) takes them again on its next
+ * call when the version moved, and only then. params_init, hf_import and
+ * adamw_update call it themselves. */
+void params_changed(Params *p);
 int params_init_kind(const char *name, ParamInit *out);
 void params_free(Params *p);
 

@@ -3,11 +3,13 @@
 #  1. pondercc --emit cuda prints kernels; bad --target / --device uses are refused;
 #  2. without a driver, ponder --device cuda says so on one line (skipped where one exists);
 #     a --target cuda library run without --device cuda says how to run it;
-#  3. on the CPU emulator (PONDER_CUDA_EMULATE=1): ponder train --device cuda --precision fp32
-#     gives the interpreter's losses (within 1e-4), and in bf16 (the default) within 1e-3 but
-#     not within 1e-6 (measured: 1.3e-5, so the option reaches the products);
-#     ponder generate --device cuda --precision fp32 its tokens (cached decoding); the engine
-#     reports bf16 products by default and tf32 when asked.
+#  3. on the CPU emulator (PONDER_CUDA_EMULATE=1): ponder train --device cuda (the optimizer on
+#     the device, clipping on) gives the interpreter's losses over 8 steps with --precision fp32
+#     (within 1e-4), and in bf16 (the default) within 1e-3 but not within 1e-6 (so the option
+#     reaches the products); a step moves only the batch up and the loss down; a run resumes
+#     exactly, with accumulation too; the engine reports bf16 products by default and tf32 when
+#     asked; ponder generate --device cuda --precision fp32 gives the interpreter's tokens
+#     (cached decoding) and uploads the weights once.
 # Usage: tests/cuda_cli.sh BUILD_DIR   (run from the repository root)
 set -u
 build=${1:?usage: cuda_cli.sh BUILD_DIR}
@@ -59,20 +61,26 @@ else
   export PONDER_CUDA_EMULATE=1
   run "$ponder" tokenizer train --vocab-size 300 --out "$tmp/tok.json" README.md
   run "$ponder" prepare --tokenizer "$tmp/tok.json" --out "$tmp/data" --docs paragraph --val-fraction 0.1 README.md docs/*.md
-  args=("${tiny[@]}" --ponder 2 --set vocab_size=300 --data "$tmp/data" --steps 4 --batch 2 --seq 32 --threads 1 --log-every 1
-    --eval-every 4 --eval-batches 1)
+  args=("${tiny[@]}" --ponder 2 --set vocab_size=300 --data "$tmp/data" --steps 8 --batch 2 --seq 32 --threads 1 --log-every 1
+    --eval-every 4 --eval-batches 1 --clip 0.5)
   run "$ponder" train "${args[@]}" --out "$tmp/cpu" --backend interp
   loss() { sed -n 's/.*"step": \([0-9]*\), "loss": \([-0-9.e]*\).*/\1 \2/p' "$1/metrics.jsonl"; }
   # the losses of --precision $1 within $2 (relative) of the interpreter's
   train_within() {
-    run "$ponder" train "${args[@]}" --out "$tmp/gpu-$1" --device cuda --precision "$1"
+    PONDER_CUDA_TIMING=1 run "$ponder" train "${args[@]}" --out "$tmp/gpu-$1" --device cuda --precision "$1"
     paste <(loss "$tmp/cpu") <(loss "$tmp/gpu-$1") >"$tmp/losses"
-    [[ $(wc -l <"$tmp/losses") -eq 4 ]] || fail "$1: expected 4 steps: $(cat "$tmp/losses")"
+    [[ $(wc -l <"$tmp/losses") -eq 8 ]] || fail "$1: expected 8 steps: $(cat "$tmp/losses")"
     awk -v tol="$2" '{ d = $2 - $4; if (d < 0) d = -d; if ($1 != $3 || d > tol * ($2 < 0 ? -$2 : $2)) exit 1 }' "$tmp/losses" ||
       fail "train --device cuda --precision $1 (emulated) differs from the interpreter: $(tr '\n' ' ' <"$tmp/losses")"
     echo "--precision $1: losses (step, interpreter, step, cuda): $(tr '\n' ' ' <"$tmp/losses")"
   }
   train_within fp32 1e-4
+  awk '/"grad_norm"/ { if (!match($0, /"grad_norm": [0-9.e]*/) || substr($0, RSTART + 13, RLENGTH - 13) + 0 <= 0.5) exit 1 }' \
+    "$tmp/gpu-fp32/metrics.jsonl" || fail "expected clipping in every step: $(cat "$tmp/gpu-fp32/metrics.jsonl")"
+  # a step moves the batch (2 x 32 ids and targets) up and the loss down; eval no parameters
+  grep -E '^cuda: (train|eval):' "$tmp/err" | grep -v '; 512 bytes up, 4 down$' >"$tmp/moved" &&
+    fail "a train or eval call moved more than the batch and the loss: $(head -3 "$tmp/moved")"
+  [[ $(grep -c '^cuda: train:' "$tmp/err") -eq 8 ]] || fail "expected 8 timed train calls: $(head -5 "$tmp/err")"
   train_within bf16 1e-3
   paste <(loss "$tmp/gpu-fp32") <(loss "$tmp/gpu-bf16") |
     awk '{ d = $2 - $4; if (d < 0) d = -d; if (d > 1e-6 * ($2 < 0 ? -$2 : $2)) differs = 1 } END { exit !differs }' ||
@@ -82,12 +90,29 @@ else
   grep -q "cuda: logits: .*(bf16 products" "$tmp/err" || fail "forward --device cuda is not bf16 by default: $(cat "$tmp/err")"
   PONDER_CUDA_TIMING=1 run "$ponder" forward "${tiny[@]}" --device cuda --precision tf32
   grep -q "cuda: logits: .*(tf32 products" "$tmp/err" || fail "--precision tf32 did not reach the engine: $(cat "$tmp/err")"
-  gen=(generate "${tiny[@]}" --ponder 2 --set vocab_size=300 --hf "$tmp/cpu/ckpt-00000004" --prompt-ids "5 9 2"
+  # exact resume on the device (bf16): 4 steps, then 4 more, against 8 in one go; with accumulation too
+  cp -r "$tmp/gpu-bf16" "$tmp/gpu-a1"
+  for accum in 1 2; do
+    ((accum == 1)) || run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-a$accum" --device cuda
+    run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-r$accum" --device cuda --stop-at 4
+    run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-r$accum" --device cuda --resume
+    cmp -s <(loss "$tmp/gpu-a$accum") <(loss "$tmp/gpu-r$accum") ||
+      fail "--accum $accum: 4 + resume differs from 8 steps: $(loss "$tmp/gpu-a$accum" | tr '\n' ' ') vs $(loss "$tmp/gpu-r$accum" | tr '\n' ' ')"
+    for f in model.safetensors optimizer.safetensors; do
+      cmp -s "$tmp/gpu-a$accum/ckpt-00000008/$f" "$tmp/gpu-r$accum/ckpt-00000008/$f" ||
+        fail "--accum $accum: the resumed run's step-8 $f differs"
+    done
+  done
+  gen=(generate "${tiny[@]}" --ponder 2 --set vocab_size=300 --hf "$tmp/cpu/ckpt-00000008" --prompt-ids "5 9 2"
     --max-tokens 12 --temperature 0)
   run "$ponder" "${gen[@]}" --backend interp
   cp "$tmp/out" "$tmp/gen-cpu"
-  run "$ponder" "${gen[@]}" --device cuda --precision fp32
+  PONDER_CUDA_TIMING=1 run "$ponder" "${gen[@]}" --device cuda --precision fp32
   cmp -s "$tmp/gen-cpu" "$tmp/out" || fail "generate --device cuda (emulated) differs: $(cat "$tmp/gen-cpu") vs $(cat "$tmp/out")"
+  # the weights go up with the first call only: later ones move an id and a position
+  (($(grep -c '^cuda: decode:' "$tmp/err") >= 2)) || fail "expected timed decode calls: $(head -3 "$tmp/err")"
+  [[ $(grep '^cuda: decode:' "$tmp/err" | tail -n +2 | grep -vc '; 8 bytes up, ') -eq 0 ]] ||
+    fail "generate uploaded more than an id and a position after its first call: $(grep -m3 '^cuda: decode:' "$tmp/err")"
 fi
 
 if ((fails)); then

@@ -9,9 +9,10 @@
  * (runtime.cu) against what they should compute, worked out here another
  * way; bf16 matrix products (the executor's operand conversion and the
  * emulator's product) against operands rounded here and multiplied in
- * double. Everything runs twice: blocks and threads in order, then in
- * reverse (a missing barrier or a race between blocks shows as a
- * difference). Skips without a C++ compiler. */
+ * double; the device optimizer's (optim.cu) against the CPU's AdamW
+ * (runtime/train/optim.c). Everything runs twice: blocks and threads in
+ * order, then in reverse (a missing barrier or a race between blocks shows
+ * as a difference). Skips without a C++ compiler. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_library.h"
 #include "runtime/cuda/cuda_runtime.h"
+#include "runtime/train/optim.h"
 #include "tests/check.h"
 
 typedef struct {
@@ -348,6 +350,167 @@ static void check_bf16(CudaDevice *d) {
          (unsigned long long)converted, (unsigned long long)want);
 }
 
+/* ---- the device optimizer (optim.cu) against runtime/train/optim.c ------------------ */
+
+/* tensors of every kind: several chunks with a short last one, a bias, an
+ * embedding table (no decay: decay_embeddings off), a norm weight, one
+ * element */
+static void optim_params(Params *p) {
+  static const struct {
+    const char *name;
+    int rank;
+    int64_t d0, d1;
+    int embedding;
+  } t[] = {{"w", 2, 200, 201, 0}, {"b", 1, 7, 0, 0}, {"wte", 2, 50, 64, 1}, {"ln.weight", 1, 64, 0, 0}, {"s", 1, 1, 0, 0}};
+  PcError err;
+  for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+    ParamSpec s = {.name = (char *)t[i].name, .rank = t[i].rank, .dim = {t[i].d0, t[i].d1}, .init = PARAM_INIT_NORMAL,
+                   .std = 0.5, .embedding = t[i].embedding};
+    CHECK(params_add(p, &s, &err) == 0);
+  }
+  CHECK(params_init(p, 3, &err) == 0);
+}
+
+/* micro-batch k of step s's gradients for every parameter, larger in
+ * some steps (then clipping acts) */
+static void optim_grads(Tensor **g, size_t n, int step, int micro) {
+  uint64_t seed = (uint64_t)(step * 7 + micro + 1);
+  float size = step % 2 ? 0.2f : 0.003f;
+  for (size_t i = 0; i < n; i++)
+    for (int64_t k = 0; k < tensor_numel(g[i]); k++) tensor_f32(g[i])[k] = frand(&seed) * size;
+}
+
+static double optim_rel(const Tensor *a, const Tensor *b) {
+  double diff = 0, most = 1e-30;
+  for (int64_t k = 0; k < tensor_numel(a); k++) {
+    diff = fmax(diff, fabs((double)tensor_f32(a)[k] - tensor_f32(b)[k]));
+    most = fmax(most, fabs((double)tensor_f32(a)[k]));
+  }
+  return diff / most;
+}
+
+/* steps of accum micro-batches, AdamW with clip (0: none), on the CPU and
+ * on the device from the same start: the same parameters and moments */
+static void check_optim_run(CudaDevice *d, const CudaProgram *cp, double clip, int accum) {
+  enum { STEPS = 6 };
+  PcError err;
+  Params cpu = {0}, dev = {0};
+  optim_params(&cpu);
+  optim_params(&dev);
+  size_t n = cpu.spec.n;
+  AdamW oc, od;
+  CHECK(adamw_init(&oc, &cpu, &err) == 0 && adamw_init(&od, &dev, &err) == 0);
+  oc.threads = 1;
+  AdamWConfig cfg = {0.9, 0.95, 1e-8, 0.1, 0};
+  Tensor **g = calloc(n, sizeof *g), **micro = calloc(n, sizeof *micro);
+  for (size_t i = 0; i < n; i++) {
+    g[i] = tensor_new(PC_F32, cpu.spec.a[i].rank, cpu.spec.a[i].dim);
+    micro[i] = tensor_new(PC_F32, cpu.spec.a[i].rank, cpu.spec.a[i].dim);
+  }
+  /* the device: parameters, moments, accumulated gradients, the entry's outputs */
+  CuPtr *buf = calloc(5 * n, sizeof *buf);
+  CudaOptTensor *t = calloc(n, sizeof *t);
+  CudaOptim o = {0};
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    size_t bytes = tensor_bytes(cpu.value[i]);
+    for (int b = 0; b < 5 && !rc; b++) rc = d->alloc(d, bytes, &buf[5 * i + b], &err);
+    if (!rc) rc = d->upload(d, buf[5 * i], tensor_f32(dev.value[i]), bytes, &err);
+    if (!rc) rc = d->fill32(d, buf[5 * i + 2], 0, bytes / 4, &err);
+    if (!rc) rc = d->fill32(d, buf[5 * i + 3], 0, bytes / 4, &err);
+    t[i] = (CudaOptTensor){.w = buf[5 * i], .g = accum > 1 ? buf[5 * i + 1] : buf[5 * i + 4], .m = buf[5 * i + 2],
+                           .v = buf[5 * i + 3], .src = buf[5 * i + 4], .n = tensor_numel(cpu.value[i]),
+                           .decays = adamw_decays(&cfg, &cpu.spec.a[i])};
+  }
+  if (!rc) rc = cuda_optim_tensors(&o, d, t, n, &err);
+  double worst_norm = 0;
+  int clipped = 0;
+  for (int step = 0; step < STEPS && !rc; step++) {
+    for (int k = 0; k < accum && !rc; k++) { /* the trainer's accumulation, and the device's */
+      optim_grads(micro, n, step, k);
+      for (size_t i = 0; i < n; i++) {
+        float *a = tensor_f32(g[i]), *b = tensor_f32(micro[i]);
+        for (int64_t e = 0; e < tensor_numel(g[i]); e++) a[e] = k ? a[e] + b[e] : b[e];
+      }
+      for (size_t i = 0; i < n && !rc; i++) rc = d->upload(d, buf[5 * i + 4], tensor_f32(micro[i]), tensor_bytes(micro[i]), &err);
+      if (!rc && accum > 1) rc = cuda_optim_accumulate(&o, cp, d, k == 0, k == accum - 1, (float)(1.0 / accum), &err);
+    }
+    if (accum > 1) grads_scale(g, n, (float)(1.0 / accum));
+    double want = grads_global_norm(g, n, 1), got = 0, again[2] = {0, 0};
+    if (!rc) rc = cuda_optim_norm(&o, cp, d, 0, &got, &err);
+    if (!rc) rc = cuda_optim_norm(&o, cp, d, 1, &again[0], &err); /* one block takes every chunk */
+    if (!rc) rc = cuda_optim_norm(&o, cp, d, 2, &again[1], &err);
+    if (rc) break;
+    CHECKF(!memcmp(&got, &again[0], 8) && !memcmp(&got, &again[1], 8), "optim: the norm depends on the grid: %.17g %.17g %.17g",
+           got, again[0], again[1]);
+    worst_norm = fmax(worst_norm, fabs(got - want) / want);
+    float sc = clip > 0 && want > clip ? (float)(clip / want) : 1.0f, sd = clip > 0 && got > clip ? (float)(clip / got) : 1.0f;
+    clipped += sc != 1.0f;
+    double lr = 1e-2 * (step + 1);
+    adamw_update(&oc, &cpu, g, sc, lr, &cfg);
+    AdamWStep s;
+    adamw_next(&od, lr, &cfg, sd, &s);
+    CudaAdamW a = {s.grad_scale, s.decay, s.neg_step, s.bc2_sqrt, s.eps, s.b2, s.one_minus_b1, s.one_minus_b2};
+    rc = cuda_optim_adamw(&o, cp, d, &a, &err);
+  }
+  for (size_t i = 0; i < n && !rc; i++) {
+    size_t bytes = tensor_bytes(cpu.value[i]);
+    rc = d->download(d, tensor_f32(dev.value[i]), buf[5 * i], bytes, &err);
+    if (!rc) rc = d->download(d, tensor_f32(od.m[i]), buf[5 * i + 2], bytes, &err);
+    if (!rc) rc = d->download(d, tensor_f32(od.v[i]), buf[5 * i + 3], bytes, &err);
+  }
+  char label[64];
+  snprintf(label, sizeof label, "optim, clip %g, accum %d", clip, accum);
+  CHECKF(!rc, "%s: %s", label, rc ? err.msg : "");
+  if (!rc) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+      worst = fmax(worst, optim_rel(cpu.value[i], dev.value[i]));
+      worst = fmax(worst, optim_rel(oc.m[i], od.m[i]));
+      worst = fmax(worst, optim_rel(oc.v[i], od.v[i]));
+    }
+    CHECKF(worst <= 1e-6, "%s: parameters or moments differ by %.2e", label, worst);
+    CHECKF(worst_norm <= 1e-12, "%s: the norm differs by %.2e", label, worst_norm);
+    CHECKF(clip > 0 ? clipped > 0 && clipped < STEPS : clipped == 0, "%s: %d steps of %d clipped", label, clipped, STEPS);
+    printf("%-36s %d steps (%d clipped): parameters and moments within %.1e, norm within %.1e\n", label, STEPS, clipped,
+           worst, worst_norm);
+  }
+  for (size_t i = 0; i < 5 * n; i++)
+    if (buf[i]) d->release(d, buf[i]);
+  for (size_t i = 0; i < n; i++) {
+    tensor_free(g[i]);
+    tensor_free(micro[i]);
+  }
+  cuda_optim_free(&o, d);
+  free(buf);
+  free(t);
+  free(g);
+  free(micro);
+  adamw_free(&oc);
+  adamw_free(&od);
+  params_free(&cpu);
+  params_free(&dev);
+}
+
+static void check_optim(CudaDevice *d) {
+  KProgram *p = kir_new();
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  PcError err;
+  int rc = cuda_render(p, &o, &cp, &err);
+  if (!rc) {
+    rc = d->load(d, cp.source, NULL, cp.n_kernels, &err);
+    if (!rc) {
+      check_optim_run(d, &cp, 0.5, 1);
+      check_optim_run(d, &cp, 0, 1);
+      check_optim_run(d, &cp, 0.5, 3);
+    }
+    cuda_program_free(&cp);
+  }
+  CHECKF(!rc, "optim: %s", rc ? err.msg : "");
+  kir_free(p);
+}
+
 /* ---- attention plan ------------------------------------------------------------------ */
 
 static void check_plan(void) {
@@ -390,6 +553,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i]);
     check_to_bf16(d);
     check_bf16(d);
+    check_optim(d);
     d->free(d);
   }
   return check_exit();

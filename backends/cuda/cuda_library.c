@@ -3,6 +3,7 @@
  * they stay ordinary .cu files to read and edit. */
 #include "backends/cuda/cuda_library.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define EMBED(sym, file)                                                                                             \
@@ -10,16 +11,21 @@
           "\"\n.byte 0\n.previous\n")
 EMBED(cuda_library_attention, "attention.cu");
 EMBED(cuda_library_runtime, "runtime.cu");
+EMBED(cuda_library_optim, "optim.cu");
 
 /* ---- the runtime's kernels ------------------------------------------------------ */
 
 static const CudaRuntimeInfo runtime_table[CR_NUM] = {
     [CR_TO_BF16] = {"pc_to_bf16", "PcToBf16"},
+    [CR_OPT_ACCUM] = {"pc_opt_accum", "PcOpt"},
+    [CR_OPT_SUMSQ] = {"pc_opt_sumsq", "PcOpt"},
+    [CR_OPT_NORM] = {"pc_opt_norm", "PcOpt"},
+    [CR_OPT_ADAMW] = {"pc_opt_adamw", "PcOpt"},
 };
 
 const CudaRuntimeInfo *cuda_runtime_info(CudaRuntimeKernel k) { return &runtime_table[k]; }
 
-#define RUNTIME_THREADS 256
+#define RUNTIME_THREADS 256 /* optim.cu's PC_OPT_THREADS: its sums' tree is that wide */
 
 int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel k, int64_t n, void *arg, PcError *err) {
   if (n <= 0) return 0;
@@ -27,6 +33,88 @@ int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel 
   void *params[1] = {arg};
   return d->launch(d, cp->runtime_kernel[k], (uint32_t)(blocks < CUDA_MAX_GRID ? blocks : CUDA_MAX_GRID), RUNTIME_THREADS,
                    params, err);
+}
+
+/* ---- the device optimizer ---------------------------------------------------------- */
+
+_Static_assert(sizeof(CudaOptTensor) == 64 && sizeof(CudaOptArgs) == 88, "the mirrors of optim.cu's structs");
+
+int cuda_optim_tensors(CudaOptim *o, CudaDevice *d, const CudaOptTensor *t, size_t n, PcError *err) {
+  CudaOptTensor *next = pc_xcalloc(n + 1, sizeof *next);
+  int64_t chunks = 0;
+  for (size_t i = 0; i < n; i++) {
+    next[i] = t[i];
+    next[i].chunk0 = chunks;
+    next[i].pad = 0;
+    chunks += (t[i].n + CUDA_OPT_CHUNK - 1) / CUDA_OPT_CHUNK;
+  }
+  if (o->host && o->n == n && !memcmp(o->host, next, n * sizeof *next)) {
+    free(next);
+    return 0;
+  }
+  int rc = 0;
+  if (o->n != n) { /* sizes follow the tensors */
+    if (o->table) d->release(d, o->table);
+    o->table = 0;
+    rc = d->alloc(d, (n ? n : 1) * sizeof *next, &o->table, err);
+  }
+  if (!rc && o->n_chunks != chunks) {
+    if (o->partial) d->release(d, o->partial);
+    o->partial = 0;
+    rc = d->alloc(d, (size_t)(chunks ? chunks : 1) * sizeof(double), &o->partial, err);
+  }
+  if (!rc && !o->norm) rc = d->alloc(d, sizeof(double), &o->norm, err);
+  if (!rc) rc = d->upload(d, o->table, next, n * sizeof *next, err);
+  free(o->host);
+  o->host = rc ? NULL : next;
+  o->n = rc ? 0 : n;
+  o->n_chunks = rc ? 0 : chunks;
+  if (rc) free(next);
+  return rc;
+}
+
+static CudaOptArgs optim_args(const CudaOptim *o) {
+  return (CudaOptArgs){.t = o->table, .partial = o->partial, .norm = o->norm, .n_tensors = (int64_t)o->n,
+                       .n_chunks = o->n_chunks};
+}
+
+/* a block per chunk, capped */
+static int64_t optim_threads(const CudaOptim *o, uint32_t grid) {
+  int64_t blocks = grid ? grid : o->n_chunks;
+  return (blocks < CUDA_MAX_GRID ? blocks : CUDA_MAX_GRID) * RUNTIME_THREADS;
+}
+
+int cuda_optim_accumulate(CudaOptim *o, const CudaProgram *cp, CudaDevice *d, int first, int last, float scale,
+                          PcError *err) {
+  CudaOptArgs a = optim_args(o);
+  a.first = first;
+  a.last = last;
+  a.scale = scale;
+  return cuda_runtime_launch(cp, d, CR_OPT_ACCUM, optim_threads(o, 0), &a, err);
+}
+
+int cuda_optim_norm(CudaOptim *o, const CudaProgram *cp, CudaDevice *d, uint32_t grid, double *norm, PcError *err) {
+  CudaOptArgs a = optim_args(o);
+  *norm = 0;
+  if (!o->n_chunks) return 0;
+  int rc = cuda_runtime_launch(cp, d, CR_OPT_SUMSQ, optim_threads(o, grid), &a, err);
+  if (!rc) rc = cuda_runtime_launch(cp, d, CR_OPT_NORM, RUNTIME_THREADS, &a, err);
+  if (!rc) rc = d->download(d, norm, o->norm, sizeof *norm, err);
+  return rc;
+}
+
+int cuda_optim_adamw(CudaOptim *o, const CudaProgram *cp, CudaDevice *d, const CudaAdamW *s, PcError *err) {
+  CudaOptArgs a = optim_args(o);
+  a.adamw = *s;
+  return cuda_runtime_launch(cp, d, CR_OPT_ADAMW, optim_threads(o, 0), &a, err);
+}
+
+void cuda_optim_free(CudaOptim *o, CudaDevice *d) {
+  if (o->table) d->release(d, o->table);
+  if (o->partial) d->release(d, o->partial);
+  if (o->norm) d->release(d, o->norm);
+  free(o->host);
+  *o = (CudaOptim){0};
 }
 
 /* ---- calls ------------------------------------------------------------------------ */

@@ -8,14 +8,15 @@
 
 #include "backends/cuda/cuda_device.h"
 
-/* the sources of kernels/attention.cu and kernels/runtime.cu (NUL-terminated) */
-extern const char cuda_library_attention[], cuda_library_runtime[];
+/* the sources of kernels/attention.cu, runtime.cu and optim.cu (NUL-terminated) */
+extern const char cuda_library_attention[], cuda_library_runtime[], cuda_library_optim[];
 
 /* ---- the runtime's kernels ------------------------------------------------------ */
 
 /* CudaProgram.runtime_kernel[k] is kernel k's number in the program. */
 typedef enum {
   CR_TO_BF16, /* PcToBf16: fp32 -> bf16, round to nearest even */
+  CR_OPT_ACCUM, CR_OPT_SUMSQ, CR_OPT_NORM, CR_OPT_ADAMW, /* PcOpt: the device optimizer (optim.cu, CudaOptim below) */
   CR_NUM
 } CudaRuntimeKernel;
 _Static_assert(CR_NUM <= CUDA_MAX_RUNTIME_KERNELS, "CudaProgram.runtime_kernel is too short");
@@ -31,9 +32,50 @@ typedef struct {
   int64_t n;
 } CudaToBf16Args;
 
+/* the device optimizer's (optim.cu: PcOptTensor, PcAdamW, PcOpt) */
+#define CUDA_OPT_CHUNK 16384
+typedef struct {
+  CuPtr w, g, m, v, src;
+  int64_t n, chunk0;
+  int32_t decays, pad;
+} CudaOptTensor;
+typedef struct { /* AdamWStep (runtime/cli/engine.h), field for field */
+  float grad_scale, decay, neg_step, bc2_sqrt, eps, b2, one_minus_b1, one_minus_b2;
+} CudaAdamW;
+typedef struct {
+  CuPtr t, partial, norm;
+  int64_t n_tensors, n_chunks;
+  float scale;
+  int32_t first, last;
+  CudaAdamW adamw;
+} CudaOptArgs;
+
 /* Launches runtime kernel k of cp over n elements (grid-stride; nothing for
  * n <= 0) with its argument struct. */
 int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel k, int64_t n, void *arg, PcError *err);
+
+/* ---- the device optimizer (optim.cu) ------------------------------------------- */
+
+/* Its memory on the device: the table of tensors and the norm's sums. */
+typedef struct {
+  CuPtr table, partial, norm;
+  CudaOptTensor *host; /* the table as uploaded */
+  size_t n;
+  int64_t n_chunks;
+} CudaOptim;
+
+/* Sets the tensors (w, g, m, v, src, n, decays; chunk0 is numbered here);
+ * uploads the table only when it changed. */
+int cuda_optim_tensors(CudaOptim *o, CudaDevice *d, const CudaOptTensor *t, size_t n, PcError *err);
+/* g = src (first), g + src (otherwise), then g *= scale (last). */
+int cuda_optim_accumulate(CudaOptim *o, const CudaProgram *cp, CudaDevice *d, int first, int last, float scale,
+                          PcError *err);
+/* The global norm of the g's, into *norm (8 bytes come back); grid: the
+ * first pass's blocks (0: one per chunk, capped), which changes no bit. */
+int cuda_optim_norm(CudaOptim *o, const CudaProgram *cp, CudaDevice *d, uint32_t grid, double *norm, PcError *err);
+/* One AdamW update of every w, m, v from its g. */
+int cuda_optim_adamw(CudaOptim *o, const CudaProgram *cp, CudaDevice *d, const CudaAdamW *s, PcError *err);
+void cuda_optim_free(CudaOptim *o, CudaDevice *d);
 
 /* ---- calls ------------------------------------------------------------------------ */
 

@@ -684,8 +684,8 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
     char *src = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&src, &n);
-    fprintf(f, "%s\n%s\n%s/* %u kernels */\n%s\n#ifdef PONDER_CUDA_EMU\n%s#endif\n", prelude, cuda_library_runtime,
-            c.used_library ? cuda_library_attention : "", out->n_kernels, kernels, emu);
+    fprintf(f, "%s\n%s\n%s\n%s/* %u kernels */\n%s\n#ifdef PONDER_CUDA_EMU\n%s#endif\n", prelude, cuda_library_runtime,
+            cuda_library_optim, c.used_library ? cuda_library_attention : "", out->n_kernels, kernels, emu);
     out->source = mem_text(f, &src);
   }
   free(kernels);

@@ -93,8 +93,8 @@ static int parse_info(Compiled *c, PcError *err) {
   return rc;
 }
 
-static int run(Engine *eng, EntryKind k, const Params *p, const NamedTensor *in, size_t n_in, NamedTensor *out,
-               size_t max_out, size_t *n_out, PcError *err) {
+static int run_keeping(Engine *eng, EntryKind k, const Params *p, const NamedTensor *in, size_t n_in, NamedTensor *out,
+                       size_t max_out, size_t *n_out, const unsigned char *keep, PcError *err) {
   Compiled *c = (Compiled *)eng;
   Entry *e = &c->entry[k];
   *n_out = 0;
@@ -132,6 +132,11 @@ static int run(Engine *eng, EntryKind k, const Params *p, const NamedTensor *in,
   void **outputs = pc_xcalloc(e->n_out + 1, sizeof *outputs);
   for (size_t i = 0; !rc && i < e->n_out; i++) {
     const EngineIO *io = &e->out[i];
+    if (keep && keep[i]) { /* it stays on the device */
+      out[i] = (NamedTensor){.name = io->name};
+      *n_out = i + 1;
+      continue;
+    }
     int64_t dim[PC_MAX_RANK];
     for (int d = 0; d < io->rank; d++) dim[d] = io->dim[d] >= 0 ? io->dim[d] : dims[-1 - io->dim[d]];
     if (!out[i].tensor && !(out[i].tensor = tensor_new(io->dtype, io->rank, dim)))
@@ -151,8 +156,8 @@ static int run(Engine *eng, EntryKind k, const Params *p, const NamedTensor *in,
       for (size_t i = 0; i < e->n_in; i++)
         for (size_t j = 0; j < n_in; j++)
           if (!strcmp(in[j].name, e->in[i].name)) in_bytes[i] = tensor_bytes(in[j].tensor);
-      for (size_t i = 0; i < e->n_out; i++) out_bytes[i] = tensor_bytes(out[i].tensor);
-      rc = c->runner(c->runner_ctx, e->index, &call, in_bytes, out_bytes, err);
+      for (size_t i = 0; i < e->n_out; i++) out_bytes[i] = out[i].tensor ? tensor_bytes(out[i].tensor) : 0;
+      rc = c->runner(c->runner_ctx, e->index, p, &call, in_bytes, out_bytes, err);
       free(in_bytes);
     } else if (c->run(e->index, &call) != 0) {
       rc = pc_errorf(err, "the compiled model refused entry %s", entry_name(k));
@@ -162,6 +167,22 @@ static int run(Engine *eng, EntryKind k, const Params *p, const NamedTensor *in,
   free(inputs);
   free(outputs);
   return rc;
+}
+
+static int run(Engine *eng, EntryKind k, const Params *p, const NamedTensor *in, size_t n_in, NamedTensor *out,
+               size_t max_out, size_t *n_out, PcError *err) {
+  return run_keeping(eng, k, p, in, n_in, out, max_out, n_out, NULL, err);
+}
+
+int engine_run_keeping(Engine *e, EntryKind k, const Params *p, const NamedTensor *in, size_t n_in, NamedTensor *out,
+                       size_t max_out, size_t *n_out, const unsigned char *keep, PcError *err) {
+  if (!((Compiled *)e)->runner) PC_BUG("engine_run_keeping: not a device engine");
+  return run_keeping(e, k, p, in, n_in, out, max_out, n_out, keep, err);
+}
+
+void *engine_runner_ctx(Engine *e) {
+  if (!((Compiled *)e)->runner) PC_BUG("engine_runner_ctx: not a device engine");
+  return ((Compiled *)e)->runner_ctx;
 }
 
 static const EngineIO *inputs(Engine *eng, EntryKind k, size_t *n, PcError *err) {
@@ -194,7 +215,7 @@ int engine_from_functions(const char *what, PonderAbiVersionFn version, PonderMo
     return pc_errorf(err, "%s was compiled for model ABI version %d, but this runtime has version %d: compile it again",
                      what, version(), PONDER_ABI_VERSION);
   Compiled *c = pc_xcalloc(1, sizeof *c);
-  c->base = (Engine){"compiled", run, inputs, engine_free};
+  c->base = (Engine){"compiled", run, inputs, engine_free, NULL};
   c->run = runfn;
   c->info = pc_xstrdup(info());
   c->owner = owner;
@@ -223,7 +244,7 @@ int engine_from_runner(const char *what, const char *info_json, EngineRunner run
                        Engine **out, const char **info_out, PcError *err) {
   *out = NULL;
   Compiled *c = pc_xcalloc(1, sizeof *c);
-  c->base = (Engine){what, run, inputs, engine_free};
+  c->base = (Engine){what, run, inputs, engine_free, NULL};
   c->runner = runner;
   c->runner_ctx = ctx;
   c->info = pc_xstrdup(info_json);

@@ -97,7 +97,7 @@ static void engine_free(Engine *e) {
 
 Engine *engine_interp(FeModel *fe, const ModelOpts *o, int64_t max_seq) {
   Interp *ip = pc_xcalloc(1, sizeof *ip);
-  ip->base = (Engine){"interp", run, inputs, engine_free};
+  ip->base = (Engine){"interp", run, inputs, engine_free, NULL};
   ip->fe = fe;
   ip->opts = *o;
   memset(&ip->opts.sets, 0, sizeof ip->opts.sets); /* already applied to fe; not ours to free */

@@ -58,6 +58,12 @@ static const char prelude[] =
     "  (void)mask;\n  pc_emu_hooks.exchange(&v, (int)sizeof v, m);\n  return v;\n}\n"
     "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
     "static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }\n"
+    "/* IEEE single operations, rounded to nearest (no contraction at -O0) */\n"
+    "static inline float __fadd_rn(float a, float b) { return a + b; }\n"
+    "static inline float __fsub_rn(float a, float b) { return a - b; }\n"
+    "static inline float __fmul_rn(float a, float b) { return a * b; }\n"
+    "static inline float __fdiv_rn(float a, float b) { return a / b; }\n"
+    "static inline float __fsqrt_rn(float a) { return sqrtf(a); }\n"
     "#line 1 \"pondercc.cu\"\n";
 
 /* ---- fibers: a context is a stack to switch to ------------------------------- */

@@ -80,21 +80,34 @@ static void update_range(void *ctx, int64_t lo, int64_t hi) {
  * more than it saves). */
 enum { MIN_PER_THREAD = 1 << 16 };
 
-void adamw_update(AdamW *o, Params *p, Tensor *const *grads, float grad_scale, double lr, const AdamWConfig *cfg) {
+void adamw_next(AdamW *o, double lr, const AdamWConfig *cfg, float grad_scale, AdamWStep *s) {
   o->step++;
   double bc1 = 1.0 - pow(cfg->beta1, (double)o->step), bc2 = 1.0 - pow(cfg->beta2, (double)o->step);
+  *s = (AdamWStep){.grad_scale = grad_scale,
+                   .decay = (float)(1.0 - lr * cfg->weight_decay),
+                   .neg_step = (float)(-lr / bc1),
+                   .bc2_sqrt = (float)sqrt(bc2),
+                   .eps = (float)cfg->eps,
+                   .b2 = (float)cfg->beta2,
+                   .one_minus_b1 = (float)(1.0 - cfg->beta1),
+                   .one_minus_b2 = (float)(1.0 - cfg->beta2)};
+}
+
+void adamw_update(AdamW *o, Params *p, Tensor *const *grads, float grad_scale, double lr, const AdamWConfig *cfg) {
+  AdamWStep s;
+  adamw_next(o, lr, cfg, grad_scale, &s);
   int64_t *start = pc_xmalloc((o->n + 1) * sizeof *start);
   float *decay = pc_xmalloc((o->n + 1) * sizeof *decay);
   start[0] = 0;
   for (size_t i = 0; i < o->n; i++) {
     start[i + 1] = start[i] + tensor_numel(p->value[i]);
-    decay[i] = adamw_decays(cfg, &p->spec.a[i]) ? (float)(1.0 - lr * cfg->weight_decay) : 1.0f;
+    decay[i] = adamw_decays(cfg, &p->spec.a[i]) ? s.decay : 1.0f;
   }
-  UpdateJob j = {o, p, grads, start, decay, grad_scale, (float)(-lr / bc1), (float)sqrt(bc2), (float)cfg->eps,
-                 (float)cfg->beta2, (float)(1.0 - cfg->beta1), (float)(1.0 - cfg->beta2)};
+  UpdateJob j = {o, p, grads, start, decay, s.grad_scale, s.neg_step, s.bc2_sqrt, s.eps, s.b2, s.one_minus_b1, s.one_minus_b2};
   pc_parallel_for(o->threads, start[o->n], MIN_PER_THREAD, update_range, &j);
   free(start);
   free(decay);
+  params_changed(p);
 }
 
 /* The sum of squares in fixed blocks of the gradients laid end to end, each

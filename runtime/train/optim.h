@@ -5,6 +5,7 @@
 #ifndef PC_OPTIM_H
 #define PC_OPTIM_H
 
+#include "runtime/cli/engine.h"
 #include "runtime/params.h"
 
 typedef struct {
@@ -23,6 +24,11 @@ int adamw_init(AdamW *o, const Params *p, PcError *err);
 void adamw_free(AdamW *o);
 /* Whether weight decay applies to a parameter. */
 int adamw_decays(const AdamWConfig *cfg, const ParamSpec *s);
+/* Counts the next update and gives its numbers (AdamWStep, engine.h: what
+ * every element gets) for learning rate lr and the gradients times
+ * grad_scale (clipping; 1 for none). adamw_update calls it; a device
+ * optimizer (Engine.train) applies the same numbers. */
+void adamw_next(AdamW *o, double lr, const AdamWConfig *cfg, float grad_scale, AdamWStep *s);
 /* One update of every parameter with learning rate lr, from the gradients
  * times grad_scale (clipping; 1 for none), computed as PyTorch does after
  * scaling the gradients in place. */

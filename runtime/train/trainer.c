@@ -54,7 +54,9 @@ typedef struct {
   AdamW opt;
   AdamWConfig opt_cfg;
   LrSchedule sched;
-  Tensor **grads; /* accumulated over micro-batches */
+  const EngineTrain *dev; /* the engine's device optimizer (begun), or NULL: AdamW here */
+  int dev_ahead;          /* the device has updated the parameters since the host last fetched them */
+  Tensor **grads; /* accumulated over micro-batches (AdamW here) */
   Tensor **spare; /* per train output: its tensor when r->grads does not hold it */
   int *grad_of;   /* per train output: the parameter it is the gradient of, or -1 */
   size_t max_outs;
@@ -79,6 +81,7 @@ static double now(void) {
 }
 
 static void run_free(Run *r) {
+  if (r->dev) r->dev->end(r->m.engine);
   if (r->grads)
     for (size_t i = 0; i < r->m.params.spec.n; i++) tensor_free(r->grads[i]);
   free(r->grads);
@@ -316,6 +319,15 @@ static int setup(Run *r, PcError *err) {
   char path[4200];
   snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
   if (!(r->metrics = fopen(path, c->resume ? "a" : "w"))) return pc_errorf(err, "%s: %s", path, strerror(errno));
+  if (r->m.engine->train) { /* the parameters and moments (resumed or new) go to the device, and stay there */
+    size_t n = r->m.params.spec.n;
+    unsigned char *decays = pc_xcalloc(n + 1, 1);
+    for (size_t i = 0; i < n; i++) decays[i] = (unsigned char)adamw_decays(&r->opt_cfg, &r->m.params.spec.a[i]);
+    int rc = r->m.engine->train->begin(r->m.engine, &r->m.params, r->opt.m, r->opt.v, decays, err);
+    free(decays);
+    if (rc < 0) return -1;
+    r->dev = r->m.engine->train;
+  }
   return 0;
 }
 
@@ -358,6 +370,28 @@ static int accumulate(Run *r, double *loss, PcError *err) {
   size_t np = r->m.params.spec.n;
   if (r->cfg->accum > 1) grads_scale(r->grads, np, (float)(1.0 / (double)r->cfg->accum));
   *loss = sum / (double)r->cfg->accum;
+  return 0;
+}
+
+/* accumulate() with the device optimizer: the gradients stay on the device. */
+static int accumulate_on_device(Run *r, double *loss, PcError *err) {
+  NamedTensor in[2] = {{"ids", r->ids}, {"targets", r->targets}};
+  double sum = 0;
+  for (int64_t micro = 0; micro < r->cfg->accum; micro++) {
+    loader_next(&r->train_loader, tensor_i32(r->ids), tensor_i32(r->targets));
+    double l;
+    if (r->dev->micro(r->m.engine, in, 2, micro, r->cfg->accum, &l, err) < 0) return -1;
+    sum += l;
+  }
+  *loss = sum / (double)r->cfg->accum;
+  return 0;
+}
+
+/* The host's parameters and moments from the device, when it is ahead. */
+static int fetch(Run *r, PcError *err) {
+  if (!r->dev || !r->dev_ahead) return 0;
+  if (r->dev->fetch(r->m.engine, &r->m.params, r->opt.m, r->opt.v, err) < 0) return -1;
+  r->dev_ahead = 0;
   return 0;
 }
 
@@ -410,6 +444,7 @@ static void progress(const Run *r, double loss, double lr, double norm, double t
 }
 
 static int checkpoint(Run *r, PcError *err) {
+  if (fetch(r, err) < 0) return -1;
   char *state = state_json(r);
   char *config = pc_xstrdup(r->hparams_json);
   r->checkpoints_written++;
@@ -436,8 +471,13 @@ int train_run(const TrainConfig *c, PcError *err) {
     double t0 = now(), loss;
     r.step++;
     double lr = lr_at(&r.sched, r.step);
-    if ((rc = accumulate(&r, &loss, err)) < 0) break;
-    double norm = grads_global_norm(r.grads, r.m.params.spec.n, c->threads);
+    double norm;
+    if (r.dev) {
+      if ((rc = accumulate_on_device(&r, &loss, err)) < 0 || (rc = r.dev->norm(r.m.engine, &norm, err)) < 0) break;
+    } else {
+      if ((rc = accumulate(&r, &loss, err)) < 0) break;
+      norm = grads_global_norm(r.grads, r.m.params.spec.n, c->threads);
+    }
     double ms = (now() - t0) * 1e3;
     if (!isfinite(loss) || !isfinite(norm)) {
       fprintf(r.metrics, "{\"step\": %lld, \"skipped\": true", (long long)r.step);
@@ -465,7 +505,14 @@ int train_run(const TrainConfig *c, PcError *err) {
     }
     bad_in_a_row = 0;
     float clip_scale = c->clip > 0 && norm > c->clip ? (float)(c->clip / norm) : 1.0f;
-    adamw_update(&r.opt, &r.m.params, r.grads, clip_scale, lr, &r.opt_cfg);
+    if (r.dev) {
+      AdamWStep s;
+      adamw_next(&r.opt, lr, &r.opt_cfg, clip_scale, &s);
+      if ((rc = r.dev->update(r.m.engine, &s, err)) < 0) break;
+      r.dev_ahead = 1;
+    } else {
+      adamw_update(&r.opt, &r.m.params, r.grads, clip_scale, lr, &r.opt_cfg);
+    }
     ms = (now() - t0) * 1e3;
     double tok_s = (double)(c->batch * c->seq * c->accum) / (ms / 1e3);
     double eta = (now() - t_start) / (double)(r.step - first) * (double)(c->steps - r.step);
@@ -491,6 +538,7 @@ int train_run(const TrainConfig *c, PcError *err) {
     }
     if (r.step % r.ckpt_every == 0 || r.step == last) rc = checkpoint(&r, err);
   }
+  if (!rc) rc = fetch(&r, err); /* the host has the trained values in the end */
   if (tty && !rc) fputc('\n', stderr);
   if (!rc && r.step < c->steps)
     printf("stopped at step %lld of %lld as asked; --resume continues it\n", (long long)r.step, (long long)c->steps);
