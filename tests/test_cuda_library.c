@@ -227,10 +227,11 @@ static void check_to_bf16(CudaDevice *d) {
 /* ---- bf16 products ------------------------------------------------------------------- */
 
 /* A product of a program: C[c_off..] = 1.5 op(A) op(B) + 0.5 C, row-major, m x n
- * with k, A the parameter W and B the input X (w_is_a) or the other way round. */
+ * with k, A the parameter W and B the input X (w_is_a) or the other way round;
+ * before it, X[0 .. fill_x) = 0.25 (a write over the input). */
 typedef struct {
   int ta, tb, w_is_a;
-  int64_t m, n, k, a_off, lda, b_off, ldb, c_off, ldc;
+  int64_t m, n, k, a_off, lda, b_off, ldb, c_off, ldc, fill_x;
 } Prod;
 
 enum { NW = 64, NX = 70, NC = 401 };
@@ -243,10 +244,13 @@ static double widened(float x) {
 }
 
 /* c (holding the C before) gets each product computed in double from bf16-rounded operands */
-static void bf16_products(const Prod *ps, int n_prod, const float *w, const float *x, const float *c0, double *c) {
+static void bf16_products(const Prod *ps, int n_prod, const float *w, const float *x0, const float *c0, double *c) {
+  float x[NX];
+  memcpy(x, x0, sizeof x);
   for (int i = 0; i < NC; i++) c[i] = c0[i];
   for (int q = 0; q < n_prod; q++) {
     const Prod *p = &ps[q];
+    for (int64_t i = 0; i < p->fill_x; i++) x[i] = 0.25f;
     const float *a = p->w_is_a ? w : x, *b = p->w_is_a ? x : w;
     for (int64_t i = 0; i < p->m; i++)
       for (int64_t j = 0; j < p->n; j++) {
@@ -270,6 +274,7 @@ static void check_products(CudaDevice *d, const char *label, const Prod *ps, int
            C = kbuf(e, "c", K_F32, KB_OUTPUT, 0, 0, NC);
   for (int q = 0; q < n_prod; q++) {
     const Prod *r = &ps[q];
+    if (r->fill_x) ks_fill(p, e->body, X, kx_i(p, 0), kx_i(p, r->fill_x), kx_f(p, 0.25));
     KGemm g = {.ta = r->ta, .tb = r->tb, .m = kx_i(p, r->m), .n = kx_i(p, r->n), .k = kx_i(p, r->k), .alpha = 1.5f,
                .beta = 0.5f, .a = r->w_is_a ? W : X, .b = r->w_is_a ? X : W, .c = C, .a_off = kx_i(p, r->a_off),
                .b_off = kx_i(p, r->b_off), .c_off = kx_i(p, r->c_off), .lda = kx_i(p, r->lda), .ldb = kx_i(p, r->ldb),
@@ -297,6 +302,7 @@ static void check_products(CudaDevice *d, const char *label, const Prod *ps, int
   for (int call = 0; !rc && call < calls; call++) {
     for (int i = 0; i < NW; i++) w[i] = frand(&seed) * 2.f;
     rc = d->upload(d, dev[0], w, sizeof w, &err);
+    if (!rc) rc = d->upload(d, dev[1], x, sizeof x, &err);
     if (!rc) rc = d->upload(d, dev[2], c0, sizeof c0, &err);
     if (!rc) rc = cuda_exec(&cp, d, 0, NULL, bufs, 0, &gc, &err);
     if (!rc) rc = d->download(d, c, dev[2], sizeof c, &err);
@@ -337,16 +343,18 @@ static void check_bf16(CudaDevice *d) {
                        .lda = w_is_a ? 9 : 10, .b_off = w_is_a ? 2 : 3, .ldb = w_is_a ? 10 : 9, .c_off = 1 + 50 * n, .ldc = 9};
   check_products(d, "bf16 products, every transposition", ps, n, 1, &converted);
   /* the parameter's conversions: once per call for a range (the second
-   * product's), none for a range inside one converted (the third's); the
-   * input's for every product */
-  Prod cache[3] = {
+   * product's), none for a range inside one converted (the third's). The
+   * input's: once per range (the third product reads the first's again),
+   * and again after a write over it (the fourth's, after a fill) */
+  Prod cache[4] = {
       {.w_is_a = 1, .m = 5, .n = 7, .k = 6, .a_off = 3, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 0, .ldc = 9},
       {.w_is_a = 1, .tb = 1, .m = 5, .n = 7, .k = 6, .a_off = 3, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 50, .ldc = 9},
       {.w_is_a = 1, .m = 4, .n = 7, .k = 6, .a_off = 12, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 100, .ldc = 9},
+      {.w_is_a = 1, .m = 4, .n = 7, .k = 6, .a_off = 12, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 150, .ldc = 9, .fill_x = 20},
   };
-  check_products(d, "bf16 products, parameters cached", cache, 3, 3, &converted);
+  check_products(d, "bf16 products, conversions cached", cache, 4, 3, &converted);
   uint64_t want = span(5, 6, 9) + span(6, 7, 10) + span(7, 6, 10) + span(6, 7, 10);
-  CHECKF(converted == want, "%llu elements converted per call, not %llu (W once, X for every product)",
+  CHECKF(converted == want, "%llu elements converted per call, not %llu (W once, X once per range and after the fill)",
          (unsigned long long)converted, (unsigned long long)want);
 }
 

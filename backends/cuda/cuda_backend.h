@@ -38,6 +38,7 @@ typedef struct {
   CudaMode mode;
   uint32_t threads;             /* threads per block */
   uint32_t arg0, n_args;        /* CudaProgram.args[arg0 ..] */
+  uint32_t w0, n_w;             /* the buffers it writes: CudaProgram.writes[w0 ..] */
 } CudaLaunch;
 
 /* Threads per block by mode; the kernels read blockDim, so these are the
@@ -58,6 +59,7 @@ typedef struct {
   uint32_t n_kernels;        /* distinct kernels (the same loop nest in every layer is one) */
   VEC(CudaLaunch) launches;
   VEC(CudaArg) args;
+  VecU32 writes;             /* per launch, the entry's buffers it writes (what the executor's caches forget) */
   uint32_t *launch_of;       /* per statement of prog: its launch, or UINT32_MAX */
   uint32_t runtime_kernel[CUDA_MAX_RUNTIME_KERNELS]; /* the runtime's kernels' numbers (cuda_library.h) */
 } CudaProgram;

@@ -34,11 +34,16 @@ struct CudaDevice {
  * bf16 operands, which the caller keeps across calls (it grows as needed;
  * cuda_gemm_ctx_free releases it). In bf16 every operand is rounded
  * (CR_TO_BF16) into scratch with its layout: exactly the elements the
- * product reads. An activation is converted for every product, into
- * act[0] (A) or act[1] (B). A parameter does not change during a call:
- * each range of it is converted once per cuda_exec call, into a copy of
- * the whole parameter that the call's later products (forward, backward,
- * every pondering pass) reuse. */
+ * product reads.
+ * - A parameter does not change during a call: each range of it is
+ *   converted once per cuda_exec call, into a copy of the whole parameter
+ *   that the call's later products (forward, backward, every pondering
+ *   pass) reuse.
+ * - An activation goes into one of CUDA_ACT_SLOTS scratch buffers, which
+ *   remember what they hold: the same range again, with nothing written
+ *   over it since (every launch, product, fill and copy forgets the slots
+ *   it writes over), is not converted again. So the hidden states that
+ *   every chunk of a fused vocabulary op multiplies are rounded once. */
 typedef struct {
   uint64_t lo, hi; /* elements [lo, hi) */
 } CudaRange;
@@ -47,10 +52,18 @@ typedef struct {
   size_t bytes;
   VEC(CudaRange) done; /* converted in this call */
 } CudaParamBf16;
+#define CUDA_ACT_SLOTS 4
+typedef struct {
+  CuPtr bf16;
+  size_t bytes;
+  CuPtr src;      /* what it holds: n fp32 elements from src (held: 0 when nothing) */
+  uint64_t n, used; /* used: when it was last read (the least recent one is reused) */
+  int held;
+} CudaActBf16;
 typedef struct {
   CudaPrecision precision;
-  CuPtr act[2];
-  size_t act_bytes[2];
+  CudaActBf16 act[CUDA_ACT_SLOTS];
+  uint64_t clock;
   CudaParamBf16 *param; /* by parameter index, n_param of them */
   size_t n_param;
   uint64_t converted;   /* elements rounded to bf16, over every call (tests, docs) */

@@ -150,17 +150,42 @@ static int to_bf16(Exec *x, CuPtr src, CuPtr dst, uint64_t n) {
   return cuda_runtime_launch(x->cp, x->d, CR_TO_BF16, (int64_t)n, &a, x->err);
 }
 
-/* The bf16 copy of a product's operand (which: 0 for A, 1 for B): rows x
- * cols of buffer buf from element off, leading dimension ld; *out gets its
- * address, in scratch with the same layout (ld is unchanged). */
-static int bf16_operand(Exec *x, int which, uint32_t buf, int64_t off, int64_t rows, int64_t cols, int64_t ld, CuPtr *out) {
+/* Buffer buf is written: the activation slots holding any of it forget it. */
+static void written(Exec *x, uint32_t buf) {
+  if (!x->gc) return;
+  CuPtr lo = x->bufs[buf], hi = lo + 4 * x->e->bufs.a[buf].numel;
+  for (int i = 0; i < CUDA_ACT_SLOTS; i++) {
+    CudaActBf16 *t = &x->gc->act[i];
+    if (t->held && t->src < hi && lo < t->src + 4 * t->n) t->held = 0;
+  }
+}
+
+static void launch_written(Exec *x, const CudaLaunch *l) {
+  for (uint32_t i = 0; i < l->n_w; i++) written(x, x->cp->writes.a[l->w0 + i]);
+}
+
+/* The bf16 copy of a product's operand: rows x cols of buffer buf from
+ * element off, leading dimension ld; *out gets its address, in scratch
+ * with the same layout (ld is unchanged). */
+static int bf16_operand(Exec *x, uint32_t buf, int64_t off, int64_t rows, int64_t cols, int64_t ld, CuPtr *out) {
   CudaGemmCtx *g = x->gc;
   const KBuf *b = &x->e->bufs.a[buf];
   uint64_t n = rows > 0 && cols > 0 ? (uint64_t)((rows - 1) * ld + cols) : 0, lo = (uint64_t)off, hi = lo + n;
   CuPtr src = x->bufs[buf] + 4 * lo;
-  if (b->kind != KB_PARAM) { /* an activation: every time */
-    if (grow(x->d, &g->act[which], &g->act_bytes[which], 2 * n, x->err) < 0) return -1;
-    *out = g->act[which];
+  if (b->kind != KB_PARAM) { /* an activation: unless a slot holds it already */
+    CudaActBf16 *slot = NULL;
+    for (int i = 0; i < CUDA_ACT_SLOTS; i++) {
+      CudaActBf16 *t = &g->act[i];
+      if (t->held && t->src == src && t->n == n) {
+        t->used = ++g->clock;
+        *out = t->bf16;
+        return 0;
+      }
+      if (!slot || t->used < slot->used) slot = t; /* never the other operand's: it was used last */
+    }
+    if (grow(x->d, &slot->bf16, &slot->bytes, 2 * n, x->err) < 0) return -1;
+    *slot = (CudaActBf16){slot->bf16, slot->bytes, src, n, ++g->clock, 1};
+    *out = slot->bf16;
     return n ? to_bf16(x, src, *out, n) : 0;
   }
   PC_ASSERT(hi <= b->numel);
@@ -189,18 +214,19 @@ static int gemm(Exec *x, const KGemm *g) {
   CudaPrecision precision = x->gc ? x->gc->precision : CUDA_FP32;
   PC_ASSERT(x->e->bufs.a[g->c].kind != KB_PARAM); /* parameters are read-only: their bf16 copies stay valid */
   if (precision == CUDA_BF16 && /* row-major A is m x k (k x m transposed), B is k x n (n x k) */
-      (bf16_operand(x, 0, g->a, a_off, g->ta ? k : m, g->ta ? m : k, lda, &a) < 0 ||
-       bf16_operand(x, 1, g->b, b_off, g->tb ? n : k, g->tb ? k : n, ldb, &b) < 0))
+      (bf16_operand(x, g->a, a_off, g->ta ? k : m, g->ta ? m : k, lda, &a) < 0 ||
+       bf16_operand(x, g->b, b_off, g->tb ? n : k, g->tb ? k : n, ldb, &b) < 0))
     return -1;
   CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, a, lda, b, ldb, g->beta,
                                   x->bufs[g->c] + 4 * (uint64_t)eval_i(x, g->c_off), eval_i(x, g->ldc));
   c.precision = precision;
+  written(x, g->c);
   return x->d->gemm(x->d, &c, x->err);
 }
 
 void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
-  for (int i = 0; i < 2; i++)
-    if (g->act[i]) d->release(d, g->act[i]);
+  for (int i = 0; i < CUDA_ACT_SLOTS; i++)
+    if (g->act[i].bf16) d->release(d, g->act[i].bf16);
   for (size_t i = 0; i < g->n_param; i++) {
     if (g->param[i].bf16) d->release(d, g->param[i].bf16);
     vec_free(&g->param[i].done);
@@ -210,7 +236,8 @@ void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
 }
 
 size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g) {
-  size_t bytes = g->act_bytes[0] + g->act_bytes[1];
+  size_t bytes = 0;
+  for (int i = 0; i < CUDA_ACT_SLOTS; i++) bytes += g->act[i].bytes;
   for (size_t i = 0; i < g->n_param; i++) bytes += g->param[i].bytes;
   return bytes;
 }
@@ -258,6 +285,7 @@ static int run_block(Exec *x, uint32_t blk) {
     if (x->cp->launch_of[id] != UINT32_MAX) {
       const CudaLaunch *l = &x->cp->launches.a[x->cp->launch_of[id]];
       rc = l->mode == CM_CALL ? call(x, s, l) : launch(x, s, l);
+      launch_written(x, l);
     } else {
       switch (s->kind) {
       case KS_ASSIGN: x->vars[s->var] = eval(x, s->e[0]); break;
@@ -271,8 +299,11 @@ static int run_block(Exec *x, uint32_t blk) {
         while (!rc && eval_i(x, s->e[0])) rc = run_block(x, s->body);
         break;
       case KS_GEMM: rc = gemm(x, &x->p->gemms.a[s->gemm]); break;
-      case KS_FILL: rc = fill(x, s); break;
-      case KS_COPY: rc = copy(x, s); break;
+      case KS_FILL:
+      case KS_COPY:
+        rc = s->kind == KS_FILL ? fill(x, s) : copy(x, s);
+        written(x, s->buf[0]);
+        break;
       case KS_STORE: PC_BUG("cuda: a store left to the host");
       case KS_CALL: PC_BUG("cuda: a call without its launch");
       }
@@ -291,6 +322,8 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
   Exec x = {.cp = cp, .p = cp->prog, .e = e, .d = d, .dims = dims, .bufs = bufs, .slots = slots, .gc = gc, .err = err};
   for (size_t i = 0; gc && i < gc->n_param; i++) /* the parameters may have changed since the last call */
     gc->param[i].done.n = 0;
+  for (int i = 0; gc && i < CUDA_ACT_SLOTS; i++) /* so may the inputs, and the host's copies into the arena */
+    gc->act[i].held = 0;
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
   x.values = pc_xcalloc(most, sizeof *x.values);
   x.params = pc_xcalloc(most, sizeof *x.params);

@@ -424,6 +424,18 @@ static char *mem_text(FILE *f, char **buf) {
   return *buf;
 }
 
+/* Appends launch l, with the buffers its statement writes. */
+static void add_launch(CR *c, uint32_t stmt, CudaLaunch l) {
+  CudaEffects fx = {0};
+  cuda_effects(c->p, &c->p->stmts.a[stmt], &fx);
+  l.w0 = (uint32_t)c->out->writes.n;
+  l.n_w = (uint32_t)fx.w.n;
+  for (size_t i = 0; i < fx.w.n; i++) vec_push(&c->out->writes, fx.w.a[i]);
+  cuda_effects_free(&fx);
+  c->out->launch_of[stmt] = (uint32_t)c->out->launches.n;
+  vec_push(&c->out->launches, l);
+}
+
 /* Makes (or finds) the kernel of statement s and records its launch. */
 static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
   const KStmt *s = &c->p->stmts.a[stmt];
@@ -508,8 +520,7 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
     for (size_t i = 0; i < types.n; i++) fprintf(c->emu, "%s*(%s *)a[%zu]", i ? ", " : "", types.a[i], i);
     fputs("); }\n", c->emu);
   }
-  c->out->launch_of[stmt] = (uint32_t)c->out->launches.n;
-  vec_push(&c->out->launches, l);
+  add_launch(c, stmt, l);
   for (size_t i = 0; i < types.n; i++) free(types.a[i]);
   vec_free(&types);
   free(key);
@@ -566,8 +577,7 @@ static void library_call(CR *c, uint32_t stmt) {
     vec_push(&c->out->args, ((CudaArg){CA_KERNEL, 0, k}));
   }
   c->used_library = 1;
-  c->out->launch_of[stmt] = (uint32_t)c->out->launches.n;
-  vec_push(&c->out->launches, l);
+  add_launch(c, stmt, l);
 }
 
 static void host_block(CR *c, uint32_t blk) {
@@ -702,5 +712,6 @@ void cuda_program_free(CudaProgram *cp) {
   free(cp->launch_of);
   vec_free(&cp->launches);
   vec_free(&cp->args);
+  vec_free(&cp->writes);
   *cp = (CudaProgram){0};
 }
