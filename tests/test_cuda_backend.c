@@ -25,9 +25,11 @@
  * throughout. Measured on the emulator, the largest error of each entry
  * over the models (relative to each output's largest magnitude): train
  * 1.5e-2 (small gradients whose terms cancel: layernorm biases, a key
- * projection), eval 2.1e-4 (the loss), logits 6.8e-3, decode 7.9e-3. The
- * bounds are about twice that (five times for the loss, a single number
- * averaging many products). What they catch: a product that reads wrong
+ * projection), eval 3.4e-4 (the loss), logits 8.9e-3, decode 7.9e-3, with
+ * attention's forward on tensor cores (bf16 q, k, v and probabilities)
+ * for GPT-2 and Pythia (head dim 16; LLaMA's 8 stays SIMT); before it,
+ * eval 2.1e-4 and logits 6.8e-3. The bounds are about twice that (three
+ * times for the loss, a single number averaging many products). What they catch: a product that reads wrong
  * elements (offset, leading dimension, transposition, stale scratch) errs
  * by the size of the values, and one that converts an activation a row
  * short gave 0.6 to 1e38; rounding by truncation instead of to nearest

@@ -104,7 +104,7 @@ static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
   return 0;
 }
 
-/* a call: the library's kernels in order, each given the op's struct */
+/* a call: the launches of its plan (the tensor-core forward in bf16), each given the op's struct */
 static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   const KCall *c = &x->p->calls.a[s->call];
   const KCallInfo *ci = kcall_info(c->op);
@@ -119,11 +119,12 @@ static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   for (int k = 0; k < ci->n_buf; k++) bufs[k] = x->bufs[c->buf[k]];
   CudaAttnArgs a;
   cuda_call_args(c->op, bufs, args, scale, &a);
+  int kernel[CUDA_CALL_MAX_KERNELS];
   uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
-  int n = cuda_call_plan(c->op, args, grid, block);
+  int n = cuda_call_plan(c->op, args, x->gc && x->gc->precision == CUDA_BF16, kernel, grid, block);
   void *params[1] = {&a};
   for (int i = 0; i < n; i++)
-    if (x->d->launch(x->d, x->cp->args.a[l->arg0 + (uint32_t)i].id, grid[i], block[i], params, x->err) < 0) return -1;
+    if (x->d->launch(x->d, x->cp->args.a[l->arg0 + (uint32_t)kernel[i]].id, grid[i], block[i], params, x->err) < 0) return -1;
   return 0;
 }
 

@@ -90,16 +90,18 @@ typedef struct {
 /* Whether the library has kernels for op at head dim D (1 .. 128). */
 int cuda_call_supported(KCallOp op, int64_t head_dim);
 
-#define CUDA_CALL_MAX_KERNELS 3
+#define CUDA_CALL_MAX_KERNELS 4
 
-/* The device functions op's kernels wrap, in launch order, and the
- * threads per block of each; returns how many. */
+/* The device functions op's kernels wrap and the threads per block of
+ * each; returns how many. Variants are listed too (the tensor-core forward
+ * for head dims of 16, 32, .., 128): the plan picks among them. */
 int cuda_call_kernels(KCallOp op, int64_t head_dim, const char **fn, unsigned *threads);
 
-/* Grid and block of each of op's kernels for the call's argument values
- * (kcall_info(op)->args order); returns how many, 0 when there is nothing
- * to run. */
-int cuda_call_plan(KCallOp op, const int64_t *args, uint32_t *grid, uint32_t *block);
+/* The launches of a call for its argument values (kcall_info(op)->args
+ * order), in order: which of cuda_call_kernels' kernels, its grid and
+ * block; returns how many, 0 when there is nothing to run. tensor_cores:
+ * the engine's products are bf16, so its attention forward may be too. */
+int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kernel, uint32_t *grid, uint32_t *block);
 
 /* The argument struct of a call: its buffers' addresses, its scalars. */
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out);

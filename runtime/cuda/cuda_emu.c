@@ -64,6 +64,42 @@ static const char prelude[] =
     "static inline float __fmul_rn(float a, float b) { return a * b; }\n"
     "static inline float __fdiv_rn(float a, float b) { return a / b; }\n"
     "static inline float __fsqrt_rn(float a) { return sqrtf(a); }\n"
+    /* attention.cu's tensor-core helpers. pc_bf16x2: two floats rounded to
+     * bf16 (nearest even, as cvt.rn.bf16x2.f32), lo in the lower half.
+     * pc_mma_bf16_16816: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+     * with PTX's fragments (PTX ISA 9.7.14.5.8, quoted in attention.cu):
+     * each lane leaves its fragments in its warp's slots, the warp meets,
+     * each lane rebuilds A and B from all 32 and computes its four elements
+     * of D (bf16 products are exact in fp32; summed in k order, then added to
+     * c: a tensor core's order is its own), and the warp meets again before
+     * the slots are reused. */
+    "static inline unsigned pc_emu_bf16(float f) {\n"
+    "  unsigned u;\n  memcpy(&u, &f, 4);\n"
+    "  return (u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;\n}\n"
+    "static inline unsigned pc_bf16x2(float lo, float hi) { return pc_emu_bf16(lo) | pc_emu_bf16(hi) << 16; }\n"
+    "static inline float pc_emu_bf16_float(unsigned h) { h <<= 16; float f; memcpy(&f, &h, 4); return f; }\n"
+    "static unsigned pc_emu_mma_a[32][32][4], pc_emu_mma_b[32][32][2]; /* [warp][lane] */\n"
+    "static inline void pc_mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2]) {\n"
+    "  const unsigned w = threadIdx.x >> 5, lane = threadIdx.x & 31;\n"
+    "  memcpy(pc_emu_mma_a[w][lane], a, 16);\n  memcpy(pc_emu_mma_b[w][lane], b, 8);\n"
+    "  pc_emu_hooks.barrier(1);\n"
+    "  float A[16][16], B[16][8];\n"
+    "  for (int l = 0; l < 32; l++) {\n"
+    "    const int g = l >> 2, t = l & 3; /* groupID, threadID_in_group */\n"
+    "    for (int i = 0; i < 8; i++) { /* a_i: row g, + 8 for i = 2, 3, 6, 7; col 2t + (i & 1), + 8 for i >= 4 */\n"
+    "      const unsigned r = pc_emu_mma_a[w][l][i >> 1];\n"
+    "      A[g + ((i >> 1) & 1) * 8][2 * t + (i & 1) + (i >> 2) * 8] = pc_emu_bf16_float(i & 1 ? r >> 16 : r & 0xffffu);\n"
+    "    }\n"
+    "    for (int i = 0; i < 4; i++) { /* b_i: row 2t + (i & 1), + 8 for i >= 2; col g */\n"
+    "      const unsigned r = pc_emu_mma_b[w][l][i >> 1];\n"
+    "      B[2 * t + (i & 1) + (i >> 1) * 8][g] = pc_emu_bf16_float(i & 1 ? r >> 16 : r & 0xffffu);\n"
+    "    }\n  }\n"
+    "  for (int i = 0; i < 4; i++) { /* d_i: row g, + 8 for i >= 2; col 2t + (i & 1) */\n"
+    "    const int row = (int)(lane >> 2) + (i >> 1) * 8, col = 2 * (int)(lane & 3) + (i & 1);\n"
+    "    float s = 0.f;\n"
+    "    for (int k = 0; k < 16; k++) s += A[row][k] * B[k][col];\n"
+    "    d[i] += s;\n  }\n"
+    "  pc_emu_hooks.barrier(1);\n}\n"
     "#line 1 \"pondercc.cu\"\n";
 
 /* ---- fibers: a context is a stack to switch to ------------------------------- */

@@ -13,7 +13,9 @@
  * dy . y) and its two other kernels read. Scores use q pre-multiplied by
  * the scale in every kernel, so the backward recomputes exactly the
  * forward's probabilities. Every thread writes whole rows of its own: no
- * atomics, the same bits on every run. */
+ * atomics, the same bits on every run. In bf16 precision the forward (the
+ * gradient's first kernel too) is pc_attn_fwd_tc, on tensor cores, at
+ * the end of this file; the gradient's other two stay fp32. */
 
 struct PcAttn {
   const float *q, *k, *v, *dy;
@@ -179,4 +181,161 @@ template <int D> static __device__ void pc_attn_dkv(const PcAttn &a) {
       a.dk[krow + d] = dk[d];
       a.dv[krow + d] = dv[d];
     }
+}
+
+/* ---- the forward on tensor cores (bf16 precision) --------------------------------- */
+
+/* d += a b over a warp: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32,
+ * A 16 x 16 row-major, B 16 x 8 column-major, D 16 x 8 in fp32. Which lane
+ * holds what (PTX ISA, 9.7.14.5.8 "Matrix Fragments for mma.m16n8k16 with
+ * floating point type", docs.nvidia.com/cuda/parallel-thread-execution/
+ * #warp-level-matrix-fragment-mma-16816-float), with g = lane >> 2 (groupID),
+ * t = lane & 3 (threadID_in_group), and each .b32 holding two bf16 elements,
+ * the lower-numbered in the lower half ("elements low to high"):
+ *   a[0] = A[g][2t, 2t+1]   a[1] = A[g+8][2t, 2t+1]   a[2] = A[g][2t+8, 2t+9]   a[3] = A[g+8][2t+8, 2t+9]
+ *   b[0] = B[2t, 2t+1][g]   b[1] = B[2t+8, 2t+9][g]
+ *   d[0], d[1] = D[g][2t, 2t+1]   d[2], d[3] = D[g+8][2t, 2t+1]
+ * So the D fragments of two 16 x 8 tiles side by side, each pair rounded
+ * into a .b32, are the A fragment of their 16 x 16 ({d0 d1}, {d2 d3} of the
+ * left tile, then of the right one). The emulator's prelude
+ * (runtime/cuda/cuda_emu.c) defines both functions in C++ with the same
+ * layout. */
+#ifndef PONDER_CUDA_EMU
+static __device__ __forceinline__ void pc_mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2]) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+/* lo and hi rounded to bf16 (nearest even), lo in the lower half: cvt puts
+ * its first source in the upper half (PTX ISA, cvt) */
+static __device__ __forceinline__ unsigned pc_bf16x2(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+#endif
+
+/* Block shape of the tensor-core forward (cuda_library.c knows it too). */
+template <int D> struct PcAttnTcShape {
+  static const int ROWS = 64;      /* query rows a block: 4 warps of 16 */
+  static const int KEYS = 64;      /* key rows per shared tile (the diagonal tile is the block's own) */
+  static const int KW = D / 2 + 4; /* ks row stride in words: + 4, a fragment's loads hit 32 banks */
+  static const int VW = KEYS / 2 + 4;
+};
+
+/* pc_attn_fwd on tensor cores, FlashAttention-2 style: a warp per 16 query
+ * rows, Q as bf16 A fragments (pre-scaled, in log2 units: exp2), key and
+ * value tiles in shared memory as bf16 (v transposed, both B operands),
+ * S = Q K^T and O += P V with mma into fp32, the online softmax on S's
+ * accumulators (a row's 8 lanes-worth of columns are in the 4 lanes of its
+ * group: shuffles 1, 2), P rounded to bf16 straight from them. Writes what
+ * pc_attn_fwd writes: y, lse, delta as asked. */
+template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
+  static_assert(D % 16 == 0 && D <= 128, "head dims of 16, 32, .., 128");
+  const int R = PcAttnTcShape<D>::ROWS, K = PcAttnTcShape<D>::KEYS, KW = PcAttnTcShape<D>::KW, VW = PcAttnTcShape<D>::VW;
+  __shared__ unsigned ks[K][KW], vt[D][VW]; /* ks[j][c]: k[j][2c, 2c+1]; vt[d][c]: v[2c, 2c+1][d] */
+  const i64 nb = (a.T + R - 1) / R, bh = blockIdx.x / nb, qb = nb - 1 - (i64)blockIdx.x % nb; /* longest rows first */
+  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv), Cq = a.H * D, Ckv = a.Hkv * D;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const i64 i0 = qb * R + (threadIdx.x >> 5) * 16 + g, rows[2] = {i0, i0 + 8}; /* this lane's two rows */
+  const float *kb = a.k + b * a.T * Ckv + hk * D, *vb = a.v + b * a.T * Ckv + hk * D;
+  const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
+  unsigned qa[D / 16][4];
+  for (int kk = 0; kk < D / 16; kk++)
+    for (int x = 0; x < 4; x++) {
+      const i64 i = rows[x & 1];
+      const float *qr = a.q + (b * a.T + i) * Cq + h * D + kk * 16 + (x >> 1) * 8 + 2 * t;
+      qa[kk][x] = i < a.T ? pc_bf16x2(qr[0] * sc, qr[1] * sc) : 0u;
+    }
+  float o[D / 8][4], m[2] = {-PC_INF, -PC_INF}, l[2] = {0.f, 0.f};
+  for (int nd = 0; nd < D / 8; nd++)
+    for (int x = 0; x < 4; x++) o[nd][x] = 0.f;
+  const i64 end = pc_min64(a.T, (qb + 1) * R);
+#pragma unroll 1
+  for (i64 j0 = 0; j0 < end; j0 += K) {
+    __syncthreads(); /* the last tile is read */
+    for (int z = threadIdx.x; z < K * (D / 2); z += blockDim.x) {
+      const int r = z / (D / 2), c = z % (D / 2);
+      const float *kr = kb + (j0 + r) * Ckv + 2 * c;
+      ks[r][c] = j0 + r < a.T ? pc_bf16x2(kr[0], kr[1]) : 0u;
+    }
+    for (int z = threadIdx.x; z < (K / 2) * D; z += blockDim.x) {
+      const int c = z / D, d = z % D;
+      const i64 j = j0 + 2 * c;
+      vt[d][c] = pc_bf16x2(j < a.T ? vb[j * Ckv + d] : 0.f, j + 1 < a.T ? vb[(j + 1) * Ckv + d] : 0.f);
+    }
+    __syncthreads();
+    const bool diag = j0 + K > qb * R; /* the block's own keys: those after a row are masked */
+    const int live_nt = diag ? 2 * (threadIdx.x >> 5) + 2 : K / 8; /* tiles of 8 keys not all after the warp's rows */
+    float s[K / 8][4]; /* S = Q K^T, 16 x K: K / 8 tiles of 16 x 8 */
+    for (int nt = 0; nt < K / 8; nt++) {
+      for (int x = 0; x < 4; x++) s[nt][x] = 0.f;
+      if (nt < live_nt) /* the same for the whole warp */
+        for (int kk = 0; kk < D / 16; kk++) {
+          const unsigned bk[2] = {ks[nt * 8 + g][kk * 8 + t], ks[nt * 8 + g][kk * 8 + 4 + t]};
+          pc_mma_bf16_16816(s[nt], qa[kk], bk);
+        }
+    }
+    if (diag)
+      for (int nt = 0; nt < K / 8; nt++)
+        for (int x = 0; x < 4; x++)
+          if (j0 + nt * 8 + 2 * t + (x & 1) > rows[x >> 1]) s[nt][x] = -PC_INF;
+    float mx[2] = {m[0], m[1]}; /* every row has a key in every tile: mx is finite */
+    for (int nt = 0; nt < K / 8; nt++) {
+      mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
+      mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
+    }
+    for (int r = 0; r < 2; r++) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    }
+    const float c0 = exp2f(m[0] - mx[0]), c1 = exp2f(m[1] - mx[1]); /* 0 on the first tile */
+    m[0] = mx[0];
+    m[1] = mx[1];
+    l[0] *= c0;
+    l[1] *= c1;
+    for (int nd = 0; nd < D / 8; nd++) {
+      o[nd][0] *= c0;
+      o[nd][1] *= c0;
+      o[nd][2] *= c1;
+      o[nd][3] *= c1;
+    }
+    for (int kk = 0; kk < K / 16; kk++) { /* O += P V, 16 keys at a time */
+      float p[2][4];
+      for (int y = 0; y < 2; y++)
+        for (int x = 0; x < 4; x++) {
+          p[y][x] = exp2f(s[2 * kk + y][x] - m[x >> 1]);
+          l[x >> 1] += p[y][x];
+        }
+      const unsigned pa[4] = {pc_bf16x2(p[0][0], p[0][1]), pc_bf16x2(p[0][2], p[0][3]), pc_bf16x2(p[1][0], p[1][1]),
+                              pc_bf16x2(p[1][2], p[1][3])};
+      for (int nd = 0; nd < D / 8 && 2 * kk < live_nt; nd++) { /* p is 0 past live_nt */
+        const unsigned bv[2] = {vt[nd * 8 + g][kk * 8 + t], vt[nd * 8 + g][kk * 8 + 4 + t]};
+        pc_mma_bf16_16816(o[nd], pa, bv);
+      }
+    }
+  }
+  float dl[2] = {0.f, 0.f}; /* dy . o over this lane's columns */
+  for (int r = 0; r < 2; r++) {
+    const i64 row = (b * a.T + rows[r]) * Cq + h * D + 2 * t;
+    if (a.delta && rows[r] < a.T)
+      for (int nd = 0; nd < D / 8; nd++) dl[r] += a.dy[row + nd * 8] * o[nd][2 * r] + a.dy[row + nd * 8 + 1] * o[nd][2 * r + 1];
+  }
+  for (int r = 0; r < 2; r++) /* the row's sums over its 4 lanes */
+    for (int x = 1; x < 4; x <<= 1) {
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], x);
+      dl[r] += __shfl_xor_sync(0xffffffffu, dl[r], x);
+    }
+  for (int r = 0; r < 2; r++) {
+    const i64 i = rows[r], row = (b * a.T + i) * Cq + h * D + 2 * t;
+    if (i >= a.T) continue;
+    const float inv = 1.f / l[r];
+    if (a.y)
+      for (int nd = 0; nd < D / 8; nd++) {
+        a.y[row + nd * 8] = o[nd][2 * r] * inv;
+        a.y[row + nd * 8 + 1] = o[nd][2 * r + 1] * inv;
+      }
+    if (a.lse && t == 0) a.lse[bh * a.T + i] = (m[r] + log2f(l[r])) * 0.6931471805599453f; /* ln 2 */
+    if (a.delta && t == 0) a.delta[bh * a.T + i] = dl[r] * inv;
+  }
 }
