@@ -58,7 +58,7 @@ def cmd_shard(a):
 
 
 def cmd_ponder(a):
-    """Steps after the first (warm-up); the device time of the train entry from PONDER_CUDA_TIMING."""
+    """Steps after the first (warm-up); the device time of the train entry and the optimizer from PONDER_CUDA_TIMING."""
     row = {"impl": "ponder", "label": a.label, "K": a.K, "B": a.B, "T": a.T}
     timing = re.compile(r"cuda: train: upload ([\d.]+) ms, run ([\d.]+) ms, download ([\d.]+) ms "
                         r"\((\w+) products, ([\d.]+) MiB of bf16 operands\)")
@@ -68,7 +68,8 @@ def cmd_ponder(a):
             m = json.loads(line)
             if "ms" in m and "loss" in m:
                 steps.append(m)
-    run_ms, used = [], set()
+    optimizer = re.compile(r"cuda: optimizer: run ([\d.]+) ms")
+    run_ms, opt_ms, used = [], [], set()
     if os.path.exists(a.timing):
         for line in open(a.timing):
             m = timing.match(line)
@@ -76,6 +77,9 @@ def cmd_ponder(a):
                 run_ms.append((float(m[1]), float(m[2]), float(m[3])))
                 used.add(m[4])
                 row["bf16_mib"] = float(m[5])
+            m = optimizer.match(line)
+            if m:
+                opt_ms.append(float(m[1]))
     timed = [s["ms"] for s in steps[1:]]
     if used and used != {a.precision}:  # the table says what ran, not what was asked
         row["error"] = f"asked for {a.precision} products, the engine ran {', '.join(sorted(used))}"
@@ -85,8 +89,11 @@ def cmd_ponder(a):
         row["ms"] = statistics.median(timed)
         row["steps"] = len(timed)
         row["loss"] = steps[-1]["loss"]
-    if len(run_ms) > 1:
-        row["device_ms"] = statistics.median(r[1] for r in run_ms[1:])
+    if len(run_ms) > 1:  # one train call and one optimizer update per step (no --accum here)
+        runs = [r[1] for r in run_ms[1:]]
+        if len(opt_ms) == len(run_ms):
+            runs = [r + o for r, o in zip(runs, opt_ms[1:])]
+        row["device_ms"] = statistics.median(runs)
         row["transfer_ms"] = statistics.median(r[0] + r[2] for r in run_ms[1:])
     append(a.results, row)
 
@@ -184,10 +191,10 @@ def cmd_table(a):
             notes.append(f"{r['peak_gb']:.1f} GiB")
         lines.append(f"| {r['label']} | {r['K']} | {bt} | {gflop:.0f} | {ms:.0f} | {r['B'] * r['T'] / (ms / 1e3):.0f} | "
                      f"{mfu} | {dev} | {', '.join(notes)} |")
-    lines += ["", "ponder rows: a `ponder train --device cuda` step (the train entry on the GPU, parameters up and "
-              "gradients down over PCIe, AdamW on the CPU), in the matrix-product precision of the label, as the "
+    lines += ["", "ponder rows: a `ponder train --device cuda` step (the train entry and AdamW on the GPU, parameters "
+              "resident; the batch goes up and the loss down), in the matrix-product precision of the label, as the "
               "engine reported it (bf16: operands rounded to bf16, fp32 sums and weights; tf32; fp32); device ms: "
-              "the train entry alone (PONDER_CUDA_TIMING). PyTorch rows: the same model and pondering loop (probabilities "
+              "the train entry and the optimizer (PONDER_CUDA_TIMING). PyTorch rows: the same model and pondering loop (probabilities "
               "materialised), fused AdamW on the GPU; compile = torch.compile of the transformer body."]
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
