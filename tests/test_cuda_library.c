@@ -90,18 +90,20 @@ static double rel_err(const float *got, const double *want, int64_t n) {
 enum { Q, K, V, DY, Y, DQ, DK, DV, LSE, DELTA, NBUF };
 
 /* The tensor-core forward rounds q scale, k, v and the probabilities to
- * bf16 (2^-9 relative each) and y, lse and delta, which the gradient's
- * SIMT kernels read, carry that. Measured, both orders: y 2.9e-3 to
- * 4.5e-3, dq, dk, dv up to 5.1e-3 (q is 3x the others, so the softmax is
- * sharp). The bound is twice the worst. Broken, it fails by far: O not
- * rescaled when the maximum grows, y 0.22 to 0.66; the mask dropping the
- * diagonal or letting one more key in, y 1.3 to 1.8; the halves of K's B
- * fragment swapped, y 1.1 to 1.6. */
+ * bf16 (2^-9 relative each), and the tensor-core dq and dk/dv round q
+ * scale, k, v, dy, the probabilities and dS too. Measured, both orders:
+ * y 2.9e-3 to 4.5e-3, dq, dk, dv up to 6.0e-3 (5.1e-3 with the SIMT dq
+ * and dk/dv; q is 3x the others, so the softmax is sharp). The bound is
+ * about twice the worst. Broken, it fails by far: O not rescaled when the
+ * maximum grows, y 0.22 to 0.66; the mask dropping the diagonal or
+ * letting one more key in, y 1.3 to 1.8; the halves of K's B fragment
+ * swapped, y 1.1 to 1.6; the backward's mask dropping the diagonal, dq,
+ * dk, dv 0.46 to 0.57; its delta term dropped, dq, dk 1.0 to 2.9. */
 #define ATTN_BF16_TOL 1e-2
 
-/* bf16: the executor in bf16 precision, so the tensor-core forward
- * (pc_attn_fwd_tc) where D is a multiple of 16 (D = 8 keeps the SIMT
- * kernel and its 1e-5). */
+/* bf16: the executor in bf16 precision, so the tensor-core kernels
+ * (pc_attn_fwd_tc, pc_attn_dq_tc, pc_attn_dkv_tc) where D is a multiple of
+ * 16 (D = 8 keeps the SIMT kernels and their 1e-5). */
 static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
   int64_t nq = s->B * s->T * s->H * s->D, nkv = s->B * s->T * s->Hkv * s->D, nrow = s->B * s->H * s->T;
   int64_t numel[NBUF] = {nq, nkv, nkv, nq, nq, nq, nkv, nkv, nrow, nrow};
@@ -133,7 +135,7 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
     kir_free(p);
     return;
   }
-  unsigned want_kernels = 3 + (s->D % 16 == 0) + CR_NUM; /* the forward is shared with the gradient's first */
+  unsigned want_kernels = 3 + 3 * (s->D % 16 == 0) + CR_NUM; /* the forward is shared with the gradient's first */
   CHECKF(cp.n_kernels == want_kernels, "%s: %u kernels, not %u", label, cp.n_kernels, want_kernels);
   float *host[NBUF];
   uint64_t seed = (uint64_t)(s->T * 131 + s->D);
@@ -546,14 +548,16 @@ static void check_plan(void) {
         block[0] == 64);
   CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 0, kernel, grid, block) == 3 && grid[1] == 16 && grid[2] == 2 * 2 * 2 &&
         block[2] == 64 && kernel[2] == 2);
-  /* bf16: the tensor-core forward, listed after the SIMT kernels, 64 rows a block of 128 threads */
+  /* bf16: the tensor-core kernels, listed after the SIMT ones, 64 rows a block of 128 threads */
   CHECK(cuda_call_plan(KC_ATTENTION, args, 1, kernel, grid, block) == 1 && kernel[0] == 1 && grid[0] == 2 * 4 * 2 &&
         block[0] == 128);
-  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 1, kernel, grid, block) == 3 && kernel[0] == 3 && kernel[1] == 1 &&
-        block[0] == 128 && block[1] == 64);
+  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 1, kernel, grid, block) == 3 && kernel[0] == 3 && kernel[1] == 4 &&
+        kernel[2] == 5 && block[0] == 128 && block[1] == 128 && block[2] == 128 && grid[1] == 2 * 4 * 2 &&
+        grid[2] == 2 * 2 * 2);
   const char *fn[CUDA_CALL_MAX_KERNELS];
   unsigned threads[CUDA_CALL_MAX_KERNELS];
-  CHECK(cuda_call_kernels(KC_ATTENTION_GRAD, 64, fn, threads) == 4 && !strcmp(fn[3], "pc_attn_fwd_tc") && threads[3] == 128);
+  CHECK(cuda_call_kernels(KC_ATTENTION_GRAD, 64, fn, threads) == 6 && !strcmp(fn[3], "pc_attn_fwd_tc") &&
+        !strcmp(fn[4], "pc_attn_dq_tc") && !strcmp(fn[5], "pc_attn_dkv_tc") && threads[3] == 128 && threads[5] == 128);
   CHECK(cuda_call_kernels(KC_ATTENTION, 24, fn, threads) == 1); /* not a multiple of 16: SIMT only */
   args[4] = 24;
   CHECK(cuda_call_plan(KC_ATTENTION, args, 1, kernel, grid, block) == 1 && kernel[0] == 0 && block[0] == 64);

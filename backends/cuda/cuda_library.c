@@ -121,7 +121,8 @@ void cuda_optim_free(CudaOptim *o, CudaDevice *d) {
 
 /* threads per block by head dim: PcAttnShape<D>::ROWS in attention.cu */
 static unsigned attention_rows(int64_t D) { return D <= 64 ? 64 : 32; }
-/* the tensor-core forward (PcAttnTcShape): 64 query rows a block, a warp per 16 */
+/* the tensor-core kernels (PcAttnTcShape, PcAttnTcBwdShape): 64 rows a
+ * block (query rows; key rows for dk/dv), a warp per 16 */
 #define TC_ROWS 64
 #define TC_THREADS 128
 static int has_tc(int64_t D) { return D % 16 == 0 && D >= 16 && D <= 128; }
@@ -132,41 +133,40 @@ int cuda_call_supported(KCallOp op, int64_t head_dim) {
 }
 
 /* forward: pc_attn_fwd [, pc_attn_fwd_tc]; gradient: pc_attn_fwd, pc_attn_dq,
- * pc_attn_dkv [, pc_attn_fwd_tc] */
+ * pc_attn_dkv [, pc_attn_fwd_tc, pc_attn_dq_tc, pc_attn_dkv_tc] */
 int cuda_call_kernels(KCallOp op, int64_t head_dim, const char **fn, unsigned *threads) {
-  static const char *fwd[] = {"pc_attn_fwd"}, *grad[] = {"pc_attn_fwd", "pc_attn_dq", "pc_attn_dkv"};
+  static const char *fwd[] = {"pc_attn_fwd"}, *grad[] = {"pc_attn_fwd", "pc_attn_dq", "pc_attn_dkv"},
+                    *tc[] = {"pc_attn_fwd_tc", "pc_attn_dq_tc", "pc_attn_dkv_tc"};
   const char **names = op == KC_ATTENTION ? fwd : grad;
   int n = op == KC_ATTENTION ? 1 : 3;
   for (int i = 0; i < n; i++) {
     fn[i] = names[i];
     threads[i] = attention_rows(head_dim);
   }
-  if (has_tc(head_dim)) {
-    fn[n] = "pc_attn_fwd_tc";
-    threads[n++] = TC_THREADS;
-  }
+  if (has_tc(head_dim))
+    for (int i = 0, m = n; i < m; i++) {
+      fn[n] = tc[i];
+      threads[n++] = TC_THREADS;
+    }
   return n;
 }
 
 /* forward and dq: a block per (batch, head, block of query rows); dk, dv: a
- * block per (batch, kv head, block of key rows). In bf16 the forward (the
- * gradient's first kernel too) is the tensor-core one where there is one. */
+ * block per (batch, kv head, block of key rows). In bf16 every kernel is
+ * the tensor-core one where there is one (listed after the SIMT ones, in
+ * the same order). */
 int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kernel, uint32_t *grid, uint32_t *block) {
   int64_t B = args[0], T = args[1], H = args[2], Hkv = args[3], D = args[4];
   if (B <= 0 || T <= 0) return 0;
-  unsigned rows = attention_rows(D);
+  int tc = tensor_cores && has_tc(D);
+  unsigned rows = tc ? TC_ROWS : attention_rows(D);
   int64_t row_blocks = (T + rows - 1) / rows;
   int64_t per_head = B * H * row_blocks, per_kv_head = B * Hkv * row_blocks;
   int n = op == KC_ATTENTION ? 1 : 3;
   for (int i = 0; i < n; i++) {
-    kernel[i] = i;
+    kernel[i] = tc ? n + i : i;
     grid[i] = (uint32_t)(i == 2 ? per_kv_head : per_head);
-    block[i] = rows;
-  }
-  if (tensor_cores && has_tc(D)) {
-    kernel[0] = n; /* listed after the SIMT kernels */
-    grid[0] = (uint32_t)(B * H * ((T + TC_ROWS - 1) / TC_ROWS));
-    block[0] = TC_THREADS;
+    block[i] = tc ? TC_THREADS : rows;
   }
   return n;
 }

@@ -90,11 +90,11 @@ typedef struct {
 /* Whether the library has kernels for op at head dim D (1 .. 128). */
 int cuda_call_supported(KCallOp op, int64_t head_dim);
 
-#define CUDA_CALL_MAX_KERNELS 4
+#define CUDA_CALL_MAX_KERNELS 6
 
 /* The device functions op's kernels wrap and the threads per block of
- * each; returns how many. Variants are listed too (the tensor-core forward
- * for head dims of 16, 32, .., 128): the plan picks among them. */
+ * each; returns how many. Variants are listed too (the tensor-core forward,
+ * dq and dk/dv for head dims of 16, 32, .., 128): the plan picks among them. */
 int cuda_call_kernels(KCallOp op, int64_t head_dim, const char **fn, unsigned *threads);
 
 /* The launches of a call for its argument values (kcall_info(op)->args

@@ -13,9 +13,9 @@
  * dy . y) and its two other kernels read. Scores use q pre-multiplied by
  * the scale in every kernel, so the backward recomputes exactly the
  * forward's probabilities. Every thread writes whole rows of its own: no
- * atomics, the same bits on every run. In bf16 precision the forward (the
- * gradient's first kernel too) is pc_attn_fwd_tc, on tensor cores, at
- * the end of this file; the gradient's other two stay fp32. */
+ * atomics, the same bits on every run. In bf16 precision all three are
+ * on tensor cores instead (pc_attn_fwd_tc, which is the gradient's first
+ * kernel too, pc_attn_dq_tc, pc_attn_dkv_tc), at the end of this file. */
 
 struct PcAttn {
   const float *q, *k, *v, *dy;
@@ -337,5 +337,216 @@ template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
       }
     if (a.lse && t == 0) a.lse[bh * a.T + i] = (m[r] + log2f(l[r])) * 0.6931471805599453f; /* ln 2 */
     if (a.delta && t == 0) a.delta[bh * a.T + i] = dl[r] * inv;
+  }
+}
+
+/* ---- the gradient's dq and dk/dv on tensor cores (bf16 precision) ------------------ */
+
+/* Block shape of the tensor-core dq and dk/dv (cuda_library.c knows it too):
+ * 64 rows of the block's own side (query rows for dq, key rows for dk/dv),
+ * a warp per 16, and tiles of the other side in shared memory, both as
+ * [row][d] (the B operand of a product over d) and transposed, [d][row]
+ * (the B operand of a product over rows), as bf16 pairs. Rows padded by 4
+ * words as in the forward: every stride is 4 (mod 8) words, so a
+ * fragment's loads ([8 rows][4 words]) hit 32 banks. Tiles of 32 rows
+ * past D = 64 keep static shared memory under 48 KiB. */
+template <int D> struct PcAttnTcBwdShape {
+  static const int ROWS = 64;
+  static const int TILE = D <= 64 ? 64 : 32;
+  static const int RW = D / 2 + 4;    /* [row][d] stride in words */
+  static const int TW = TILE / 2 + 4; /* [d][row] stride in words */
+};
+
+/* pc_attn_dq on tensor cores: a warp per 16 query rows, Q (times the scale
+ * and log2 e, as in the forward) and dY as bf16 A fragments, key tiles as
+ * bf16 in shared memory (k as [j][d] and [d][j], v as [j][d]); 16 keys at a
+ * time S = Q K^T and dP = dY V^T by mma, P = exp2(S - lse log2 e) (lse is
+ * in natural-log units, as both forwards write it), dS = P (dP - delta)
+ * rounded to bf16 straight from the accumulators (the C-to-A reuse of the
+ * forward), dQ += dS K by mma; dQ times the scale at the end. */
+template <int D> static __device__ void pc_attn_dq_tc(const PcAttn &a) {
+  static_assert(D % 16 == 0 && D <= 128, "head dims of 16, 32, .., 128");
+  const int R = PcAttnTcBwdShape<D>::ROWS, K = PcAttnTcBwdShape<D>::TILE, RW = PcAttnTcBwdShape<D>::RW,
+            TW = PcAttnTcBwdShape<D>::TW;
+  __shared__ unsigned ks[K][RW], vs[K][RW], kt[D][TW]; /* ks[j][c]: k[j][2c, 2c+1]; kt[d][c]: k[2c, 2c+1][d] */
+  const i64 nb = (a.T + R - 1) / R, bh = blockIdx.x / nb, qb = nb - 1 - (i64)blockIdx.x % nb; /* longest rows first */
+  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv), Cq = a.H * D, Ckv = a.Hkv * D;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const i64 first = qb * R + (threadIdx.x >> 5) * 16, rows[2] = {first + g, first + g + 8}; /* the warp's, this lane's */
+  const float *kb = a.k + b * a.T * Ckv + hk * D, *vb = a.v + b * a.T * Ckv + hk * D;
+  const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
+  unsigned qa[D / 16][4], dya[D / 16][4];
+  for (int kd = 0; kd < D / 16; kd++)
+    for (int x = 0; x < 4; x++) {
+      const i64 i = rows[x & 1], at = (b * a.T + i) * Cq + h * D + kd * 16 + (x >> 1) * 8 + 2 * t;
+      qa[kd][x] = i < a.T ? pc_bf16x2(a.q[at] * sc, a.q[at + 1] * sc) : 0u;
+      dya[kd][x] = i < a.T ? pc_bf16x2(a.dy[at], a.dy[at + 1]) : 0u;
+    }
+  float ls[2], dl[2]; /* lse in log2 units, delta */
+  for (int r = 0; r < 2; r++) {
+    ls[r] = rows[r] < a.T ? a.lse[bh * a.T + rows[r]] * 1.4426950408889634f : 0.f;
+    dl[r] = rows[r] < a.T ? a.delta[bh * a.T + rows[r]] : 0.f;
+  }
+  float dq[D / 8][4];
+  for (int nd = 0; nd < D / 8; nd++)
+    for (int x = 0; x < 4; x++) dq[nd][x] = 0.f;
+  const i64 end = pc_min64(a.T, (qb + 1) * R);
+#pragma unroll 1
+  for (i64 j0 = 0; j0 < end; j0 += K) {
+    __syncthreads(); /* the last tile is read */
+    for (int z = threadIdx.x; z < K * (D / 2); z += blockDim.x) {
+      const int r = z / (D / 2), c = z % (D / 2);
+      const i64 at = (j0 + r) * Ckv + 2 * c;
+      const bool in = j0 + r < a.T;
+      ks[r][c] = in ? pc_bf16x2(kb[at], kb[at + 1]) : 0u;
+      vs[r][c] = in ? pc_bf16x2(vb[at], vb[at + 1]) : 0u;
+    }
+    for (int z = threadIdx.x; z < (K / 2) * D; z += blockDim.x) {
+      const int c = z / D, d = z % D;
+      const i64 j = j0 + 2 * c;
+      kt[d][c] = pc_bf16x2(j < a.T ? kb[j * Ckv + d] : 0.f, j + 1 < a.T ? kb[(j + 1) * Ckv + d] : 0.f);
+    }
+    __syncthreads();
+#pragma unroll 1
+    for (int kc = 0; kc < K / 16; kc++) { /* 16 keys at a time */
+      const i64 jc = j0 + kc * 16;
+      if (jc > first + 15) break; /* keys after all the warp's rows (the same for the whole warp) */
+      float s[2][4], dp[2][4];
+      for (int y = 0; y < 2; y++) {
+        for (int x = 0; x < 4; x++) s[y][x] = dp[y][x] = 0.f;
+        for (int kd = 0; kd < D / 16; kd++) {
+          const int j = kc * 16 + y * 8 + g;
+          const unsigned bk[2] = {ks[j][kd * 8 + t], ks[j][kd * 8 + 4 + t]}, bv[2] = {vs[j][kd * 8 + t], vs[j][kd * 8 + 4 + t]};
+          pc_mma_bf16_16816(s[y], qa[kd], bk);
+          pc_mma_bf16_16816(dp[y], dya[kd], bv);
+        }
+      }
+      float ds[2][4];
+      for (int y = 0; y < 2; y++)
+        for (int x = 0; x < 4; x++) {
+          const i64 i = rows[x >> 1], j = jc + y * 8 + 2 * t + (x & 1);
+          const float p = j <= i && i < a.T ? exp2f(s[y][x] - ls[x >> 1]) : 0.f; /* causal; rows past T are 0 */
+          ds[y][x] = p * (dp[y][x] - dl[x >> 1]);
+        }
+      const unsigned da[4] = {pc_bf16x2(ds[0][0], ds[0][1]), pc_bf16x2(ds[0][2], ds[0][3]), pc_bf16x2(ds[1][0], ds[1][1]),
+                              pc_bf16x2(ds[1][2], ds[1][3])};
+      for (int nd = 0; nd < D / 8; nd++) {
+        const unsigned bk[2] = {kt[nd * 8 + g][kc * 8 + t], kt[nd * 8 + g][kc * 8 + 4 + t]};
+        pc_mma_bf16_16816(dq[nd], da, bk);
+      }
+    }
+  }
+  for (int r = 0; r < 2; r++) {
+    const i64 i = rows[r], row = (b * a.T + i) * Cq + h * D + 2 * t;
+    if (i >= a.T) continue;
+    for (int nd = 0; nd < D / 8; nd++) {
+      a.dq[row + nd * 8] = dq[nd][2 * r] * a.scale;
+      a.dq[row + nd * 8 + 1] = dq[nd][2 * r + 1] * a.scale;
+    }
+  }
+}
+
+/* pc_attn_dkv on tensor cores: a warp per 16 key rows of one (batch, KV
+ * head), K and V as bf16 A fragments; over every query head of the group
+ * and the query tiles from the block's first key on, Q (times the scale
+ * and log2 e) and dY as bf16 in shared memory ([i][d] and [d][i] each),
+ * lse (in log2 units) and delta beside them. 16 queries at a time S^T =
+ * K Q^T and dP^T = V dY^T by mma, P^T = exp2(S^T - lse), dS^T = P^T (dP^T
+ * - delta), both rounded to bf16 A fragments from the accumulators, dV +=
+ * P^T dY and dK += dS^T Q by mma. Q carries scale log2 e, so dK is times
+ * ln 2 at the end. Each block writes its own key rows: no atomics. */
+template <int D> static __device__ void pc_attn_dkv_tc(const PcAttn &a) {
+  static_assert(D % 16 == 0 && D <= 128, "head dims of 16, 32, .., 128");
+  const int R = PcAttnTcBwdShape<D>::ROWS, Q = PcAttnTcBwdShape<D>::TILE, RW = PcAttnTcBwdShape<D>::RW,
+            TW = PcAttnTcBwdShape<D>::TW;
+  __shared__ unsigned qs[Q][RW], dys[Q][RW], qt[D][TW], dyt[D][TW]; /* qs[i][c]: q[i][2c, 2c+1]; qt[d][c]: q[2c, 2c+1][d] */
+  __shared__ float ls[Q], dl[Q];
+  const i64 nb = (a.T + R - 1) / R, bg = blockIdx.x / nb, kb = (i64)blockIdx.x % nb; /* most queries first */
+  const i64 b = bg / a.Hkv, hk = bg % a.Hkv, group = a.H / a.Hkv, Cq = a.H * D, Ckv = a.Hkv * D;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const i64 first = kb * R + (threadIdx.x >> 5) * 16, rows[2] = {first + g, first + g + 8}; /* key rows */
+  const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
+  unsigned ka[D / 16][4], va[D / 16][4];
+  for (int kd = 0; kd < D / 16; kd++)
+    for (int x = 0; x < 4; x++) {
+      const i64 j = rows[x & 1], at = (b * a.T + j) * Ckv + hk * D + kd * 16 + (x >> 1) * 8 + 2 * t;
+      ka[kd][x] = j < a.T ? pc_bf16x2(a.k[at], a.k[at + 1]) : 0u;
+      va[kd][x] = j < a.T ? pc_bf16x2(a.v[at], a.v[at + 1]) : 0u;
+    }
+  float dk[D / 8][4], dv[D / 8][4];
+  for (int nd = 0; nd < D / 8; nd++)
+    for (int x = 0; x < 4; x++) dk[nd][x] = dv[nd][x] = 0.f;
+#pragma unroll 1
+  for (i64 gi = 0; gi < group; gi++) {
+    const i64 h = hk * group + gi, bh = b * a.H + h;
+    const float *qb = a.q + b * a.T * Cq + h * D, *dyb = a.dy + b * a.T * Cq + h * D;
+#pragma unroll 1
+    for (i64 i0 = kb * R; i0 < a.T; i0 += Q) {
+      __syncthreads(); /* the last tile is read */
+      for (int z = threadIdx.x; z < Q * (D / 2); z += blockDim.x) {
+        const int r = z / (D / 2), c = z % (D / 2);
+        const i64 at = (i0 + r) * Cq + 2 * c;
+        const bool in = i0 + r < a.T;
+        qs[r][c] = in ? pc_bf16x2(qb[at] * sc, qb[at + 1] * sc) : 0u;
+        dys[r][c] = in ? pc_bf16x2(dyb[at], dyb[at + 1]) : 0u;
+      }
+      for (int z = threadIdx.x; z < (Q / 2) * D; z += blockDim.x) {
+        const int c = z / D, d = z % D;
+        const i64 i = i0 + 2 * c, at = i * Cq + d;
+        qt[d][c] = pc_bf16x2(i < a.T ? qb[at] * sc : 0.f, i + 1 < a.T ? qb[at + Cq] * sc : 0.f);
+        dyt[d][c] = pc_bf16x2(i < a.T ? dyb[at] : 0.f, i + 1 < a.T ? dyb[at + Cq] : 0.f);
+      }
+      for (int z = threadIdx.x; z < Q; z += blockDim.x) {
+        const i64 i = i0 + z;
+        ls[z] = i < a.T ? a.lse[bh * a.T + i] * 1.4426950408889634f : 0.f;
+        dl[z] = i < a.T ? a.delta[bh * a.T + i] : 0.f;
+      }
+      __syncthreads();
+#pragma unroll 1
+      for (int c = 0; c < Q / 16; c++) { /* 16 queries at a time */
+        const i64 ic = i0 + c * 16;
+        if (ic >= a.T) break;
+        if (ic + 15 < first) continue; /* queries before all the warp's keys (the same for the whole warp) */
+        float s[2][4], dp[2][4];
+        for (int y = 0; y < 2; y++) {
+          for (int x = 0; x < 4; x++) s[y][x] = dp[y][x] = 0.f;
+          for (int kd = 0; kd < D / 16; kd++) {
+            const int i = c * 16 + y * 8 + g;
+            const unsigned bq[2] = {qs[i][kd * 8 + t], qs[i][kd * 8 + 4 + t]},
+                           bd[2] = {dys[i][kd * 8 + t], dys[i][kd * 8 + 4 + t]};
+            pc_mma_bf16_16816(s[y], ka[kd], bq);
+            pc_mma_bf16_16816(dp[y], va[kd], bd);
+          }
+        }
+        float p[2][4], ds[2][4];
+        for (int y = 0; y < 2; y++)
+          for (int x = 0; x < 4; x++) {
+            const int col = c * 16 + y * 8 + 2 * t + (x & 1);
+            const i64 i = i0 + col, j = rows[x >> 1];
+            p[y][x] = i >= j && i < a.T ? exp2f(s[y][x] - ls[col]) : 0.f; /* causal; keys past T are 0 */
+            ds[y][x] = p[y][x] * (dp[y][x] - dl[col]);
+          }
+        const unsigned pa[4] = {pc_bf16x2(p[0][0], p[0][1]), pc_bf16x2(p[0][2], p[0][3]), pc_bf16x2(p[1][0], p[1][1]),
+                                pc_bf16x2(p[1][2], p[1][3])},
+                       da[4] = {pc_bf16x2(ds[0][0], ds[0][1]), pc_bf16x2(ds[0][2], ds[0][3]),
+                                pc_bf16x2(ds[1][0], ds[1][1]), pc_bf16x2(ds[1][2], ds[1][3])};
+        for (int nd = 0; nd < D / 8; nd++) {
+          const unsigned bd[2] = {dyt[nd * 8 + g][c * 8 + t], dyt[nd * 8 + g][c * 8 + 4 + t]},
+                         bq[2] = {qt[nd * 8 + g][c * 8 + t], qt[nd * 8 + g][c * 8 + 4 + t]};
+          pc_mma_bf16_16816(dv[nd], pa, bd);
+          pc_mma_bf16_16816(dk[nd], da, bq);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < 2; r++) {
+    const i64 j = rows[r], row = (b * a.T + j) * Ckv + hk * D + 2 * t;
+    if (j >= a.T) continue;
+    for (int nd = 0; nd < D / 8; nd++) {
+      a.dk[row + nd * 8] = dk[nd][2 * r] * 0.6931471805599453f; /* ln 2: Q carried log2 e */
+      a.dk[row + nd * 8 + 1] = dk[nd][2 * r + 1] * 0.6931471805599453f;
+      a.dv[row + nd * 8] = dv[nd][2 * r];
+      a.dv[row + nd * 8 + 1] = dv[nd][2 * r + 1];
+    }
   }
 }
