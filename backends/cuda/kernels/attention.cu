@@ -32,6 +32,21 @@ template <int D> struct PcAttnShape {
   static const int QROWS = D <= 64 ? 16 : 8;  /* query rows per shared tile (dk, dv) */
 };
 
+/* Key and value rows j0 .. j0 + K (zeros past T) into ks and vs, the whole
+ * block between two barriers: the last tile is read before it is
+ * overwritten, and this one is whole before anyone reads it. */
+template <int D, int K>
+static __device__ void pc_attn_kv_tile(float (*ks)[D], float (*vs)[D], const float *kb, const float *vb, i64 j0, i64 T, i64 Ckv) {
+  __syncthreads();
+  for (int z = threadIdx.x; z < K * D; z += blockDim.x) {
+    const int r = z / D, c = z % D;
+    const i64 j = j0 + r;
+    ks[r][c] = j < T ? kb[j * Ckv + c] : 0.f;
+    vs[r][c] = j < T ? vb[j * Ckv + c] : 0.f;
+  }
+  __syncthreads();
+}
+
 /* y = softmax(q k^T scale) v, causal. With lse/delta set (the gradient's
  * first kernel) it writes the row statistics instead of (or with) y. */
 template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
@@ -50,14 +65,7 @@ template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
   float m = -PC_INF, l = 0.f;
   const i64 end = pc_min64(a.T, (qb + 1) * R);
   for (i64 j0 = 0; j0 < end; j0 += K) {
-    __syncthreads(); /* the last tile is read */
-    for (int z = threadIdx.x; z < K * D; z += blockDim.x) {
-      const int r = z / D, c = z % D;
-      const i64 j = j0 + r;
-      ks[r][c] = j < a.T ? kb[j * Ckv + c] : 0.f;
-      vs[r][c] = j < a.T ? vb[j * Ckv + c] : 0.f;
-    }
-    __syncthreads();
+    pc_attn_kv_tile<D, K>(ks, vs, kb, vb, j0, a.T, Ckv);
     const i64 n = live ? pc_min64(K, i - j0 + 1) : 0;
 #pragma unroll 1
     for (int r = 0; r < n; r++) {
@@ -105,14 +113,7 @@ template <int D> static __device__ void pc_attn_dq(const PcAttn &a) {
   const float lse = live ? a.lse[bh * a.T + i] : 0.f, delta = live ? a.delta[bh * a.T + i] : 0.f;
   const i64 end = pc_min64(a.T, (qb + 1) * R);
   for (i64 j0 = 0; j0 < end; j0 += K) {
-    __syncthreads();
-    for (int z = threadIdx.x; z < K * D; z += blockDim.x) {
-      const int r = z / D, c = z % D;
-      const i64 j = j0 + r;
-      ks[r][c] = j < a.T ? kb[j * Ckv + c] : 0.f;
-      vs[r][c] = j < a.T ? vb[j * Ckv + c] : 0.f;
-    }
-    __syncthreads();
+    pc_attn_kv_tile<D, K>(ks, vs, kb, vb, j0, a.T, Ckv);
     const i64 n = live ? pc_min64(K, i - j0 + 1) : 0;
 #pragma unroll 1
     for (int r = 0; r < n; r++) {
