@@ -50,10 +50,13 @@ enum {
   "  --backend NAME     llvm (compiled in-process; the default when the context length is known),\n" \
   "                     c, or interp (the reference interpreter)\n"                                 \
   "  --jit              the same as --backend llvm\n"                                            \
+  "  --seed N           seed of the random initialisation when there is no --hf (default 1)\n"
+
+/* for the commands that run the model (forward, generate, train) */
+#define MODEL_DEVICE_HELP                                                                           \
   "  --device NAME      cpu (default) or cuda: the model compiled for the first GPU (docs/cuda-backend.md)\n" \
   "  --precision P      with --device cuda, the matrix products: bf16 (default; tensor cores, fp32 sums\n" \
-  "                     and weights), tf32 (tensor cores on fp32 operands) or fp32\n"          \
-  "  --seed N           seed of the random initialisation when there is no --hf (default 1)\n"
+  "                     and weights), tf32 (tensor cores on fp32 operands) or fp32\n"
 
 /* Handles one getopt result if it is a model option: 1 if taken, 0 if not
  * a model option, -1 on a bad value (message printed). */

@@ -272,6 +272,8 @@ int main(void) {
   expect_error(RUN("%s/ponder export models/llama.lua --config tiny --out %s", build, dir),
                "already holds a model (config.json or model.safetensors); export into a new folder");
   expect_error(RUN("%s/ponder export models/llama.lua --config tiny", build), "expected one MODEL.lua and --out DIR");
+  expect_error(RUN("%s/ponder export models/llama.lua --config tiny --device cuda --out %s/x", build, tmp),
+               "ponder export: it runs no model: drop --device");
   expect_error(RUN("%s/ponder export tests/models/bad/no-model-type.lua --out %s/plain", build, tmp),
                "the script must name its Hugging Face architectures and model_type to be exported");
   expect_error(RUN("%s/ponder export models/llama.lua --hf %s/kv-heads --out %s/x", build, tmp, tmp),

@@ -115,6 +115,11 @@ int cmd_export(int argc, char **argv) {
     model_opts_free(&mo);
     return 2;
   }
+  if (mo.device || mo.precision) { /* the weights are read or initialised on the host either way */
+    fprintf(stderr, "ponder export: it runs no model: drop --%s\n", mo.device ? "device" : "precision");
+    model_opts_free(&mo);
+    return 2;
+  }
   mo.script = argv[optind];
   if (!mo.backend && !pc_ends_with(mo.script, ".so")) mo.backend = "interp"; /* nothing runs: no compile */
   PcError err;

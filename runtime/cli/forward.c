@@ -18,7 +18,7 @@ static void usage(FILE *f) {
           "Runs the model once over a prompt of token ids and prints the most likely next\n"
           "tokens. Without --hf the weights are a seeded random initialisation.\n"
           "\n"
-          "options:\n" MODEL_OPTIONS_HELP
+          "options:\n" MODEL_OPTIONS_HELP MODEL_DEVICE_HELP
           "  --ids \"1 2 3\"      the prompt as token ids (default: 16 fixed ids)\n"
           "  --top N            how many next tokens to print (default 5)\n"
           "  --save FILE        also write the prompt and all its logits to a safetensors file\n"

@@ -28,7 +28,7 @@ static void usage(FILE *f) {
           "re-runs the whole forward for every token instead. Without --hf the weights\n"
           "are a seeded random initialisation.\n"
           "\n"
-          "options:\n" MODEL_OPTIONS_HELP
+          "options:\n" MODEL_OPTIONS_HELP MODEL_DEVICE_HELP
           "  --prompt TEXT      the prompt (default: all of stdin)\n"
           "  --prompt-ids IDS   the prompt as token ids, \"1 2 3\"\n"
           "  --tokenizer FILE   tokenizer.json or tokenizer.model (default: from the --hf\n"

@@ -14,7 +14,7 @@ static void usage(FILE *f) {
           "Trains a model on token shards made by `ponder prepare`, writing metrics.jsonl and\n"
           "checkpoints (ckpt-NNNNNNNN/, loadable with --hf) into RUN. `ponder plot RUN` draws the curves.\n"
           "\n"
-          "model:\n" MODEL_OPTIONS_HELP
+          "model:\n" MODEL_OPTIONS_HELP MODEL_DEVICE_HELP
           "  --model FILE          the model script (or give it as the first argument)\n"
           "data:\n"
           "  --data DIR|FILE       a `ponder prepare` folder (train and val splits) or one .bin shard\n"
