@@ -32,6 +32,21 @@ template <int D> struct PcAttnShape {
   static const int QROWS = D <= 64 ? 16 : 8;  /* query rows per shared tile (dk, dv) */
 };
 
+/* The query rows a block of the forward or dq takes (both precisions):
+ * block blockIdx.x of B x H x ceil(T / rows) (cuda_call_plan), the last
+ * rows of a head (the longest, causal) first; its head's KV head's keys
+ * and values. */
+struct PcAttnQueryBlock {
+  i64 b, h, bh, first, Cq, Ckv; /* first: its first query row; Cq, Ckv: row strides */
+  const float *k, *v;           /* row 0 of the KV head's keys and values */
+};
+
+static __device__ PcAttnQueryBlock pc_attn_query_block(const PcAttn &a, i64 D, i64 rows) {
+  const i64 nb = (a.T + rows - 1) / rows, bh = blockIdx.x / nb, qb = nb - 1 - (i64)blockIdx.x % nb;
+  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv), Cq = a.H * D, Ckv = a.Hkv * D;
+  return PcAttnQueryBlock{b, h, bh, qb * rows, Cq, Ckv, a.k + b * a.T * Ckv + hk * D, a.v + b * a.T * Ckv + hk * D};
+}
+
 /* Key and value rows j0 .. j0 + K (zeros past T) into ks and vs, the whole
  * block between two barriers: the last tile is read before it is
  * overwritten, and this one is whole before anyone reads it. */
@@ -52,18 +67,18 @@ static __device__ void pc_attn_kv_tile(float (*ks)[D], float (*vs)[D], const flo
 template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
   const int R = PcAttnShape<D>::ROWS, K = PcAttnShape<D>::KEYS;
   __shared__ float ks[K][D], vs[K][D];
-  const i64 nb = (a.T + R - 1) / R, bh = blockIdx.x / nb, qb = nb - 1 - (i64)blockIdx.x % nb; /* longest rows first */
-  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv), Cq = a.H * D, Ckv = a.Hkv * D;
-  const i64 i = qb * R + threadIdx.x, row = (b * a.T + i) * Cq + h * D;
+  const PcAttnQueryBlock blk = pc_attn_query_block(a, D, R);
+  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq, Ckv = blk.Ckv;
+  const float *kb = blk.k, *vb = blk.v;
+  const i64 i = blk.first + threadIdx.x, row = (b * a.T + i) * Cq + h * D;
   const bool live = i < a.T;
-  const float *kb = a.k + b * a.T * Ckv + hk * D, *vb = a.v + b * a.T * Ckv + hk * D;
   float q[D], o[D];
   for (int d = 0; d < D; d++) {
     q[d] = live ? a.q[row + d] * a.scale : 0.f;
     o[d] = 0.f;
   }
   float m = -PC_INF, l = 0.f;
-  const i64 end = pc_min64(a.T, (qb + 1) * R);
+  const i64 end = pc_min64(a.T, blk.first + R);
   for (i64 j0 = 0; j0 < end; j0 += K) {
     pc_attn_kv_tile<D, K>(ks, vs, kb, vb, j0, a.T, Ckv);
     const i64 n = live ? pc_min64(K, i - j0 + 1) : 0;
@@ -99,11 +114,11 @@ template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
 template <int D> static __device__ void pc_attn_dq(const PcAttn &a) {
   const int R = PcAttnShape<D>::ROWS, K = PcAttnShape<D>::KEYS;
   __shared__ float ks[K][D], vs[K][D], dys[R][D + 1]; /* + 1: a thread's own row, no bank conflicts */
-  const i64 nb = (a.T + R - 1) / R, bh = blockIdx.x / nb, qb = nb - 1 - (i64)blockIdx.x % nb;
-  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv), Cq = a.H * D, Ckv = a.Hkv * D;
-  const i64 i = qb * R + threadIdx.x, row = (b * a.T + i) * Cq + h * D;
+  const PcAttnQueryBlock blk = pc_attn_query_block(a, D, R);
+  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq, Ckv = blk.Ckv;
+  const float *kb = blk.k, *vb = blk.v;
+  const i64 i = blk.first + threadIdx.x, row = (b * a.T + i) * Cq + h * D;
   const bool live = i < a.T;
-  const float *kb = a.k + b * a.T * Ckv + hk * D, *vb = a.v + b * a.T * Ckv + hk * D;
   float q[D], dq[D];
   for (int d = 0; d < D; d++) {
     q[d] = live ? a.q[row + d] * a.scale : 0.f;
@@ -111,7 +126,7 @@ template <int D> static __device__ void pc_attn_dq(const PcAttn &a) {
     dys[threadIdx.x][d] = live ? a.dy[row + d] : 0.f;
   }
   const float lse = live ? a.lse[bh * a.T + i] : 0.f, delta = live ? a.delta[bh * a.T + i] : 0.f;
-  const i64 end = pc_min64(a.T, (qb + 1) * R);
+  const i64 end = pc_min64(a.T, blk.first + R);
   for (i64 j0 = 0; j0 < end; j0 += K) {
     pc_attn_kv_tile<D, K>(ks, vs, kb, vb, j0, a.T, Ckv);
     const i64 n = live ? pc_min64(K, i - j0 + 1) : 0;
@@ -235,11 +250,11 @@ template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
   static_assert(D % 16 == 0 && D <= 128, "head dims of 16, 32, .., 128");
   const int R = PcAttnTcShape<D>::ROWS, K = PcAttnTcShape<D>::KEYS, KW = PcAttnTcShape<D>::KW, VW = PcAttnTcShape<D>::VW;
   __shared__ unsigned ks[K][KW], vt[D][VW]; /* ks[j][c]: k[j][2c, 2c+1]; vt[d][c]: v[2c, 2c+1][d] */
-  const i64 nb = (a.T + R - 1) / R, bh = blockIdx.x / nb, qb = nb - 1 - (i64)blockIdx.x % nb; /* longest rows first */
-  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv), Cq = a.H * D, Ckv = a.Hkv * D;
+  const PcAttnQueryBlock blk = pc_attn_query_block(a, D, R);
+  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq, Ckv = blk.Ckv;
+  const float *kb = blk.k, *vb = blk.v;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const i64 i0 = qb * R + (threadIdx.x >> 5) * 16 + g, rows[2] = {i0, i0 + 8}; /* this lane's two rows */
-  const float *kb = a.k + b * a.T * Ckv + hk * D, *vb = a.v + b * a.T * Ckv + hk * D;
+  const i64 i0 = blk.first + (threadIdx.x >> 5) * 16 + g, rows[2] = {i0, i0 + 8}; /* this lane's two rows */
   const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
   unsigned qa[D / 16][4];
   for (int kk = 0; kk < D / 16; kk++)
@@ -251,7 +266,7 @@ template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
   float o[D / 8][4], m[2] = {-PC_INF, -PC_INF}, l[2] = {0.f, 0.f};
   for (int nd = 0; nd < D / 8; nd++)
     for (int x = 0; x < 4; x++) o[nd][x] = 0.f;
-  const i64 end = pc_min64(a.T, (qb + 1) * R);
+  const i64 end = pc_min64(a.T, blk.first + R);
 #pragma unroll 1
   for (i64 j0 = 0; j0 < end; j0 += K) {
     __syncthreads(); /* the last tile is read */
@@ -266,7 +281,7 @@ template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
       vt[d][c] = pc_bf16x2(j < a.T ? vb[j * Ckv + d] : 0.f, j + 1 < a.T ? vb[(j + 1) * Ckv + d] : 0.f);
     }
     __syncthreads();
-    const bool diag = j0 + K > qb * R; /* the block's own keys: those after a row are masked */
+    const bool diag = j0 + K > blk.first; /* the block's own keys: those after a row are masked */
     const int live_nt = diag ? 2 * (threadIdx.x >> 5) + 2 : K / 8; /* tiles of 8 keys not all after the warp's rows */
     float s[K / 8][4]; /* S = Q K^T, 16 x K: K / 8 tiles of 16 x 8 */
     for (int nt = 0; nt < K / 8; nt++) {
@@ -370,11 +385,11 @@ template <int D> static __device__ void pc_attn_dq_tc(const PcAttn &a) {
   const int R = PcAttnTcBwdShape<D>::ROWS, K = PcAttnTcBwdShape<D>::TILE, RW = PcAttnTcBwdShape<D>::RW,
             TW = PcAttnTcBwdShape<D>::TW;
   __shared__ unsigned ks[K][RW], vs[K][RW], kt[D][TW]; /* ks[j][c]: k[j][2c, 2c+1]; kt[d][c]: k[2c, 2c+1][d] */
-  const i64 nb = (a.T + R - 1) / R, bh = blockIdx.x / nb, qb = nb - 1 - (i64)blockIdx.x % nb; /* longest rows first */
-  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv), Cq = a.H * D, Ckv = a.Hkv * D;
+  const PcAttnQueryBlock blk = pc_attn_query_block(a, D, R);
+  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq, Ckv = blk.Ckv;
+  const float *kb = blk.k, *vb = blk.v;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const i64 first = qb * R + (threadIdx.x >> 5) * 16, rows[2] = {first + g, first + g + 8}; /* the warp's, this lane's */
-  const float *kb = a.k + b * a.T * Ckv + hk * D, *vb = a.v + b * a.T * Ckv + hk * D;
+  const i64 first = blk.first + (threadIdx.x >> 5) * 16, rows[2] = {first + g, first + g + 8}; /* the warp's, this lane's */
   const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
   unsigned qa[D / 16][4], dya[D / 16][4];
   for (int kd = 0; kd < D / 16; kd++)
@@ -391,7 +406,7 @@ template <int D> static __device__ void pc_attn_dq_tc(const PcAttn &a) {
   float dq[D / 8][4];
   for (int nd = 0; nd < D / 8; nd++)
     for (int x = 0; x < 4; x++) dq[nd][x] = 0.f;
-  const i64 end = pc_min64(a.T, (qb + 1) * R);
+  const i64 end = pc_min64(a.T, blk.first + R);
 #pragma unroll 1
   for (i64 j0 = 0; j0 < end; j0 += K) {
     __syncthreads(); /* the last tile is read */
