@@ -5,7 +5,8 @@
  * a library made by pondercc --target cuda (with column sums over chunks
  * of 5 rows); each in both precisions of the matrix products:
  *   fp32  within 1e-4 of each output's largest magnitude;
- *   bf16  within the bounds of bf16_tol (below).
+ *   bf16  within the bounds of bf16_tol (below), and the same to the bit
+ *         with PONDER_CUDA_MIRRORS=0 (every operand converted).
  *
  *   test_cuda_backend emu   the generated CUDA C on the CPU emulator (every CI
  *                           run; skips without a C++ compiler), with blocks
@@ -62,6 +63,26 @@ static int top_k(const EquivCase *k) {
   return 0;
 }
 
+/* In bf16, products read the operands that kernels stored with a bf16
+ * mirror from the mirror instead of converting them: the same bits, so
+ * the same results to the bit as converting every operand. */
+static void check_mirrors(const EquivCase *k, const char *what, LoadedModel *got, const ModelOpts *o) {
+  static const double exact[ENTRY_COUNT] = {0};
+  char how[96];
+  snprintf(how, sizeof how, "%s, mirrors = conversions", what);
+  setenv("PONDER_CUDA_MIRRORS", "0", 1);
+  LoadedModel plain;
+  PcError err;
+  int rc = model_load(o, &plain, &err);
+  unsetenv("PONDER_CUDA_MIRRORS");
+  if (rc < 0) {
+    CHECKF(0, "%s: %s: %s", k->label, how, err.msg);
+    return;
+  }
+  equiv_models_within(k->label, how, got, &plain, exact);
+  model_unload(&plain);
+}
+
 /* got, loaded with o at each precision, against ref */
 static void check_precisions(const EquivCase *k, const char *how, LoadedModel *ref, ModelOpts o) {
   for (size_t p = 0; p < sizeof precisions / sizeof *precisions; p++) {
@@ -77,6 +98,7 @@ static void check_precisions(const EquivCase *k, const char *how, LoadedModel *r
       continue;
     }
     equiv_models_within(k->label, what, ref, &got, precisions[p].tol);
+    if (precisions[p].tol == bf16_tol) check_mirrors(k, what, &got, &o);
     model_unload(&got);
   }
 }

@@ -3,7 +3,8 @@
  * numerically with OpenBLAS), which nests become which kind of kernel, the
  * barriers and lane-0 stores of uniform code, what the host executor asks
  * a (recording) device to do for a small hand-made program, render errors,
- * and the kernel program's byte form (round trip; damaged bytes refused). */
+ * the kernel program's byte form (round trip; damaged bytes refused), and
+ * which stores write bf16 mirrors and when the executor reads them. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,7 @@ static void check_addresses_and_args(void) {
   CudaValue vars[2] = {{.f = 2.5f}, {.i = -9}};
   uint64_t values[5];
   void *ptrs[5];
-  cuda_pack_args(&cp, &l, dims, bufs, vars, 0x9000, values, ptrs);
+  cuda_pack_args(&cp, &l, dims, bufs, vars, 0x9000, 0, values, ptrs);
   float f;
   memcpy(&f, ptrs[2], 4);
   CHECK(*(int64_t *)ptrs[0] == 7 && *(uint64_t *)ptrs[1] == 0x10000 + 4096 && f == 2.5f && *(int64_t *)ptrs[3] == -9 &&
@@ -326,6 +327,166 @@ static void check_bytes(void) {
   kir_free(p);
 }
 
+/* ---- bf16 mirrors ------------------------------------------------------------------ */
+
+static void check_ranges(void) {
+  CudaRanges r = {0};
+  cuda_ranges_add(&r, 10, 20);
+  cuda_ranges_add(&r, 30, 40);
+  cuda_ranges_add(&r, 20, 30); /* joins both */
+  CHECK(r.n == 1 && r.a[0].lo == 10 && r.a[0].hi == 40);
+  cuda_ranges_remove(&r, 15, 18); /* splits it */
+  CHECK(r.n == 2 && r.a[0].hi == 15 && r.a[1].lo == 18 && r.a[1].hi == 40);
+  CHECK(cuda_ranges_cover(&r, 10, 15) && cuda_ranges_cover(&r, 20, 40) && !cuda_ranges_cover(&r, 14, 19));
+  CHECK(cuda_ranges_cover(&r, 5, 5) && !cuda_ranges_cover(&r, 0, 11));
+  cuda_ranges_add(&r, 0, 5);
+  cuda_ranges_remove(&r, 3, 100); /* cuts the first, drops the others */
+  CHECK(r.n == 1 && r.a[0].lo == 0 && r.a[0].hi == 3);
+  cuda_ranges_add(&r, 50, 60);
+  cuda_ranges_add(&r, 45, 70);
+  cuda_ranges_add(&r, 10, 20);
+  CHECK(r.n == 3 && r.a[1].lo == 10 && r.a[2].lo == 45 && r.a[2].hi == 70);
+  vec_free(&r);
+}
+
+/* a device that counts conversions and records where products read A */
+typedef struct {
+  CudaDevice base;
+  uint32_t to_bf16;
+  int conversions, n_gemm;
+  CuPtr a[16], next;
+} MRec;
+
+static int mrec_launch(CudaDevice *d, uint32_t k, uint32_t grid, uint32_t block, void **params, PcError *err) {
+  ((MRec *)d)->conversions += k == ((MRec *)d)->to_bf16;
+  return 0;
+}
+static int mrec_gemm(CudaDevice *d, const CudaGemm *g, PcError *err) {
+  MRec *r = (MRec *)d;
+  if (r->n_gemm < 16) r->a[r->n_gemm] = g->b; /* row-major A */
+  r->n_gemm++;
+  return 0;
+}
+static int mrec_fill(CudaDevice *d, CuPtr dst, uint32_t bits, size_t count, PcError *err) { return 0; }
+static int mrec_alloc(CudaDevice *d, size_t bytes, CuPtr *out, PcError *err) {
+  MRec *r = (MRec *)d;
+  *out = r->next;
+  r->next += (bytes + 0xffff) & ~(CuPtr)0xffff;
+  return 0;
+}
+
+/*   entry m [B <= 4], n = 8 on the host; arena buffers a0 .. a6 of 64 elements
+ *     parfor p in 0 .. B: vfor j in 0 .. 8: a0[p*8 + j] = 1              rows of 8: mirrored
+ *     parfor p in 0 .. B: k = p*n; vfor j in 0 .. n: a1[(k + j) + 4] = 2 rows of n from 4: mirrored
+ *     parfor p in 0 .. B: a2[p] = 3                                      rows of 1: mirrored
+ *     parfor p in 0 .. B: if p < 2: a3[p] = 4                            conditional: not
+ *     parfor p in 0 .. B: vfor j in 0 .. 4: a4[p*8 + j] = 5              rows shorter than their stride: not
+ *     parfor p in 0 .. B: vfor j in 0 .. 8: a5[p*8 + j] = 6;
+ *                         vfor j in 0 .. 4: a5[p*8 + 2j] = 7             one store not a row: not
+ *     parfor p in 0 .. B: vfor j in 0 .. 8: a6[p*8 + j] = 8              no product reads a6: not
+ *     then products reading a0 .. a5 (A) with w (B), a fill of a0 between two that read a0, and a
+ *     product writing a2 between two that read a2 */
+static void check_mirrors(void) {
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "m");
+  uint32_t B = kdim(e, "B", 4);
+  uint32_t w = kbuf(e, "w", K_F32, KB_PARAM, 0, 0, 64), out = kbuf(e, "out", K_F32, KB_OUTPUT, 0, 0, 64), a[7];
+  for (uint32_t i = 0; i < 7; i++) a[i] = kbuf(e, "a", K_F32, KB_ARENA, 0, 256 * i, 64);
+  uint32_t n = kvar(e, "n", K_I64), k = kvar(e, "k", K_I64), pv[7], jv[7];
+  for (int i = 0; i < 7; i++) {
+    pv[i] = kvar(e, "p", K_I64);
+    jv[i] = kvar(e, "j", K_I64);
+  }
+  ks_assign(p, e->body, n, kx_i(p, 8));
+  uint32_t stmt[7], row[7];
+  for (int i = 0; i < 7; i++) {
+    stmt[i] = (uint32_t)p->stmts.n;
+    row[i] = ks_for(p, e->body, KL_PARALLEL, pv[i], kx_i(p, 0), kx_dim(p, B));
+  }
+#define P(i) kx_var(p, e, pv[i])
+#define J(i) kx_var(p, e, jv[i])
+  uint32_t v = ks_for(p, row[0], KL_VECTOR, jv[0], kx_i(p, 0), kx_i(p, 8));
+  ks_store(p, v, a[0], kx_add(p, kx_mul(p, P(0), kx_i(p, 8)), J(0)), kx_f(p, 1));
+  ks_assign(p, row[1], k, kx_mul(p, P(1), kx_var(p, e, n)));
+  v = ks_for(p, row[1], KL_VECTOR, jv[1], kx_i(p, 0), kx_var(p, e, n));
+  ks_store(p, v, a[1], kx_add(p, kx_add(p, kx_var(p, e, k), J(1)), kx_i(p, 4)), kx_f(p, 2));
+  ks_store(p, row[2], a[2], P(2), kx_f(p, 3));
+  uint32_t cond = ks_if(p, row[3], kx_op(p, KE_LT, P(3), kx_i(p, 2), 0));
+  ks_store(p, cond, a[3], P(3), kx_f(p, 4));
+  v = ks_for(p, row[4], KL_VECTOR, jv[4], kx_i(p, 0), kx_i(p, 4));
+  ks_store(p, v, a[4], kx_add(p, kx_mul(p, P(4), kx_i(p, 8)), J(4)), kx_f(p, 5));
+  v = ks_for(p, row[5], KL_VECTOR, jv[5], kx_i(p, 0), kx_i(p, 8));
+  ks_store(p, v, a[5], kx_add(p, kx_mul(p, P(5), kx_i(p, 8)), J(5)), kx_f(p, 6));
+  uint32_t j5b = kvar(e, "j", K_I64);
+  v = ks_for(p, row[5], KL_VECTOR, j5b, kx_i(p, 0), kx_i(p, 4));
+  ks_store(p, v, a[5], kx_add(p, kx_mul(p, P(5), kx_i(p, 8)), kx_mul(p, kx_i(p, 2), kx_var(p, e, j5b))), kx_f(p, 7));
+  v = ks_for(p, row[6], KL_VECTOR, jv[6], kx_i(p, 0), kx_i(p, 8));
+  ks_store(p, v, a[6], kx_add(p, kx_mul(p, P(6), kx_i(p, 8)), J(6)), kx_f(p, 8));
+#undef P
+#undef J
+  /* out = a_i[rows 0 .. B of 8] w^T: a1's from element 4 */
+  for (int i = 0; i < 6; i++) {
+    KGemm g = {.tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 8), .k = kx_i(p, i == 2 || i == 3 ? 1 : 8), .alpha = 1, .a = a[i], .b = w,
+               .c = out, .a_off = kx_i(p, i == 1 ? 4 : 0), .b_off = kx_i(p, 0), .c_off = kx_i(p, 0),
+               .lda = kx_i(p, i == 2 || i == 3 ? 1 : 8), .ldb = kx_i(p, 8), .ldc = kx_i(p, 8)};
+    ks_gemm(p, e->body, &g);
+    if (i == 0) {
+      ks_fill(p, e->body, a[0], kx_i(p, 0), kx_i(p, 8), kx_f(p, 0));
+      ks_gemm(p, e->body, &g);
+    }
+    if (i == 2) { /* a product writing a2, then one reading it */
+      KGemm over = {.tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 1), .k = kx_i(p, 8), .alpha = 1, .a = w, .b = w, .c = a[2],
+                    .a_off = kx_i(p, 0), .b_off = kx_i(p, 0), .c_off = kx_i(p, 0), .lda = kx_i(p, 8), .ldb = kx_i(p, 8),
+                    .ldc = kx_i(p, 1)};
+      ks_gemm(p, e->body, &over);
+      ks_gemm(p, e->body, &g);
+    }
+  }
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  PcError err;
+  if (cuda_render(p, &o, &cp, &err) < 0) {
+    CHECKF(0, "render: %s", err.msg);
+    kir_free(p);
+    return;
+  }
+  for (int i = 0; i < 7; i++) {
+    const CudaLaunch *l = &cp.launches.a[cp.launch_of[stmt[i]]];
+    CHECKF((l->n_m == 1) == (i < 3), "kernel %d: %u mirrors", i, l->n_m);
+  }
+  const CudaLaunch *l1 = &cp.launches.a[cp.launch_of[stmt[1]]], *l2 = &cp.launches.a[cp.launch_of[stmt[2]]];
+  CHECK(l1->n_m && cp.mirrors.a[l1->m0].buf == a[1] && cp.mirrors.a[l1->m0].w != UINT32_MAX && cp.mirrors.a[l1->m0].n_c == 1);
+  CHECK(l2->n_m && cp.mirrors.a[l2->m0].w == UINT32_MAX);
+  CHECKF(cp.mirror_span[0] == 0 && cp.mirror_span[1] == 256 * 2 + 4 * 64, "span %llu %llu", (unsigned long long)cp.mirror_span[0], (unsigned long long)cp.mirror_span[1]);
+  CHECK_STR_CONTAINS(cp.source, "if (h0) h0[");
+  /* what the executor reads: the mirror where rows were mirrored, else a conversion */
+  MRec rec = {.base = {.name = "mrec", .launch = mrec_launch, .gemm = mrec_gemm, .fill32 = mrec_fill, .alloc = mrec_alloc,
+                       .release = rec_release, .sync = rec_sync},
+              .to_bf16 = cp.runtime_kernel[CR_TO_BF16], .next = 0x900000};
+  CuPtr params[1] = {0x100000}, outputs[1] = {0x200000}, bufs[9];
+  cuda_buffer_addresses(&p->entries.a[0], params, NULL, outputs, 0x300000, bufs);
+  int64_t dims[1] = {3};
+  CudaGemmCtx gc = {.precision = CUDA_BF16};
+  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+  /* the mirror came first (0x900000): arena byte o's at 0x900000 + o / 2; products' A is cuBLAS's B */
+  CHECK(gc.mirror == 0x900000 && gc.mirror_bytes == (256 * 2 + 4 * 64) / 2);
+  CHECK(rec.n_gemm == 9 && rec.a[0] == 0x900000 && rec.a[2] == 0x900000 + 256 / 2 + 2 * 4 && rec.a[3] == 0x900000 + 512 / 2);
+  for (int i = 1; i < 9; i++)
+    if (i != 2 && i != 3) CHECKF(rec.a[i] < 0x900000 || rec.a[i] >= 0x900000 + gc.mirror_bytes, "product %d read a mirror", i);
+  /* w once; a0 after the fill and a2 after the product (no longer fresh), a3, a4, a5 */
+  CHECKF(rec.conversions == 6, "%d conversions", rec.conversions);
+  CHECKF(gc.mirrored == 2 * (3 * 8) + 3 * 1, "%llu elements read from mirrors", (unsigned long long)gc.mirrored);
+  cuda_gemm_ctx_free(&gc, &rec.base);
+  /* with convert_only, no mirrors: every product's operands converted */
+  rec = (MRec){.base = rec.base, .to_bf16 = rec.to_bf16, .next = 0x900000};
+  gc = (CudaGemmCtx){.precision = CUDA_BF16, .convert_only = 1};
+  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+  CHECKF(gc.mirrored == 0 && gc.mirror_bytes == 0 && rec.conversions == 9, "%d conversions", rec.conversions);
+  cuda_gemm_ctx_free(&gc, &rec.base);
+  cuda_program_free(&cp);
+  kir_free(p);
+}
+
 int main(void) {
   check_shapes();
   check_addresses_and_args();
@@ -334,5 +495,7 @@ int main(void) {
   check_program();
   check_errors();
   check_bytes();
+  check_ranges();
+  check_mirrors();
   return check_exit();
 }

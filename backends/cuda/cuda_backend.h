@@ -24,8 +24,9 @@ typedef enum {
 
 /* One kernel parameter: a dim's value, a buffer's address, a variable's
  * value, or the address of a variable's result slot (a one-thread kernel
- * that assigns a host variable writes it there; the host reads it back). */
-typedef enum { CA_DIM, CA_BUF, CA_VAR, CA_SLOT, CA_KERNEL } CudaArgKind; /* CA_KERNEL: one of a call's kernels */
+ * that assigns a host variable writes it there; the host reads it back),
+ * or the address of a buffer's bf16 mirror (CudaMirror; 0: none). */
+typedef enum { CA_DIM, CA_BUF, CA_VAR, CA_SLOT, CA_KERNEL, CA_MIRROR } CudaArgKind; /* CA_KERNEL: one of a call's kernels */
 
 typedef struct {
   uint8_t kind; /* CudaArgKind */
@@ -39,7 +40,20 @@ typedef struct {
   uint32_t threads;             /* threads per block */
   uint32_t arg0, n_args;        /* CudaProgram.args[arg0 ..] */
   uint32_t w0, n_w;             /* the buffers it writes: CudaProgram.writes[w0 ..] */
+  uint32_t m0, n_m;             /* the rows it mirrors in bf16: CudaProgram.mirrors[m0 ..] */
 } CudaLaunch;
+
+/* Stores of a kernel that also write a bf16 copy of what they store (its
+ * mirror), so that a matrix product reading the values in bf16 need not
+ * convert them (cuda_mirror.c). Every store of the kernel to the arena
+ * buffer `buf` writes whole rows: row r of the parallel loop (its bounds
+ * are the launch's) writes elements [c + r w, c + r w + w), every one of
+ * them, w and c known to the host at launch. */
+typedef struct {
+  uint32_t buf;
+  uint32_t w;       /* an expression; UINT32_MAX: 1 */
+  uint32_t c0, n_c; /* c, a sum of expressions: CudaProgram.mirror_terms[c0 ..] */
+} CudaMirror;
 
 /* Threads per block by mode; the kernels read blockDim, so these are the
  * host's choice (an emulator runs smaller blocks of the same code). */
@@ -61,6 +75,9 @@ typedef struct {
   VEC(CudaArg) args;
   VecU32 writes;             /* per launch, the entry's buffers it writes (what the executor's caches forget) */
   uint32_t *launch_of;       /* per statement of prog: its launch, or UINT32_MAX */
+  VEC(CudaMirror) mirrors;
+  VecU32 mirror_terms;
+  uint64_t *mirror_span;     /* per entry, arena bytes [lo, hi) of the buffers with mirrors (lo = hi: none) */
   uint32_t runtime_kernel[CUDA_MAX_RUNTIME_KERNELS]; /* the runtime's kernels' numbers (cuda_library.h) */
 } CudaProgram;
 
@@ -95,9 +112,11 @@ typedef union {
 } CudaValue;
 
 /* The argument values of a launch, 8 bytes each (an f32 in the first 4),
- * and kernelParams pointing at them, as cuLaunchKernel takes them. */
+ * and kernelParams pointing at them, as cuLaunchKernel takes them.
+ * mirror0: where the mirror of arena byte 0 would be (an arena buffer's
+ * mirror is at mirror0 + offset / 2), 0 for no mirrors. */
 void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *dims, const CuPtr *bufs,
-                    const CudaValue *vars, CuPtr slots, uint64_t *values, void **params);
+                    const CudaValue *vars, CuPtr slots, CuPtr mirror0, uint64_t *values, void **params);
 
 /* What matrix products compute in (--precision; docs/cuda-backend.md):
  * bf16 tensor cores (operands rounded to bf16, products and sums in fp32),

@@ -39,18 +39,27 @@ struct CudaDevice {
  *   converted once per cuda_exec call, into a copy of the whole parameter
  *   that the call's later products (forward, backward, every pondering
  *   pass) reuse.
- * - An activation goes into one of CUDA_ACT_SLOTS scratch buffers, which
- *   remember what they hold: the same range again, with nothing written
- *   over it since (every launch, product, fill and copy forgets the slots
- *   it writes over), is not converted again. So the hidden states that
- *   every chunk of a fused vocabulary op multiplies are rounded once. */
+ * - An activation in the arena that kernels stored with its bf16 mirror
+ *   (CudaMirror: the kernel rounds as CR_TO_BF16 does) is read from the
+ *   mirror when every element the product reads was last written by such
+ *   a store in this call (`fresh`: mirrored rows add to it; every other
+ *   launch, product, fill and copy takes what it writes out).
+ * - Another activation goes into one of CUDA_ACT_SLOTS scratch buffers,
+ *   which remember what they hold: the same range again, with nothing
+ *   written over it since (every launch, product, fill and copy forgets the
+ *   slots it writes over), is not converted again. So the hidden states
+ *   that every chunk of a fused vocabulary op multiplies are rounded once. */
 typedef struct {
-  uint64_t lo, hi; /* elements [lo, hi) */
+  uint64_t lo, hi; /* [lo, hi) */
 } CudaRange;
+typedef VEC(CudaRange) CudaRanges; /* sorted, disjoint, none empty (cuda_ranges.c) */
+void cuda_ranges_add(CudaRanges *r, uint64_t lo, uint64_t hi);
+void cuda_ranges_remove(CudaRanges *r, uint64_t lo, uint64_t hi);
+int cuda_ranges_cover(const CudaRanges *r, uint64_t lo, uint64_t hi); /* [lo, hi) lies in one range */
 typedef struct {
   CuPtr bf16;          /* the parameter's layout in bf16 (0: none yet) */
   size_t bytes;
-  VEC(CudaRange) done; /* converted in this call */
+  CudaRanges done;      /* elements converted in this call */
 } CudaParamBf16;
 #define CUDA_ACT_SLOTS 4
 typedef struct {
@@ -62,11 +71,16 @@ typedef struct {
 } CudaActBf16;
 typedef struct {
   CudaPrecision precision;
+  int convert_only;     /* no mirrors: every activation converted at its product (tests compare) */
   CudaActBf16 act[CUDA_ACT_SLOTS];
   uint64_t clock;
   CudaParamBf16 *param; /* by parameter index, n_param of them */
   size_t n_param;
-  uint64_t converted;   /* elements rounded to bf16, over every call (tests, docs) */
+  CuPtr mirror;         /* the arena's bf16 mirrors (CudaProgram.mirror_span) */
+  size_t mirror_bytes;
+  CudaRanges fresh;     /* arena bytes whose mirror holds their value, in this call */
+  uint64_t converted;   /* elements rounded to bf16 for a product, over every call (tests, docs) */
+  uint64_t mirrored;    /* operand elements a product read from a mirror */
 } CudaGemmCtx;
 void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d);
 size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g); /* the device memory it holds */

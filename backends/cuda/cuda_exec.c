@@ -3,7 +3,8 @@
  * evaluating their expressions itself, and hands each launch, matrix
  * product, fill and copy to the device, in order. A one-thread kernel
  * that assigns host variables leaves them in slots, read back after it.
- * In bf16 it rounds each product's operands first (CudaGemmCtx). */
+ * In bf16 it rounds each product's operands first, or finds them in the
+ * bf16 mirrors that kernels wrote (CudaGemmCtx). */
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_library.h"
 
@@ -69,6 +70,7 @@ typedef struct {
   uint64_t *values;
   void **params;
   CudaGemmCtx *gc; /* NULL: fp32 */
+  CuPtr mirror0;   /* where arena byte 0's mirror would be; 0: no mirrors */
   PcError *err;
 } Exec;
 
@@ -94,7 +96,7 @@ static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
   int64_t n = l->mode == CM_SERIAL || l->mode == CM_GROUP ? 1 : eval_i(x, s->e[1]) - eval_i(x, s->e[0]);
   uint32_t grid, block;
   if (!cuda_launch_shape(l, n, &grid, &block)) return 0;
-  cuda_pack_args(x->cp, l, x->dims, x->bufs, x->vars, x->slots, x->values, x->params);
+  cuda_pack_args(x->cp, l, x->dims, x->bufs, x->vars, x->slots, x->mirror0, x->values, x->params);
   if (x->d->launch(x->d, l->kernel, grid, block, x->params, x->err) < 0) return -1;
   for (uint32_t i = 0; i < l->n_args; i++) { /* host variables it assigned */
     const CudaArg *a = &x->cp->args.a[l->arg0 + i];
@@ -119,12 +121,17 @@ static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   for (int k = 0; k < ci->n_buf; k++) bufs[k] = x->bufs[c->buf[k]];
   CudaAttnArgs a;
   cuda_call_args(c->op, bufs, args, scale, &a);
+  int64_t n_mirrored = 0;
+  int mb = x->mirror0 && l->n_m ? cuda_call_mirror(c->op, args, &n_mirrored) : -1;
+  const KBuf *mbuf = mb < 0 ? NULL : &x->e->bufs.a[c->buf[mb]];
+  if (mbuf) a.yh = x->mirror0 + mbuf->offset / 2;
   int kernel[CUDA_CALL_MAX_KERNELS];
   uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
   int n = cuda_call_plan(c->op, args, x->gc && x->gc->precision == CUDA_BF16, kernel, grid, block);
   void *params[1] = {&a};
   for (int i = 0; i < n; i++)
     if (x->d->launch(x->d, x->cp->args.a[l->arg0 + (uint32_t)kernel[i]].id, grid[i], block[i], params, x->err) < 0) return -1;
+  if (mbuf && n) cuda_ranges_add(&x->gc->fresh, mbuf->offset, mbuf->offset + 4 * (uint64_t)n_mirrored);
   return 0;
 }
 
@@ -151,18 +158,43 @@ static int to_bf16(Exec *x, CuPtr src, CuPtr dst, uint64_t n) {
   return cuda_runtime_launch(x->cp, x->d, CR_TO_BF16, (int64_t)n, &a, x->err);
 }
 
-/* Buffer buf is written: the activation slots holding any of it forget it. */
-static void written(Exec *x, uint32_t buf) {
+/* Buffer buf is written: the activation slots holding any of it forget
+ * it, and so does the mirror (unless the launch mirrored what it wrote). */
+static void written(Exec *x, uint32_t buf, int mirrored) {
   if (!x->gc) return;
-  CuPtr lo = x->bufs[buf], hi = lo + 4 * x->e->bufs.a[buf].numel;
+  const KBuf *b = &x->e->bufs.a[buf];
+  CuPtr lo = x->bufs[buf], hi = lo + 4 * b->numel;
   for (int i = 0; i < CUDA_ACT_SLOTS; i++) {
     CudaActBf16 *t = &x->gc->act[i];
     if (t->held && t->src < hi && lo < t->src + 4 * t->n) t->held = 0;
   }
+  if (x->mirror0 && !mirrored && b->kind == KB_ARENA) cuda_ranges_remove(&x->gc->fresh, b->offset, b->offset + 4 * b->numel);
 }
 
-static void launch_written(Exec *x, const CudaLaunch *l) {
-  for (uint32_t i = 0; i < l->n_w; i++) written(x, x->cp->writes.a[l->w0 + i]);
+/* Launch l of a parallel loop stored its rows with their mirrors: row r
+ * wrote elements [c + r w, c + (r + 1) w) of the buffer, and they are fresh. */
+static void mark_rows(Exec *x, const KStmt *s, const CudaLaunch *l) {
+  int64_t lo = eval_i(x, s->e[0]), hi = eval_i(x, s->e[1]);
+  for (uint32_t k = 0; k < l->n_m; k++) {
+    const CudaMirror *m = &x->cp->mirrors.a[l->m0 + k];
+    int64_t w = m->w == UINT32_MAX ? 1 : eval_i(x, m->w), c = 0;
+    for (uint32_t t = 0; t < m->n_c; t++) c += eval_i(x, x->cp->mirror_terms.a[m->c0 + t]);
+    const KBuf *b = &x->e->bufs.a[m->buf];
+    if (w > 0 && lo < hi && c + lo * w >= 0 && (uint64_t)(c + hi * w) <= b->numel)
+      cuda_ranges_add(&x->gc->fresh, b->offset + 4 * (uint64_t)(c + lo * w), b->offset + 4 * (uint64_t)(c + hi * w));
+  }
+}
+
+/* After launch l: what it mirrored is fresh (a call marks its own), what
+ * else it wrote is not. */
+static void launch_written(Exec *x, const KStmt *s, const CudaLaunch *l) {
+  if (x->mirror0 && l->n_m && l->mode != CM_CALL) mark_rows(x, s, l);
+  for (uint32_t i = 0; i < l->n_w; i++) {
+    uint32_t buf = x->cp->writes.a[l->w0 + i];
+    int mirrored = 0;
+    for (uint32_t k = 0; k < l->n_m; k++) mirrored |= x->cp->mirrors.a[l->m0 + k].buf == buf;
+    written(x, buf, mirrored);
+  }
 }
 
 /* The bf16 copy of a product's operand: rows x cols of buffer buf from
@@ -173,6 +205,11 @@ static int bf16_operand(Exec *x, uint32_t buf, int64_t off, int64_t rows, int64_
   const KBuf *b = &x->e->bufs.a[buf];
   uint64_t n = rows > 0 && cols > 0 ? (uint64_t)((rows - 1) * ld + cols) : 0, lo = (uint64_t)off, hi = lo + n;
   CuPtr src = x->bufs[buf] + 4 * lo;
+  if (x->mirror0 && b->kind == KB_ARENA && cuda_ranges_cover(&g->fresh, b->offset + 4 * lo, b->offset + 4 * hi)) {
+    *out = x->mirror0 + b->offset / 2 + 2 * lo; /* kernels stored it with its mirror */
+    g->mirrored += n;
+    return 0;
+  }
   if (b->kind != KB_PARAM) { /* an activation: unless a slot holds it already */
     CudaActBf16 *slot = NULL;
     for (int i = 0; i < CUDA_ACT_SLOTS; i++) {
@@ -201,9 +238,8 @@ static int bf16_operand(Exec *x, uint32_t buf, int64_t off, int64_t rows, int64_
     p->bytes = 2 * b->numel;
   }
   *out = p->bf16 + 2 * lo;
-  for (size_t i = 0; i < p->done.n; i++) /* converted earlier in this call */
-    if (p->done.a[i].lo <= lo && hi <= p->done.a[i].hi) return 0;
-  vec_push(&p->done, ((CudaRange){lo, hi}));
+  if (cuda_ranges_cover(&p->done, lo, hi)) return 0; /* converted earlier in this call */
+  cuda_ranges_add(&p->done, lo, hi);
   return n ? to_bf16(x, src, *out, n) : 0;
 }
 
@@ -221,24 +257,27 @@ static int gemm(Exec *x, const KGemm *g) {
   CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, a, lda, b, ldb, g->beta,
                                   x->bufs[g->c] + 4 * (uint64_t)eval_i(x, g->c_off), eval_i(x, g->ldc));
   c.precision = precision;
-  written(x, g->c);
+  written(x, g->c, 0);
   return x->d->gemm(x->d, &c, x->err);
 }
 
 void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
   for (int i = 0; i < CUDA_ACT_SLOTS; i++)
     if (g->act[i].bf16) d->release(d, g->act[i].bf16);
+  if (g->mirror) d->release(d, g->mirror);
+  vec_free(&g->fresh);
   for (size_t i = 0; i < g->n_param; i++) {
     if (g->param[i].bf16) d->release(d, g->param[i].bf16);
     vec_free(&g->param[i].done);
   }
   free(g->param);
-  *g = (CudaGemmCtx){.precision = g->precision};
+  *g = (CudaGemmCtx){.precision = g->precision, .convert_only = g->convert_only};
 }
 
 size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g) {
   size_t bytes = 0;
   for (int i = 0; i < CUDA_ACT_SLOTS; i++) bytes += g->act[i].bytes;
+  bytes += g->mirror_bytes;
   for (size_t i = 0; i < g->n_param; i++) bytes += g->param[i].bytes;
   return bytes;
 }
@@ -286,7 +325,7 @@ static int run_block(Exec *x, uint32_t blk) {
     if (x->cp->launch_of[id] != UINT32_MAX) {
       const CudaLaunch *l = &x->cp->launches.a[x->cp->launch_of[id]];
       rc = l->mode == CM_CALL ? call(x, s, l) : launch(x, s, l);
-      launch_written(x, l);
+      launch_written(x, s, l);
     } else {
       switch (s->kind) {
       case KS_ASSIGN: x->vars[s->var] = eval(x, s->e[0]); break;
@@ -303,7 +342,7 @@ static int run_block(Exec *x, uint32_t blk) {
       case KS_FILL:
       case KS_COPY:
         rc = s->kind == KS_FILL ? fill(x, s) : copy(x, s);
-        written(x, s->buf[0]);
+        written(x, s->buf[0], 0);
         break;
       case KS_STORE: PC_BUG("cuda: a store left to the host");
       case KS_CALL: PC_BUG("cuda: a call without its launch");
@@ -325,6 +364,12 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
     gc->param[i].done.n = 0;
   for (int i = 0; gc && i < CUDA_ACT_SLOTS; i++) /* so may the inputs, and the host's copies into the arena */
     gc->act[i].held = 0;
+  const uint64_t *span = &cp->mirror_span[2 * entry];
+  if (gc && gc->precision == CUDA_BF16 && !gc->convert_only && span[0] < span[1]) {
+    if (grow(d, &gc->mirror, &gc->mirror_bytes, (span[1] - span[0]) / 2, err) < 0) return -1;
+    x.mirror0 = gc->mirror - span[0] / 2; /* wraps below the arena's first mirrored byte; never read there */
+    gc->fresh.n = 0;
+  }
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
   x.values = pc_xcalloc(most, sizeof *x.values);
   x.params = pc_xcalloc(most, sizeof *x.params);

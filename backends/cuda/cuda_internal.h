@@ -13,6 +13,7 @@ typedef struct {
   unsigned char *loop_var;
   uint32_t *n_assign;    /* per variable: how many statements assign it */
   uint32_t *def;         /* per variable assigned once: its value */
+  unsigned char *operand;/* per buffer: a matrix product reads it (as A or B) */
 } CudaScan;
 
 void cuda_scan_init(CudaScan *a, const KProgram *p, const KEntry *e);
@@ -34,6 +35,10 @@ int cuda_estimate(const CudaScan *a, uint32_t x, int64_t *out);
 int cuda_vfor_spreads(const CudaScan *a, const KStmt *s);
 /* For a reduction `a = op(a, x)`: KE_ADD or KE_MAX, else -1. */
 int cuda_reduction_op(const CudaScan *a, const KStmt *assign);
+
+/* Whether every store of parallel loop `parfor` to buffer buf writes
+ * whole rows (cuda_mirror.c); if so, appends their CudaMirror records. */
+int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaProgram *out);
 
 /* How a parallel loop maps onto threads, and its block size. */
 CudaMode cuda_choose_mode(const CudaScan *a, const KStmt *parfor, const CudaOptions *o, uint32_t *threads);

@@ -37,7 +37,8 @@ int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel 
 
 /* ---- the device optimizer ---------------------------------------------------------- */
 
-_Static_assert(sizeof(CudaOptTensor) == 64 && sizeof(CudaOptArgs) == 88, "the mirrors of optim.cu's structs");
+_Static_assert(sizeof(CudaOptTensor) == 64 && sizeof(CudaOptArgs) == 88, "the host's copies of optim.cu's structs");
+_Static_assert(sizeof(CudaAttnArgs) == 128, "the host's copy of attention.cu's PcAttn");
 
 int cuda_optim_tensors(CudaOptim *o, CudaDevice *d, const CudaOptTensor *t, size_t n, PcError *err) {
   CudaOptTensor *next = pc_xcalloc(n + 1, sizeof *next);
@@ -169,6 +170,12 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
     block[i] = tc ? TC_THREADS : rows;
   }
   return n;
+}
+
+int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements) {
+  if (op != KC_ATTENTION) return -1;
+  *elements = args[0] * args[1] * args[2] * args[4]; /* B T H D */
+  return 3;
 }
 
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out) {

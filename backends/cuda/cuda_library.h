@@ -2,7 +2,7 @@
  * source carries: the kernel IR's calls (KS_CALL), where loop nests are not
  * good enough, instantiated per head dim; and the runtime's own kernels,
  * in every program. Each kernel takes one struct by value; the host fills
- * its mirror here. */
+ * its copy here. */
 #ifndef PC_CUDA_LIBRARY_H
 #define PC_CUDA_LIBRARY_H
 
@@ -26,7 +26,7 @@ typedef struct {
 } CudaRuntimeInfo;
 const CudaRuntimeInfo *cuda_runtime_info(CudaRuntimeKernel k);
 
-/* mirrors of runtime.cu's structs */
+/* the host's copies of runtime.cu's structs */
 typedef struct {
   CuPtr src, dst;
   int64_t n;
@@ -79,10 +79,11 @@ void cuda_optim_free(CudaOptim *o, CudaDevice *d);
 
 /* ---- calls ------------------------------------------------------------------------ */
 
-/* The host's mirror of struct PcAttn (kernels/attention.cu): pointers as
+/* The host's copy of struct PcAttn (kernels/attention.cu): pointers as
  * device addresses, the same layout on a 64-bit host and device. */
 typedef struct {
   CuPtr q, k, v, dy, y, dq, dk, dv, lse, delta;
+  CuPtr yh; /* y's bf16 mirror: cuda_exec sets it */
   int64_t B, T, H, Hkv;
   float scale;
 } CudaAttnArgs;
@@ -105,5 +106,10 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
 
 /* The argument struct of a call: its buffers' addresses, its scalars. */
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out);
+
+/* The buffer of a call that its kernels can store with a bf16 mirror (the
+ * forward's y, every element of it), and its elements for the argument
+ * values; -1 if none. */
+int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements);
 
 #endif

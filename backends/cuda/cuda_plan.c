@@ -26,7 +26,7 @@ void cuda_buffer_addresses(const KEntry *e, const CuPtr *params, const CuPtr *in
 }
 
 void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *dims, const CuPtr *bufs,
-                    const CudaValue *vars, CuPtr slots, uint64_t *values, void **params) {
+                    const CudaValue *vars, CuPtr slots, CuPtr mirror0, uint64_t *values, void **params) {
   for (uint32_t i = 0; i < l->n_args; i++) {
     const CudaArg *a = &cp->args.a[l->arg0 + i];
     values[i] = 0;
@@ -38,6 +38,7 @@ void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *d
       else memcpy(&values[i], &vars[a->id].i, 8);
       break;
     case CA_SLOT: values[i] = slots + 8 * (uint64_t)a->id; break;
+    case CA_MIRROR: values[i] = mirror0 ? mirror0 + cp->prog->entries.a[l->entry].bufs.a[a->id].offset / 2 : 0; break;
     case CA_KERNEL: PC_BUG("cuda: packing a call's kernels as arguments");
     }
     params[i] = &values[i];

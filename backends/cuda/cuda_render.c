@@ -39,6 +39,7 @@ typedef struct {
   uint32_t root_body;        /* the kernel statement's block, UINT32_MAX if it has none */
   uint32_t *buf_map;         /* entry buffer -> parameter number, or UINT32_MAX */
   unsigned char *buf_written;
+  unsigned char *mirror;     /* entry buffer -> its stores also write its bf16 mirror h<N> */
   uint32_t *var_map;         /* entry variable -> number within its kind */
   char *var_kind;            /* 'l' local, 'v' by value, 'r' assigned (value in, slot out) */
   uint32_t *part;            /* entry variable -> its reduction partial q<N> in a spread loop */
@@ -194,6 +195,16 @@ static void stmt_serial(CR *c, const KStmt *s, int depth) {
     fputs(";\n", c->f);
     return;
   case KS_STORE:
+    if (c->mirror[s->buf[0]]) { /* the value, then the same element of the mirror (if the host gave one) */
+      fputs("{ const float pc_v = ", c->f);
+      expr(c, s->e[1]);
+      fprintf(c->f, "; p%u[", c->buf_map[s->buf[0]]);
+      expr(c, s->e[0]);
+      fprintf(c->f, "] = pc_v; if (h%u) h%u[", c->buf_map[s->buf[0]], c->buf_map[s->buf[0]]);
+      expr(c, s->e[0]);
+      fputs("] = pc_bf16(pc_v); }\n", c->f);
+      return;
+    }
     fprintf(c->f, "p%u[", c->buf_map[s->buf[0]]);
     expr(c, s->e[0]);
     fprintf(c->f, "] = (%s)", ctype(c->e->bufs.a[s->buf[0]].elem));
@@ -444,6 +455,7 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
   c->buf_map = pc_xmalloc(sizeof(uint32_t) * nb);
   memset(c->buf_map, 0xff, sizeof(uint32_t) * nb);
   c->buf_written = pc_xcalloc(nb, 1);
+  c->mirror = pc_xcalloc(nb, 1);
   c->var_map = pc_xcalloc(nv, sizeof(uint32_t));
   c->var_kind = pc_xcalloc(nv, 1);
   c->bufs.n = c->vars.n = 0;
@@ -452,6 +464,12 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
   c->used_shf = c->used_shi = 0;
   c->root_body = s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE ? s->body : UINT32_MAX;
   uses_stmt(c, s, assigned);
+  /* the bf16 mirrors of what products read (a parallel loop's rows only) */
+  uint32_t m0 = (uint32_t)c->out->mirrors.n;
+  for (size_t i = 0; i < c->bufs.n && mode != CM_SERIAL && mode != CM_GROUP; i++) {
+    uint32_t b = c->bufs.a[i];
+    c->mirror[b] = c->buf_written[b] && c->a.operand[b] && cuda_mirror_find(&c->a, s, b, c->out);
+  }
   uint32_t n_kind[128] = {0};
   for (size_t i = 0; i < c->vars.n; i++) {
     uint32_t v = c->vars.a[i];
@@ -468,7 +486,8 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
   kernel_body(c, s);
   mem_text(c->f, &body);
   /* the parameters: dims, buffers, variables by value, assigned variables */
-  CudaLaunch l = {.entry = c->entry, .stmt = stmt, .mode = mode, .threads = threads, .arg0 = (uint32_t)c->out->args.n};
+  CudaLaunch l = {.entry = c->entry, .stmt = stmt, .mode = mode, .threads = threads, .arg0 = (uint32_t)c->out->args.n,
+                  .m0 = m0, .n_m = (uint32_t)c->out->mirrors.n - m0};
   VEC(char *) types = {0};
   FILE *g = open_memstream(&sig, &sig_len);
   char t[64];
@@ -483,6 +502,12 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
     vec_push(&c->out->args, ((CudaArg){CA_BUF, 0, b}));
     vec_push(&types, pc_xstrdup(t));
     fprintf(g, "%s%s p%zu", types.n > 1 ? ", " : "", t, i);
+  }
+  for (size_t i = 0; i < c->bufs.n; i++) {
+    if (!c->mirror[c->bufs.a[i]]) continue;
+    vec_push(&c->out->args, ((CudaArg){CA_MIRROR, 0, c->bufs.a[i]}));
+    vec_push(&types, pc_xstrdup("unsigned short *__restrict__"));
+    fprintf(g, ", unsigned short *__restrict__ h%zu", i);
   }
   for (int pass = 0; pass < 2; pass++)
     for (size_t i = 0; i < c->vars.n; i++) {
@@ -529,6 +554,7 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
   free(assigned);
   free(c->buf_map);
   free(c->buf_written);
+  free(c->mirror);
   free(c->var_map);
   free(c->var_kind);
 }
@@ -562,7 +588,15 @@ static void library_call(CR *c, uint32_t stmt) {
   const char *fn[CUDA_CALL_MAX_KERNELS];
   unsigned threads[CUDA_CALL_MAX_KERNELS];
   int n = cuda_call_kernels(call->op, dx->i, fn, threads);
-  CudaLaunch l = {.entry = c->entry, .stmt = stmt, .mode = CM_CALL, .arg0 = (uint32_t)c->out->args.n, .n_args = (uint32_t)n};
+  CudaLaunch l = {.entry = c->entry, .stmt = stmt, .mode = CM_CALL, .arg0 = (uint32_t)c->out->args.n, .n_args = (uint32_t)n,
+                  .m0 = (uint32_t)c->out->mirrors.n};
+  int64_t elements;
+  int mb = cuda_call_mirror(call->op, (int64_t[KCALL_MAX_ARGS]){0}, &elements);
+  const KBuf *y = mb < 0 ? NULL : &c->e->bufs.a[call->buf[mb]];
+  if (y && y->kind == KB_ARENA && y->elem == K_F32 && c->a.operand[call->buf[mb]]) { /* its kernels know the rows */
+    vec_push(&c->out->mirrors, ((CudaMirror){call->buf[mb], UINT32_MAX, 0, 0}));
+    l.n_m = 1;
+  }
   for (int i = 0; i < n; i++) {
     char key[64];
     int key_len = snprintf(key, sizeof key, "%s<%" PRId64 ">", fn[i], dx->i);
@@ -578,6 +612,21 @@ static void library_call(CR *c, uint32_t stmt) {
   }
   c->used_library = 1;
   add_launch(c, stmt, l);
+}
+
+/* the arena bytes that the entry's mirrors cover */
+static void mirror_span(CR *c) {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (size_t i = 0; i < c->out->launches.n; i++) {
+    const CudaLaunch *l = &c->out->launches.a[i];
+    for (uint32_t k = 0; l->entry == c->entry && k < l->n_m; k++) {
+      const KBuf *b = &c->e->bufs.a[c->out->mirrors.a[l->m0 + k].buf];
+      if (b->offset < lo) lo = b->offset;
+      if (b->offset + 4 * b->numel > hi) hi = b->offset + 4 * b->numel;
+    }
+  }
+  c->out->mirror_span[2 * c->entry] = lo < hi ? lo : 0;
+  c->out->mirror_span[2 * c->entry + 1] = lo < hi ? hi : 0;
 }
 
 static void host_block(CR *c, uint32_t blk) {
@@ -664,6 +713,7 @@ CudaOptions cuda_options_default(void) { return (CudaOptions){.block_threads = 2
 int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcError *err) {
   *out = (CudaProgram){.prog = p};
   out->launch_of = pc_xmalloc(sizeof(uint32_t) * (p->stmts.n + 1));
+  out->mirror_span = pc_xcalloc(2 * p->entries.n + 1, sizeof(uint64_t));
   memset(out->launch_of, 0xff, sizeof(uint32_t) * (p->stmts.n + 1));
   char *kernels = NULL, *emu = NULL;
   size_t kn = 0, en = 0;
@@ -675,6 +725,7 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
     c.part = pc_xmalloc(sizeof(uint32_t) * (c.e->vars.n + 1));
     memset(c.part, 0xff, sizeof(uint32_t) * (c.e->vars.n + 1));
     host_block(&c, c.e->body);
+    mirror_span(&c);
     free(c.part);
     cuda_scan_free(&c.a);
   }
@@ -713,5 +764,8 @@ void cuda_program_free(CudaProgram *cp) {
   vec_free(&cp->launches);
   vec_free(&cp->args);
   vec_free(&cp->writes);
+  vec_free(&cp->mirrors);
+  vec_free(&cp->mirror_terms);
+  free(cp->mirror_span);
   *cp = (CudaProgram){0};
 }

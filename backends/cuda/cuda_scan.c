@@ -56,6 +56,7 @@ static void scan_block(CudaScan *a, uint32_t block) {
       uint32_t xs[9];
       gemm_exprs(&a->p->gemms.a[s->gemm], xs);
       for (int k = 0; k < 9; k++) scan_expr(a, xs[k], block);
+      a->operand[a->p->gemms.a[s->gemm].a] = a->operand[a->p->gemms.a[s->gemm].b] = 1;
     }
     if (s->kind == KS_CALL) {
       const KCall *c = &a->p->calls.a[s->call];
@@ -84,6 +85,7 @@ void cuda_scan_init(CudaScan *a, const KProgram *p, const KEntry *e) {
   a->def = pc_xmalloc(sizeof(uint32_t) * nv);
   a->n_assign = pc_xcalloc(nv, sizeof(uint32_t));
   a->loop_var = pc_xcalloc(nv, 1);
+  a->operand = pc_xcalloc(e->bufs.n + 1, 1);
   memset(a->parent, 0xff, sizeof(uint32_t) * nb);
   memset(a->owner, 0xff, sizeof(uint32_t) * nv);
   scan_block(a, e->body);
@@ -95,6 +97,7 @@ void cuda_scan_free(CudaScan *a) {
   free(a->def);
   free(a->n_assign);
   free(a->loop_var);
+  free(a->operand);
 }
 
 int cuda_block_inside(const CudaScan *a, uint32_t blk, uint32_t outer) {

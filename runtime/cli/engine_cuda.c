@@ -185,6 +185,7 @@ static int runner(void *ctx, int entry, const Params *p, const PonderCall *call,
   EntryMem *m = &c->mem[entry];
   if (!m->ready) cuda_engine_prepare(c, (size_t)entry);
   double t0 = cuda_engine_now();
+  uint64_t converted = c->gemm.converted, mirrored = c->gemm.mirrored;
   size_t up = 0, down = 0;
   int rc = cuda_engine_ensure(c, &c->arena, &c->arena_cap, e->arena_bytes, 0, err);
   if (!rc) rc = cuda_engine_ensure(c, &c->slots, &c->slots_cap, 8 * (e->vars.n + 1), 0, err);
@@ -231,10 +232,11 @@ static int runner(void *ctx, int entry, const Params *p, const PonderCall *call,
   }
   if (c->timing)
     fprintf(stderr,
-            "cuda: %s: upload %.2f ms, run %.2f ms, download %.2f ms (%s products, %.1f MiB of bf16 operands); "
-            "%zu bytes up, %zu down\n",
+            "cuda: %s: upload %.2f ms, run %.2f ms, download %.2f ms (%s products, %.1f MiB of bf16 operands, "
+            "%llu elements converted, %llu read from mirrors); %zu bytes up, %zu down\n",
             e->name, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (cuda_engine_now() - t2) * 1e3, cuda_precision_name(c->gemm.precision),
-            cuda_gemm_ctx_bytes(&c->gemm) / 1048576.0, up, down);
+            cuda_gemm_ctx_bytes(&c->gemm) / 1048576.0, (unsigned long long)(c->gemm.converted - converted),
+            (unsigned long long)(c->gemm.mirrored - mirrored), up, down);
   return 0;
 }
 
@@ -293,9 +295,17 @@ static int load(CudaEngine *c, const PonderCudaImage *image, PcError *err) {
   return rc;
 }
 
-int engine_cuda_from_module(PcModule *m, CudaPrecision precision, Engine **out, const char **info_json, PcError *err) {
+/* PONDER_CUDA_MIRRORS=0: bf16 operands converted at every product, none
+ * read from the kernels' mirrors (the same bits, more memory traffic) */
+static CudaEngine *engine_new(CudaPrecision precision) {
   CudaEngine *c = pc_xcalloc(1, sizeof *c);
-  c->gemm.precision = precision;
+  const char *mirrors = getenv("PONDER_CUDA_MIRRORS");
+  c->gemm = (CudaGemmCtx){.precision = precision, .convert_only = mirrors && !strcmp(mirrors, "0")};
+  return c;
+}
+
+int engine_cuda_from_module(PcModule *m, CudaPrecision precision, Engine **out, const char **info_json, PcError *err) {
+  CudaEngine *c = engine_new(precision);
   c->prog = m->prog;
   c->info = m->info_json;
   *m = (PcModule){0};
@@ -307,8 +317,7 @@ int engine_cuda_from_module(PcModule *m, CudaPrecision precision, Engine **out, 
 }
 
 int engine_cuda_open_library(const char *path, CudaPrecision precision, Engine **out, const char **info_json, PcError *err) {
-  CudaEngine *c = pc_xcalloc(1, sizeof *c);
-  c->gemm.precision = precision;
+  CudaEngine *c = engine_new(precision);
   int rc = (c->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) ? 0 : pc_errorf(err, "%s: cannot load: %s", path, dlerror());
   PonderAbiVersionFn version = rc ? NULL : (PonderAbiVersionFn)dlsym(c->dl, "ponder_abi_version");
   PonderModelInfoFn info = rc ? NULL : (PonderModelInfoFn)dlsym(c->dl, "ponder_model_info");

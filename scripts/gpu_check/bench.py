@@ -61,7 +61,7 @@ def cmd_ponder(a):
     """Steps after the first (warm-up); the device time of the train entry and the optimizer from PONDER_CUDA_TIMING."""
     row = {"impl": "ponder", "label": a.label, "K": a.K, "B": a.B, "T": a.T}
     timing = re.compile(r"cuda: train: upload ([\d.]+) ms, run ([\d.]+) ms, download ([\d.]+) ms "
-                        r"\((\w+) products, ([\d.]+) MiB of bf16 operands\)")
+                        r"\((\w+) products, ([\d.]+) MiB of bf16 operands, (\d+) elements converted")
     steps = []
     if os.path.exists(a.metrics):
         for line in open(a.metrics):
@@ -77,6 +77,7 @@ def cmd_ponder(a):
                 run_ms.append((float(m[1]), float(m[2]), float(m[3])))
                 used.add(m[4])
                 row["bf16_mib"] = float(m[5])
+                row["converted_g"] = int(m[6]) / 1e9
             m = optimizer.match(line)
             if m:
                 opt_ms.append(float(m[1]))
@@ -186,7 +187,7 @@ def cmd_table(a):
         if "transfer_ms" in r:
             notes.append(f"PCIe {r['transfer_ms']:.0f} ms")
         if r.get("bf16_mib"):
-            notes.append(f"bf16 operands {r['bf16_mib']:.0f} MiB")
+            notes.append(f"bf16 operands {r['bf16_mib']:.0f} MiB, {r.get('converted_g', 0):.2f} G converted per call")
         if "peak_gb" in r:
             notes.append(f"{r['peak_gb']:.1f} GiB")
         lines.append(f"| {r['label']} | {r['K']} | {bt} | {gflop:.0f} | {ms:.0f} | {r['B'] * r['T'] / (ms / 1e3):.0f} | "

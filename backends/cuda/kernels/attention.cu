@@ -20,9 +20,16 @@
 struct PcAttn {
   const float *q, *k, *v, *dy;
   float *y, *dq, *dk, *dv, *lse, *delta;
+  unsigned short *yh; /* y's bf16 mirror (cuda_mirror.c), or none */
   i64 B, T, H, Hkv;
   float scale;
 };
+
+/* y[at] = v, and its mirror's too */
+static __device__ __forceinline__ void pc_attn_store_y(const PcAttn &a, i64 at, float v) {
+  a.y[at] = v;
+  if (a.yh) a.yh[at] = pc_bf16(v);
+}
 
 /* Block shape by head dim, sized so that registers (two rows of D) and
  * static shared memory (under 48 KiB) fit up to D = 128. */
@@ -100,7 +107,7 @@ template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
   if (!live) return;
   const float inv = 1.f / l;
   if (a.y)
-    for (int d = 0; d < D; d++) a.y[row + d] = o[d] * inv;
+    for (int d = 0; d < D; d++) pc_attn_store_y(a, row + d, o[d] * inv);
   if (a.lse) a.lse[bh * a.T + i] = m + logf(l);
   if (a.delta) {
     float x = 0.f;
@@ -348,8 +355,8 @@ template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
     const float inv = 1.f / l[r];
     if (a.y)
       for (int nd = 0; nd < D / 8; nd++) {
-        a.y[row + nd * 8] = o[nd][2 * r] * inv;
-        a.y[row + nd * 8 + 1] = o[nd][2 * r + 1] * inv;
+        pc_attn_store_y(a, row + nd * 8, o[nd][2 * r] * inv);
+        pc_attn_store_y(a, row + nd * 8 + 1, o[nd][2 * r + 1] * inv);
       }
     if (a.lse && t == 0) a.lse[bh * a.T + i] = (m[r] + log2f(l[r])) * 0.6931471805599453f; /* ln 2 */
     if (a.delta && t == 0) a.delta[bh * a.T + i] = dl[r] * inv;

@@ -1,0 +1,153 @@
+/* Which kernels can write a bf16 mirror of what they store (CudaMirror).
+ * A matrix product in bf16 reads its operands rounded to bf16; when the
+ * kernel that made an activation also stores it rounded, the product reads
+ * that copy instead of converting (cuda_exec.c). The host must then know
+ * which elements a launch wrote, so a kernel mirrors a buffer only when
+ * each of its stores to it provably writes whole rows:
+ *
+ *   parfor r in lo .. hi:          (the kernel's loop)
+ *     buf[c + r] = ...             (a row of one element), or
+ *     vfor j in 0 .. w:            (directly in the row, no condition around it)
+ *       buf[c + r * w + j] = ...   (a row of w elements)
+ *
+ * with c and w computed from the host's values only; variables the row
+ * assigns once (n = r * w) are read through. Anything else that writes
+ * the buffer in the kernel (a store elsewhere, a fill, a copy) and the
+ * kernel mirrors none of it. */
+#include "backends/cuda/cuda_internal.h"
+
+#include <string.h>
+
+typedef struct {
+  const CudaScan *a;
+  const KStmt *parfor;
+  uint32_t j;        /* the vector loop's variable, UINT32_MAX outside one */
+  uint32_t row_coef; /* r's coefficient: an expression, UINT32_MAX for 1 */
+  int rows, cols;    /* terms in r, in j */
+  VecU32 *terms;     /* c's */
+} Linear;
+
+/* known to the host at launch: no loads, no variables of the kernel's own */
+static int host_known(const Linear *q, uint32_t x) {
+  const KExpr *k = &q->a->p->exprs.a[x];
+  if (k->op == KE_LOAD) return 0;
+  if (k->op == KE_VAR && cuda_block_inside(q->a, q->a->owner[k->id], q->parfor->body)) return 0;
+  for (int i = 0; i < kop_info(k->op)->n; i++)
+    if (!host_known(q, k->a[i])) return 0;
+  return 1;
+}
+
+/* the kernel's variable v, assigned once in the row: its value */
+static uint32_t local_def(const Linear *q, uint32_t v) {
+  const CudaScan *a = q->a;
+  return !a->loop_var[v] && a->n_assign[v] == 1 && cuda_block_inside(a, a->owner[v], q->parfor->body) ? a->def[v] : UINT32_MAX;
+}
+
+static int is_row_var(const Linear *q, uint32_t x) {
+  const KExpr *k = &q->a->p->exprs.a[x];
+  return k->op == KE_VAR && k->id == q->parfor->var;
+}
+
+/* x as c + rows * row_coef + cols * j, c a sum of host-known terms */
+static int linear(Linear *q, uint32_t x, int depth) {
+  const KExpr *k = &q->a->p->exprs.a[x];
+  if (depth > 32 || k->type != K_I64) return 0;
+  if (host_known(q, x)) {
+    vec_push(q->terms, x);
+    return 1;
+  }
+  switch (k->op) {
+  case KE_ADD: return linear(q, k->a[0], depth + 1) && linear(q, k->a[1], depth + 1);
+  case KE_MUL:
+    for (int i = 0; i < 2; i++)
+      if (is_row_var(q, k->a[i]) && host_known(q, k->a[1 - i])) {
+        q->rows++;
+        q->row_coef = k->a[1 - i];
+        return 1;
+      }
+    return 0;
+  case KE_VAR: {
+    if (k->id == q->parfor->var) {
+      q->rows++;
+      q->row_coef = UINT32_MAX;
+      return 1;
+    }
+    if (k->id == q->j) {
+      q->cols++;
+      return 1;
+    }
+    uint32_t def = local_def(q, k->id);
+    return def != UINT32_MAX && linear(q, def, depth + 1);
+  }
+  default: return 0;
+  }
+}
+
+static int same_expr(const KProgram *p, uint32_t x, uint32_t y) {
+  const KExpr *a = &p->exprs.a[x], *b = &p->exprs.a[y];
+  if (x == y) return 1;
+  if (a->op != b->op || a->type != b->type) return 0;
+  switch (a->op) {
+  case KE_ICONST: return a->i == b->i;
+  case KE_FCONST: return a->f == b->f;
+  case KE_VAR:
+  case KE_DIM: return a->id == b->id;
+  default: break;
+  }
+  for (int i = 0; i < kop_info(a->op)->n; i++)
+    if (!same_expr(p, a->a[i], b->a[i])) return 0;
+  return 1;
+}
+
+static int is_zero(const KProgram *p, uint32_t x) { return p->exprs.a[x].op == KE_ICONST && p->exprs.a[x].i == 0; }
+
+/* A store to buf: a whole row (vfor: the loop writing it, NULL directly in
+ * the row)? Appends its record. */
+static int row_store(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, const KStmt *s, uint32_t buf, CudaProgram *out) {
+  uint32_t c0 = (uint32_t)out->mirror_terms.n;
+  Linear q = {.a = a, .parfor = parfor, .j = vfor ? vfor->var : UINT32_MAX, .terms = &out->mirror_terms};
+  int ok = linear(&q, s->e[0], 0) && q.rows == 1 &&
+           (vfor ? q.cols == 1 && q.row_coef != UINT32_MAX && is_zero(a->p, vfor->e[0]) && same_expr(a->p, q.row_coef, vfor->e[1])
+                 : q.cols == 0 && q.row_coef == UINT32_MAX);
+  if (!ok) {
+    out->mirror_terms.n = c0;
+    return 0;
+  }
+  vec_push(&out->mirrors, ((CudaMirror){buf, q.row_coef, c0, (uint32_t)out->mirror_terms.n - c0}));
+  return 1;
+}
+
+static int writes(const KProgram *p, const KStmt *s, uint32_t buf) {
+  CudaEffects fx = {0};
+  cuda_effects(p, s, &fx);
+  int w = 0;
+  for (size_t i = 0; i < fx.w.n; i++) w |= fx.w.a[i] == buf;
+  cuda_effects_free(&fx);
+  return w;
+}
+
+/* Every write to buf in block blk (the row's body, or a vector loop's) is a row store. */
+static int rows_only(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, uint32_t blk, uint32_t buf, CudaProgram *out) {
+  const VecU32 *b = &a->p->blocks.a[blk];
+  for (size_t i = 0; i < b->n; i++) {
+    const KStmt *s = &a->p->stmts.a[b->a[i]];
+    if (!writes(a->p, s, buf)) continue;
+    if (s->kind == KS_STORE) {
+      if (!row_store(a, parfor, vfor, s, buf, out)) return 0;
+    } else if (!vfor && s->kind == KS_FOR && s->loop == KL_VECTOR) {
+      if (!rows_only(a, parfor, s, s->body, buf, out)) return 0;
+    } else {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaProgram *out) {
+  const KBuf *b = &a->e->bufs.a[buf];
+  size_t m0 = out->mirrors.n, t0 = out->mirror_terms.n;
+  if (b->kind == KB_ARENA && b->elem == K_F32 && rows_only(a, parfor, NULL, parfor->body, buf, out)) return 1;
+  out->mirrors.n = m0;
+  out->mirror_terms.n = t0;
+  return 0;
+}
