@@ -293,7 +293,7 @@ static int lo_linear_cross_entropy(Lower *l, const IrNode *n, PcError *err) {
   l->block = sr;
   l->block = saved;
   uint32_t total = L_acc(l, K_F32, L_f(l, 0)), count = L_acc(l, K_F32, L_f(l, 0));
-  r = L_loop(l, KL_SERIAL, L_i(l, 0), v.N, &sr);
+  r = L_loop(l, KL_VECTOR, L_i(l, 0), v.N, &sr); /* sums over rows: a GPU spreads them over a block */
   uint32_t lse = L_fvar(l, L_add(l, L_ldb(l, M, r), L_ex(l, KE_LOG, L_ldb(l, S, r))));
   L_store(l, OUT(1), r, lse);
   uint32_t valid = kx_op(l->p, KE_LE, L_i(l, 0), L_load(l, IN(2), r), 0);
@@ -311,7 +311,7 @@ static int lo_linear_cross_entropy_grad(Lower *l, const IrNode *n, PcError *err)
   Vocab v = vocab(l, n, 0);
   uint32_t dZ = L_scratch(l, n, 3), v0, nc, sr, sv;
   uint32_t count = L_acc(l, K_F32, L_f(l, 0));
-  uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), v.N, &sr);
+  uint32_t r = L_loop(l, KL_VECTOR, L_i(l, 0), v.N, &sr);
   L_assign(l, count, L_add(l, L_varx(l, count), kx_op(l->p, KE_SELECT, kx_op(l->p, KE_LE, L_i(l, 0), L_load(l, IN(2), r), 0),
                                                        L_f(l, 1), L_f(l, 0))));
   l->block = sr;
