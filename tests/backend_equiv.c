@@ -74,34 +74,57 @@ static void free_outputs(NamedTensor *o, size_t n) {
   for (size_t i = 0; i < n; i++) tensor_free(o[i].tensor);
 }
 
+/* ids and targets of 2 x 16 rows: ids[i] = f(i) */
+static void make_inputs(int64_t vocab, int repeat, Tensor **ids, Tensor **tg) {
+  int64_t shape[2] = {2, 16};
+  *ids = tensor_new(PC_I32, 2, shape);
+  *tg = tensor_new(PC_I32, 2, shape);
+  for (int i = 0; i < 32; i++) {
+    tensor_i32(*ids)[i] = ((repeat ? i % 11 : i) * 37 + 5) % (int32_t)vocab;
+    tensor_i32(*tg)[i] = i % 16 == 15 ? -1 : (i * 11 + 3) % (int32_t)vocab;
+  }
+}
+
+/* entry k of got against ref on inputs in, within tol; prints its figure */
+static void check_entry(const char *label, const char *how, LoadedModel *ref, LoadedModel *got, EntryKind k,
+                        const NamedTensor *in, double tol) {
+  PcError err;
+  NamedTensor *a = calloc(MAX_OUT, sizeof *a), *b = calloc(MAX_OUT, sizeof *b);
+  size_t na = 0, nb = 0;
+  const char *worst_name = "";
+  if (ref->engine->run(ref->engine, k, &ref->params, in, 2, a, MAX_OUT, &na, &err) < 0 ||
+      got->engine->run(got->engine, k, &got->params, in, 2, b, MAX_OUT, &nb, &err) < 0) {
+    CHECKF(0, "%s: %s: %s", label, entry_name(k), err.msg);
+  } else {
+    double worst = compare(a, na, b, nb, &worst_name);
+    CHECKF(na == nb && worst <= tol, "%s (%s): %s: %s differs by %g", label, how, entry_name(k), worst_name, worst);
+    printf(" %s %.1e (%zu outputs)", entry_name(k), worst, na);
+  }
+  free_outputs(a, na);
+  free_outputs(b, nb);
+  free(a);
+  free(b);
+}
+
+void equiv_train_repeated_ids(const char *label, const char *how, LoadedModel *ref, LoadedModel *got, double tol) {
+  Tensor *ids, *tg;
+  make_inputs(ref->vocab, 1, &ids, &tg);
+  NamedTensor in[2] = {{"ids", ids}, {"targets", tg}};
+  printf("%-36s %s, ids repeating:", label, how);
+  check_entry(label, how, ref, got, ENTRY_TRAIN, in, tol);
+  printf("\n");
+  tensor_free(ids);
+  tensor_free(tg);
+}
+
 /* Every entry of got against ref, on the same inputs and parameters. */
 void equiv_models_within(const char *label, const char *how, LoadedModel *ref, LoadedModel *got, const double *tol) {
   PcError err;
-  int64_t shape[2] = {2, 16};
-  Tensor *ids = tensor_new(PC_I32, 2, shape), *tg = tensor_new(PC_I32, 2, shape);
-  for (int i = 0; i < 32; i++) {
-    tensor_i32(ids)[i] = (i * 37 + 5) % (int32_t)ref->vocab;
-    tensor_i32(tg)[i] = i % 16 == 15 ? -1 : (i * 11 + 3) % (int32_t)ref->vocab;
-  }
+  Tensor *ids, *tg;
+  make_inputs(ref->vocab, 0, &ids, &tg);
   NamedTensor in[2] = {{"ids", ids}, {"targets", tg}};
   printf("%-36s %s:", label, how);
-  for (EntryKind k = ENTRY_TRAIN; k <= ENTRY_LOGITS; k++) {
-    NamedTensor *a = calloc(MAX_OUT, sizeof *a), *b = calloc(MAX_OUT, sizeof *b);
-    size_t na = 0, nb = 0;
-    const char *worst_name = "";
-    if (ref->engine->run(ref->engine, k, &ref->params, in, 2, a, MAX_OUT, &na, &err) < 0 ||
-        got->engine->run(got->engine, k, &got->params, in, 2, b, MAX_OUT, &nb, &err) < 0) {
-      CHECKF(0, "%s: %s: %s", label, entry_name(k), err.msg);
-    } else {
-      double worst = compare(a, na, b, nb, &worst_name);
-      CHECKF(na == nb && worst <= tol[k], "%s (%s): %s: %s differs by %g", label, how, entry_name(k), worst_name, worst);
-      printf(" %s %.1e (%zu outputs)", entry_name(k), worst, na);
-    }
-    free_outputs(a, na);
-    free_outputs(b, nb);
-    free(a);
-    free(b);
-  }
+  for (EntryKind k = ENTRY_TRAIN; k <= ENTRY_LOGITS; k++) check_entry(label, how, ref, got, k, in, tol[k]);
   /* decode: a prompt of 5, then 3 tokens one at a time */
   Decoder da, db;
   if (decoder_open(&da, ref, 1, &err) < 0) {

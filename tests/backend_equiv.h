@@ -27,5 +27,9 @@ int equiv_opts(const EquivCase *c, ModelOpts *o, char (*buf)[64]);
 void equiv_models(const char *label, const char *how, LoadedModel *ref, LoadedModel *got);
 /* the same within tol[entry kind] of each output's largest magnitude */
 void equiv_models_within(const char *label, const char *how, LoadedModel *ref, LoadedModel *got, const double *tol);
+/* The train entry (the loss and every gradient) on ids that repeat (each
+ * row's id again 11 rows on, so an embedding gradient adds several rows
+ * into one), within tol of each output's largest magnitude. */
+void equiv_train_repeated_ids(const char *label, const char *how, LoadedModel *ref, LoadedModel *got, double tol);
 
 #endif

@@ -4,7 +4,8 @@
  * decode), compiled in-process (--device cuda) and, for one model, through
  * a library made by pondercc --target cuda (with column sums over chunks
  * of 5 rows); each in both precisions of the matrix products:
- *   fp32  within 1e-4 of each output's largest magnitude;
+ *   fp32  within 1e-4 of each output's largest magnitude, and the train
+ *         entry so again on ids that repeat (the embedding gradient's chains);
  *   bf16  within the bounds of bf16_tol (below), and the same to the bit
  *         with PONDER_CUDA_MIRRORS=0 (every operand converted).
  *
@@ -98,6 +99,8 @@ static void check_precisions(const EquivCase *k, const char *how, LoadedModel *r
       continue;
     }
     equiv_models_within(k->label, what, ref, &got, precisions[p].tol);
+    if (precisions[p].tol == fp32_tol) /* the embedding gradient's chains of rows (docs/cuda-backend.md) */
+      equiv_train_repeated_ids(k->label, what, ref, &got, fp32_tol[ENTRY_TRAIN]);
     if (precisions[p].tol == bf16_tol) check_mirrors(k, what, &got, &o);
     model_unload(&got);
   }

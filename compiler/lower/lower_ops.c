@@ -4,6 +4,7 @@
  * Work is split over rows (parallel loops) where rows are independent,
  * inner loops over a row's elements are vector loops, and matrix products
  * are sgemm calls. */
+#include <inttypes.h>
 #include <math.h>
 
 #include "compiler/lower/lower_internal.h"
@@ -310,17 +311,66 @@ static int lo_embedding(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
+/* The rows of embedding_grad that share an id, as chains, where the
+ * schedule spreads sums over rows (colsum_rows > 0, a GPU): next[r] (the
+ * next row with r's id, or N) and head[r] (no row before r has its id) in
+ * scratch, as f32 (exact below 2^24 rows), then a block per chain's head
+ * adds the chain's rows into the id's row of `into`, in row order: the
+ * serial loop's sums in its order, every id at once.
+ *   parfor r:            j = r + 1; while j < N and ids[j] != ids[r]: j++; next[r] = j; head[r] = 1
+ *   parfor r:            if next[r] < N: head[next[r]] = 0
+ *   parfor r (block):    if head[r]: j = r; while j < N: vfor c: into[ids[r] C + c] += dy[j C + c]; j = next[j] */
+static void embedding_grad_chains(Lower *l, const IrNode *n, uint32_t C) {
+  uint32_t N = L_ivar(l, L_numel(l, L_shape(l, IN(1)))), S = L_scratch(l, n, 0), saved, sw, sv;
+  uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), N, &saved);
+  uint32_t id = L_ivar(l, L_load(l, IN(1), r)), j = L_acc(l, K_I64, L_add(l, r, L_i(l, 1)));
+  uint32_t at = L_op(l, KE_MIN, L_varx(l, j), L_sub(l, N, L_i(l, 1))); /* in bounds when j = N: no short circuit */
+  uint32_t other = L_op(l, KE_OR, L_op(l, KE_LT, L_load(l, IN(1), at), id), L_op(l, KE_LT, id, L_load(l, IN(1), at)));
+  sw = l->block;
+  l->block = ks_while(l->p, l->block, L_op(l, KE_AND, L_op(l, KE_LT, L_varx(l, j), N), other));
+  L_assign(l, j, L_add(l, L_varx(l, j), L_i(l, 1)));
+  l->block = sw;
+  L_stb(l, S, r, L_ex(l, KE_ITOF, L_varx(l, j)));
+  L_stb(l, S, L_add(l, N, r), L_f(l, 1));
+  l->block = saved;
+  r = L_loop(l, KL_PARALLEL, L_i(l, 0), N, &saved);
+  uint32_t next = L_ivar(l, L_ex(l, KE_FTOI, L_ldb(l, S, r)));
+  sw = l->block;
+  l->block = ks_if(l->p, l->block, L_op(l, KE_LT, next, N));
+  L_stb(l, S, L_add(l, N, next), L_f(l, 0));
+  l->block = sw;
+  l->block = saved;
+  r = L_loop(l, KL_PARALLEL, L_i(l, 0), N, &saved);
+  sw = l->block;
+  l->block = ks_if(l->p, l->block, L_op(l, KE_LT, L_f(l, 0), L_ldb(l, S, L_add(l, N, r))));
+  uint32_t row = L_ivar(l, L_mul(l, L_load(l, IN(1), r), C));
+  j = L_acc(l, K_I64, r);
+  uint32_t sc = l->block;
+  l->block = ks_while(l->p, l->block, L_op(l, KE_LT, L_varx(l, j), N));
+  uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
+  L_store(l, OUT(0), L_add(l, row, c),
+          L_add(l, L_load(l, OUT(0), L_add(l, row, c)), L_load(l, IN(2), L_add(l, L_mul(l, L_varx(l, j), C), c))));
+  l->block = sv;
+  L_assign(l, j, L_ex(l, KE_FTOI, L_ldb(l, S, L_varx(l, j))));
+  l->block = sc;
+  l->block = sw;
+  l->block = saved;
+}
+
+static int scratch_embedding_grad(Lower *l, const IrNode *n, int64_t *elems) {
+  if (l->s->colsum_rows > 0) elems[0] = 2 * L_max_numel(l, L_shape(l, IN(1)));
+  return 0;
+}
+
 /* embedding_grad(into, ids, dy): row by row, into[ids[r], :] += dy[r, :]
  * (the result holds `into` already) */
 static int lo_embedding_grad(Lower *l, const IrNode *n, PcError *err) {
   uint32_t C = L_ivar(l, L_dimx(l, L_shape(l, IN(0))->dim[1])), saved, sv;
-  if (l->s->colsum_rows > 0) { /* a thread per column walks the rows: the same sums in the same order, spread wider */
-    uint32_t sr, c = L_loop(l, KL_PARALLEL, L_i(l, 0), C, &saved);
-    uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), L_numel(l, L_shape(l, IN(1))), &sr);
-    uint32_t at = L_ivar(l, L_add(l, L_mul(l, L_load(l, IN(1), r), C), c));
-    L_store(l, OUT(0), at, L_add(l, L_load(l, OUT(0), at), L_load(l, IN(2), L_add(l, L_mul(l, r, C), c))));
-    l->block = sr;
-    l->block = saved;
+  if (l->s->colsum_rows > 0) {
+    if (L_max_numel(l, L_shape(l, IN(1))) >= (int64_t)1 << 24)
+      return pc_errorf(err, "embedding_grad: %" PRId64 " rows; a GPU's chains number them in f32, exact below 2^24",
+                       L_max_numel(l, L_shape(l, IN(1))));
+    embedding_grad_chains(l, n, C);
     return 0;
   }
   uint32_t r = L_loop(l, KL_SERIAL, L_i(l, 0), L_numel(l, L_shape(l, IN(1))), &saved);
@@ -724,7 +774,7 @@ static const OpLowering table[IR_NUM_OPS] = {
     [IR_SOFTMAX_GRAD] = {lo_softmax_grad, NULL},
     [IR_LAYERNORM_GRAD] = {lo_norm_grad, scratch_norm_grad},
     [IR_RMSNORM_GRAD] = {lo_norm_grad, scratch_norm_grad},
-    [IR_EMBEDDING_GRAD] = {lo_embedding_grad, NULL},
+    [IR_EMBEDDING_GRAD] = {lo_embedding_grad, scratch_embedding_grad},
     [IR_SLICE_GRAD] = {lo_slice, NULL},
     [IR_ATTENTION_GRAD] = {lo_attention_grad, scratch_attention},
     [IR_CROSS_ENTROPY_GRAD] = {lo_cross_entropy_grad, NULL},
