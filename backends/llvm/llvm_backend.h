@@ -3,21 +3,16 @@
  * either linked into a shared library (an object file and the system C
  * compiler: the AOT path of pondercc -o) or loaded in-process through ORC
  * LLJIT (ponder --jit). Both export the model ABI
- * (runtime/include/ponder_abi.h). docs/llvm-backend.md has the details. */
+ * (runtime/include/ponder_abi.h). docs/llvm-backend.md has the details.
+ * A build configured with -DPONDER_LLVM=OFF has llvm_none.c instead: every
+ * function fails, saying so. */
 #ifndef PC_LLVM_BACKEND_H
 #define PC_LLVM_BACKEND_H
 
 #include <stdio.h>
 
-#include <llvm-c/Core.h>
-
 #include "compiler/module.h"
 #include "runtime/include/ponder_abi.h"
-
-/* Renders m into a new module of ctx (*out, owned by the caller): one
- * function per entry, one per distinct loop nest (kernel), the parallel
- * loops' outlined bodies, and the three ABI functions. */
-int llvm_render(const PcModule *m, LLVMContextRef ctx, LLVMModuleRef *out, PcError *err);
 
 /* What compiling cost and what the vectorizer did. */
 typedef struct {

@@ -4,7 +4,13 @@
 
 #include "backends/llvm/llvm_backend.h"
 
+#include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
+
+/* Renders m into a new module of ctx (*out, owned by the caller): one
+ * function per entry, one per distinct loop nest (kernel), the parallel
+ * loops' outlined bodies, and the three ABI functions. */
+int llvm_render(const PcModule *m, LLVMContextRef ctx, LLVMModuleRef *out, PcError *err);
 
 /* The host CPU with all its features, -O3, position-independent code. */
 int llvm_host_machine(LLVMTargetMachineRef *out, PcError *err);
