@@ -107,7 +107,7 @@ uint32_t kvar(KEntry *e, const char *name, KType type) {
 }
 
 uint32_t kbuf(KEntry *e, const char *name, KType elem, KBufKind kind, uint32_t index, uint64_t offset, uint64_t numel) {
-  KBuf b = {pc_xstrdup(name), elem, kind, index, offset, numel};
+  KBuf b = {.name = pc_xstrdup(name), .elem = elem, .kind = kind, .index = index, .offset = offset, .numel = numel};
   vec_push(&e->bufs, b);
   return (uint32_t)(e->bufs.n - 1);
 }
@@ -302,7 +302,7 @@ void kir_print(const KProgram *p, FILE *f) {
       fprintf(f, "  %%%zu %s", k, kinds[b->kind]);
       if (b->kind == KB_ARENA) fprintf(f, " +%" PRIu64, b->offset);
       else fprintf(f, " #%u", b->index);
-      fprintf(f, " %s[%" PRIu64 "] \"%s\"\n", type_name(b->elem), b->numel, b->name);
+      fprintf(f, " %s[%" PRIu64 "] \"%s\"%s\n", type_name(b->elem), b->numel, b->name, b->operand_only ? " operand-only" : "");
     }
     print_block(p, e, e->body, 1, f);
   }

@@ -101,6 +101,11 @@ typedef struct {
   uint32_t index;  /* PARAM / INPUT / OUTPUT: position in the entry's list */
   uint64_t offset; /* ARENA: byte offset */
   uint64_t numel;  /* at the maximum dims */
+  /* What kernels store here is read only as matrix products' operands, and
+   * a kernel that stores an element reads it only before (the lowering's
+   * promise): a backend whose products read bf16 copies may store only
+   * those (cuda_render.c). */
+  uint8_t operand_only;
 } KBuf;
 
 typedef struct {

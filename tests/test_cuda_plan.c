@@ -283,6 +283,7 @@ static char *printed(const KProgram *p) {
 
 static void check_bytes(void) {
   Prog r = make_program();
+  r.p->entries.a[0].bufs.a[4].operand_only = 1; /* flags travel too */
   size_t len;
   unsigned char *bytes = cuda_kir_write(r.p, &len);
   KProgram *back;
@@ -290,7 +291,7 @@ static void check_bytes(void) {
   CHECK(cuda_kir_read(bytes, len, &back, &err) == 0);
   if (back) {
     char *a = printed(r.p), *b = printed(back);
-    CHECK(!strcmp(a, b));
+    CHECK(!strcmp(a, b) && strstr(a, "\"sums\" operand-only"));
     free(a);
     free(b);
     kir_free(back);
@@ -487,6 +488,58 @@ static void check_mirrors(void) {
   kir_free(p);
 }
 
+/* An operand-only buffer's mirrored rows are stored in bf16 alone (when
+ * the host gives a mirror), and a product that would convert some of them
+ * is an error, not a silent read of stale fp32:
+ *   parfor p in 0 .. B: vfor j in 0 .. 8: a[p*8 + j] = 1
+ *   out = a[rows 0 .. B of 8] w^T     (fresh: from the mirror)
+ *   out = a[from 4, B rows of 8] w^T  (half fresh: the error) */
+static void check_operand_only(void) {
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "o");
+  uint32_t B = kdim(e, "B", 4);
+  uint32_t w = kbuf(e, "w", K_F32, KB_PARAM, 0, 0, 64), out = kbuf(e, "out", K_F32, KB_OUTPUT, 0, 0, 64);
+  uint32_t a = kbuf(e, "a", K_F32, KB_ARENA, 0, 0, 64);
+  e->bufs.a[a].operand_only = 1;
+  uint32_t pv = kvar(e, "p", K_I64), jv = kvar(e, "j", K_I64);
+  uint32_t row = ks_for(p, e->body, KL_PARALLEL, pv, kx_i(p, 0), kx_dim(p, B));
+  uint32_t v = ks_for(p, row, KL_VECTOR, jv, kx_i(p, 0), kx_i(p, 8));
+  ks_store(p, v, a, kx_add(p, kx_mul(p, kx_var(p, e, pv), kx_i(p, 8)), kx_var(p, e, jv)), kx_f(p, 1));
+  for (int k = 0; k < 2; k++) {
+    KGemm g = {.tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 8), .k = kx_i(p, 8), .alpha = 1, .a = a, .b = w, .c = out,
+               .a_off = kx_i(p, 4 * k), .b_off = kx_i(p, 0), .c_off = kx_i(p, 0), .lda = kx_i(p, 8), .ldb = kx_i(p, 8),
+               .ldc = kx_i(p, 8)};
+    ks_gemm(p, e->body, &g);
+  }
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  PcError err;
+  if (cuda_render(p, &o, &cp, &err) < 0) {
+    CHECKF(0, "render: %s", err.msg);
+    kir_free(p);
+    return;
+  }
+  CHECK_STR_CONTAINS(cp.source, "] = pc_bf16(pc_v); else p");
+  MRec rec = {.base = {.name = "mrec", .launch = mrec_launch, .gemm = mrec_gemm, .fill32 = mrec_fill, .alloc = mrec_alloc,
+                       .release = rec_release, .sync = rec_sync},
+              .to_bf16 = cp.runtime_kernel[CR_TO_BF16], .next = 0x900000};
+  CuPtr params[1] = {0x100000}, outputs[1] = {0x200000}, bufs[3];
+  cuda_buffer_addresses(&p->entries.a[0], params, NULL, outputs, 0x300000, bufs);
+  int64_t dims[1] = {3};
+  CudaGemmCtx gc = {.precision = CUDA_BF16};
+  CHECK(cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) < 0);
+  CHECK_STR_CONTAINS(err.msg, "partly from rows stored in bf16 only");
+  CHECK(rec.n_gemm == 1 && rec.a[0] == 0x900000); /* the first product read the mirror */
+  cuda_gemm_ctx_free(&gc, &rec.base);
+  /* converting every operand, the kernel stores fp32 and both products convert */
+  rec = (MRec){.base = rec.base, .to_bf16 = rec.to_bf16, .next = 0x900000};
+  gc = (CudaGemmCtx){.precision = CUDA_BF16, .convert_only = 1};
+  CHECK(cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) == 0 && rec.n_gemm == 2);
+  cuda_gemm_ctx_free(&gc, &rec.base);
+  cuda_program_free(&cp);
+  kir_free(p);
+}
+
 int main(void) {
   check_shapes();
   check_addresses_and_args();
@@ -497,5 +550,6 @@ int main(void) {
   check_bytes();
   check_ranges();
   check_mirrors();
+  check_operand_only();
   return check_exit();
 }

@@ -43,7 +43,9 @@ struct CudaDevice {
  *   (CudaMirror: the kernel rounds as CR_TO_BF16 does) is read from the
  *   mirror when every element the product reads was last written by such
  *   a store in this call (`fresh`: mirrored rows add to it; every other
- *   launch, product, fill and copy takes what it writes out).
+ *   launch, product, fill and copy takes what it writes out). Kernels
+ *   store an operand-only buffer's (KBuf.operand_only) fresh rows in the
+ *   mirror alone, so a product must not convert them: that is an error.
  * - Another activation goes into one of CUDA_ACT_SLOTS scratch buffers,
  *   which remember what they hold: the same range again, with nothing
  *   written over it since (every launch, product, fill and copy forgets the
@@ -56,6 +58,7 @@ typedef VEC(CudaRange) CudaRanges; /* sorted, disjoint, none empty (cuda_ranges.
 void cuda_ranges_add(CudaRanges *r, uint64_t lo, uint64_t hi);
 void cuda_ranges_remove(CudaRanges *r, uint64_t lo, uint64_t hi);
 int cuda_ranges_cover(const CudaRanges *r, uint64_t lo, uint64_t hi); /* [lo, hi) lies in one range */
+int cuda_ranges_meet(const CudaRanges *r, uint64_t lo, uint64_t hi);  /* [lo, hi) and a range share an element */
 typedef struct {
   CuPtr bf16;          /* the parameter's layout in bf16 (0: none yet) */
   size_t bytes;

@@ -210,6 +210,9 @@ static int bf16_operand(Exec *x, uint32_t buf, int64_t off, int64_t rows, int64_
     g->mirrored += n;
     return 0;
   }
+  if (x->mirror0 && b->operand_only && cuda_ranges_meet(&g->fresh, b->offset + 4 * lo, b->offset + 4 * hi))
+    return pc_errorf(x->err, "cuda: entry %s: a product reads %s partly from rows stored in bf16 only (a lowering's "
+                             "operand_only promise does not hold)", x->e->name, b->name);
   if (b->kind != KB_PARAM) { /* an activation: unless a slot holds it already */
     CudaActBf16 *slot = NULL;
     for (int i = 0; i < CUDA_ACT_SLOTS; i++) {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char magic[8] = "PCKIR\0\0\2";
+static const char magic[8] = "PCKIR\0\0\3";
 
 /* ---- writing ------------------------------------------------------------------ */
 
@@ -70,7 +70,7 @@ void *cuda_kir_write(const KProgram *p, size_t *len) {
     for (size_t k = 0; k < e->bufs.n; k++) {
       const KBuf *b = &e->bufs.a[k];
       wstr(f, b->name);
-      w32(f, (uint32_t)b->elem | (uint32_t)b->kind << 8);
+      w32(f, (uint32_t)b->elem | (uint32_t)b->kind << 8 | (uint32_t)b->operand_only << 16);
       w32(f, b->index);
       w64(f, b->offset);
       w64(f, b->numel);
@@ -288,11 +288,12 @@ int cuda_kir_read(const void *bytes, size_t len, KProgram **out, PcError *err) {
       KBuf b = {.name = rstr(&r)};
       uint32_t ek = r32(&r);
       b.elem = (KType)(ek & 0xff);
-      b.kind = (KBufKind)(ek >> 8);
+      b.kind = (KBufKind)(ek >> 8 & 0xff);
+      b.operand_only = (uint8_t)(ek >> 16);
       b.index = r32(&r);
       b.offset = r64(&r);
       b.numel = r64(&r);
-      if (b.kind > KB_ARENA || (b.elem != K_F32 && b.elem != K_I32)) r.bad = 1;
+      if (b.kind > KB_ARENA || (b.elem != K_F32 && b.elem != K_I32) || b.operand_only > 1) r.bad = 1;
       vec_push(&ep->bufs, b);
     }
     for (uint32_t k = 0, m = rcount(&r); k < m && !r.bad; k++) {

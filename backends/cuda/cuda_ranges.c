@@ -12,6 +12,7 @@ static void insert(CudaRanges *r, size_t at, CudaRange x) {
 }
 
 static void erase(CudaRanges *r, size_t at, size_t n) {
+  if (!n) return; /* r->a may be NULL */
   memmove(r->a + at, r->a + at + n, (r->n - at - n) * sizeof *r->a);
   r->n -= n;
 }
@@ -43,6 +44,12 @@ void cuda_ranges_remove(CudaRanges *r, uint64_t lo, uint64_t hi) {
     if (x.lo < lo) insert(r, i++, (CudaRange){x.lo, lo});
     if (x.hi > hi) i++;
   }
+}
+
+int cuda_ranges_meet(const CudaRanges *r, uint64_t lo, uint64_t hi) {
+  for (size_t i = 0; i < r->n; i++)
+    if (r->a[i].lo < hi && lo < r->a[i].hi) return 1;
+  return 0;
 }
 
 int cuda_ranges_cover(const CudaRanges *r, uint64_t lo, uint64_t hi) {

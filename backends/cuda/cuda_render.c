@@ -195,12 +195,21 @@ static void stmt_serial(CR *c, const KStmt *s, int depth) {
     fputs(";\n", c->f);
     return;
   case KS_STORE:
-    if (c->mirror[s->buf[0]]) { /* the value, then the same element of the mirror (if the host gave one) */
+    if (c->mirror[s->buf[0]]) { /* the value, and the same element of the mirror (if the host gave one) */
+      uint32_t k = c->buf_map[s->buf[0]];
       fputs("{ const float pc_v = ", c->f);
       expr(c, s->e[1]);
-      fprintf(c->f, "; p%u[", c->buf_map[s->buf[0]]);
+      if (c->e->bufs.a[s->buf[0]].operand_only) { /* only products read it: the mirror alone, when there is one */
+        fprintf(c->f, "; if (h%u) h%u[", k, k);
+        expr(c, s->e[0]);
+        fprintf(c->f, "] = pc_bf16(pc_v); else p%u[", k);
+        expr(c, s->e[0]);
+        fputs("] = pc_v; }\n", c->f);
+        return;
+      }
+      fprintf(c->f, "; p%u[", k);
       expr(c, s->e[0]);
-      fprintf(c->f, "] = pc_v; if (h%u) h%u[", c->buf_map[s->buf[0]], c->buf_map[s->buf[0]]);
+      fprintf(c->f, "] = pc_v; if (h%u) h%u[", k, k);
       expr(c, s->e[0]);
       fputs("] = pc_bf16(pc_v); }\n", c->f);
       return;

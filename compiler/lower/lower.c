@@ -89,6 +89,7 @@ uint32_t L_ivar(Lower *l, uint32_t x) { return L_varx(l, var_of(l, "n", K_I64, x
 uint32_t L_acc(Lower *l, KType t, uint32_t init) { return var_of(l, "a", t, init); }
 uint32_t L_ex(Lower *l, KOp op, uint32_t a) { return kx_op(l->p, op, a, 0, 0); }
 uint32_t L_scratch(Lower *l, const IrNode *n, int k) { return l->scratch[n - l->g->nodes.a][k]; }
+void L_operand_only(Lower *l, uint32_t buf) { L_entry(l)->bufs.a[buf].operand_only = 1; }
 uint32_t L_ldb(Lower *l, uint32_t buf, uint32_t index) { return kx_load(l->p, L_entry(l), buf, index); }
 void L_stb(Lower *l, uint32_t buf, uint32_t index, uint32_t x) { ks_store(l->p, l->block, buf, index, x); }
 

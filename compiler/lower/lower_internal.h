@@ -58,6 +58,8 @@ uint32_t L_ivar(Lower *l, uint32_t x);              /* x in a new i64 variable; 
 uint32_t L_acc(Lower *l, KType t, uint32_t init);   /* a new accumulator variable */
 uint32_t L_ex(Lower *l, KOp op, uint32_t a);        /* a unary kernel expression */
 uint32_t L_scratch(Lower *l, const IrNode *n, int k); /* node n's scratch buffer k */
+/* buf's stored values are read only as products' operands (KBuf.operand_only) */
+void L_operand_only(Lower *l, uint32_t buf);
 uint32_t L_ldb(Lower *l, uint32_t buf, uint32_t index);
 void L_stb(Lower *l, uint32_t buf, uint32_t index, uint32_t x);
 #define L_op(l, op, a, b) kx_op((l)->p, op, a, b, 0)

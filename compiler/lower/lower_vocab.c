@@ -61,6 +61,7 @@ static int scratch_chunk(Lower *l, const IrNode *n, int64_t *elems) {
 static int lo_vocab_attention(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 1);
   uint32_t Z = L_scratch(l, n, 0), M = L_scratch(l, n, 1), S = L_scratch(l, n, 2), T = l->buf[OUT(0)], v0, nc, sv, sr, sc;
+  L_operand_only(l, Z); /* the weights, read by the product into T alone */
   ks_fill(l->p, l->block, T, L_i(l, 0), L_mul(l, v.N, v.Ci), L_f(l, 0));
   ks_fill(l->p, l->block, M, L_i(l, 0), v.N, L_f(l, -INFINITY));
   ks_fill(l->p, l->block, S, L_i(l, 0), v.N, L_f(l, 0));
@@ -114,6 +115,8 @@ static int lo_vocab_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 1);
   double tau = n->attr[0].f;
   uint32_t P = L_scratch(l, n, 0), D = L_scratch(l, n, 1), dZ = L_scratch(l, n, 3), v0, nc, sr, sc;
+  L_operand_only(l, P); /* P and dZ stored are read by the products alone */
+  L_operand_only(l, dZ);
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), v.N, &sr);
   uint32_t dot = L_acc(l, K_F32, L_f(l, 0));
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), v.Ci, &sc);
@@ -310,6 +313,7 @@ static int lo_linear_cross_entropy(Lower *l, const IrNode *n, PcError *err) {
 static int lo_linear_cross_entropy_grad(Lower *l, const IrNode *n, PcError *err) {
   Vocab v = vocab(l, n, 0);
   uint32_t dZ = L_scratch(l, n, 3), v0, nc, sr, sv;
+  L_operand_only(l, dZ); /* dZ stored is read by the two products alone */
   uint32_t count = L_acc(l, K_F32, L_f(l, 0));
   uint32_t r = L_loop(l, KL_VECTOR, L_i(l, 0), v.N, &sr);
   L_assign(l, count, L_add(l, L_varx(l, count), kx_op(l->p, KE_SELECT, kx_op(l->p, KE_LE, L_i(l, 0), L_load(l, IN(2), r), 0),

@@ -187,7 +187,7 @@ def cmd_table(a):
         if "transfer_ms" in r:
             notes.append(f"PCIe {r['transfer_ms']:.0f} ms")
         if r.get("bf16_mib"):
-            notes.append(f"bf16 operands {r['bf16_mib']:.0f} MiB, {r.get('converted_g', 0):.2f} G converted per call")
+            notes.append(f"bf16 operands {r['bf16_mib']:.0f} MiB, {r.get('converted_g', 0):.3g} G converted per call")
         if "peak_gb" in r:
             notes.append(f"{r['peak_gb']:.1f} GiB")
         lines.append(f"| {r['label']} | {r['K']} | {bt} | {gflop:.0f} | {ms:.0f} | {r['B'] * r['T'] / (ms / 1e3):.0f} | "
