@@ -356,6 +356,7 @@ typedef struct {
   uint32_t to_bf16;
   int conversions, n_gemm;
   CuPtr a[16], next;
+  size_t most; /* allocations above this many bytes fail (0: none do) */
 } MRec;
 
 static int mrec_launch(CudaDevice *d, uint32_t k, uint32_t grid, uint32_t block, void **params, PcError *err) {
@@ -371,6 +372,7 @@ static int mrec_gemm(CudaDevice *d, const CudaGemm *g, PcError *err) {
 static int mrec_fill(CudaDevice *d, CuPtr dst, uint32_t bits, size_t count, PcError *err) { return 0; }
 static int mrec_alloc(CudaDevice *d, size_t bytes, CuPtr *out, PcError *err) {
   MRec *r = (MRec *)d;
+  if (r->most && bytes > r->most) return pc_errorf(err, "out of memory");
   *out = r->next;
   r->next += (bytes + 0xffff) & ~(CuPtr)0xffff;
   return 0;
@@ -483,6 +485,13 @@ static void check_mirrors(void) {
   gc = (CudaGemmCtx){.precision = CUDA_BF16, .convert_only = 1};
   if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) < 0) CHECKF(0, "exec: %s", err.msg);
   CHECKF(gc.mirrored == 0 && gc.mirror_bytes == 0 && rec.conversions == 9, "%d conversions", rec.conversions);
+  cuda_gemm_ctx_free(&gc, &rec.base);
+  /* no memory for the mirror: the same conversions, and the context says why */
+  rec = (MRec){.base = rec.base, .to_bf16 = rec.to_bf16, .next = 0x900000, .most = 256};
+  gc = (CudaGemmCtx){.precision = CUDA_BF16};
+  CHECKF(cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) == 0, "exec: %s", err.msg);
+  CHECKF(gc.mirrored == 0 && gc.mirror_refused == (256 * 2 + 4 * 64) / 2 && rec.conversions == 9, "%d conversions",
+         rec.conversions);
   cuda_gemm_ctx_free(&gc, &rec.base);
   cuda_program_free(&cp);
   kir_free(p);

@@ -81,6 +81,7 @@ typedef struct {
   size_t n_param;
   CuPtr mirror;         /* the arena's bf16 mirrors (CudaProgram.mirror_span) */
   size_t mirror_bytes;
+  size_t mirror_refused; /* the device had no memory for this many bytes of mirrors: no mirrors since */
   CudaRanges fresh;     /* arena bytes whose mirror holds their value, in this call */
   uint64_t converted;   /* elements rounded to bf16 for a product, over every call (tests, docs) */
   uint64_t mirrored;    /* operand elements a product read from a mirror */

@@ -368,10 +368,13 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
   for (int i = 0; gc && i < CUDA_ACT_SLOTS; i++) /* so may the inputs, and the host's copies into the arena */
     gc->act[i].held = 0;
   const uint64_t *span = &cp->mirror_span[2 * entry];
-  if (gc && gc->precision == CUDA_BF16 && !gc->convert_only && span[0] < span[1]) {
-    if (grow(d, &gc->mirror, &gc->mirror_bytes, (span[1] - span[0]) / 2, err) < 0) return -1;
-    x.mirror0 = gc->mirror - span[0] / 2; /* wraps below the arena's first mirrored byte; never read there */
-    gc->fresh.n = 0;
+  if (gc && gc->precision == CUDA_BF16 && !gc->convert_only && !gc->mirror_refused && span[0] < span[1]) {
+    if (grow(d, &gc->mirror, &gc->mirror_bytes, (span[1] - span[0]) / 2, err) < 0) {
+      gc->mirror_refused = (span[1] - span[0]) / 2; /* too big for the device: convert, as without mirrors */
+    } else {
+      x.mirror0 = gc->mirror - span[0] / 2; /* wraps below the arena's first mirrored byte; never read there */
+      gc->fresh.n = 0;
+    }
   }
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
   x.values = pc_xcalloc(most, sizeof *x.values);

@@ -215,7 +215,11 @@ static int runner(void *ctx, int entry, const Params *p, const PonderCall *call,
   double t1 = cuda_engine_now();
   if (!rc) {
     cuda_buffer_addresses(e, c->params, m->in, m->out, c->arena, c->bufs);
+    size_t refused = c->gemm.mirror_refused;
     rc = cuda_exec(&c->cp, d, (uint32_t)entry, call->dims, c->bufs, c->slots, &c->gemm, err);
+    if (!refused && c->gemm.mirror_refused)
+      fprintf(stderr, "cuda: no device memory for %.0f MiB of bf16 mirrors: products convert their operands instead "
+                      "(the same results, more memory traffic)\n", c->gemm.mirror_refused / 1048576.0);
   }
   if (!rc && c->timing) rc = d->sync(d, err);
   double t2 = cuda_engine_now();
