@@ -388,7 +388,8 @@ static int mrec_alloc(CudaDevice *d, size_t bytes, CuPtr *out, PcError *err) {
  *                         vfor j in 0 .. 4: a5[p*8 + 2j] = 7             one store not a row: not
  *     parfor p in 0 .. B: vfor j in 0 .. 8: a6[p*8 + j] = 8              no product reads a6: not
  *     then products reading a0 .. a5 (A) with w (B), a fill of a0 between two that read a0, and a
- *     product writing a2 between two that read a2 */
+ *     product writing a2 between two that read a2; last, parfor q in 0 .. B: out[q] = a2[q]
+ *   Stores to a0 and a1, which only products read, write the mirror alone; a2's write both. */
 static void check_mirrors(void) {
   KProgram *p = kir_new();
   KEntry *e = kir_entry(p, "m");
@@ -445,6 +446,8 @@ static void check_mirrors(void) {
       ks_gemm(p, e->body, &g);
     }
   }
+  uint32_t qv = kvar(e, "q", K_I64), last = ks_for(p, e->body, KL_PARALLEL, qv, kx_i(p, 0), kx_dim(p, B));
+  ks_store(p, last, out, kx_var(p, e, qv), kx_load(p, e, a[2], kx_var(p, e, qv)));
   CudaOptions o = cuda_options_default();
   CudaProgram cp;
   PcError err;
@@ -460,6 +463,9 @@ static void check_mirrors(void) {
   const CudaLaunch *l1 = &cp.launches.a[cp.launch_of[stmt[1]]], *l2 = &cp.launches.a[cp.launch_of[stmt[2]]];
   CHECK(l1->n_m && cp.mirrors.a[l1->m0].buf == a[1] && cp.mirrors.a[l1->m0].w != UINT32_MAX && cp.mirrors.a[l1->m0].n_c == 1);
   CHECK(l2->n_m && cp.mirrors.a[l2->m0].w == UINT32_MAX);
+  CHECK(l1->n_m && cp.mirrors.a[l1->m0].alone && l2->n_m && !cp.mirrors.a[l2->m0].alone);
+  CHECK_STR_CONTAINS(cp.source, "] = pc_bf16(pc_v); else p"); /* a0, a1 */
+  CHECK_STR_CONTAINS(cp.source, "] = pc_v; if (h"); /* a2 */
   CHECKF(cp.mirror_span[0] == 0 && cp.mirror_span[1] == 256 * 2 + 4 * 64, "span %llu %llu", (unsigned long long)cp.mirror_span[0], (unsigned long long)cp.mirror_span[1]);
   CHECK_STR_CONTAINS(cp.source, "if (h0) h0[");
   /* what the executor reads: the mirror where rows were mirrored, else a conversion */

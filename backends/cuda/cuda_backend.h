@@ -53,6 +53,7 @@ typedef struct {
   uint32_t buf;
   uint32_t w;       /* an expression; UINT32_MAX: 1 */
   uint32_t c0, n_c; /* c, a sum of expressions: CudaProgram.mirror_terms[c0 ..] */
+  uint32_t alone;   /* the mirror alone, no fp32 (given a mirror): nothing but products reads buf */
 } CudaMirror;
 
 /* Threads per block by mode; the kernels read blockDim, so these are the

@@ -43,9 +43,10 @@ struct CudaDevice {
  *   (CudaMirror: the kernel rounds as CR_TO_BF16 does) is read from the
  *   mirror when every element the product reads was last written by such
  *   a store in this call (`fresh`: mirrored rows add to it; every other
- *   launch, product, fill and copy takes what it writes out). Kernels
- *   store an operand-only buffer's (KBuf.operand_only) fresh rows in the
- *   mirror alone, so a product must not convert them: that is an error.
+ *   launch, product, fill and copy takes what it writes out). Where only
+ *   products read a buffer (CudaMirror.alone), kernels store its rows in
+ *   the mirror alone (`stale` holds them), so a product must not convert
+ *   them: that is an error.
  * - Another activation goes into one of CUDA_ACT_SLOTS scratch buffers,
  *   which remember what they hold: the same range again, with nothing
  *   written over it since (every launch, product, fill and copy forgets the
@@ -83,6 +84,7 @@ typedef struct {
   size_t mirror_bytes;
   size_t mirror_refused; /* the device had no memory for this many bytes of mirrors: no mirrors since */
   CudaRanges fresh;     /* arena bytes whose mirror holds their value, in this call */
+  CudaRanges stale;     /* of those, the ones stored in the mirror alone: their fp32 bytes are old */
   uint64_t converted;   /* elements rounded to bf16 for a product, over every call (tests, docs) */
   uint64_t mirrored;    /* operand elements a product read from a mirror */
 } CudaGemmCtx;

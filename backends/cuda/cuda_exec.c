@@ -131,7 +131,10 @@ static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   void *params[1] = {&a};
   for (int i = 0; i < n; i++)
     if (x->d->launch(x->d, x->cp->args.a[l->arg0 + (uint32_t)kernel[i]].id, grid[i], block[i], params, x->err) < 0) return -1;
-  if (mbuf && n) cuda_ranges_add(&x->gc->fresh, mbuf->offset, mbuf->offset + 4 * (uint64_t)n_mirrored);
+  if (mbuf && n) { /* fp32 and mirror */
+    cuda_ranges_add(&x->gc->fresh, mbuf->offset, mbuf->offset + 4 * (uint64_t)n_mirrored);
+    cuda_ranges_remove(&x->gc->stale, mbuf->offset, mbuf->offset + 4 * (uint64_t)n_mirrored);
+  }
   return 0;
 }
 
@@ -168,11 +171,15 @@ static void written(Exec *x, uint32_t buf, int mirrored) {
     CudaActBf16 *t = &x->gc->act[i];
     if (t->held && t->src < hi && lo < t->src + 4 * t->n) t->held = 0;
   }
-  if (x->mirror0 && !mirrored && b->kind == KB_ARENA) cuda_ranges_remove(&x->gc->fresh, b->offset, b->offset + 4 * b->numel);
+  if (x->mirror0 && !mirrored && b->kind == KB_ARENA) {
+    cuda_ranges_remove(&x->gc->fresh, b->offset, b->offset + 4 * b->numel);
+    cuda_ranges_remove(&x->gc->stale, b->offset, b->offset + 4 * b->numel);
+  }
 }
 
 /* Launch l of a parallel loop stored its rows with their mirrors: row r
- * wrote elements [c + r w, c + (r + 1) w) of the buffer, and they are fresh. */
+ * wrote elements [c + r w, c + (r + 1) w) of the buffer, and they are
+ * fresh; stale too where it stored the mirror alone. */
 static void mark_rows(Exec *x, const KStmt *s, const CudaLaunch *l) {
   int64_t lo = eval_i(x, s->e[0]), hi = eval_i(x, s->e[1]);
   for (uint32_t k = 0; k < l->n_m; k++) {
@@ -180,8 +187,11 @@ static void mark_rows(Exec *x, const KStmt *s, const CudaLaunch *l) {
     int64_t w = m->w == UINT32_MAX ? 1 : eval_i(x, m->w), c = 0;
     for (uint32_t t = 0; t < m->n_c; t++) c += eval_i(x, x->cp->mirror_terms.a[m->c0 + t]);
     const KBuf *b = &x->e->bufs.a[m->buf];
-    if (w > 0 && lo < hi && c + lo * w >= 0 && (uint64_t)(c + hi * w) <= b->numel)
-      cuda_ranges_add(&x->gc->fresh, b->offset + 4 * (uint64_t)(c + lo * w), b->offset + 4 * (uint64_t)(c + hi * w));
+    if (w <= 0 || lo >= hi || c + lo * w < 0 || (uint64_t)(c + hi * w) > b->numel) continue;
+    uint64_t from = b->offset + 4 * (uint64_t)(c + lo * w), to = b->offset + 4 * (uint64_t)(c + hi * w);
+    cuda_ranges_add(&x->gc->fresh, from, to);
+    if (m->alone) cuda_ranges_add(&x->gc->stale, from, to);
+    else cuda_ranges_remove(&x->gc->stale, from, to);
   }
 }
 
@@ -210,9 +220,9 @@ static int bf16_operand(Exec *x, uint32_t buf, int64_t off, int64_t rows, int64_
     g->mirrored += n;
     return 0;
   }
-  if (x->mirror0 && b->operand_only && cuda_ranges_meet(&g->fresh, b->offset + 4 * lo, b->offset + 4 * hi))
-    return pc_errorf(x->err, "cuda: entry %s: a product reads %s partly from rows stored in bf16 only (a lowering's "
-                             "operand_only promise does not hold)", x->e->name, b->name);
+  if (x->mirror0 && b->kind == KB_ARENA && cuda_ranges_meet(&g->stale, b->offset + 4 * lo, b->offset + 4 * hi))
+    return pc_errorf(x->err, "cuda: entry %s: a product reads %s partly from rows stored in bf16 only (not all of its "
+                             "rows are fresh)", x->e->name, b->name);
   if (b->kind != KB_PARAM) { /* an activation: unless a slot holds it already */
     CudaActBf16 *slot = NULL;
     for (int i = 0; i < CUDA_ACT_SLOTS; i++) {
@@ -269,6 +279,7 @@ void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
     if (g->act[i].bf16) d->release(d, g->act[i].bf16);
   if (g->mirror) d->release(d, g->mirror);
   vec_free(&g->fresh);
+  vec_free(&g->stale);
   for (size_t i = 0; i < g->n_param; i++) {
     if (g->param[i].bf16) d->release(d, g->param[i].bf16);
     vec_free(&g->param[i].done);
@@ -373,7 +384,7 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
       gc->mirror_refused = (span[1] - span[0]) / 2; /* too big for the device: convert, as without mirrors */
     } else {
       x.mirror0 = gc->mirror - span[0] / 2; /* wraps below the arena's first mirrored byte; never read there */
-      gc->fresh.n = 0;
+      gc->fresh.n = gc->stale.n = 0;
     }
   }
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);

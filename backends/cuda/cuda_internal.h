@@ -14,6 +14,7 @@ typedef struct {
   uint32_t *n_assign;    /* per variable: how many statements assign it */
   uint32_t *def;         /* per variable assigned once: its value */
   unsigned char *operand;/* per buffer: a matrix product reads it (as A or B) */
+  unsigned char *loaded; /* per buffer: read otherwise (a load, a copy's source, a call's input, a product adding into it) */
 } CudaScan;
 
 void cuda_scan_init(CudaScan *a, const KProgram *p, const KEntry *e);
@@ -39,6 +40,8 @@ int cuda_reduction_op(const CudaScan *a, const KStmt *assign);
 /* Whether every store of parallel loop `parfor` to buffer buf writes
  * whole rows (cuda_mirror.c); if so, appends their CudaMirror records. */
 int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaProgram *out);
+/* Whether mirrored stores to buf may write the mirror alone (cuda_mirror.c). */
+int cuda_mirror_alone(const CudaScan *a, uint32_t buf);
 
 /* How a parallel loop maps onto threads, and its block size. */
 CudaMode cuda_choose_mode(const CudaScan *a, const KStmt *parfor, const CudaOptions *o, uint32_t *threads);

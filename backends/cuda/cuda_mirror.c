@@ -13,7 +13,12 @@
  * with c and w computed from the host's values only; variables the row
  * assigns once (n = r * w) are read through. Anything else that writes
  * the buffer in the kernel (a store elsewhere, a fill, a copy) and the
- * kernel mirrors none of it. */
+ * kernel mirrors none of it.
+ *
+ * Where nothing but products reads what kernels store in the buffer (no
+ * load of it anywhere in the entry, no copy from it, no call or product
+ * adding into it; or the lowering's promise, KBuf.operand_only), the
+ * stores write the mirror alone when there is one. */
 #include "backends/cuda/cuda_internal.h"
 
 #include <string.h>
@@ -113,7 +118,7 @@ static int row_store(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, 
     out->mirror_terms.n = c0;
     return 0;
   }
-  vec_push(&out->mirrors, ((CudaMirror){buf, q.row_coef, c0, (uint32_t)out->mirror_terms.n - c0}));
+  vec_push(&out->mirrors, ((CudaMirror){buf, q.row_coef, c0, (uint32_t)out->mirror_terms.n - c0, cuda_mirror_alone(a, buf)}));
   return 1;
 }
 
@@ -142,6 +147,8 @@ static int rows_only(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, 
   }
   return 1;
 }
+
+int cuda_mirror_alone(const CudaScan *a, uint32_t buf) { return a->e->bufs.a[buf].operand_only || !a->loaded[buf]; }
 
 int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaProgram *out) {
   const KBuf *b = &a->e->bufs.a[buf];

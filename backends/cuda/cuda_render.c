@@ -199,7 +199,7 @@ static void stmt_serial(CR *c, const KStmt *s, int depth) {
       uint32_t k = c->buf_map[s->buf[0]];
       fputs("{ const float pc_v = ", c->f);
       expr(c, s->e[1]);
-      if (c->e->bufs.a[s->buf[0]].operand_only) { /* only products read it: the mirror alone, when there is one */
+      if (cuda_mirror_alone(&c->a, s->buf[0])) { /* only products read it: the mirror alone, when there is one */
         fprintf(c->f, "; if (h%u) h%u[", k, k);
         expr(c, s->e[0]);
         fprintf(c->f, "] = pc_bf16(pc_v); else p%u[", k);
@@ -603,7 +603,7 @@ static void library_call(CR *c, uint32_t stmt) {
   int mb = cuda_call_mirror(call->op, (int64_t[KCALL_MAX_ARGS]){0}, &elements);
   const KBuf *y = mb < 0 ? NULL : &c->e->bufs.a[call->buf[mb]];
   if (y && y->kind == KB_ARENA && y->elem == K_F32 && c->a.operand[call->buf[mb]]) { /* its kernels know the rows */
-    vec_push(&c->out->mirrors, ((CudaMirror){call->buf[mb], UINT32_MAX, 0, 0}));
+    vec_push(&c->out->mirrors, ((CudaMirror){call->buf[mb], UINT32_MAX, 0, 0, 0})); /* y in fp32 too */
     l.n_m = 1;
   }
   for (int i = 0; i < n; i++) {

@@ -26,6 +26,7 @@ static void note_use(CudaScan *a, uint32_t var, uint32_t block) {
 static void scan_expr(CudaScan *a, uint32_t x, uint32_t block) {
   const KExpr *k = &a->p->exprs.a[x];
   if (k->op == KE_VAR) note_use(a, k->id, block);
+  if (k->op == KE_LOAD) a->loaded[k->id] = 1;
   for (int i = 0; i < kop_info(k->op)->n; i++) scan_expr(a, k->a[i], block);
 }
 
@@ -56,11 +57,15 @@ static void scan_block(CudaScan *a, uint32_t block) {
       uint32_t xs[9];
       gemm_exprs(&a->p->gemms.a[s->gemm], xs);
       for (int k = 0; k < 9; k++) scan_expr(a, xs[k], block);
-      a->operand[a->p->gemms.a[s->gemm].a] = a->operand[a->p->gemms.a[s->gemm].b] = 1;
+      const KGemm *g = &a->p->gemms.a[s->gemm];
+      a->operand[g->a] = a->operand[g->b] = 1;
+      if (g->beta != 0) a->loaded[g->c] = 1;
     }
+    if (s->kind == KS_COPY) a->loaded[s->buf[1]] = 1;
     if (s->kind == KS_CALL) {
       const KCall *c = &a->p->calls.a[s->call];
       for (int k = 0; k < kcall_info(c->op)->n_arg; k++) scan_expr(a, c->arg[k], block);
+      for (int k = 0; k < kcall_info(c->op)->n_read; k++) a->loaded[c->buf[k]] = 1;
     }
     if (s->kind == KS_ASSIGN) {
       note_use(a, s->var, block);
@@ -86,6 +91,7 @@ void cuda_scan_init(CudaScan *a, const KProgram *p, const KEntry *e) {
   a->n_assign = pc_xcalloc(nv, sizeof(uint32_t));
   a->loop_var = pc_xcalloc(nv, 1);
   a->operand = pc_xcalloc(e->bufs.n + 1, 1);
+  a->loaded = pc_xcalloc(e->bufs.n + 1, 1);
   memset(a->parent, 0xff, sizeof(uint32_t) * nb);
   memset(a->owner, 0xff, sizeof(uint32_t) * nv);
   scan_block(a, e->body);
@@ -98,6 +104,7 @@ void cuda_scan_free(CudaScan *a) {
   free(a->n_assign);
   free(a->loop_var);
   free(a->operand);
+  free(a->loaded);
 }
 
 int cuda_block_inside(const CudaScan *a, uint32_t blk, uint32_t outer) {
