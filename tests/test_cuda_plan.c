@@ -350,6 +350,16 @@ static void check_ranges(void) {
   vec_free(&r);
 }
 
+/* p rendered with the default options; on failure a failed check, and p freed */
+static int render(KProgram *p, CudaProgram *cp) {
+  CudaOptions o = cuda_options_default();
+  PcError err;
+  if (cuda_render(p, &o, cp, &err) == 0) return 0;
+  CHECKF(0, "render: %s", err.msg);
+  kir_free(p);
+  return -1;
+}
+
 /* a device that counts conversions and records where products read A */
 typedef struct {
   CudaDevice base;
@@ -376,6 +386,20 @@ static int mrec_alloc(CudaDevice *d, size_t bytes, CuPtr *out, PcError *err) {
   *out = r->next;
   r->next += (bytes + 0xffff) & ~(CuPtr)0xffff;
   return 0;
+}
+
+/* Entry 0 of cp at B = 3 (its parameter at 0x100000, its output at
+ * 0x200000, its arena at 0x300000) on a new recording device, whose
+ * allocations start at 0x900000 and fail above `most` bytes (0: never). */
+static int mrec_run(const CudaProgram *cp, MRec *rec, size_t most, CudaGemmCtx *gc, PcError *err) {
+  *rec = (MRec){.base = {.name = "mrec", .launch = mrec_launch, .gemm = mrec_gemm, .fill32 = mrec_fill, .alloc = mrec_alloc,
+                         .release = rec_release, .sync = rec_sync},
+                .to_bf16 = cp->runtime_kernel[CR_TO_BF16], .next = 0x900000, .most = most};
+  CuPtr params[1] = {0x100000}, outputs[1] = {0x200000}, bufs[16];
+  PC_ASSERT(cp->prog->entries.a[0].bufs.n <= 16);
+  cuda_buffer_addresses(&cp->prog->entries.a[0], params, NULL, outputs, 0x300000, bufs);
+  int64_t dims[1] = {3};
+  return cuda_exec(cp, &rec->base, 0, dims, bufs, 0x800000, gc, err);
 }
 
 /*   entry m [B <= 4], n = 8 on the host; arena buffers a0 .. a6 of 64 elements
@@ -448,14 +472,9 @@ static void check_mirrors(void) {
   }
   uint32_t qv = kvar(e, "q", K_I64), last = ks_for(p, e->body, KL_PARALLEL, qv, kx_i(p, 0), kx_dim(p, B));
   ks_store(p, last, out, kx_var(p, e, qv), kx_load(p, e, a[2], kx_var(p, e, qv)));
-  CudaOptions o = cuda_options_default();
   CudaProgram cp;
   PcError err;
-  if (cuda_render(p, &o, &cp, &err) < 0) {
-    CHECKF(0, "render: %s", err.msg);
-    kir_free(p);
-    return;
-  }
+  if (render(p, &cp) < 0) return;
   for (int i = 0; i < 7; i++) {
     const CudaLaunch *l = &cp.launches.a[cp.launch_of[stmt[i]]];
     CHECKF((l->n_m == 1) == (i < 3), "kernel %d: %u mirrors", i, l->n_m);
@@ -469,14 +488,9 @@ static void check_mirrors(void) {
   CHECKF(cp.mirror_span[0] == 0 && cp.mirror_span[1] == 256 * 2 + 4 * 64, "span %llu %llu", (unsigned long long)cp.mirror_span[0], (unsigned long long)cp.mirror_span[1]);
   CHECK_STR_CONTAINS(cp.source, "if (h0) h0[");
   /* what the executor reads: the mirror where rows were mirrored, else a conversion */
-  MRec rec = {.base = {.name = "mrec", .launch = mrec_launch, .gemm = mrec_gemm, .fill32 = mrec_fill, .alloc = mrec_alloc,
-                       .release = rec_release, .sync = rec_sync},
-              .to_bf16 = cp.runtime_kernel[CR_TO_BF16], .next = 0x900000};
-  CuPtr params[1] = {0x100000}, outputs[1] = {0x200000}, bufs[9];
-  cuda_buffer_addresses(&p->entries.a[0], params, NULL, outputs, 0x300000, bufs);
-  int64_t dims[1] = {3};
+  MRec rec;
   CudaGemmCtx gc = {.precision = CUDA_BF16};
-  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+  if (mrec_run(&cp, &rec, 0, &gc, &err) < 0) CHECKF(0, "exec: %s", err.msg);
   /* the mirror came first (0x900000): arena byte o's at 0x900000 + o / 2; products' A is cuBLAS's B */
   CHECK(gc.mirror == 0x900000 && gc.mirror_bytes == (256 * 2 + 4 * 64) / 2);
   CHECK(rec.n_gemm == 9 && rec.a[0] == 0x900000 && rec.a[2] == 0x900000 + 256 / 2 + 2 * 4 && rec.a[3] == 0x900000 + 512 / 2);
@@ -487,15 +501,13 @@ static void check_mirrors(void) {
   CHECKF(gc.mirrored == 2 * (3 * 8) + 3 * 1, "%llu elements read from mirrors", (unsigned long long)gc.mirrored);
   cuda_gemm_ctx_free(&gc, &rec.base);
   /* with convert_only, no mirrors: every product's operands converted */
-  rec = (MRec){.base = rec.base, .to_bf16 = rec.to_bf16, .next = 0x900000};
   gc = (CudaGemmCtx){.precision = CUDA_BF16, .convert_only = 1};
-  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+  if (mrec_run(&cp, &rec, 0, &gc, &err) < 0) CHECKF(0, "exec: %s", err.msg);
   CHECKF(gc.mirrored == 0 && gc.mirror_bytes == 0 && rec.conversions == 9, "%d conversions", rec.conversions);
   cuda_gemm_ctx_free(&gc, &rec.base);
   /* no memory for the mirror: the same conversions, and the context says why */
-  rec = (MRec){.base = rec.base, .to_bf16 = rec.to_bf16, .next = 0x900000, .most = 256};
   gc = (CudaGemmCtx){.precision = CUDA_BF16};
-  CHECKF(cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) == 0, "exec: %s", err.msg);
+  CHECKF(mrec_run(&cp, &rec, 256, &gc, &err) == 0, "exec: %s", err.msg);
   CHECKF(gc.mirrored == 0 && gc.mirror_refused == (256 * 2 + 4 * 64) / 2 && rec.conversions == 9, "%d conversions",
          rec.conversions);
   cuda_gemm_ctx_free(&gc, &rec.base);
@@ -526,30 +538,19 @@ static void check_operand_only(void) {
                .ldc = kx_i(p, 8)};
     ks_gemm(p, e->body, &g);
   }
-  CudaOptions o = cuda_options_default();
   CudaProgram cp;
   PcError err;
-  if (cuda_render(p, &o, &cp, &err) < 0) {
-    CHECKF(0, "render: %s", err.msg);
-    kir_free(p);
-    return;
-  }
+  if (render(p, &cp) < 0) return;
   CHECK_STR_CONTAINS(cp.source, "] = pc_bf16(pc_v); else p");
-  MRec rec = {.base = {.name = "mrec", .launch = mrec_launch, .gemm = mrec_gemm, .fill32 = mrec_fill, .alloc = mrec_alloc,
-                       .release = rec_release, .sync = rec_sync},
-              .to_bf16 = cp.runtime_kernel[CR_TO_BF16], .next = 0x900000};
-  CuPtr params[1] = {0x100000}, outputs[1] = {0x200000}, bufs[3];
-  cuda_buffer_addresses(&p->entries.a[0], params, NULL, outputs, 0x300000, bufs);
-  int64_t dims[1] = {3};
+  MRec rec;
   CudaGemmCtx gc = {.precision = CUDA_BF16};
-  CHECK(cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) < 0);
+  CHECK(mrec_run(&cp, &rec, 0, &gc, &err) < 0);
   CHECK_STR_CONTAINS(err.msg, "partly from rows stored in bf16 only");
   CHECK(rec.n_gemm == 1 && rec.a[0] == 0x900000); /* the first product read the mirror */
   cuda_gemm_ctx_free(&gc, &rec.base);
   /* converting every operand, the kernel stores fp32 and both products convert */
-  rec = (MRec){.base = rec.base, .to_bf16 = rec.to_bf16, .next = 0x900000};
   gc = (CudaGemmCtx){.precision = CUDA_BF16, .convert_only = 1};
-  CHECK(cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, &gc, &err) == 0 && rec.n_gemm == 2);
+  CHECK(mrec_run(&cp, &rec, 0, &gc, &err) == 0 && rec.n_gemm == 2);
   cuda_gemm_ctx_free(&gc, &rec.base);
   cuda_program_free(&cp);
   kir_free(p);
