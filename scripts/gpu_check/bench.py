@@ -198,9 +198,11 @@ def cmd_table(a):
               "the train entry and the optimizer (PONDER_CUDA_TIMING). PyTorch rows: the same model and pondering loop (probabilities "
               "materialised), fused AdamW on the GPU; compile = torch.compile of the transformer body."]
     text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    with open(a.out, "w") as f:
+    if not a.quiet:
+        sys.stdout.write(text)
+    with open(a.out + ".tmp", "w") as f:  # whole or not at all: gpu-check may be stopped at any moment
         f.write(text)
+    os.replace(a.out + ".tmp", a.out)
 
 
 def main():
@@ -232,6 +234,7 @@ def main():
     for name in ["results", "gpu", "equiv", "out"]:
         s.add_argument("--" + name, required=True)
     s.add_argument("--peak-tflops", type=float, default=None)
+    s.add_argument("--quiet", action="store_true", help="write the file only (the table so far)")
     a = p.parse_args()
     {"shard": cmd_shard, "ponder": cmd_ponder, "torch": cmd_torch, "failed": cmd_failed, "table": cmd_table}[a.cmd](a)
 
