@@ -174,7 +174,7 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
 
 int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements) {
   if (op != KC_ATTENTION) return -1;
-  *elements = args[0] * args[1] * args[2] * args[4]; /* B T H D */
+  if (args) *elements = args[0] * args[1] * args[2] * args[4]; /* B T H D */
   return 3;
 }
 

@@ -108,8 +108,8 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out);
 
 /* The buffer of a call that its kernels can store with a bf16 mirror (the
- * forward's y, every element of it), and its elements for the argument
- * values; -1 if none. */
+ * forward's y, every element of it), and, given the argument values, its
+ * elements; -1 if none. */
 int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements);
 
 #endif

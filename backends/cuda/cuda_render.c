@@ -599,8 +599,7 @@ static void library_call(CR *c, uint32_t stmt) {
   int n = cuda_call_kernels(call->op, dx->i, fn, threads);
   CudaLaunch l = {.entry = c->entry, .stmt = stmt, .mode = CM_CALL, .arg0 = (uint32_t)c->out->args.n, .n_args = (uint32_t)n,
                   .m0 = (uint32_t)c->out->mirrors.n};
-  int64_t elements;
-  int mb = cuda_call_mirror(call->op, (int64_t[KCALL_MAX_ARGS]){0}, &elements);
+  int mb = cuda_call_mirror(call->op, NULL, NULL);
   const KBuf *y = mb < 0 ? NULL : &c->e->bufs.a[call->buf[mb]];
   if (y && y->kind == KB_ARENA && y->elem == K_F32 && c->a.operand[call->buf[mb]]) { /* its kernels know the rows */
     vec_push(&c->out->mirrors, ((CudaMirror){call->buf[mb], UINT32_MAX, 0, 0, 0})); /* y in fp32 too */
