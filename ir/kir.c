@@ -50,7 +50,25 @@ void kir_free(KProgram *p) {
   vec_free(&p->gemms);
   vec_free(&p->calls);
   vec_free(&p->entries);
+  for (size_t i = 0; i < p->origins.n; i++) free(p->origins.a[i]);
+  vec_free(&p->origins);
   free(p);
+}
+
+uint32_t kir_origin(KProgram *p, const char *text) {
+  for (size_t i = p->origins.n; i > 0; i--) /* the latest first: an op's statements come together */
+    if (!strcmp(p->origins.a[i - 1], text)) return (uint32_t)i;
+  vec_push(&p->origins, pc_xstrdup(text));
+  return (uint32_t)p->origins.n;
+}
+
+void kir_set_origin(KProgram *p, size_t first, uint32_t origin) {
+  for (size_t i = first; i < p->stmts.n; i++)
+    if (!p->stmts.a[i].origin) p->stmts.a[i].origin = origin;
+}
+
+const char *kir_origin_text(const KProgram *p, uint32_t origin) {
+  return origin && origin <= p->origins.n ? p->origins.a[origin - 1] : "";
 }
 
 uint32_t kir_block(KProgram *p) {
@@ -208,11 +226,18 @@ static void indent(FILE *f, int depth) {
   for (int i = 0; i < depth; i++) fputs("  ", f);
 }
 
-static void print_block(const KProgram *p, const KEntry *e, uint32_t block, int depth, FILE *f) {
+/* outer: the origin of the statement around the block; a statement whose
+ * origin differs from the one before it gets a comment naming it */
+static void print_block(const KProgram *p, const KEntry *e, uint32_t block, int depth, uint32_t outer, FILE *f) {
   static const char *loops[] = {"for", "parfor", "vfor"};
   const VecU32 *b = &p->blocks.a[block];
   for (size_t i = 0; i < b->n; i++) {
     const KStmt *s = &p->stmts.a[b->a[i]];
+    if (s->origin && s->origin != outer) {
+      indent(f, depth);
+      fprintf(f, "# %s\n", kir_origin_text(p, s->origin));
+    }
+    outer = s->origin;
     indent(f, depth);
     switch (s->kind) {
     case KS_FOR:
@@ -221,14 +246,14 @@ static void print_block(const KProgram *p, const KEntry *e, uint32_t block, int 
       fputs(" .. ", f);
       print_expr(p, e, s->e[1], f);
       fputs(":\n", f);
-      print_block(p, e, s->body, depth + 1, f);
+      print_block(p, e, s->body, depth + 1, s->origin, f);
       continue;
     case KS_IF:
     case KS_WHILE:
       fputs(s->kind == KS_IF ? "if " : "while ", f);
       print_expr(p, e, s->e[0], f);
       fputs(":\n", f);
-      print_block(p, e, s->body, depth + 1, f);
+      print_block(p, e, s->body, depth + 1, s->origin, f);
       continue;
     case KS_ASSIGN:
       fprintf(f, "%s = ", e->vars.a[s->var].name);
@@ -304,6 +329,6 @@ void kir_print(const KProgram *p, FILE *f) {
       else fprintf(f, " #%u", b->index);
       fprintf(f, " %s[%" PRIu64 "] \"%s\"%s\n", type_name(b->elem), b->numel, b->name, b->operand_only ? " operand-only" : "");
     }
-    print_block(p, e, e->body, 1, f);
+    print_block(p, e, e->body, 1, 0, f);
   }
 }

@@ -90,6 +90,7 @@ typedef struct {
   uint32_t body;   /* FOR/IF/WHILE: a block */
   uint32_t gemm;   /* GEMM */
   uint32_t call;   /* CALL */
+  uint32_t origin; /* the graph op it was lowered from (kir_origin_text); 0: none */
 } KStmt;
 
 typedef enum { KB_PARAM, KB_INPUT, KB_OUTPUT, KB_ARENA } KBufKind;
@@ -134,6 +135,7 @@ typedef struct KProgram {
   VEC(KGemm) gemms;
   VEC(KCall) calls;
   VEC(KEntry) entries;
+  VEC(char *) origins; /* KStmt.origin k > 0 is origins[k - 1]: "layernorm_grad @models/gpt2.lua:46" */
 } KProgram;
 
 KProgram *kir_new(void);
@@ -167,6 +169,13 @@ void ks_gemm(KProgram *p, uint32_t block, const KGemm *g);
 void ks_fill(KProgram *p, uint32_t block, uint32_t buf, uint32_t offset, uint32_t count, uint32_t value);
 void ks_copy(KProgram *p, uint32_t block, uint32_t dst, uint32_t dst_off, uint32_t src, uint32_t src_off, uint32_t count);
 void ks_call(KProgram *p, uint32_t block, const KCall *c);
+
+/* Where statements came from, for profiles: the handle of an origin's text
+ * (the same text, the same handle), and the statements from `first` on that
+ * have none yet get it. */
+uint32_t kir_origin(KProgram *p, const char *text);
+void kir_set_origin(KProgram *p, size_t first, uint32_t origin);
+const char *kir_origin_text(const KProgram *p, uint32_t origin); /* "" for 0 or one out of range */
 
 /* ---- text (--emit kir) ---------------------------------------------------- */
 void kir_print(const KProgram *p, FILE *f);

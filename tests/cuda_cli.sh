@@ -8,8 +8,9 @@
 #     (within 1e-4), and in bf16 (the default) within 1e-3 but not within 1e-6 (so the option
 #     reaches the products); a step moves only the batch up and the loss down; a run resumes
 #     exactly, with accumulation too; the engine reports bf16 products by default and tf32 when
-#     asked; ponder generate --device cuda --precision fp32 gives the interpreter's tokens
-#     (cached decoding) and uploads the weights once.
+#     asked; PONDER_CUDA_PROFILE writes the device time of every op (train, eval and the
+#     optimizer, each summing to its total); ponder generate --device cuda --precision fp32
+#     gives the interpreter's tokens (cached decoding) and uploads the weights once.
 # Usage: tests/cuda_cli.sh BUILD_DIR   (run from the repository root)
 set -u
 build=${1:?usage: cuda_cli.sh BUILD_DIR}
@@ -96,7 +97,7 @@ else
   # exact resume on the device (bf16): 4 steps, then 4 more, against 8 in one go; with accumulation too
   cp -r "$tmp/gpu-bf16" "$tmp/gpu-a1"
   for accum in 1 2; do
-    ((accum == 1)) || run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-a$accum" --device cuda
+    ((accum == 1)) || PONDER_CUDA_PROFILE="$tmp/profile.md" run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-a$accum" --device cuda
     run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-r$accum" --device cuda --stop-at 4
     run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-r$accum" --device cuda --resume
     cmp -s <(loss "$tmp/gpu-a$accum") <(loss "$tmp/gpu-r$accum") ||
@@ -106,6 +107,22 @@ else
         fail "--accum $accum: the resumed run's step-8 $f differs"
     done
   done
+  # the profile of the --accum 2 run, the first call (or step) apart: 16 train calls, 2 evaluations,
+  # 8 optimizer steps; ops named by their graph op
+  for want in "### cuda profile: train on CUDA emulator (CPU), bf16 products (after the first call, [0-9.]* ms with its warm-up): 15 calls" \
+    "### cuda profile: eval on CUDA emulator (CPU), bf16 products (after the first call, [0-9.]* ms with its warm-up): 1 call," \
+    "### cuda profile: optimizer on CUDA emulator (CPU), bf16 products (after the first step, [0-9.]* ms with its warm-up): 7 steps" \
+    "| gradient accumulation (pc_opt_accum) |" "| AdamW (pc_opt_adamw) |" "| attention_grad @models/gpt2.lua:48 |" \
+    " bf16 | linear @models/gpt2.lua:[0-9]* |"; do
+    grep -q -- "$want" "$tmp/profile.md" || fail "PONDER_CUDA_PROFILE: no '$want' in: $(head -c 600 "$tmp/profile.md")"
+  done
+  grep -q '^| [0-9.]* | [0-9.]*% | 10 | pc_attn_fwd_tc (k[0-9]*) | attention @models/gpt2.lua:48 |' "$tmp/profile.md" ||
+    fail "PONDER_CUDA_PROFILE: no attention forward launched 10 times a call (5 passes of 2 layers)"
+  # each entry's graph ops add up to its total (every stamp charged to one op)
+  awk '/^### cuda profile: (train|eval)/ { total = $(NF - 6); sum = 0; on = 0 }
+       /^by graph op:/ { on = 1 } on && /^\| [0-9]/ { sum += $2 }
+       on && /^$/ && sum > 0 { d = sum - total; if (d < 0) d = -d; if (d > 0.01 + 1e-3 * total) bad = 1; on = 0; sum = 0 }
+       END { exit bad }' "$tmp/profile.md" || fail "PONDER_CUDA_PROFILE: the graph ops do not add up to the total"
   gen=(generate "${tiny[@]}" --ponder 2 --set vocab_size=300 --hf "$tmp/cpu/ckpt-00000008" --prompt-ids "5 9 2"
     --max-tokens 12 --temperature 0)
   run "$ponder" "${gen[@]}" --backend interp

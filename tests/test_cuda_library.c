@@ -154,7 +154,7 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
   if (!rc) {
     cuda_buffer_addresses(e, NULL, dev, dev + Y, arena, bufs);
     CudaGemmCtx gc = {.precision = CUDA_BF16};
-    rc = cuda_exec(&cp, d, 0, NULL, bufs, slots, bf16 ? &gc : NULL, &err);
+    rc = cuda_exec(&cp, d, 0, NULL, bufs, slots, bf16 ? &gc : NULL, NULL, &err);
     cuda_gemm_ctx_free(&gc, d);
   }
   for (int i = Y; !rc && i < LSE; i++) rc = d->download(d, host[i], dev[i], 4 * (size_t)numel[i], &err);
@@ -323,7 +323,7 @@ static void check_products(CudaDevice *d, const char *label, const Prod *ps, int
     rc = d->upload(d, dev[0], w, sizeof w, &err);
     if (!rc) rc = d->upload(d, dev[1], x, sizeof x, &err);
     if (!rc) rc = d->upload(d, dev[2], c0, sizeof c0, &err);
-    if (!rc) rc = cuda_exec(&cp, d, 0, NULL, bufs, 0, &gc, &err);
+    if (!rc) rc = cuda_exec(&cp, d, 0, NULL, bufs, 0, &gc, NULL, &err);
     if (!rc) rc = d->download(d, c, dev[2], sizeof c, &err);
     if (rc) break;
     bf16_products(ps, n_prod, w, x, c0, want);

@@ -3,8 +3,9 @@
  * numerically with OpenBLAS), which nests become which kind of kernel, the
  * barriers and lane-0 stores of uniform code, what the host executor asks
  * a (recording) device to do for a small hand-made program, render errors,
- * the kernel program's byte form (round trip; damaged bytes refused), and
- * which stores write bf16 mirrors and when the executor reads them. */
+ * the kernel program's byte form (round trip; damaged bytes refused),
+ * which stores write bf16 mirrors and when the executor reads them, and
+ * how a profile charges the device's time to ops. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_kio.h"
 #include "backends/cuda/cuda_library.h"
+#include "backends/cuda/cuda_profile.h"
 #include "tests/check.h"
 
 /* ---- launch shapes, addresses, arguments, gemm ---------------------------------- */
@@ -236,7 +238,7 @@ static void check_program(void) {
                       .copy = rec_copy, .alloc = rec_alloc, .release = rec_release, .sync = rec_sync}};
   CuPtr bufs[5] = {0x100000, 0x200000, 0x280000, 0x300000, 0x400000};
   int64_t dims[1] = {3};
-  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, NULL, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, NULL, NULL, &err) < 0) CHECKF(0, "exec: %s", err.msg);
   const char *want = "k0<3,256>(B=3,i=0) k0<3,256>(B=3,i=1) k1<1,128> k2<1,1> download(4) k3<1,128> gemm(tn m=2 n=3 k=2) "
                      "fill(+16,2,3f800000) copy(16) copy(16) ";
   CHECKF(!strcmp(rec.log, want), "the device was asked:\n  %s\nnot\n  %s", rec.log, want);
@@ -284,6 +286,7 @@ static char *printed(const KProgram *p) {
 static void check_bytes(void) {
   Prog r = make_program();
   r.p->entries.a[0].bufs.a[4].operand_only = 1; /* flags travel too */
+  r.p->stmts.a[r.serial].origin = kir_origin(r.p, "sum @t.lua:3"); /* and origins, printed as comments */
   size_t len;
   unsigned char *bytes = cuda_kir_write(r.p, &len);
   KProgram *back;
@@ -291,7 +294,7 @@ static void check_bytes(void) {
   CHECK(cuda_kir_read(bytes, len, &back, &err) == 0);
   if (back) {
     char *a = printed(r.p), *b = printed(back);
-    CHECK(!strcmp(a, b) && strstr(a, "\"sums\" operand-only"));
+    CHECK(!strcmp(a, b) && strstr(a, "\"sums\" operand-only") && strstr(a, "# sum @t.lua:3\n  s = "));
     free(a);
     free(b);
     kir_free(back);
@@ -399,7 +402,7 @@ static int mrec_run(const CudaProgram *cp, MRec *rec, size_t most, CudaGemmCtx *
   PC_ASSERT(cp->prog->entries.a[0].bufs.n <= 16);
   cuda_buffer_addresses(&cp->prog->entries.a[0], params, NULL, outputs, 0x300000, bufs);
   int64_t dims[1] = {3};
-  return cuda_exec(cp, &rec->base, 0, dims, bufs, 0x800000, gc, err);
+  return cuda_exec(cp, &rec->base, 0, dims, bufs, 0x800000, gc, NULL, err);
 }
 
 /*   entry m [B <= 4], n = 8 on the host; arena buffers a0 .. a6 of 64 elements
@@ -556,6 +559,82 @@ static void check_operand_only(void) {
   kir_free(p);
 }
 
+/* ---- profiles ------------------------------------------------------------------------ */
+
+/* a recording device whose clock reads n^2 ms at its n-th stamp: the op
+ * after stamp n - 1 takes 2n - 1 ms */
+typedef struct {
+  Rec rec;
+  size_t stamps;
+} TRec;
+static int trec_stamp(CudaDevice *d, PcError *err) {
+  ((TRec *)d)->stamps++;
+  return 0;
+}
+static int trec_elapsed(CudaDevice *d, float *ms, size_t n, PcError *err) {
+  TRec *r = (TRec *)d;
+  CHECK(n == r->stamps);
+  for (size_t i = 0; i + 1 < n; i++) ms[i] = (float)(2 * i + 1);
+  r->stamps = 0;
+  return 0;
+}
+
+/* make_program's ops in order: k0 twice (the host's loop), k1, k2 (and
+ * its read-back), k3, the product, the fill, the overlapping copy (two
+ * device copies): 1, 3, 5, .. 15 ms */
+static void check_profile(void) {
+  Prog r = make_program();
+  uint32_t softmax = kir_origin(r.p, "softmax @t.lua:1");
+  r.p->stmts.a[r.block_pf].origin = softmax;
+  r.p->stmts.a[r.thread_pf].origin = softmax;
+  CudaProgram cp;
+  if (render(r.p, &cp) < 0) return;
+  TRec t = {.rec.base = {.name = "trec", .launch = rec_launch, .download = rec_download, .gemm = rec_gemm,
+                         .fill32 = rec_fill, .copy = rec_copy, .alloc = rec_alloc, .release = rec_release,
+                         .sync = rec_sync, .stamp = trec_stamp, .elapsed = trec_elapsed}};
+  CuPtr bufs[5] = {0x100000, 0x200000, 0x280000, 0x300000, 0x400000};
+  int64_t dims[1] = {3};
+  CudaProfile pf = {0};
+  PcError err;
+  for (int call = 0; call < 2; call++) {
+    t.rec.len = 0;
+    if (cuda_exec(&cp, &t.rec.base, 0, dims, bufs, 0x800000, NULL, &pf, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+    pf.calls++;
+  }
+  CHECK(t.stamps == 0 && !pf.started && pf.calls == 2);
+  struct {
+    CudaProfKind kind;
+    uint32_t kernel, origin;
+    uint64_t count;
+    double ms;
+  } want[] = {{CP_KERNEL, 0, softmax, 4, 8}, {CP_KERNEL, 1, softmax, 2, 10}, {CP_KERNEL, 2, 0, 2, 14},
+              {CP_KERNEL, 3, 0, 2, 18},      {CP_GEMM, 0, 0, 2, 22},        {CP_FILL, 0, 0, 2, 26},
+              {CP_COPY, 0, 0, 2, 30}};
+  CHECKF(pf.rows.n == 7, "%zu rows", pf.rows.n);
+  for (size_t i = 0; i < 7 && i < pf.rows.n; i++) {
+    const CudaProfRow *q = &pf.rows.a[i];
+    CHECKF(q->key.kind == want[i].kind && q->key.kernel == want[i].kernel && q->key.origin == want[i].origin &&
+               q->count == want[i].count && q->ms == want[i].ms,
+           "row %zu: kind %d k%u origin %u, %llu ops, %g ms", i, q->key.kind, q->key.kernel, q->key.origin,
+           (unsigned long long)q->count, q->ms);
+  }
+  CHECK(pf.ms == 128 && pf.rows.a[4].key.m == 3 && pf.rows.a[4].key.n == 2 && pf.rows.a[4].key.tb == 1);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  cuda_profile_print(&pf, &cp, "t", "call", 3, f);
+  fclose(f);
+  /* per call, the slowest first; the rest in one line; then by graph op */
+  CHECK_STR_CONTAINS(text, "2 calls, 64.000 ms of device time a call");
+  CHECK_STR_CONTAINS(text, "|---|---:|\n| 15.000 | 23.4% | 1 | copy | (the entry's own) |  |\n| 13.000 | 20.3% | 1 | fill |");
+  CHECK_STR_CONTAINS(text, "| 11.000 | 17.2% | 1 | gemm nt 3x2x2 fp32 | (the entry's own) | 0.0 |\n| 25.000 | 39.1% | 5 | 4 more rows |");
+  CHECK_STR_CONTAINS(text, "| 55.000 | 85.9% | 5 | (the entry's own) |\n| 9.000 | 14.1% | 3 | softmax |\n");
+  free(text);
+  cuda_profile_free(&pf);
+  cuda_program_free(&cp);
+  kir_free(r.p);
+}
+
 int main(void) {
   check_shapes();
   check_addresses_and_args();
@@ -567,5 +646,6 @@ int main(void) {
   check_ranges();
   check_mirrors();
   check_operand_only();
+  check_profile();
   return check_exit();
 }

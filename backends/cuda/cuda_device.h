@@ -28,6 +28,12 @@ struct CudaDevice {
   int (*gemm)(CudaDevice *d, const CudaGemm *g, PcError *err);
   int (*sync)(CudaDevice *d, PcError *err);
   void (*free)(CudaDevice *d);
+  /* Timing (cuda_profile.h; NULL where a device cannot): stamp queues a
+   * timestamp after the work before it; elapsed waits for the work, sets
+   * ms[i] to the time from stamp i to stamp i + 1 of the n stamps since the
+   * last elapsed (n must be their number), and forgets them. */
+  int (*stamp)(CudaDevice *d, PcError *err);
+  int (*elapsed)(CudaDevice *d, float *ms, size_t n, PcError *err);
 };
 
 /* How cuda_exec runs the matrix products, and the device memory of their
@@ -96,8 +102,10 @@ size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g); /* the device memory it holds 
  * copy. bufs: every buffer's address (cuda_buffer_addresses); slots: 8
  * bytes per variable of the entry, where one-thread kernels leave the
  * values of host variables they assign; gc: the products' precision and
- * bf16 scratch (NULL: fp32). */
+ * bf16 scratch (NULL: fp32); prof: where the call's device time goes
+ * (cuda_profile.h; NULL: not timed), which waits for the device at the end. */
+struct CudaProfile;
 int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_t *dims, const CuPtr *bufs, CuPtr slots,
-              CudaGemmCtx *gc, PcError *err);
+              CudaGemmCtx *gc, struct CudaProfile *prof, PcError *err);
 
 #endif

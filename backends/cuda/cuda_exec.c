@@ -7,6 +7,7 @@
  * bf16 mirrors that kernels wrote (CudaGemmCtx). */
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_library.h"
+#include "backends/cuda/cuda_profile.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -71,8 +72,16 @@ typedef struct {
   void **params;
   CudaGemmCtx *gc; /* NULL: fp32 */
   CuPtr mirror0;   /* where arena byte 0's mirror would be; 0: no mirrors */
+  CudaProfile *prof; /* NULL: no timing */
   PcError *err;
 } Exec;
+
+/* With a profile, the device time since the last stamp is the op's that just ran. */
+static int mark(Exec *x, CudaProfKind kind, const KStmt *s, uint32_t kernel, const char *fn) {
+  if (!x->prof) return 0;
+  CudaProfKey k = {.kind = kind, .kernel = kernel, .origin = s->origin, .fn = fn};
+  return cuda_profile_mark(x->prof, x->d, &k, x->err);
+}
 
 static CudaValue eval(const Exec *x, uint32_t id) {
   const KExpr *k = &x->p->exprs.a[id];
@@ -103,7 +112,7 @@ static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
     if (a->kind != CA_SLOT) continue;
     if (x->d->download(x->d, &x->vars[a->id], x->slots + 8 * (uint64_t)a->id, a->type == K_F32 ? 4 : 8, x->err) < 0) return -1;
   }
-  return 0;
+  return mark(x, CP_KERNEL, s, l->kernel, NULL);
 }
 
 /* a call: the launches of its plan (the tensor-core forward in bf16), each given the op's struct */
@@ -128,9 +137,14 @@ static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   int kernel[CUDA_CALL_MAX_KERNELS];
   uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
   int n = cuda_call_plan(c->op, args, x->gc && x->gc->precision == CUDA_BF16, kernel, grid, block);
+  const char *fn[CUDA_CALL_MAX_KERNELS];
+  unsigned threads[CUDA_CALL_MAX_KERNELS];
+  cuda_call_kernels(c->op, args[4], fn, threads); /* their names, for a profile (args[4]: the head dim) */
   void *params[1] = {&a};
-  for (int i = 0; i < n; i++)
-    if (x->d->launch(x->d, x->cp->args.a[l->arg0 + (uint32_t)kernel[i]].id, grid[i], block[i], params, x->err) < 0) return -1;
+  for (int i = 0; i < n; i++) {
+    uint32_t k = x->cp->args.a[l->arg0 + (uint32_t)kernel[i]].id;
+    if (x->d->launch(x->d, k, grid[i], block[i], params, x->err) < 0 || mark(x, CP_CALL, s, k, fn[kernel[i]]) < 0) return -1;
+  }
   if (mbuf && n) { /* fp32 and mirror */
     cuda_ranges_add(&x->gc->fresh, mbuf->offset, mbuf->offset + 4 * (uint64_t)n_mirrored);
     cuda_ranges_remove(&x->gc->stale, mbuf->offset, mbuf->offset + 4 * (uint64_t)n_mirrored);
@@ -256,22 +270,28 @@ static int bf16_operand(Exec *x, uint32_t buf, int64_t off, int64_t rows, int64_
   return n ? to_bf16(x, src, *out, n) : 0;
 }
 
-static int gemm(Exec *x, const KGemm *g) {
+static int gemm(Exec *x, const KStmt *s) {
+  const KGemm *g = &x->p->gemms.a[s->gemm];
   int64_t m = eval_i(x, g->m), n = eval_i(x, g->n), k = eval_i(x, g->k);
   if (m <= 0 || n <= 0) return 0;
   int64_t a_off = eval_i(x, g->a_off), b_off = eval_i(x, g->b_off), lda = eval_i(x, g->lda), ldb = eval_i(x, g->ldb);
   CuPtr a = x->bufs[g->a] + 4 * (uint64_t)a_off, b = x->bufs[g->b] + 4 * (uint64_t)b_off;
   CudaPrecision precision = x->gc ? x->gc->precision : CUDA_FP32;
   PC_ASSERT(x->e->bufs.a[g->c].kind != KB_PARAM); /* parameters are read-only: their bf16 copies stay valid */
+  uint64_t converted = x->gc ? x->gc->converted : 0;
   if (precision == CUDA_BF16 && /* row-major A is m x k (k x m transposed), B is k x n (n x k) */
       (bf16_operand(x, g->a, a_off, g->ta ? k : m, g->ta ? m : k, lda, &a) < 0 ||
        bf16_operand(x, g->b, b_off, g->tb ? n : k, g->tb ? k : n, ldb, &b) < 0))
     return -1;
+  if (x->prof && x->gc && x->gc->converted != converted && mark(x, CP_CONVERT, s, 0, NULL) < 0) return -1;
   CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, a, lda, b, ldb, g->beta,
                                   x->bufs[g->c] + 4 * (uint64_t)eval_i(x, g->c_off), eval_i(x, g->ldc));
   c.precision = precision;
   written(x, g->c, 0);
-  return x->d->gemm(x->d, &c, x->err);
+  if (x->d->gemm(x->d, &c, x->err) < 0) return -1;
+  if (!x->prof) return 0;
+  CudaProfKey key = {.kind = CP_GEMM, .origin = s->origin, .precision = precision, .ta = g->ta, .tb = g->tb, .m = m, .n = n, .k = k};
+  return cuda_profile_mark(x->prof, x->d, &key, x->err);
 }
 
 void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
@@ -352,10 +372,11 @@ static int run_block(Exec *x, uint32_t blk) {
       case KS_WHILE:
         while (!rc && eval_i(x, s->e[0])) rc = run_block(x, s->body);
         break;
-      case KS_GEMM: rc = gemm(x, &x->p->gemms.a[s->gemm]); break;
+      case KS_GEMM: rc = gemm(x, s); break;
       case KS_FILL:
       case KS_COPY:
         rc = s->kind == KS_FILL ? fill(x, s) : copy(x, s);
+        if (!rc) rc = mark(x, s->kind == KS_FILL ? CP_FILL : CP_COPY, s, 0, NULL);
         written(x, s->buf[0], 0);
         break;
       case KS_STORE: PC_BUG("cuda: a store left to the host");
@@ -368,12 +389,13 @@ static int run_block(Exec *x, uint32_t blk) {
 }
 
 int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_t *dims, const CuPtr *bufs, CuPtr slots,
-              CudaGemmCtx *gc, PcError *err) {
+              CudaGemmCtx *gc, CudaProfile *prof, PcError *err) {
   uint32_t most = 1;
   for (size_t i = 0; i < cp->launches.n; i++)
     if (cp->launches.a[i].n_args > most) most = cp->launches.a[i].n_args;
   const KEntry *e = &cp->prog->entries.a[entry];
-  Exec x = {.cp = cp, .p = cp->prog, .e = e, .d = d, .dims = dims, .bufs = bufs, .slots = slots, .gc = gc, .err = err};
+  Exec x = {.cp = cp, .p = cp->prog, .e = e, .d = d, .dims = dims, .bufs = bufs, .slots = slots, .gc = gc, .prof = prof,
+            .err = err};
   for (size_t i = 0; gc && i < gc->n_param; i++) /* the parameters may have changed since the last call */
     gc->param[i].done.n = 0;
   for (int i = 0; gc && i < CUDA_ACT_SLOTS; i++) /* so may the inputs, and the host's copies into the arena */
@@ -390,7 +412,13 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
   x.values = pc_xcalloc(most, sizeof *x.values);
   x.params = pc_xcalloc(most, sizeof *x.params);
-  int rc = run_block(&x, e->body);
+  int rc = prof ? cuda_profile_start(prof, d, err) : 0;
+  if (!rc) rc = run_block(&x, e->body);
+  if (prof && prof->started) { /* after a failure too, so that the device forgets its stamps */
+    PcError ignored;
+    int done = cuda_profile_finish(prof, d, rc ? &ignored : err);
+    if (!rc) rc = done;
+  }
   free(x.vars);
   free(x.values);
   free(x.params);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char magic[8] = "PCKIR\0\0\3";
+static const char magic[8] = "PCKIR\0\0\4";
 
 /* ---- writing ------------------------------------------------------------------ */
 
@@ -35,7 +35,8 @@ void *cuda_kir_write(const KProgram *p, size_t *len) {
   w32(f, (uint32_t)p->stmts.n);
   for (size_t i = 0; i < p->stmts.n; i++) {
     const KStmt *s = &p->stmts.a[i];
-    uint32_t v[] = {s->kind, s->loop, s->var, s->e[0], s->e[1], s->e[2], s->buf[0], s->buf[1], s->body, s->gemm, s->call};
+    uint32_t v[] = {s->kind, s->loop, s->var, s->e[0], s->e[1], s->e[2], s->buf[0], s->buf[1], s->body, s->gemm, s->call,
+                    s->origin};
     for (size_t k = 0; k < sizeof v / sizeof *v; k++) w32(f, v[k]);
   }
   w32(f, (uint32_t)p->blocks.n);
@@ -60,6 +61,8 @@ void *cuda_kir_write(const KProgram *p, size_t *len) {
     for (int k = 0; k < KCALL_MAX_BUFS; k++) w32(f, c->buf[k]);
     for (int k = 0; k < KCALL_MAX_ARGS; k++) w32(f, c->arg[k]);
   }
+  w32(f, (uint32_t)p->origins.n);
+  for (size_t i = 0; i < p->origins.n; i++) wstr(f, p->origins.a[i]);
   w32(f, (uint32_t)p->entries.n);
   for (size_t i = 0; i < p->entries.n; i++) {
     const KEntry *e = &p->entries.a[i];
@@ -150,6 +153,7 @@ static int check(const KProgram *p) {
     if ((s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && s->body >= p->blocks.n) return 0;
     if (s->kind == KS_GEMM && s->gemm >= p->gemms.n) return 0;
     if (s->kind == KS_CALL && s->call >= p->calls.n) return 0;
+    if (s->origin > p->origins.n) return 0;
   }
   for (size_t i = 0; i < p->calls.n; i++) {
     if (p->calls.a[i].op >= KC_NUM) return 0;
@@ -243,6 +247,7 @@ int cuda_kir_read(const void *bytes, size_t len, KProgram **out, PcError *err) {
     s.body = r32(&r);
     s.gemm = r32(&r);
     s.call = r32(&r);
+    s.origin = r32(&r);
     vec_push(&p->stmts, s);
   }
   for (uint32_t i = 0, n = rcount(&r); i < n && !r.bad; i++) {
@@ -276,6 +281,10 @@ int cuda_kir_read(const void *bytes, size_t len, KProgram **out, PcError *err) {
     for (int k = 0; k < KCALL_MAX_BUFS; k++) c.buf[k] = r32(&r);
     for (int k = 0; k < KCALL_MAX_ARGS; k++) c.arg[k] = r32(&r);
     vec_push(&p->calls, c);
+  }
+  for (uint32_t i = 0, n = rcount(&r); i < n && !r.bad; i++) {
+    char *text = rstr(&r);
+    vec_push(&p->origins, text);
   }
   for (uint32_t i = 0, n = rcount(&r); i < n && !r.bad; i++) {
     char *name = rstr(&r);

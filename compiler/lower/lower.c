@@ -181,10 +181,16 @@ static int lower_region(Lower *l, uint32_t r, PcError *err) {
   const IrRegion *reg = &l->g->regions.a[r];
   for (size_t i = 0; i < reg->nodes.n; i++) {
     const IrNode *n = ir_node(l->g, reg->nodes.a[i]);
+    size_t first = l->p->stmts.n;
     if (lower_node(l, n, err) < 0) {
       if (n->loc != IR_NONE) pc_error_prefix(err, "%s: %s", ir_str(l->g, n->loc), ir_op_info(n->op)->name);
       return -1;
     }
+    if (l->p->stmts.n == first) continue;
+    char origin[256];
+    if (n->loc != IR_NONE) snprintf(origin, sizeof origin, "%s @%s", ir_op_info(n->op)->name, ir_str(l->g, n->loc));
+    else snprintf(origin, sizeof origin, "%s", ir_op_info(n->op)->name);
+    kir_set_origin(l->p, first, kir_origin(l->p, origin)); /* a loop's body has its own */
   }
   return 0;
 }

@@ -12,7 +12,8 @@
  * (CudaGemmCtx) is the engine's and grows as needed. Engine.train, the
  * device optimizer, is engine_cuda_train.c. PONDER_CUDA_TIMING=1 prints each
  * call's upload, run and download times and bytes, and each update's
- * optimizer time. */
+ * optimizer time; PONDER_CUDA_PROFILE (1: stderr, or a file) the device
+ * time of every op, summed over the run, when the engine closes. */
 #include "runtime/cli/engine_cuda_internal.h"
 
 #include <cjson/cJSON.h>
@@ -38,10 +39,37 @@ double cuda_engine_now(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The profiles' tables: one per entry that ran, then the optimizer's. */
+static void profile_report(CudaEngine *c) {
+  FILE *f = stderr;
+  if (c->prof_path && !(f = fopen(c->prof_path, "w"))) {
+    fprintf(stderr, "cuda: PONDER_CUDA_PROFILE: cannot write %s; the profile follows here\n", c->prof_path);
+    f = stderr;
+  }
+  for (size_t k = 0; k <= c->prog->entries.n; k++) {
+    CudaProfiles *p = &c->prof[k];
+    const char *unit = k < c->prog->entries.n ? "call" : "step";
+    char title[320];
+    int n = snprintf(title, sizeof title, "%s on %s, %s products", k < c->prog->entries.n ? c->prog->entries.a[k].name : "optimizer",
+                     c->dev->name, cuda_precision_name(c->gemm.precision));
+    if (p->rest.calls)
+      snprintf(title + n, sizeof title - (size_t)n, " (after the first %s, %.3f ms with its warm-up)", unit, p->first.ms);
+    else if (p->first.calls)
+      snprintf(title + n, sizeof title - (size_t)n, " (its only %s, with the warm-up)", unit);
+    cuda_profile_print(p->rest.calls ? &p->rest : &p->first, &c->cp, title, unit, f == stderr ? 25 : 40, f);
+    cuda_profile_free(&p->first);
+    cuda_profile_free(&p->rest);
+  }
+  if (f != stderr && fclose(f)) fprintf(stderr, "cuda: PONDER_CUDA_PROFILE: cannot write %s\n", c->prof_path);
+  free(c->prof);
+  free(c->prof_path);
+}
+
 static void ctx_free(void *p) {
   CudaEngine *c = p;
   if (!c) return;
   cuda_engine_train_free(c);
+  if (c->prof) profile_report(c);
   for (size_t k = 0; c->mem && k < c->prog->entries.n; k++) {
     EntryMem *m = &c->mem[k];
     for (size_t i = 0; i < m->n_in; i++)
@@ -121,6 +149,11 @@ void cuda_engine_prepare(CudaEngine *c, size_t entry) {
 
 /* A device buffer of at least bytes (contents not kept when it grows);
  * zeroed when new if zero. */
+CudaProfile *cuda_engine_profile(CudaEngine *c, size_t k) {
+  if (!c->prof) return NULL;
+  return c->prof[k].first.calls ? &c->prof[k].rest : &c->prof[k].first;
+}
+
 int cuda_engine_ensure(CudaEngine *c, CuPtr *p, size_t *cap, size_t bytes, int zero, PcError *err) {
   if (*p && *cap >= bytes) return 0;
   if (*p) c->dev->release(c->dev, *p);
@@ -216,7 +249,9 @@ static int runner(void *ctx, int entry, const Params *p, const PonderCall *call,
   if (!rc) {
     cuda_buffer_addresses(e, c->params, m->in, m->out, c->arena, c->bufs);
     size_t refused = c->gemm.mirror_refused;
-    rc = cuda_exec(&c->cp, d, (uint32_t)entry, call->dims, c->bufs, c->slots, &c->gemm, err);
+    CudaProfile *prof = cuda_engine_profile(c, (size_t)entry);
+    rc = cuda_exec(&c->cp, d, (uint32_t)entry, call->dims, c->bufs, c->slots, &c->gemm, prof, err);
+    if (!rc && prof) prof->calls++;
     if (!refused && c->gemm.mirror_refused)
       fprintf(stderr, "cuda: no device memory for %.0f MiB of bf16 mirrors: products convert their operands instead "
                       "(the same results, more memory traffic)\n", c->gemm.mirror_refused / 1048576.0);
@@ -265,6 +300,13 @@ static int make(CudaEngine *c, Engine **out, const char **info_json, PcError *er
     if (!strcmp(c->prog->entries.a[k].name, "train")) c->train_entry = (int)k;
   const char *t = getenv("PONDER_CUDA_TIMING");
   c->timing = t && !strcmp(t, "1");
+  const char *prof = getenv("PONDER_CUDA_PROFILE");
+  if (prof && *prof && strcmp(prof, "0") && !c->dev->stamp)
+    fprintf(stderr, "cuda: PONDER_CUDA_PROFILE: %s cannot time its work: no profile\n", c->dev->name);
+  else if (prof && *prof && strcmp(prof, "0")) {
+    c->prof = pc_xcalloc(c->prog->entries.n + 1, sizeof *c->prof);
+    c->prof_path = strcmp(prof, "1") ? pc_xstrdup(prof) : NULL;
+  }
   if (engine_from_runner("cuda", c->info, runner, c, ctx_free, out, info_json, err) < 0) {
     ctx_free(c);
     return -1;

@@ -6,6 +6,7 @@
 
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_library.h"
+#include "backends/cuda/cuda_profile.h"
 #include "runtime/cli/engine_cuda.h"
 
 typedef struct {
@@ -19,6 +20,12 @@ typedef struct {
   void **kv_host;      /* the host tensors whose caches the device holds */
   int64_t kv_len;      /* positions written into them */
 } EntryMem;
+
+/* A profile kept apart for the first call (it carries the warm-up: cuBLAS
+ * choosing its kernels, the driver loading them) and for the rest. */
+typedef struct {
+  CudaProfile first, rest;
+} CudaProfiles;
 
 typedef struct {
   CudaDevice *dev;
@@ -35,6 +42,8 @@ typedef struct {
   CuPtr *bufs;
   CudaGemmCtx gemm; /* the products' precision, their bf16 operands */
   int timing;
+  CudaProfiles *prof; /* PONDER_CUDA_PROFILE: per entry, then the optimizer's (NULL: off) */
+  char *prof_path;   /* where its tables go when the engine closes (NULL: stderr) */
   /* the parameters' device copies hold held's values at held_version where
    * fresh[i]; held_data[i]: the tensor data they came from */
   const Params *held;
@@ -65,6 +74,12 @@ int cuda_engine_hold(CudaEngine *c, const Params *p, PcError *err);
 /* Uploads parameter i of the held Params if the device's copy is stale;
  * *up counts the bytes. */
 int cuda_engine_take_param(CudaEngine *c, uint32_t i, size_t *up, PcError *err);
+
+/* Where a call's (or an optimizer step's) device time goes: profiles'
+ * first until it has a call, then rest; NULL without profiles. The
+ * optimizer's are the last of c->prof. */
+CudaProfile *cuda_engine_profile(CudaEngine *c, size_t k);
+#define cuda_engine_opt_profile(c) cuda_engine_profile((c), (c)->prog->entries.n)
 
 /* engine_cuda_train.c */
 extern const EngineTrain cuda_engine_train;

@@ -123,6 +123,23 @@ static int train_table(CudaEngine *c, PcError *err) {
   return rc;
 }
 
+/* A profile of the optimizer's work (PONDER_CUDA_PROFILE): opt_start
+ * before it, opt_end after it, what naming it in the table. */
+static int opt_start(CudaEngine *c, PcError *err) {
+  CudaProfile *pf = cuda_engine_opt_profile(c);
+  return pf ? cuda_profile_start(pf, c->dev, err) : 0;
+}
+
+static int opt_end(CudaEngine *c, int rc, const char *what, PcError *err) {
+  CudaProfile *pf = cuda_engine_opt_profile(c);
+  if (!pf || !pf->started) return rc;
+  CudaProfKey key = {.kind = CP_RUNTIME, .fn = what};
+  if (!rc) rc = cuda_profile_mark(pf, c->dev, &key, err);
+  PcError ignored;
+  int done = cuda_profile_finish(pf, c->dev, rc ? &ignored : err);
+  return rc ? rc : done;
+}
+
 static int train_micro(Engine *e, const NamedTensor *in, size_t n_in, int64_t micro, int64_t of, double *loss,
                        PcError *err) {
   CudaEngine *c = train_ctx(e);
@@ -138,7 +155,9 @@ static int train_micro(Engine *e, const NamedTensor *in, size_t n_in, int64_t mi
   if (of == 1) return 0; /* the entry's outputs are the step's gradients */
   double t0 = cuda_engine_now();
   rc = train_table(c, err);
+  if (!rc) rc = opt_start(c, err);
   if (!rc) rc = cuda_optim_accumulate(&c->opt, &c->cp, c->dev, micro == 0, micro == of - 1, (float)(1.0 / (double)of), err);
+  rc = opt_end(c, rc, "gradient accumulation (pc_opt_accum)", err);
   if (!rc && c->timing) rc = c->dev->sync(c->dev, err);
   c->opt_ms += (cuda_engine_now() - t0) * 1e3;
   return rc ? pc_error_prefix(err, "accumulating gradients on %s", c->dev->name) : 0;
@@ -148,7 +167,9 @@ static int train_norm(Engine *e, double *norm, PcError *err) {
   CudaEngine *c = train_ctx(e);
   double t0 = cuda_engine_now();
   int rc = train_table(c, err);
+  if (!rc) rc = opt_start(c, err);
   if (!rc) rc = cuda_optim_norm(&c->opt, &c->cp, c->dev, 0, norm, err);
+  rc = opt_end(c, rc, "gradient norm (pc_opt_sumsq, pc_opt_norm)", err);
   c->opt_ms += (cuda_engine_now() - t0) * 1e3;
   return rc ? pc_error_prefix(err, "gradient norm on %s", c->dev->name) : 0;
 }
@@ -158,7 +179,10 @@ static int train_update(Engine *e, const AdamWStep *s, PcError *err) {
   double t0 = cuda_engine_now();
   CudaAdamW a = {s->grad_scale, s->decay, s->neg_step, s->bc2_sqrt, s->eps, s->b2, s->one_minus_b1, s->one_minus_b2};
   int rc = train_table(c, err);
+  if (!rc) rc = opt_start(c, err);
   if (!rc) rc = cuda_optim_adamw(&c->opt, &c->cp, c->dev, &a, err);
+  rc = opt_end(c, rc, "AdamW (pc_opt_adamw)", err);
+  if (!rc && cuda_engine_opt_profile(c)) cuda_engine_opt_profile(c)->calls++; /* a step */
   if (!rc && c->timing) rc = c->dev->sync(c->dev, err);
   if (rc) return pc_error_prefix(err, "AdamW on %s", c->dev->name);
   if (c->timing)

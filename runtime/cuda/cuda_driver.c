@@ -16,6 +16,7 @@ typedef int CUresult;
 typedef struct CuCtx *CUcontext;
 typedef struct CuMod *CUmodule;
 typedef struct CuFunc *CUfunction;
+typedef struct CuEvent *CUevent;
 typedef unsigned long long CUdeviceptr;
 
 enum { CU_ATTR_CC_MAJOR = 75, CU_ATTR_CC_MINOR = 76, CU_JIT_ERROR_LOG = 5, CU_JIT_ERROR_LOG_SIZE = 6 };
@@ -44,6 +45,15 @@ typedef struct {
   CUresult (*error_string)(CUresult, const char **);
 } DriverApi;
 
+/* for profiles only: a driver without them runs the same, untimed */
+typedef struct {
+  CUresult (*create)(CUevent *, unsigned);
+  CUresult (*destroy)(CUevent);
+  CUresult (*record)(CUevent, void *);
+  CUresult (*sync)(CUevent);
+  CUresult (*elapsed)(float *, CUevent, CUevent);
+} EventApi;
+
 /* cublas_api.h and library_types.h (CUDA 11 to 13) */
 enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
 enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77, CUBLAS_GEMM_DEFAULT = -1 };
@@ -60,6 +70,7 @@ typedef struct {
   char name[256];
   void *dl_cuda, *dl_blas;
   DriverApi cu;
+  EventApi ev;
   BlasApi blas;
   int dev;
   CUcontext ctx;
@@ -68,6 +79,8 @@ typedef struct {
   uint32_t n_fn;
   void *blas_handle;
   int sync_each; /* PONDER_CUDA_SYNC=1: wait after every launch, to name a kernel that faults */
+  VEC(CUevent) events; /* a profile's stamps: events[0 .. n_stamped) are recorded */
+  size_t n_stamped;
 } Gpu;
 
 static int cu_fail(const Gpu *g, CUresult rc, const char *what, PcError *err) {
@@ -181,8 +194,31 @@ static int gpu_sync(CudaDevice *d, PcError *err) {
   return 0;
 }
 
+static int gpu_stamp(CudaDevice *d, PcError *err) {
+  Gpu *g = (Gpu *)d;
+  if (g->n_stamped == g->events.n) { /* events are made once and used again by every call */
+    CUevent e;
+    CU(g, g->ev.create(&e, 0), "cuEventCreate");
+    vec_push(&g->events, e);
+  }
+  CU(g, g->ev.record(g->events.a[g->n_stamped], NULL), "cuEventRecord");
+  g->n_stamped++;
+  return 0;
+}
+
+static int gpu_elapsed(CudaDevice *d, float *ms, size_t n, PcError *err) {
+  Gpu *g = (Gpu *)d;
+  PC_ASSERT(n == g->n_stamped);
+  g->n_stamped = 0;
+  if (n) CU(g, g->ev.sync(g->events.a[n - 1]), "cuEventSynchronize (or the work before it)");
+  for (size_t i = 0; i + 1 < n; i++) CU(g, g->ev.elapsed(&ms[i], g->events.a[i], g->events.a[i + 1]), "cuEventElapsedTime");
+  return 0;
+}
+
 static void gpu_free(CudaDevice *d) {
   Gpu *g = (Gpu *)d;
+  for (size_t i = 0; i < g->events.n; i++) g->ev.destroy(g->events.a[i]);
+  vec_free(&g->events);
   if (g->blas_handle) g->blas.destroy(g->blas_handle);
   if (g->module) g->cu.module_unload(g->module);
   if (g->ctx) g->cu.ctx_release(g->dev);
@@ -222,11 +258,26 @@ static int open_cublas(Gpu *g, PcError *err) {
   return 0;
 }
 
+/* CUDA 12.8 added cuEventElapsedTime_v2, which CUDA 13's headers mean by the name */
+static void open_events(Gpu *g) {
+  static const char *names[] = {"cuEventCreate", "cuEventDestroy_v2", "cuEventRecord", "cuEventSynchronize",
+                                "cuEventElapsedTime_v2"};
+  _Static_assert(sizeof(EventApi) == sizeof names / sizeof *names * sizeof(void *), "one name per entry point");
+  void *fns[sizeof names / sizeof *names];
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) fns[i] = dlsym(g->dl_cuda, names[i]);
+  if (!fns[4]) fns[4] = dlsym(g->dl_cuda, "cuEventElapsedTime");
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    if (!fns[i]) return;
+  memcpy(&g->ev, fns, sizeof fns);
+  g->base.stamp = gpu_stamp;
+  g->base.elapsed = gpu_elapsed;
+}
+
 int cuda_driver_open(CudaDevice **out, PcError *err) {
   *out = NULL;
   Gpu *g = pc_xcalloc(1, sizeof *g);
   g->base = (CudaDevice){"", 0,          gpu_load,   gpu_alloc, gpu_release, gpu_upload, gpu_download,
-                         gpu_copy, gpu_fill32, gpu_launch, gpu_gemm,  gpu_sync,    gpu_free};
+                         gpu_copy, gpu_fill32, gpu_launch, gpu_gemm,  gpu_sync,    gpu_free, NULL, NULL}; /* stamps: open_events */
   if (!(g->dl_cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL))) {
     free(g);
     return pc_errorf(err, "no CUDA driver (libcuda.so.1 not found): this machine has no NVIDIA GPU driver");
@@ -241,6 +292,7 @@ int cuda_driver_open(CudaDevice **out, PcError *err) {
   void *fns[sizeof names / sizeof *names];
   int rc = find(g->dl_cuda, names, fns, sizeof names / sizeof *names, "libcuda.so.1", err);
   if (!rc) memcpy(&g->cu, fns, sizeof fns);
+  if (!rc) open_events(g);
   CUresult r = rc ? 0 : g->cu.init(0);
   if (!rc && r == CU_ERROR_NO_DEVICE) rc = pc_errorf(err, "the CUDA driver is installed but finds no GPU");
   else if (!rc && r) rc = cu_fail(g, r, "cuInit", err);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #if !defined(__x86_64__)
 #include <ucontext.h>
@@ -170,6 +171,7 @@ typedef struct {
   Ctx sched;
   void (*fn)(void **);
   void **params;
+  VEC(double) stamps; /* seconds: the work is done when a call returns */
 } Emu;
 
 /* The hooks are called from kernel code, which has no context to pass:
@@ -344,6 +346,22 @@ static int emu_gemm(CudaDevice *d, const CudaGemm *g, PcError *err) {
 
 static int emu_sync(CudaDevice *d, PcError *err) { return 0; }
 
+static int emu_stamp(CudaDevice *d, PcError *err) {
+  Emu *m = (Emu *)d;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  vec_push(&m->stamps, (double)ts.tv_sec + ts.tv_nsec * 1e-9);
+  return 0;
+}
+
+static int emu_elapsed(CudaDevice *d, float *ms, size_t n, PcError *err) {
+  Emu *m = (Emu *)d;
+  PC_ASSERT(n == m->stamps.n);
+  for (size_t i = 0; i + 1 < n; i++) ms[i] = (float)((m->stamps.a[i + 1] - m->stamps.a[i]) * 1e3);
+  m->stamps.n = 0;
+  return 0;
+}
+
 /* ---- loading: the source compiled as C++ ------------------------------------ */
 
 static void unload(Emu *m) {
@@ -410,6 +428,7 @@ static void emu_free(CudaDevice *d) {
   unload(m);
   for (size_t i = 0; i < m->cap_fibers; i++) free(m->fibers[i].stack);
   free(m->fibers);
+  vec_free(&m->stamps);
   rmdir(m->dir);
   free(m);
 }
@@ -424,7 +443,8 @@ int cuda_emulator_open(CudaDevice **out, PcError *err) {
   const char *order = getenv("PONDER_CUDA_EMULATE");
   m->reverse = order && !strcmp(order, "reverse");
   m->base = (CudaDevice){m->reverse ? "CUDA emulator (CPU, reverse order)" : "CUDA emulator (CPU)", 0,         emu_load, emu_alloc,  emu_release, emu_upload,
-                         emu_download,          emu_copy,  emu_fill32, emu_launch, emu_gemm,    emu_sync, emu_free};
+                         emu_download,          emu_copy,  emu_fill32, emu_launch, emu_gemm,    emu_sync, emu_free,
+                         emu_stamp,             emu_elapsed};
   *out = &m->base;
   return 0;
 }
