@@ -9,7 +9,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 scripts/gpu-bundle --build "$tmp/build" --out "$tmp/bundle" >"$tmp/log" 2>&1 || fail "scripts/gpu-bundle: $(tail -5 "$tmp/log")"
 b=$tmp/bundle
-for f in ponder pondercc tests/test_cuda_backend tests/test_cuda_plan BUILT lib/liblua5.4.so.0 lib/libcjson.so.1 \
+for f in ponder pondercc tests/test_cuda_backend tests/test_cuda_library tests/test_cuda_plan BUILT lib/liblua5.4.so.0 lib/libcjson.so.1 \
   lib/libopenblas.so.0; do
   [[ -e $b/$f ]] || fail "the bundle has no $f: $(cd "$b" && find . -type f | tr '\n' ' ')"
 done

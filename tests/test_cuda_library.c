@@ -13,13 +13,17 @@
  * through the emulator's fragments) within a bf16 bound; the device optimizer's (optim.cu) against the CPU's AdamW
  * (runtime/train/optim.c). Everything runs twice: blocks and threads in
  * order, then in reverse (a missing barrier or a race between blocks shows
- * as a difference). Skips without a C++ compiler. */
+ * as a difference). Skips without a C++ compiler.
+ * `test_cuda_library gpu`: the same checks on the first GPU (PTX from
+ * NVRTC, cuBLAS), where the tensor cores' fragment layouts meet the
+ * hardware; skips without a driver, a GPU or NVRTC. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_library.h"
+#include "backends/cuda/cuda_nvrtc.h"
 #include "runtime/cuda/cuda_runtime.h"
 #include "runtime/train/optim.h"
 #include "tests/check.h"
@@ -27,6 +31,19 @@
 typedef struct {
   int64_t B, T, H, Hkv, D;
 } Shape;
+
+/* cp's kernels on d: the emulator compiles the source, a GPU loads PTX from NVRTC */
+static int load_kernels(CudaDevice *d, const CudaProgram *cp, PcError *err) {
+  if (!d->arch) return d->load(d, cp->source, NULL, cp->n_kernels, err);
+  CudaNvrtc *nv;
+  char *ptx = NULL;
+  if (cuda_nvrtc_open(&nv, err) < 0) return -1;
+  int rc = cuda_nvrtc_ptx(nv, cp->source, d->arch, 1, &ptx, NULL, err);
+  cuda_nvrtc_close(nv);
+  if (!rc) rc = d->load(d, cp->source, ptx, cp->n_kernels, err);
+  free(ptx);
+  return rc;
+}
 
 static float frand(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -140,7 +157,7 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
   float *host[NBUF];
   uint64_t seed = (uint64_t)(s->T * 131 + s->D);
   CuPtr dev[NBUF], arena = 0, slots = 0;
-  int rc = d->load(d, cp.source, NULL, cp.n_kernels, &err);
+  int rc = load_kernels(d, &cp, &err);
   for (int i = 0; i < NBUF; i++) {
     host[i] = malloc(sizeof(float) * (size_t)numel[i]);
     for (int64_t z = 0; z < numel[i]; z++) host[i][z] = i <= DY ? frand(&seed) * (i == Q ? 3.f : 1.f) : NAN;
@@ -210,7 +227,7 @@ static int run_runtime(CudaDevice *d, CudaRuntimeKernel k, int64_t n, void *arg,
   CudaProgram cp;
   int rc = cuda_render(p, &o, &cp, err);
   if (!rc) {
-    rc = d->load(d, cp.source, NULL, cp.n_kernels, err);
+    rc = load_kernels(d, &cp, err);
     if (!rc) rc = cuda_runtime_launch(&cp, d, k, n, arg, err);
     cuda_program_free(&cp);
   }
@@ -311,7 +328,7 @@ static void check_products(CudaDevice *d, const char *label, const Prod *ps, int
   for (int i = 0; i < NC; i++) c0[i] = frand(&seed);
   CuPtr dev[3] = {0}, bufs[3];
   int rc = cuda_render(p, &o, &cp, &err);
-  if (!rc) rc = d->load(d, cp.source, NULL, cp.n_kernels, &err);
+  if (!rc) rc = load_kernels(d, &cp, &err);
   if (!rc) rc = d->alloc(d, sizeof w, &dev[0], &err);
   if (!rc) rc = d->alloc(d, sizeof x, &dev[1], &err);
   if (!rc) rc = d->alloc(d, sizeof c, &dev[2], &err);
@@ -526,7 +543,7 @@ static void check_optim(CudaDevice *d) {
   PcError err;
   int rc = cuda_render(p, &o, &cp, &err);
   if (!rc) {
-    rc = d->load(d, cp.source, NULL, cp.n_kernels, &err);
+    rc = load_kernels(d, &cp, &err);
     if (!rc) {
       check_optim_run(d, &cp, 0.5, 1);
       check_optim_run(d, &cp, 0, 1);
@@ -569,15 +586,8 @@ static void check_plan(void) {
   CHECK(cuda_call_supported(KC_ATTENTION, 128) && !cuda_call_supported(KC_ATTENTION, 256));
 }
 
-int main(void) {
-  check_plan();
-  const char *cxx = getenv("CXX");
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", cxx && *cxx ? cxx : "c++");
-  if (system(cmd) != 0) {
-    printf("SKIP: no C++ compiler ($CXX or c++) to build the emulated kernels\n");
-    return check_exit() ? 1 : 77;
-  }
+/* The checks on one device */
+static void check_device(CudaDevice *d) {
   static const Shape shapes[] = {
       {2, 75, 4, 2, 16},  /* three key tiles, two query blocks, two query heads per kv head */
       {1, 130, 2, 1, 64}, /* 124M's head dim; five key tiles, a partial last block */
@@ -586,6 +596,48 @@ int main(void) {
       {1, 150, 4, 2, 128}, /* and several key tiles of the tensor-core forward (64 keys), grouped */
       {3, 1, 2, 2, 8},    /* one token */
   };
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i], 0);
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i], 1);
+  check_to_bf16(d);
+  check_bf16(d);
+  check_optim(d);
+}
+
+/* gpu: the first GPU; skips (77) without it or NVRTC */
+static int on_gpu(void) {
+  CudaDevice *d;
+  CudaNvrtc *nv;
+  PcError err;
+  if (cuda_driver_open(&d, &err) < 0) {
+    printf("SKIP: %s\n", err.msg);
+    return check_exit() ? 1 : 77;
+  }
+  if (cuda_nvrtc_open(&nv, &err) < 0) {
+    printf("SKIP: %s\n", err.msg);
+    d->free(d);
+    return check_exit() ? 1 : 77;
+  }
+  cuda_nvrtc_close(nv);
+  printf("GPU: %s (sm_%d)\n", d->name, d->arch);
+  check_device(d);
+  d->free(d);
+  return check_exit();
+}
+
+int main(int argc, char **argv) {
+  check_plan();
+  if (argc > 1 && !strcmp(argv[1], "gpu")) return on_gpu();
+  if (argc > 1 && strcmp(argv[1], "emu")) {
+    fprintf(stderr, "usage: test_cuda_library [emu|gpu]\n");
+    return 2;
+  }
+  const char *cxx = getenv("CXX");
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", cxx && *cxx ? cxx : "c++");
+  if (system(cmd) != 0) {
+    printf("SKIP: no C++ compiler ($CXX or c++) to build the emulated kernels\n");
+    return check_exit() ? 1 : 77;
+  }
   static const char *orders[] = {"1", "reverse"}; /* blocks and threads first to last, then last to first */
   for (int o = 0; o < 2; o++) {
     CudaDevice *d;
@@ -595,11 +647,7 @@ int main(void) {
       CHECKF(0, "emulator: %s", err.msg);
       break;
     }
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i], 0);
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i], 1);
-    check_to_bf16(d);
-    check_bf16(d);
-    check_optim(d);
+    check_device(d);
     d->free(d);
   }
   return check_exit();

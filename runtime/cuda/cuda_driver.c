@@ -99,6 +99,13 @@ static int cu_fail(const Gpu *g, CUresult rc, const char *what, PcError *err) {
 static int gpu_load(CudaDevice *d, const char *source, const char *ptx, uint32_t n_kernels, PcError *err) {
   Gpu *g = (Gpu *)d;
   if (!ptx) return pc_errorf(err, "CUDA: no PTX for %s (sm_%d)", g->name, d->arch);
+  if (g->module) { /* another program replaces the last one */
+    g->cu.module_unload(g->module);
+    g->module = NULL;
+    free(g->fn);
+    g->fn = NULL;
+    g->n_fn = 0;
+  }
   char log[4096] = "";
   int opts[] = {CU_JIT_ERROR_LOG, CU_JIT_ERROR_LOG_SIZE};
   void *vals[] = {log, (void *)(uintptr_t)sizeof log};

@@ -167,8 +167,9 @@ def cmd_table(a):
     lines = [f"# scripts/gpu-check, {time.strftime('%Y-%m-%d %H:%M')}", "",
              f"GPU: {a.gpu}; bf16 dense peak: " + (f"{peak:g} TFLOP/s" if peak else "unknown (give --peak-tflops)"), ""]
     if os.path.exists(a.equiv):
-        lines += ["## CUDA backend against the interpreter (fp32 within 1e-4 relative; bf16 within "
-                  "tests/test_cuda_backend.c's bounds)", "", "```"]
+        lines += ["## On the GPU: the hand-written kernels against references (tests/test_cuda_library.c), the CUDA "
+                  "backend against the interpreter (fp32 within 1e-4 relative; bf16 within tests/test_cuda_backend.c's "
+                  "bounds), compute-sanitizer", "", "```"]
         lines += [line.rstrip() for line in open(a.equiv)]
         lines += ["```", ""]
     lines += ["## Training step, GPT-2 124M shape", "",
