@@ -126,6 +126,8 @@ static void check_case(const EquivCase *k, const char *how, int lib) {
   if (lib) {
     PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = 2, .max_seq = 16, .schedule = kschedule_cuda()};
     mo.schedule.colsum_rows = 5; /* the suite's 32 rows in 7 chunks, the last one short (the default's 64 make one) */
+    mo.schedule.vocab_chunk = 40; /* vocabulary chunks by rows: 32 rows take 60 and 36 of the 96, decode's 2 all 96 */
+    mo.schedule.vocab_scratch = 32 * 60;
     PcModule mod;
     char dir[] = "/tmp/test_cuda-XXXXXX", so[64];
     CHECK(mkdtemp(dir) != NULL);

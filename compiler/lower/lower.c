@@ -12,6 +12,7 @@ KSchedule kschedule_cuda(void) {
   KSchedule s = kschedule_default();
   s.attention_kernel = 1;
   s.colsum_rows = 64;
+  s.vocab_scratch = (int64_t)1 << 24; /* 64 MiB of fp32: 16 x 1024 rows keep chunks of 1024 */
   return s;
 }
 

@@ -10,6 +10,8 @@
 /* Schedule knobs, the autotuner's search space. */
 typedef struct {
   int64_t vocab_chunk; /* rows of the vocabulary matrix per step of the fused vocabulary ops */
+  int64_t vocab_scratch; /* > 0: chunks grow past vocab_chunk (up to V) while [rows, chunk] stays within this many
+                            elements, so calls with few rows take few chunks (the GPU's choice: launches) */
   int parallel;        /* emit parallel loops (threads) where rows are independent */
   int attention_kernel; /* attention and its gradient as calls of the backend's kernels (KS_CALL), not loop nests */
   int64_t colsum_rows;  /* sums over rows spread over threads, the GPU's choice: bias and norm-weight gradients in
@@ -19,7 +21,7 @@ typedef struct {
 
 KSchedule kschedule_default(void);
 /* The CUDA backend's: attention through its FlashAttention-style kernels,
- * column sums over chunks of 64 rows. */
+ * column sums over chunks of 64 rows, vocabulary chunks sized by rows. */
 KSchedule kschedule_cuda(void);
 
 /* Lowers g into a new entry `name` of p. dim_max[k] bounds the graph's

@@ -1,7 +1,10 @@
 /* Kernels of the fused vocabulary ops (DESIGN section 2): the vocabulary
  * is streamed in chunks of s->vocab_chunk rows, logits exist one chunk at a
  * time in scratch ([N, chunk]), matrix products are sgemm calls and the
- * per-row online softmax runs rows in parallel. */
+ * per-row online softmax runs rows in parallel. With a scratch budget
+ * (s->vocab_scratch, the CUDA schedule's) chunks grow when the call has
+ * few rows: decoding takes the vocabulary in one chunk, one product and a
+ * few launches, not V / vocab_chunk of each. */
 #include <math.h>
 
 #include "compiler/lower/lower_internal.h"
@@ -12,23 +15,32 @@
 
 typedef struct {
   uint32_t N, C, V, Ci;
-  int64_t chunk;
+  uint32_t chunk;  /* vocabulary rows per chunk */
   uint32_t chunks; /* ceil(V / chunk) */
 } Vocab;
+
+/* the schedule's chunk, at most V */
+static int64_t least_chunk(Lower *l, int64_t V) { return l->s->vocab_chunk < V ? l->s->vocab_chunk : V; }
 
 /* with_mix: operand 2 is the mixture matrix (vocab_attention*), whose width is Ci */
 static Vocab vocab(Lower *l, const IrNode *n, int with_mix) {
   const IrShape *h = L_shape(l, ir_in(l->g, n, 0));
-  int64_t V = L_shape(l, ir_in(l->g, n, 1))->dim[0], ch = l->s->vocab_chunk < V ? l->s->vocab_chunk : V;
-  return (Vocab){L_ivar(l, L_rows(l, h)), L_ivar(l, L_last(l, h)), L_i(l, V),
-                 with_mix ? L_i(l, L_shape(l, ir_in(l->g, n, 2))->dim[1]) : 0, ch, L_i(l, (V + ch - 1) / ch)};
+  int64_t V = L_shape(l, ir_in(l->g, n, 1))->dim[0], ch = least_chunk(l, V);
+  Vocab v = {L_ivar(l, L_rows(l, h)), L_ivar(l, L_last(l, h)), L_i(l, V),
+             with_mix ? L_i(l, L_shape(l, ir_in(l->g, n, 2))->dim[1]) : 0, L_i(l, ch), L_i(l, (V + ch - 1) / ch)};
+  if (l->s->vocab_scratch > 0 && ch < V) { /* chunk = clamp(budget / N, ch, V), on the host */
+    uint32_t fit = L_div(l, L_i(l, l->s->vocab_scratch), L_op(l, KE_MAX, v.N, L_i(l, 1)));
+    v.chunk = L_ivar(l, L_op(l, KE_MAX, L_i(l, ch), L_op(l, KE_MIN, v.V, fit)));
+    v.chunks = L_ivar(l, L_div(l, L_add(l, v.V, L_sub(l, v.chunk, L_i(l, 1))), v.chunk));
+  }
+  return v;
 }
 
 /* Opens the chunk loop; v0 and nc get the chunk's first row and size. */
 static uint32_t chunk_loop(Lower *l, const Vocab *v, uint32_t *v0, uint32_t *nc) {
   uint32_t saved, ci = L_loop(l, KL_SERIAL, L_i(l, 0), v->chunks, &saved);
-  *v0 = L_ivar(l, L_mul(l, ci, L_i(l, v->chunk)));
-  *nc = L_ivar(l, L_op(l, KE_MIN, L_i(l, v->chunk), L_sub(l, v->V, *v0)));
+  *v0 = L_ivar(l, L_mul(l, ci, v->chunk));
+  *nc = L_ivar(l, L_op(l, KE_MIN, v->chunk, L_sub(l, v->V, *v0)));
   return saved;
 }
 
@@ -41,12 +53,14 @@ static void chunk_logits(Lower *l, const Vocab *v, uint32_t H, uint32_t W, uint3
 static int scratch_chunk(Lower *l, const IrNode *n, int64_t *elems) {
   const IrShape *h = L_shape(l, ir_in(l->g, n, 0));
   int64_t last = h->rank ? h->dim[h->rank - 1] : 1, N = L_max_numel(l, h) / (last ? last : 1);
-  int64_t V = L_shape(l, ir_in(l->g, n, 1))->dim[0], ch = l->s->vocab_chunk < V ? l->s->vocab_chunk : V;
-  elems[0] = N * ch; /* logits / probabilities of one chunk */
+  int64_t V = L_shape(l, ir_in(l->g, n, 1))->dim[0], ch = least_chunk(l, V), budget = l->s->vocab_scratch;
+  int64_t most = N * ch; /* a chunk's [N, chunk]: what vocab() chooses keeps N x chunk within the larger of this */
+  if (budget > 0 && ch < V && budget > most) most = budget < N * V ? budget : N * V; /* and the budget */
+  elems[0] = most; /* logits / probabilities of one chunk */
   elems[1] = N;      /* per row: running max (forward) or D (backward) */
   elems[2] = N;      /* per row: running sum */
   if (n->op == IR_VOCAB_ATTENTION_GRAD || n->op == IR_VOCAB_ATTENTION_GRAD_TIED || n->op == IR_LINEAR_CROSS_ENTROPY_GRAD)
-    elems[3] = N * ch; /* dZ */
+    elems[3] = most; /* dZ */
   if (n->op == IR_LINEAR_CROSS_ENTROPY) elems[3] = N; /* per row: the target's logit */
   if (n->op == IR_VOCAB_ATTENTION_TOPK) {
     int64_t k = n->attr[1].i;
