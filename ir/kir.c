@@ -15,11 +15,15 @@ const KOpInfo *kop_info(KOp op) { return &kop_table[op]; }
 
 /* causal attention of queries [B, T, H x D] over keys and values [B, T, Hkv x D]
  * (query head h reads kv head h / (H / Hkv)); lse and delta: [B, H, T] row
- * statistics the gradient keeps between its kernels */
+ * statistics the gradient keeps between its kernels. attention_cached: the
+ * T query rows at positions pos .. over the KV cache's keys and values,
+ * plane `slot` of cache ([slots, 2, B, L, Hkv x D]: keys, then values) */
 static const KCallInfo kcall_table[KC_NUM] = {
     [KC_ATTENTION] = {"attention", 3, 4, 6, {"q", "k", "v", "y"}, {"B", "T", "H", "Hkv", "D", "scale"}},
     [KC_ATTENTION_GRAD] = {"attention_grad", 4, 9, 6, {"q", "k", "v", "dy", "dq", "dk", "dv", "lse", "delta"},
                            {"B", "T", "H", "Hkv", "D", "scale"}},
+    [KC_ATTENTION_CACHED] = {"attention_cached", 2, 3, 9, {"q", "cache", "y"},
+                             {"B", "T", "H", "Hkv", "D", "scale", "L", "slot", "pos"}},
 };
 
 const KCallInfo *kcall_info(KCallOp op) { return &kcall_table[op]; }

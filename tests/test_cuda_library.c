@@ -11,7 +11,8 @@
  * emulator's product) against operands rounded here and multiplied in
  * double; in bf16 precision, attention's forward on tensor cores (mma
  * through the emulator's fragments) within a bf16 bound; the device optimizer's (optim.cu) against the CPU's AdamW
- * (runtime/train/optim.c). Everything runs twice: blocks and threads in
+ * (runtime/train/optim.c); attention over a KV cache (decoding) against
+ * its own reference. Everything runs twice: blocks and threads in
  * order, then in reverse (a missing barrier or a race between blocks shows
  * as a difference). Skips without a C++ compiler.
  * `test_cuda_library gpu`: the same checks on the first GPU (PTX from
@@ -197,6 +198,91 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
   if (arena) d->release(d, arena);
   if (slots) d->release(d, slots);
   cuda_program_free(&cp);
+  kir_free(p);
+}
+
+/* ---- decoding over a KV cache ------------------------------------------------------ */
+
+typedef struct {
+  int64_t B, T, H, Hkv, D, L, slot, pos; /* T query rows at positions pos .., a cache of L positions, plane slot of 2 */
+} Cached;
+
+/* y of attention_cached in double: row t of batch b over the cache's keys and values 0 .. pos + t */
+static void cached_reference(const Cached *s, const float *q, const float *cache, double *y) {
+  int64_t Cq = s->H * s->D, Ckv = s->Hkv * s->D, plane = s->B * s->L * Ckv;
+  const float *k = cache + 2 * plane * s->slot, *v = k + plane;
+  double scale = 1.0 / sqrt((double)s->D), *p = malloc(sizeof(double) * (size_t)s->L);
+  for (int64_t b = 0; b < s->B; b++)
+    for (int64_t t = 0; t < s->T; t++)
+      for (int64_t h = 0; h < s->H; h++) {
+        const float *qi = q + (b * s->T + t) * Cq + h * s->D;
+        int64_t kv = (h / (s->H / s->Hkv)) * s->D, last = s->pos + t;
+        double most = -INFINITY, sum = 0;
+        for (int64_t j = 0; j <= last; j++) {
+          double x = 0;
+          for (int64_t d = 0; d < s->D; d++) x += (double)qi[d] * k[(b * s->L + j) * Ckv + kv + d];
+          most = fmax(most, p[j] = x * scale);
+        }
+        for (int64_t j = 0; j <= last; j++) sum += p[j] = exp(p[j] - most);
+        for (int64_t d = 0; d < s->D; d++) {
+          double acc = 0;
+          for (int64_t j = 0; j <= last; j++) acc += p[j] / sum * v[(b * s->L + j) * Ckv + kv + d];
+          y[(b * s->T + t) * Cq + h * s->D + d] = acc;
+        }
+      }
+  free(p);
+}
+
+/* One attention_cached call, through the whole backend, against the reference (y in fp32, within 1e-5). */
+static void check_cached(CudaDevice *d, const Cached *s) {
+  int64_t nq = s->B * s->T * s->H * s->D, ncache = 2 * 2 * s->B * s->L * s->Hkv * s->D;
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "decode");
+  uint32_t Q = kbuf(e, "q", K_F32, KB_INPUT, 0, 0, (uint64_t)nq), C = kbuf(e, "cache", K_F32, KB_INPUT, 1, 0, (uint64_t)ncache),
+           Y = kbuf(e, "y", K_F32, KB_OUTPUT, 0, 0, (uint64_t)nq);
+  KCall call = {.op = KC_ATTENTION_CACHED, .buf = {Q, C, Y},
+                .arg = {kx_i(p, s->B), kx_i(p, s->T), kx_i(p, s->H), kx_i(p, s->Hkv), kx_i(p, s->D),
+                        kx_f(p, 1.0 / sqrt((double)s->D)), kx_i(p, s->L), kx_i(p, s->slot), kx_i(p, s->pos)}};
+  ks_call(p, e->body, &call);
+  char label[96];
+  snprintf(label, sizeof label, "%scached: B %lld, T %lld, H %lld, Hkv %lld, D %lld, pos %lld", strstr(d->name, "reverse") ? "reverse: " : "",
+           (long long)s->B, (long long)s->T, (long long)s->H, (long long)s->Hkv, (long long)s->D, (long long)s->pos);
+  CudaOptions o = cuda_options_default();
+  CudaProgram cp;
+  PcError err;
+  float *q = malloc(sizeof(float) * (size_t)nq), *cache = malloc(sizeof(float) * (size_t)ncache), *y = malloc(sizeof(float) * (size_t)nq);
+  double *want = malloc(sizeof(double) * (size_t)nq);
+  uint64_t seed = (uint64_t)(s->L * 7 + s->D);
+  for (int64_t i = 0; i < nq; i++) q[i] = frand(&seed) * 3.f;
+  for (int64_t i = 0; i < ncache; i++) cache[i] = frand(&seed);
+  CuPtr dev[3] = {0}, bufs[3];
+  int rc = cuda_render(p, &o, &cp, &err);
+  if (!rc) {
+    rc = load_kernels(d, &cp, &err);
+    if (!rc) rc = d->alloc(d, sizeof(float) * (size_t)nq, &dev[0], &err);
+    if (!rc) rc = d->alloc(d, sizeof(float) * (size_t)ncache, &dev[1], &err);
+    if (!rc) rc = d->alloc(d, sizeof(float) * (size_t)nq, &dev[2], &err);
+    if (!rc) rc = d->upload(d, dev[0], q, sizeof(float) * (size_t)nq, &err);
+    if (!rc) rc = d->upload(d, dev[1], cache, sizeof(float) * (size_t)ncache, &err);
+    if (!rc) cuda_buffer_addresses(e, NULL, dev, dev + 2, 0, bufs);
+    if (!rc) rc = cuda_exec(&cp, d, 0, NULL, bufs, 0, NULL, NULL, &err);
+    if (!rc) rc = d->download(d, y, dev[2], sizeof(float) * (size_t)nq, &err);
+    cuda_program_free(&cp);
+  }
+  if (rc) {
+    CHECKF(0, "%s: %s", label, err.msg);
+  } else {
+    cached_reference(s, q, cache, want);
+    double worst = rel_err(y, want, nq);
+    CHECKF(worst < 1e-5, "%s: y differs by %.2e of its largest magnitude", label, worst);
+    printf("%-48s y %.1e\n", label, worst);
+  }
+  for (int i = 0; i < 3; i++)
+    if (dev[i]) d->release(d, dev[i]);
+  free(q);
+  free(cache);
+  free(y);
+  free(want);
   kir_free(p);
 }
 
@@ -598,6 +684,13 @@ static void check_device(CudaDevice *d) {
   };
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i], 0);
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(d, &shapes[i], 1);
+  static const Cached cached[] = {
+      {1, 1, 12, 12, 64, 300, 1, 260},  /* a token at 260 of 300: two passes of 128 keys and a part */
+      {2, 5, 4, 2, 16, 40, 0, 0},       /* a prompt of 5 from 0, two query heads per kv head, 8 groups of 16 */
+      {3, 2, 2, 1, 128, 64, 1, 61},     /* the cache's last positions, one group */
+      {1, 1, 3, 3, 96, 20, 0, 7},       /* 96 columns: one group, 32 threads idle */
+  };
+  for (size_t i = 0; i < sizeof cached / sizeof *cached; i++) check_cached(d, &cached[i]);
   check_to_bf16(d);
   check_bf16(d);
   check_optim(d);

@@ -38,7 +38,7 @@ int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel 
 /* ---- the device optimizer ---------------------------------------------------------- */
 
 _Static_assert(sizeof(CudaOptTensor) == 64 && sizeof(CudaOptArgs) == 88, "the host's copies of optim.cu's structs");
-_Static_assert(sizeof(CudaAttnArgs) == 128, "the host's copy of attention.cu's PcAttn");
+_Static_assert(sizeof(CudaAttnArgs) == 144, "the host's copy of attention.cu's PcAttn");
 
 int cuda_optim_tensors(CudaOptim *o, CudaDevice *d, const CudaOptTensor *t, size_t n, PcError *err) {
   CudaOptTensor *next = pc_xcalloc(n + 1, sizeof *next);
@@ -133,9 +133,17 @@ int cuda_call_supported(KCallOp op, int64_t head_dim) {
   return head_dim >= 1 && head_dim <= 128;
 }
 
+/* attention_cached: a block per (batch, query row, head) */
+#define CACHED_THREADS 128
+
 /* forward: pc_attn_fwd [, pc_attn_fwd_tc]; gradient: pc_attn_fwd, pc_attn_dq,
- * pc_attn_dkv [, pc_attn_fwd_tc, pc_attn_dq_tc, pc_attn_dkv_tc] */
+ * pc_attn_dkv [, pc_attn_fwd_tc, pc_attn_dq_tc, pc_attn_dkv_tc]; cached: pc_attn_cached */
 int cuda_call_kernels(KCallOp op, int64_t head_dim, const char **fn, unsigned *threads) {
+  if (op == KC_ATTENTION_CACHED) {
+    fn[0] = "pc_attn_cached";
+    threads[0] = CACHED_THREADS;
+    return 1;
+  }
   static const char *fwd[] = {"pc_attn_fwd"}, *grad[] = {"pc_attn_fwd", "pc_attn_dq", "pc_attn_dkv"},
                     *tc[] = {"pc_attn_fwd_tc", "pc_attn_dq_tc", "pc_attn_dkv_tc"};
   const char **names = op == KC_ATTENTION ? fwd : grad;
@@ -159,6 +167,12 @@ int cuda_call_kernels(KCallOp op, int64_t head_dim, const char **fn, unsigned *t
 int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kernel, uint32_t *grid, uint32_t *block) {
   int64_t B = args[0], T = args[1], H = args[2], Hkv = args[3], D = args[4];
   if (B <= 0 || T <= 0) return 0;
+  if (op == KC_ATTENTION_CACHED) {
+    kernel[0] = 0;
+    grid[0] = (uint32_t)(B * T * H);
+    block[0] = CACHED_THREADS;
+    return 1;
+  }
   int tc = tensor_cores && has_tc(D);
   unsigned rows = tc ? TC_ROWS : attention_rows(D);
   int64_t row_blocks = (T + rows - 1) / rows;
@@ -173,9 +187,9 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
 }
 
 int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements) {
-  if (op != KC_ATTENTION) return -1;
+  if (op == KC_ATTENTION_GRAD) return -1;
   if (args) *elements = args[0] * args[1] * args[2] * args[4]; /* B T H D */
-  return 3;
+  return op == KC_ATTENTION ? 3 : 2;
 }
 
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out) {
@@ -183,7 +197,14 @@ void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float sc
   out->q = bufs[0];
   out->k = bufs[1];
   out->v = bufs[2];
-  if (op == KC_ATTENTION) {
+  if (op == KC_ATTENTION_CACHED) { /* the slot's keys, then its values, each [B, L, Hkv x D] */
+    uint64_t plane = (uint64_t)(args[0] * args[6] * args[3] * args[4]);
+    out->k = bufs[1] + 4 * 2 * plane * (uint64_t)args[7];
+    out->v = out->k + 4 * plane;
+    out->y = bufs[2];
+    out->L = args[6];
+    out->pos = args[8];
+  } else if (op == KC_ATTENTION) {
     out->y = bufs[3];
   } else { /* the first kernel leaves the row statistics, not y */
     out->dy = bufs[3];

@@ -82,9 +82,10 @@ void cuda_optim_free(CudaOptim *o, CudaDevice *d);
 /* The host's copy of struct PcAttn (kernels/attention.cu): pointers as
  * device addresses, the same layout on a 64-bit host and device. */
 typedef struct {
-  CuPtr q, k, v, dy, y, dq, dk, dv, lse, delta;
+  CuPtr q, k, v, dy, y, dq, dk, dv, lse, delta; /* attention_cached: k, v are the cache's planes */
   CuPtr yh; /* y's bf16 mirror: cuda_exec sets it */
   int64_t B, T, H, Hkv;
+  int64_t L, pos; /* attention_cached: the cache's positions, the first query row's */
   float scale;
 } CudaAttnArgs;
 

@@ -589,7 +589,7 @@ static void attention_mix(Lower *l, uint32_t y, uint32_t y_at, uint32_t vbuf, ui
 
 /* attention and its gradient as one call of the backend's kernels, where
  * the schedule asks for them (head dims up to 128, what the CUDA library
- * has); returns 0 when it made none */
+ * has); returns 0 when it made none. attention_cached has its own. */
 static int attention_call(Lower *l, const IrNode *n, const Heads *hd) {
   const IrShape *q = L_shape(l, ir_in(l->g, n, 0));
   int64_t D = q->dim[2] / n->attr[0].i;
@@ -654,6 +654,13 @@ static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
   ks_copy(l->p, l->block, cache, L_add(l, kbase0, row), l->buf[IN(1)], L_mul(l, bt, hd.Ckv), hd.Ckv);
   ks_copy(l->p, l->block, cache, L_add(l, vbase0, row), l->buf[IN(2)], L_mul(l, bt, hd.Ckv), hd.Ckv);
   l->block = saved;
+  int64_t D = L_shape(l, IN(0))->dim[2] / n->attr[0].i, Lmax = L_shape(l, IN(3))->dim[3];
+  if (l->s->attention_kernel && D <= 128 && Lmax <= KCALL_CACHED_KEYS) { /* the backend's decoding kernel */
+    KCall c = {.op = KC_ATTENTION_CACHED, .buf = {l->buf[IN(0)], cache, l->buf[OUT(0)]},
+               .arg = {hd.B, hd.T, hd.H, hd.Hkv, hd.D, L_f(l, hd.scale), L, L_ivar(l, L_scalar(l, IN(4))), pos}};
+    ks_call(l->p, l->block, &c);
+    return 0;
+  }
   uint32_t bh = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, hd.B, hd.H), &saved);
   b = L_ivar(l, L_div(l, bh, hd.H));
   uint32_t h = L_ivar(l, L_op(l, KE_REM, bh, hd.H)), hk = L_ivar(l, L_div(l, h, hd.group));

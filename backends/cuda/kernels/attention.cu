@@ -18,10 +18,11 @@
  * kernel too, pc_attn_dq_tc, pc_attn_dkv_tc), at the end of this file. */
 
 struct PcAttn {
-  const float *q, *k, *v, *dy;
+  const float *q, *k, *v, *dy; /* pc_attn_cached: k, v are the cache's planes, [B, L, Hkv x D] */
   float *y, *dq, *dk, *dv, *lse, *delta;
   unsigned short *yh; /* y's bf16 mirror (cuda_mirror.c), or none */
   i64 B, T, H, Hkv;
+  i64 L, pos; /* pc_attn_cached: the cache's positions, the first query row's */
   float scale;
 };
 
@@ -204,6 +205,55 @@ template <int D> static __device__ void pc_attn_dkv(const PcAttn &a) {
       a.dk[krow + d] = dk[d];
       a.dv[krow + d] = dv[d];
     }
+}
+
+/* ---- decoding over the KV cache ---------------------------------------------------- */
+
+/* y for the T new query rows at positions pos .. pos + T - 1, each over
+ * the cache's keys and values 0 .. its position (the copies before the
+ * call put the new ones there). A block per (batch, query row, head): its
+ * threads take keys in turn for the scores (q pre-multiplied by the scale,
+ * as in the other kernels), kept in shared memory (at most 8192:
+ * KCALL_CACHED_KEYS, which the lowering checks), then the softmax's
+ * maximum and sum over the block, then G = threads / D groups of D threads
+ * each sum every G-th key's p v for one column, the groups added in order:
+ * the same bits on every run. Coalesced where it matters: a column's
+ * threads read a value row together. */
+template <int D> static __device__ void pc_attn_cached(const PcAttn &a) {
+  __shared__ float s[8192], qs[D], part[128], red[32];
+  const i64 h = blockIdx.x % a.H, bt = blockIdx.x / a.H, b = bt / a.T, t = bt % a.T, hk = h / (a.H / a.Hkv);
+  const i64 Cq = a.H * D, Ckv = a.Hkv * D, last = a.pos + t;
+  const float *q = a.q + bt * Cq + h * D, *kb = a.k + b * a.L * Ckv + hk * D, *vb = a.v + b * a.L * Ckv + hk * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = q[d] * a.scale;
+  __syncthreads();
+  float m = -PC_INF;
+  for (i64 j = threadIdx.x; j <= last; j += blockDim.x) {
+    const float *kr = kb + j * Ckv;
+    float dot = 0.f;
+#pragma unroll 8
+    for (int d = 0; d < D; d++) dot += qs[d] * kr[d];
+    s[j] = dot;
+    m = fmaxf(m, dot);
+  }
+  m = pc_block_max_f(m, red);
+  float sum = 0.f;
+  for (i64 j = threadIdx.x; j <= last; j += blockDim.x) {
+    const float e = expf(s[j] - m);
+    s[j] = e;
+    sum += e;
+  }
+  sum = pc_block_sum_f(sum, red); /* its barriers also make every s[j] visible */
+  const int G = (int)blockDim.x / D, g = (int)threadIdx.x / D, d = (int)threadIdx.x % D;
+  float acc = 0.f;
+  if (g < G)
+    for (i64 j = g; j <= last; j += G) acc += s[j] * vb[j * Ckv + d];
+  part[threadIdx.x] = acc;
+  __syncthreads();
+  if (g == 0) {
+    float total = part[d];
+    for (int z = 1; z < G; z++) total += part[z * D + d];
+    pc_attn_store_y(a, bt * Cq + h * D + d, total / sum);
+  }
 }
 
 /* ---- the forward on tensor cores (bf16 precision) --------------------------------- */
