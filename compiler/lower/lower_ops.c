@@ -648,7 +648,7 @@ static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
   uint32_t plane = L_ivar(l, L_mul(l, L_mul(l, hd.B, L), hd.Ckv));
   uint32_t kbase0 = L_ivar(l, L_mul(l, L_mul(l, L_scalar(l, IN(4)), L_i(l, 2)), plane));
   uint32_t vbase0 = L_ivar(l, L_add(l, kbase0, plane));
-  uint32_t bt = L_loop(l, KL_SERIAL, L_i(l, 0), L_mul(l, hd.B, hd.T), &saved);
+  uint32_t bt = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, hd.B, hd.T), &saved); /* rows go to their own positions */
   uint32_t b = L_ivar(l, L_div(l, bt, hd.T)), t = L_ivar(l, L_op(l, KE_REM, bt, hd.T));
   uint32_t row = L_ivar(l, L_mul(l, L_add(l, L_mul(l, b, L), L_add(l, pos, t)), hd.Ckv));
   ks_copy(l->p, l->block, cache, L_add(l, kbase0, row), l->buf[IN(1)], L_mul(l, bt, hd.Ckv), hd.Ckv);
