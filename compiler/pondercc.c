@@ -1,6 +1,7 @@
 /* pondercc: compiles a model script. It prints the graph IR (--emit ir),
  * the kernel IR of the compiled module (--emit kir), its C source (--emit
- * c), its LLVM IR (--emit llvm, llvm-opt) or its CUDA C (--emit cuda), or
+ * c), its LLVM IR (--emit llvm, llvm-opt), its CUDA C (--emit cuda) or
+ * what its entries ask of a GPU, counted without one (--emit cuda-census), or
  * builds the module into a shared library exporting the model ABI (-o
  * model.so, with the llvm backend unless --backend c; with PTX for GPUs
  * with --target cuda). It also reads graph IR text back (FILE.ir). */
@@ -14,6 +15,7 @@
 
 #include "backends/c/c_render.h"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_census.h"
 #include "backends/cuda/cuda_lib.h"
 #include "backends/llvm/llvm_backend.h"
 #include "compiler/model_opts.h"
@@ -44,7 +46,9 @@ static void usage(FILE *f) {
           "output:\n"
           "  --emit WHAT        ir: the graph; hparams: the resolved hyperparameters;\n"
           "                     kir: the compiled module's kernel IR; c: its C source;\n"
-          "                     llvm: its LLVM IR; llvm-opt: the LLVM IR after -O3; cuda: its CUDA C\n"
+          "                     llvm: its LLVM IR; llvm-opt: the LLVM IR after -O3; cuda: its CUDA C;\n"
+          "                     cuda-census: what each entry asks of a GPU at --max-batch and --max-seq\n"
+          "                     (decode: one token), counted without one\n"
           "  --dump-after PASS  print the graph after PASS (trace, fuse, dce, autodiff)\n"
           "  --list-configs     print the script's config names\n"
           "  -h, --help         this help\n");
@@ -95,8 +99,33 @@ static int graph_mode(const ModelOpts *o, int train, const char *emit, int list,
   return rc;
 }
 
+/* --emit cuda-census: each entry at its largest dims (decode: a step of one token) */
+static int census_mode(const PcModule *m, PcError *err) {
+  CudaOptions co = cuda_options_default();
+  CudaProgram cp;
+  if (cuda_render(m->prog, &co, &cp, err) < 0) return -1;
+  int rc = 0;
+  for (uint32_t k = 0; k < m->prog->entries.n && !rc; k++) {
+    const KEntry *e = &m->prog->entries.a[k];
+    int64_t dims[16] = {0};
+    printf("entry %s at", e->name);
+    for (size_t d = 0; d < e->dims.n && d < 16; d++) {
+      dims[d] = !strcmp(e->name, "decode") && !strcmp(e->dims.a[d].name, "T") ? 1 : e->dims.a[d].max;
+      printf("%s %s = %lld", d ? "," : "", e->dims.a[d].name, (long long)dims[d]);
+    }
+    printf(" (bf16 products; counted without a GPU):\n");
+    CudaCensus c;
+    rc = cuda_census(&cp, k, dims, CUDA_BF16, &c, err);
+    if (!rc) cuda_census_print(&c, &cp, 12, stdout);
+    cuda_census_free(&c);
+  }
+  cuda_program_free(&cp);
+  return rc;
+}
+
 /* --emit cuda, --target cuda -o */
 static int cuda_mode(const PcModule *m, const char *emit, const char *out, double t0, PcError *err) {
+  if (emit && !strcmp(emit, "cuda-census")) return census_mode(m, err);
   if (emit) {
     CudaOptions co = cuda_options_default();
     CudaProgram cp;
@@ -132,7 +161,7 @@ static int module_mode(const ModelOpts *o, const PcModuleOptions *mo, const char
   PcModule m;
   if (pc_module_build(o, mo, &m, err) < 0) return -1;
   int rc = 0;
-  if (cuda || (emit && !strcmp(emit, "cuda"))) {
+  if (cuda || (emit && !strncmp(emit, "cuda", 4))) {
     rc = cuda_mode(&m, emit, out, t0, err);
   } else if (emit && !strcmp(emit, "kir")) {
     kir_print(m.prog, stdout);
@@ -254,16 +283,16 @@ int main(int argc, char **argv) {
       bad = 1;
     }
   }
-  static const char *emits[] = {"ir", "hparams", "kir", "c", "llvm", "llvm-opt", "cuda"};
+  static const char *emits[] = {"ir", "hparams", "kir", "c", "llvm", "llvm-opt", "cuda", "cuda-census"};
   int known_emit = !emit;
-  for (int i = 0; i < 7 && emit; i++) known_emit |= !strcmp(emit, emits[i]);
+  for (int i = 0; i < 8 && emit; i++) known_emit |= !strcmp(emit, emits[i]);
   if (!bad && optind != argc - 1) fprintf(stderr, "pondercc: expected one MODEL.lua or GRAPH.ir (try --help)\n"), bad = 1;
   if (!bad && !known_emit)
-    fprintf(stderr, "pondercc: --emit %s: expected ir, hparams, kir, c, llvm, llvm-opt or cuda\n", emit), bad = 1;
+    fprintf(stderr, "pondercc: --emit %s: expected ir, hparams, kir, c, llvm, llvm-opt, cuda or cuda-census\n", emit), bad = 1;
   if (!bad && target && strcmp(target, "cpu") && strcmp(target, "cuda"))
     fprintf(stderr, "pondercc: --target %s: expected cpu or cuda\n", target), bad = 1;
   int cuda = target && !strcmp(target, "cuda");
-  if (cuda || (emit && !strcmp(emit, "cuda"))) mo.schedule = kschedule_cuda();
+  if (cuda || (emit && !strncmp(emit, "cuda", 4))) mo.schedule = kschedule_cuda();
   if (!bad && cuda && o.backend) fprintf(stderr, "pondercc: --target cuda has its own backend: drop --backend %s\n", o.backend), bad = 1;
   if (!bad && cuda && !out) fprintf(stderr, "pondercc: --target cuda goes with -o MODEL.so (--emit cuda prints the CUDA C)\n"), bad = 1;
   if (!bad && o.device) fprintf(stderr, "pondercc: --device is for ponder; pondercc compiles for GPUs with --target cuda\n"), bad = 1;
@@ -290,7 +319,7 @@ int main(int argc, char **argv) {
   } else if (pc_ends_with(o.script, ".ir")) {
     rc = emit && strcmp(emit, "ir") ? pc_errorf(&err, "%s: an IR file can only be re-emitted as ir", o.script)
                                     : emit_ir_file(o.script, &err);
-  } else if (out || (emit && (!strcmp(emit, "kir") || !strcmp(emit, "c") || !strncmp(emit, "llvm", 4) || !strcmp(emit, "cuda")))) {
+  } else if (out || (emit && (!strcmp(emit, "kir") || !strcmp(emit, "c") || !strncmp(emit, "llvm", 4) || !strncmp(emit, "cuda", 4)))) {
     rc = module_mode(&o, &mo, emit, out, cuda, &err);
   } else {
     rc = graph_mode(&o, train, emit, list, &err);

@@ -90,7 +90,7 @@ static const char *mode_name(const CudaProgram *cp, uint32_t kernel) {
   return "?";
 }
 
-static void what(const CudaProgram *cp, const CudaProfKey *k, char *out, size_t cap) {
+void cuda_profile_what(const CudaProgram *cp, const CudaProfKey *k, char *out, size_t cap) {
   switch (k->kind) {
   case CP_KERNEL: snprintf(out, cap, "k%u (%s)", k->kernel, mode_name(cp, k->kernel)); break;
   case CP_CALL: snprintf(out, cap, "%s (k%u)", k->fn, k->kernel); break;
@@ -173,7 +173,7 @@ void cuda_profile_print(const CudaProfile *pf, const CudaProgram *cp, const char
       continue;
     }
     char w[160], rate[32] = "";
-    what(cp, &r->key, w, sizeof w);
+    cuda_profile_what(cp, &r->key, w, sizeof w);
     if (r->key.kind == CP_GEMM && r->ms > 0)
       snprintf(rate, sizeof rate, "%.1f", 2.0 * r->key.m * r->key.n * r->key.k * r->count / (r->ms * 1e-3) / 1e12);
     const char *o = kir_origin_text(cp->prog, r->key.origin);

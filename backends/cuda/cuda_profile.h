@@ -63,5 +63,7 @@ int cuda_profile_finish(CudaProfile *pf, CudaDevice *d, PcError *err);
 void cuda_profile_print(const CudaProfile *pf, const CudaProgram *cp, const char *title, const char *unit, size_t max_rows,
                         FILE *f);
 void cuda_profile_free(CudaProfile *pf);
+/* A row's "what": "k14 (warp)", "pc_attn_fwd_tc (k10)", "gemm nt 16384x3072x768 bf16", ... */
+void cuda_profile_what(const CudaProgram *cp, const CudaProfKey *k, char *out, size_t cap);
 
 #endif
