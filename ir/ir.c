@@ -20,6 +20,7 @@ const IrOpInfo *ir_op_info(IrOp op) {
 int ir_accumulates(IrOp op, uint32_t result) {
   switch (op) {
   case IR_STACK_SET:
+  case IR_SLICE_GRAD:
   case IR_EMBEDDING_GRAD: return result == 0 ? 0 : -1;
   case IR_LINEAR_CROSS_ENTROPY_GRAD: return result == 1 ? 5 : -1;
   case IR_VOCAB_ATTENTION_GRAD:

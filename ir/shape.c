@@ -292,7 +292,7 @@ static int rule_embedding_grad(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
-/* (x, dy) -> dx: dy placed at [start, start+size) of axis, zeros elsewhere */
+/* (into, dy) -> into with dy added at [start, start+size) of axis */
 static int rule_slice_grad(const Rule *r, IrType *out, PcError *err) {
   IrType want;
   if (rule_slice(r, &want, err) < 0) return -1;

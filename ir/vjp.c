@@ -88,8 +88,10 @@ static int r_embedding(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *e
   return 0;
 }
 
+/* into the gradient so far: the slices of one value (q, k and v of one
+ * product) add into their own columns, not into full-size sums */
 static int r_slice(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
-  uint32_t in[2] = {F(0), dy[0]};
+  uint32_t in[2] = {ad_take(c, IN(0)), dy[0]};
   ad_acc(c, IN(0), ad_emit(c, IR_SLICE_GRAD, in, 2, n->attr));
   return 0;
 }

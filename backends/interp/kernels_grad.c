@@ -187,16 +187,18 @@ static int k_embedding_grad(const IrNode *n, Tensor *const *in, Tensor *const *o
   return 0;
 }
 
-/* slice_grad: x (for its shape), dy -> zeros with dy at [start, start+size) of axis */
+/* slice_grad: into, dy -> into with dy added at [start, start+size) of
+ * axis (out holds into already: ir_accumulates) */
 static int k_slice_grad(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int axis = (int)n->attr[0].i;
   int64_t start = n->attr[1].i, size = n->attr[2].i, D = in[0]->dim[axis], outer = 1, inner = 1;
   for (int d = 0; d < axis; d++) outer *= in[0]->dim[d];
   for (int d = axis + 1; d < in[0]->rank; d++) inner *= in[0]->dim[d];
-  memset(out[0]->data, 0, tensor_bytes(out[0]));
-  for (int64_t o = 0; o < outer; o++)
-    memcpy(tensor_f32(out[0]) + (o * D + start) * inner, tensor_f32(in[1]) + o * size * inner,
-           sizeof(float) * (size_t)(size * inner));
+  for (int64_t o = 0; o < outer; o++) {
+    float *to = tensor_f32(out[0]) + (o * D + start) * inner;
+    const float *dy = tensor_f32(in[1]) + o * size * inner;
+    for (int64_t z = 0; z < size * inner; z++) to[z] += dy[z];
+  }
   return 0;
 }
 

@@ -382,7 +382,9 @@ static int lo_embedding_grad(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
-/* slice [outer, D, inner] -> [outer, size, inner] at start; slice_grad the other way into zeros */
+/* slice [outer, D, inner] -> [outer, size, inner] at start; slice_grad the
+ * other way, added into the result (which holds the gradient so far:
+ * ir_accumulates) */
 static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   int grad = n->op == IR_SLICE_GRAD;
   const IrShape *x = L_shape(l, IN(0));
@@ -391,14 +393,18 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   for (int d = 0; d < axis; d++) outer = L_mul(l, outer, L_dimx(l, x->dim[d]));
   for (int d = axis + 1; d < x->rank; d++) inner = L_mul(l, inner, L_dimx(l, x->dim[d]));
   uint32_t D = L_dimx(l, x->dim[axis]), size = L_i(l, n->attr[2].i), start = L_i(l, n->attr[1].i);
-  uint32_t span = L_ivar(l, L_mul(l, size, inner)), saved;
-  if (grad) fill(l, OUT(0), 0);
+  uint32_t span = L_ivar(l, L_mul(l, size, inner)), saved, sv;
   uint32_t o = L_loop(l, KL_PARALLEL, L_i(l, 0), outer, &saved);
   uint32_t wide = L_mul(l, L_add(l, L_mul(l, o, D), start), inner), narrow = L_mul(l, o, span);
-  if (grad)
-    ks_copy(l->p, l->block, l->buf[OUT(0)], wide, l->buf[IN(1)], narrow, span);
-  else
+  if (grad) {
+    wide = L_ivar(l, wide);
+    narrow = L_ivar(l, narrow);
+    uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), span, &sv), to = L_add(l, wide, j);
+    L_store(l, OUT(0), to, L_add(l, L_load(l, OUT(0), to), L_load(l, IN(1), L_add(l, narrow, j))));
+    l->block = sv;
+  } else {
     ks_copy(l->p, l->block, l->buf[OUT(0)], narrow, l->buf[IN(0)], wide, span);
+  }
   l->block = saved;
   return 0;
 }
