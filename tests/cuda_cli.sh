@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend from the command line, without a GPU:
-#  1. pondercc --emit cuda prints kernels; bad --target / --device uses are refused;
+#  1. pondercc --emit cuda prints kernels, --emit cuda-census what each entry asks of a GPU; bad
+#     --target / --device uses are refused;
 #  2. without a driver, ponder --device cuda says so on one line (skipped where one exists);
 #     a --target cuda library run without --device cuda says how to run it;
 #  3. on the CPU emulator (PONDER_CUDA_EMULATE=1): ponder train --device cuda (the optimizer on
@@ -31,6 +32,13 @@ tiny=(models/gpt2.lua --config tiny)
 run "$pondercc" "${tiny[@]}" --ponder 2 --emit cuda
 grep -q 'extern "C" __global__ void __launch_bounds__([0-9]*) k0(' "$tmp/out" || fail "--emit cuda printed no kernel k0"
 grep -q "pc_warp_sum_f(q" "$tmp/out" || fail "--emit cuda: no warp reduction"
+# the census: every entry at the largest dims, decode a step of one token, with its products and memory
+run "$pondercc" "${tiny[@]}" --ponder 2 --emit cuda-census
+[[ $(grep -c '^  [0-9]* launches: ' "$tmp/out") -eq 4 ]] || fail "--emit cuda-census: not four entries: $(head -c 400 "$tmp/out")"
+for want in "entry train at B = 8, T = 64 (bf16 products" "entry decode at B = 8, T = 1 (bf16 products" \
+  "library" " products, " "device memory: arena " "pc_attn_cached (k"; do
+  grep -qF -- "$want" "$tmp/out" || fail "--emit cuda-census: no '$want' in: $(head -c 400 "$tmp/out")"
+done
 refused "--target gpu: expected cpu or cuda" "$pondercc" "${tiny[@]}" --target gpu -o "$tmp/x.so"
 refused "--target cuda goes with -o" "$pondercc" "${tiny[@]}" --target cuda
 refused "drop --backend c" "$pondercc" "${tiny[@]}" --target cuda --backend c -o "$tmp/x.so"

@@ -5,11 +5,12 @@
  * a (recording) device to do for a small hand-made program, render errors,
  * the kernel program's byte form (round trip; damaged bytes refused),
  * which stores write bf16 mirrors and when the executor reads them, and
- * how a profile charges the device's time to ops. */
+ * how a profile charges the device's time to ops, and a census's counts. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cuda/cuda_census.h"
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_kio.h"
 #include "backends/cuda/cuda_library.h"
@@ -635,6 +636,32 @@ static void check_profile(void) {
   kir_free(r.p);
 }
 
+/* make_program counted without a device: what check_program's recording device was asked */
+static void check_census(void) {
+  Prog r = make_program();
+  r.p->stmts.a[r.block_pf].origin = kir_origin(r.p, "softmax @t.lua:1");
+  CudaProgram cp;
+  if (render(r.p, &cp) < 0) return;
+  CudaCensus c;
+  PcError err;
+  int64_t dims[1] = {3};
+  if (cuda_census(&cp, 0, dims, CUDA_FP32, &c, &err) < 0) CHECKF(0, "census: %s", err.msg);
+  CHECK(c.launches[CM_BLOCK] == 2 && c.launches[CM_THREAD] == 1 && c.launches[CM_SERIAL] == 1 && c.launches[CM_WARP] == 1);
+  CHECK(c.launches[CM_CALL] == 0 && c.launches[CM_CALL + 1] == 0 && c.read_backs == 1);
+  CHECK(c.products == 1 && c.flops == 2 * 3 * 2 * 2 && c.fills == 1 && c.fill_bytes == 8 && c.copies == 2 && c.copy_bytes == 32);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  cuda_census_print(&c, &cp, 2, f);
+  fclose(f);
+  CHECK_STR_CONTAINS(text, "  5 launches: 1 serial 1 thread 1 warp 2 block\n  1 products");
+  CHECK_STR_CONTAINS(text, "  most frequent ops:\n         2  k0 (block)                               softmax @t.lua:1\n");
+  free(text);
+  cuda_census_free(&c);
+  cuda_program_free(&cp);
+  kir_free(r.p);
+}
+
 int main(void) {
   check_shapes();
   check_addresses_and_args();
@@ -647,5 +674,6 @@ int main(void) {
   check_mirrors();
   check_operand_only();
   check_profile();
+  check_census();
   return check_exit();
 }
