@@ -2,7 +2,9 @@
  * (GPT-2, and Pythia and LLaMA when their scripts are present) with K = 0
  * and K = 3 pondering, every entry — train (the loss and every gradient),
  * eval, logits, and decode with KV caches (a prefill, then single tokens) —
- * must agree within 1e-4 of each output's largest magnitude. The backend
+ * must agree within 1e-4 of each output's largest magnitude; and a test
+ * model whose split leaves a piece unused (its gradient keeps zeros where
+ * no slice lands). The backend
  * (argument 1, default c) is compiled in-process, as `ponder --backend`
  * does: the C backend through cc. */
 #include "tests/backend_equiv.h"
@@ -34,5 +36,8 @@ int main(int argc, char **argv) {
   size_t n;
   const EquivCase *cases = equiv_cases(&n);
   for (size_t i = 0; i < n; i++) check_model(&cases[i], argc > 1 ? argv[1] : "c");
+  /* slices whose gradients leave a gap, and ones that cover (tests/models/split_unused.lua) */
+  static const EquivCase split = {"split, a piece unused", "tests/models/split_unused.lua", "tiny", NULL, 0};
+  check_model(&split, argc > 1 ? argv[1] : "c");
   return check_exit();
 }

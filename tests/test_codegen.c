@@ -21,6 +21,31 @@ static void golden(const char *path, const char *text) {
   free(want);
 }
 
+/* The gradient of a split whose slices leave a gap starts from zeros and
+ * adds them; one whose slices cover it gets them copied in, no zeros
+ * (tests/models/split_unused.lua: the gap split on line 22, q, k, v on 23). */
+static void check_slice_gradients(void) {
+  ModelOpts o = {.script = "tests/models/split_unused.lua", .config = "tiny"};
+  PcModuleOptions mo = {.entries = PC_ENTRY_TRAIN, .max_batch = 2, .max_seq = 16, .schedule = kschedule_default()};
+  PcModule m;
+  PcError err;
+  if (pc_module_build(&o, &mo, &m, &err) < 0) {
+    CHECKF(0, "%s", err.msg);
+    return;
+  }
+  char *kir = NULL;
+  size_t n;
+  FILE *f = open_memstream(&kir, &n);
+  kir_print(m.prog, f);
+  fclose(f);
+  CHECK_STR_CONTAINS(kir, "# fill @tests/models/split_unused.lua:22\n");
+  CHECKF(!strstr(kir, "# fill @tests/models/split_unused.lua:23\n"), "the covering slices' gradient is zero-filled first");
+  const char *gap = strstr(kir, "# slice_grad @tests/models/split_unused.lua:22\n"), *next = gap ? strstr(gap + 1, "\n  # ") : NULL;
+  CHECK(gap && next && strstr(gap, "= add(") && strstr(gap, "= add(") < next); /* added, not copied */
+  free(kir);
+  pc_module_free(&m);
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -47,5 +72,6 @@ int main(void) {
   free(c);
   pc_module_free(&m);
   vec_free(&o.sets);
+  check_slice_gradients();
   return check_exit();
 }

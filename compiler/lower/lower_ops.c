@@ -6,6 +6,7 @@
  * are sgemm calls. */
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "compiler/lower/lower_internal.h"
 
@@ -54,7 +55,60 @@ static int64_t column_sum_scratch(Lower *l, int64_t GW, int64_t W) { return GW /
 
 /* ---- sources --------------------------------------------------------------- */
 
+/* ---- gradients of slices ------------------------------------------------------------ */
+
+/* The slice_grad node that takes v as its `into`, when that is v's only use; IR_NONE otherwise. */
+static uint32_t next_slice_grad(Lower *l, uint32_t v) {
+  if (l->uses[v] != 1) return IR_NONE;
+  const IrRegion *r = &l->g->regions.a[l->g->values.a[v].region];
+  for (size_t i = 0; i < r->nodes.n; i++) {
+    const IrNode *n = ir_node(l->g, r->nodes.a[i]);
+    if (n->op == IR_SLICE_GRAD && ir_in(l->g, n, 0) == v) return r->nodes.a[i];
+  }
+  return IR_NONE;
+}
+
+/* Whether v, zeros from a fill, starts a chain of slice gradients (each
+ * result the next one's `into` and used by nothing else) along one static
+ * axis whose slices cover it exactly once: then every element gets one
+ * slice and none keeps the fill, so the fill is left out and each slice is
+ * copied in rather than added (the gradient of a product's output split
+ * into q, k and v). */
+static int covering_chain(Lower *l, uint32_t v) {
+  uint32_t def = l->g->values.a[v].def;
+  if (def == IR_NONE || ir_node(l->g, def)->op != IR_FILL || ir_node(l->g, def)->attr[0].f != 0) return 0;
+  const IrShape *s = L_shape(l, v);
+  int64_t axis = -1, D = 0, covered = 0;
+  unsigned char *hit = NULL;
+  int ok = 1;
+  uint32_t id;
+  for (uint32_t at = v; ok && (id = next_slice_grad(l, at)) != IR_NONE; at = ir_node(l->g, id)->out) {
+    const IrNode *n = ir_node(l->g, id);
+    if (axis < 0) {
+      axis = n->attr[0].i;
+      D = axis < s->rank ? s->dim[axis] : -1;
+      if (D <= 0) break; /* symbolic: no proof */
+      hit = pc_xcalloc((size_t)D, 1);
+    }
+    int64_t start = n->attr[1].i, size = n->attr[2].i;
+    ok = n->attr[0].i == axis && start >= 0 && size >= 0 && start + size <= D;
+    for (int64_t d = start; ok && d < start + size; d++) ok = !hit[d]++;
+    covered += ok ? size : 0;
+  }
+  free(hit);
+  return ok && D > 0 && covered == D;
+}
+
+/* The chain of slice gradients that n is on starts from a fill that covering_chain accepts. */
+static int on_covering_chain(Lower *l, const IrNode *n) {
+  uint32_t v = ir_in(l->g, n, 0), def;
+  while ((def = l->g->values.a[v].def) != IR_NONE && ir_node(l->g, def)->op == IR_SLICE_GRAD && l->uses[v] == 1)
+    v = ir_in(l->g, ir_node(l->g, def), 0);
+  return l->uses[v] == 1 && covering_chain(l, v);
+}
+
 static int lo_fill(Lower *l, const IrNode *n, PcError *err) {
+  if (covering_chain(l, OUT(0))) return 0; /* its slices overwrite every element */
   KType t = ir_type(l->g, OUT(0))->dtype == PC_I32 ? K_I64 : K_F32;
   uint32_t v = t == K_I64 ? L_i(l, (int64_t)n->attr[0].f) : L_f(l, n->attr[0].f);
   ks_fill(l->p, l->block, l->buf[OUT(0)], L_i(l, 0), L_numel(l, L_shape(l, OUT(0))), v);
@@ -396,7 +450,9 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   uint32_t span = L_ivar(l, L_mul(l, size, inner)), saved, sv;
   uint32_t o = L_loop(l, KL_PARALLEL, L_i(l, 0), outer, &saved);
   uint32_t wide = L_mul(l, L_add(l, L_mul(l, o, D), start), inner), narrow = L_mul(l, o, span);
-  if (grad) {
+  if (grad && on_covering_chain(l, n)) { /* every element gets exactly one slice: no sums */
+    ks_copy(l->p, l->block, l->buf[OUT(0)], wide, l->buf[IN(1)], narrow, span);
+  } else if (grad) {
     wide = L_ivar(l, wide);
     narrow = L_ivar(l, narrow);
     uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), span, &sv), to = L_add(l, wide, j);
