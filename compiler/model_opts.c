@@ -25,6 +25,7 @@ int model_opts_take(ModelOpts *o, int c, const char *arg) {
     }
     o->precision = arg;
     return 1;
+  case MODEL_OPT_PROFILE: o->profile = arg; return 1;
   case MODEL_OPT_BACKEND:
     if (strcmp(arg, "interp") && strcmp(arg, "c") && strcmp(arg, "llvm")) {
       fprintf(stderr, "--backend %s: expected interp, c or llvm\n", arg);

@@ -25,13 +25,14 @@ typedef struct {
   const char *backend; /* runtime: interp (default), c or llvm */
   const char *device;  /* runtime: cpu (default) or cuda */
   const char *precision; /* runtime, --device cuda: the matrix products' precision, bf16 (default), tf32 or fp32 */
+  const char *profile;   /* runtime, --device cuda: where the device time of every op goes ("-": stderr) */
   int64_t max_batch, max_seq; /* compiled backends: the largest call they are planned for */
   unsigned entries;            /* compiled backends: the PC_ENTRY_* to build (0: all) */
 } ModelOpts;
 
 enum {
   MODEL_OPT_CONFIG = 1000, MODEL_OPT_HF, MODEL_OPT_SET, MODEL_OPT_SEED, MODEL_OPT_PONDER, MODEL_OPT_NO_FUSE,
-  MODEL_OPT_BACKEND, MODEL_OPT_JIT, MODEL_OPT_DEVICE, MODEL_OPT_PRECISION
+  MODEL_OPT_BACKEND, MODEL_OPT_JIT, MODEL_OPT_DEVICE, MODEL_OPT_PRECISION, MODEL_OPT_PROFILE
 };
 
 #define MODEL_LONG_OPTIONS                                                                          \
@@ -39,7 +40,8 @@ enum {
       {"set", required_argument, 0, MODEL_OPT_SET}, {"seed", required_argument, 0, MODEL_OPT_SEED},  \
       {"ponder", required_argument, 0, MODEL_OPT_PONDER}, {"no-fuse", no_argument, 0, MODEL_OPT_NO_FUSE},  \
       {"backend", required_argument, 0, MODEL_OPT_BACKEND}, {"jit", no_argument, 0, MODEL_OPT_JIT},      \
-      {"device", required_argument, 0, MODEL_OPT_DEVICE}, {"precision", required_argument, 0, MODEL_OPT_PRECISION}
+      {"device", required_argument, 0, MODEL_OPT_DEVICE}, {"precision", required_argument, 0, MODEL_OPT_PRECISION}, \
+      {"profile", required_argument, 0, MODEL_OPT_PROFILE}
 
 #define MODEL_OPTIONS_HELP                                                                          \
   "  --config NAME      one of the script's configs (default: the script's default)\n"             \
@@ -56,7 +58,9 @@ enum {
 #define MODEL_DEVICE_HELP                                                                           \
   "  --device NAME      cpu (default) or cuda: the model compiled for the first GPU (docs/cuda-backend.md)\n" \
   "  --precision P      with --device cuda, the matrix products: bf16 (default; tensor cores, fp32 sums\n" \
-  "                     and weights), tf32 (tensor cores on fp32 operands) or fp32\n"
+  "                     and weights), tf32 (tensor cores on fp32 operands) or fp32\n"                \
+  "  --profile FILE     with --device cuda, the device time of every kernel and product, by graph op,\n" \
+  "                     written to FILE when the run ends (- for stderr; PONDER_CUDA_PROFILE too)\n"
 
 /* Handles one getopt result if it is a model option: 1 if taken, 0 if not
  * a model option, -1 on a bad value (message printed). */

@@ -298,6 +298,8 @@ int main(int argc, char **argv) {
   if (!bad && o.device) fprintf(stderr, "pondercc: --device is for ponder; pondercc compiles for GPUs with --target cuda\n"), bad = 1;
   if (!bad && o.precision)
     fprintf(stderr, "pondercc: --precision is for ponder --device cuda (a --target cuda library takes it when it runs)\n"), bad = 1;
+  if (!bad && o.profile)
+    fprintf(stderr, "pondercc: --profile is for ponder --device cuda (--emit cuda-census counts without a GPU)\n"), bad = 1;
   if (!bad && out && emit) fprintf(stderr, "pondercc: give -o or --emit, not both\n"), bad = 1;
   if (!bad && o.backend && strcmp(o.backend, "c") && strcmp(o.backend, "llvm"))
     fprintf(stderr, "pondercc: --backend %s: pondercc compiles with the llvm (default) or c backend\n", o.backend), bad = 1;

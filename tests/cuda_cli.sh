@@ -9,8 +9,8 @@
 #     (within 1e-4), and in bf16 (the default) within 1e-3 but not within 1e-6 (so the option
 #     reaches the products); a step moves only the batch up and the loss down; a run resumes
 #     exactly, with accumulation too; the engine reports bf16 products by default and tf32 when
-#     asked; PONDER_CUDA_PROFILE writes the device time of every op (train, eval and the
-#     optimizer, each summing to its total); ponder generate --device cuda --precision fp32
+#     asked; --profile FILE (PONDER_CUDA_PROFILE) writes the device time of every op (train, eval
+#     and the optimizer, each summing to its total); ponder generate --device cuda --precision fp32
 #     gives the interpreter's tokens (cached decoding) and uploads the weights once.
 # Usage: tests/cuda_cli.sh BUILD_DIR   (run from the repository root)
 set -u
@@ -46,6 +46,8 @@ refused "--device is for ponder" "$pondercc" "${tiny[@]}" --device cuda -o "$tmp
 refused "--device gpu: expected cpu or cuda" "$ponder" forward "${tiny[@]}" --device gpu
 refused "--precision fp16: expected bf16, tf32 or fp32" "$ponder" forward "${tiny[@]}" --device cuda --precision fp16
 refused "--precision bf16 is for --device cuda" "$ponder" forward "${tiny[@]}" --precision bf16
+refused "--profile is for --device cuda" "$ponder" forward "${tiny[@]}" --profile "$tmp/p.md"
+refused "--profile is for ponder --device cuda" "$pondercc" "${tiny[@]}" --profile "$tmp/p.md" --emit cuda
 refused "--precision is for ponder --device cuda" "$pondercc" "${tiny[@]}" --target cuda --precision fp32 -o "$tmp/x.so"
 
 # 2. no driver
@@ -105,7 +107,7 @@ else
   # exact resume on the device (bf16): 4 steps, then 4 more, against 8 in one go; with accumulation too
   cp -r "$tmp/gpu-bf16" "$tmp/gpu-a1"
   for accum in 1 2; do
-    ((accum == 1)) || PONDER_CUDA_PROFILE="$tmp/profile.md" run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-a$accum" --device cuda
+    ((accum == 1)) || run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-a$accum" --device cuda --profile "$tmp/profile.md"
     run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-r$accum" --device cuda --stop-at 4
     run "$ponder" train "${args[@]}" --accum $accum --out "$tmp/gpu-r$accum" --device cuda --resume
     cmp -s <(loss "$tmp/gpu-a$accum") <(loss "$tmp/gpu-r$accum") ||
@@ -115,7 +117,11 @@ else
         fail "--accum $accum: the resumed run's step-8 $f differs"
     done
   done
-  # the profile of the --accum 2 run, the first call (or step) apart: 16 train calls, 2 evaluations,
+  # PONDER_CUDA_PROFILE=1: the profile on stderr
+  PONDER_CUDA_PROFILE=1 run "$ponder" forward "${tiny[@]}" --device cuda
+  grep -q "^### cuda profile: logits on CUDA emulator (CPU), bf16 products (its only call, with the warm-up): 1 call," "$tmp/err" ||
+    fail "PONDER_CUDA_PROFILE=1: no profile of the logits call on stderr: $(head -c 300 "$tmp/err")"
+  # the profile of the --accum 2 run (--profile FILE), the first call (or step) apart: 16 train calls, 2 evaluations,
   # 8 optimizer steps; ops named by their graph op
   for want in "### cuda profile: train on CUDA emulator (CPU), bf16 products (after the first call, [0-9.]* ms with its warm-up): 15 calls" \
     "### cuda profile: eval on CUDA emulator (CPU), bf16 products (after the first call, [0-9.]* ms with its warm-up): 1 call," \

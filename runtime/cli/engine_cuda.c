@@ -300,12 +300,16 @@ static int make(CudaEngine *c, Engine **out, const char **info_json, PcError *er
     if (!strcmp(c->prog->entries.a[k].name, "train")) c->train_entry = (int)k;
   const char *t = getenv("PONDER_CUDA_TIMING");
   c->timing = t && !strcmp(t, "1");
-  const char *prof = getenv("PONDER_CUDA_PROFILE");
-  if (prof && *prof && strcmp(prof, "0") && !c->dev->stamp)
-    fprintf(stderr, "cuda: PONDER_CUDA_PROFILE: %s cannot time its work: no profile\n", c->dev->name);
-  else if (prof && *prof && strcmp(prof, "0")) {
+  if (c->prof_path && !c->dev->stamp) {
+    fprintf(stderr, "cuda: %s cannot time its work: no profile\n", c->dev->name);
+    free(c->prof_path);
+    c->prof_path = NULL;
+  } else if (c->prof_path) {
     c->prof = pc_xcalloc(c->prog->entries.n + 1, sizeof *c->prof);
-    c->prof_path = strcmp(prof, "1") ? pc_xstrdup(prof) : NULL;
+    if (!strcmp(c->prof_path, "-")) { /* stderr */
+      free(c->prof_path);
+      c->prof_path = NULL;
+    }
   }
   if (engine_from_runner("cuda", c->info, runner, c, ctx_free, out, info_json, err) < 0) {
     ctx_free(c);
@@ -342,16 +346,20 @@ static int load(CudaEngine *c, const PonderCudaImage *image, PcError *err) {
 }
 
 /* PONDER_CUDA_MIRRORS=0: bf16 operands converted at every product, none
- * read from the kernels' mirrors (the same bits, more memory traffic) */
-static CudaEngine *engine_new(CudaPrecision precision) {
+ * read from the kernels' mirrors (the same bits, more memory traffic).
+ * The profile's destination: the option's, else PONDER_CUDA_PROFILE's
+ * (1: stderr, 0 or empty: none), kept in prof_path until make() ("-":
+ * stderr). */
+static CudaEngine *engine_new(const CudaEngineOptions *o) {
   CudaEngine *c = pc_xcalloc(1, sizeof *c);
-  const char *mirrors = getenv("PONDER_CUDA_MIRRORS");
-  c->gemm = (CudaGemmCtx){.precision = precision, .convert_only = mirrors && !strcmp(mirrors, "0")};
+  const char *mirrors = getenv("PONDER_CUDA_MIRRORS"), *prof = o->profile ? o->profile : getenv("PONDER_CUDA_PROFILE");
+  c->gemm = (CudaGemmCtx){.precision = o->precision, .convert_only = mirrors && !strcmp(mirrors, "0")};
+  if (prof && *prof && strcmp(prof, "0")) c->prof_path = pc_xstrdup(strcmp(prof, "1") ? prof : "-");
   return c;
 }
 
-int engine_cuda_from_module(PcModule *m, CudaPrecision precision, Engine **out, const char **info_json, PcError *err) {
-  CudaEngine *c = engine_new(precision);
+int engine_cuda_from_module(PcModule *m, const CudaEngineOptions *o, Engine **out, const char **info_json, PcError *err) {
+  CudaEngine *c = engine_new(o);
   c->prog = m->prog;
   c->info = m->info_json;
   *m = (PcModule){0};
@@ -362,8 +370,8 @@ int engine_cuda_from_module(PcModule *m, CudaPrecision precision, Engine **out, 
   return make(c, out, info_json, err);
 }
 
-int engine_cuda_open_library(const char *path, CudaPrecision precision, Engine **out, const char **info_json, PcError *err) {
-  CudaEngine *c = engine_new(precision);
+int engine_cuda_open_library(const char *path, const CudaEngineOptions *o, Engine **out, const char **info_json, PcError *err) {
+  CudaEngine *c = engine_new(o);
   int rc = (c->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) ? 0 : pc_errorf(err, "%s: cannot load: %s", path, dlerror());
   PonderAbiVersionFn version = rc ? NULL : (PonderAbiVersionFn)dlsym(c->dl, "ponder_abi_version");
   PonderModelInfoFn info = rc ? NULL : (PonderModelInfoFn)dlsym(c->dl, "ponder_model_info");

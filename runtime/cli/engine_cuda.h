@@ -11,11 +11,19 @@
 #include "compiler/module.h"
 #include "runtime/cli/engine.h"
 
+/* How the engine runs: the matrix products' precision (--precision), and
+ * where the profile of the device's time goes when it closes (--profile
+ * FILE, or "-" for stderr; NULL: PONDER_CUDA_PROFILE decides). */
+typedef struct {
+  CudaPrecision precision;
+  const char *profile;
+} CudaEngineOptions;
+
 /* Takes m's kernel program and info (m is left empty); renders it, has
  * NVRTC compile it for the device (with the disk cache) and loads it. */
-int engine_cuda_from_module(PcModule *m, CudaPrecision precision, Engine **out, const char **info_json, PcError *err);
+int engine_cuda_from_module(PcModule *m, const CudaEngineOptions *o, Engine **out, const char **info_json, PcError *err);
 
 /* A library made by pondercc --target cuda. */
-int engine_cuda_open_library(const char *path, CudaPrecision precision, Engine **out, const char **info_json, PcError *err);
+int engine_cuda_open_library(const char *path, const CudaEngineOptions *o, Engine **out, const char **info_json, PcError *err);
 
 #endif

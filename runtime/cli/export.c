@@ -115,8 +115,8 @@ int cmd_export(int argc, char **argv) {
     model_opts_free(&mo);
     return 2;
   }
-  if (mo.device || mo.precision) { /* the weights are read or initialised on the host either way */
-    fprintf(stderr, "ponder export: it runs no model: drop --%s\n", mo.device ? "device" : "precision");
+  if (mo.device || mo.precision || mo.profile) { /* the weights are read or initialised on the host either way */
+    fprintf(stderr, "ponder export: it runs no model: drop --%s\n", mo.device ? "device" : mo.precision ? "precision" : "profile");
     model_opts_free(&mo);
     return 2;
   }

@@ -119,11 +119,11 @@ static int jit_llvm(const ModelOpts *o, LoadedModel *m, PcError *err) {
   return rc;
 }
 
-/* --precision, for the CUDA engine: bf16 unless named */
-static CudaPrecision precision_of(const ModelOpts *o) {
-  CudaPrecision p = CUDA_BF16;
-  if (o->precision && cuda_precision_from_name(o->precision, &p) < 0) PC_BUG("--precision %s", o->precision);
-  return p;
+/* --precision (bf16 unless named) and --profile, for the CUDA engine */
+static CudaEngineOptions cuda_options_of(const ModelOpts *o) {
+  CudaEngineOptions e = {.precision = CUDA_BF16, .profile = o->profile};
+  if (o->precision && cuda_precision_from_name(o->precision, &e.precision) < 0) PC_BUG("--precision %s", o->precision);
+  return e;
 }
 
 /* Compiles the script for the GPU (--device cuda): NVRTC in-process. */
@@ -134,7 +134,8 @@ static int jit_cuda(const ModelOpts *o, LoadedModel *m, PcError *err) {
   PcModule mod;
   if (pc_module_build(o, &mo, &mod, err) < 0) return -1;
   const char *info;
-  int rc = engine_cuda_from_module(&mod, precision_of(o), &m->engine, &info, err);
+  CudaEngineOptions eo = cuda_options_of(o);
+  int rc = engine_cuda_from_module(&mod, &eo, &m->engine, &info, err);
   pc_module_free(&mod);
   if (!rc) rc = replace_with_info(m, info, err);
   return rc;
@@ -148,12 +149,14 @@ int model_load(const ModelOpts *o, LoadedModel *m, PcError *err) {
     return pc_errorf(err, "--device cuda compiles with the CUDA backend: drop --backend %s", o->backend);
   if (!cuda && o->precision)
     return pc_errorf(err, "--precision %s is for --device cuda (on the CPU everything is fp32)", o->precision);
+  if (!cuda && o->profile) return pc_errorf(err, "--profile is for --device cuda (it times the GPU's work)");
   if (pc_ends_with(o->script, ".so")) { /* a compiled library */
     const char *fixed = o->config ? "--config" : o->sets.n ? "--set (or --ponder)" : o->pipeline.no_fuse ? "--no-fuse"
                       : o->backend ? "--backend" : NULL;
     if (fixed) return pc_errorf(err, "%s: %s cannot change a compiled library (compile again with pondercc)", o->script, fixed);
     const char *info;
-    rc = cuda ? engine_cuda_open_library(o->script, precision_of(o), &m->engine, &info, err)
+    CudaEngineOptions eo = cuda_options_of(o);
+    rc = cuda ? engine_cuda_open_library(o->script, &eo, &m->engine, &info, err)
               : engine_open_library(o->script, &m->engine, &info, err);
     if (!rc) rc = from_info(m, info, err);
   } else {
