@@ -125,7 +125,7 @@ else
   # 8 optimizer steps; ops named by their graph op
   for want in "### cuda profile: train on CUDA emulator (CPU), bf16 products (after the first call, [0-9.]* ms with its warm-up): 15 calls" \
     "### cuda profile: eval on CUDA emulator (CPU), bf16 products (after the first call, [0-9.]* ms with its warm-up): 1 call," \
-    "### cuda profile: optimizer on CUDA emulator (CPU), bf16 products (after the first step, [0-9.]* ms with its warm-up): 7 steps" \
+    "### cuda profile: optimizer on CUDA emulator (CPU) (after the first step, [0-9.]* ms with its warm-up): 7 steps" \
     "| gradient accumulation (pc_opt_accum) |" "| AdamW (pc_opt_adamw) |" "| attention_grad @models/gpt2.lua:48 |" \
     " bf16 | linear @models/gpt2.lua:[0-9]* |"; do
     grep -q -- "$want" "$tmp/profile.md" || fail "PONDER_CUDA_PROFILE: no '$want' in: $(head -c 600 "$tmp/profile.md")"

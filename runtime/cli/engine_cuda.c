@@ -50,8 +50,9 @@ static void profile_report(CudaEngine *c) {
     CudaProfiles *p = &c->prof[k];
     const char *unit = k < c->prog->entries.n ? "call" : "step";
     char title[320];
-    int n = snprintf(title, sizeof title, "%s on %s, %s products", k < c->prog->entries.n ? c->prog->entries.a[k].name : "optimizer",
-                     c->dev->name, cuda_precision_name(c->gemm.precision));
+    int n = k < c->prog->entries.n ? snprintf(title, sizeof title, "%s on %s, %s products", c->prog->entries.a[k].name,
+                                              c->dev->name, cuda_precision_name(c->gemm.precision))
+                                     : snprintf(title, sizeof title, "optimizer on %s", c->dev->name);
     if (p->rest.calls)
       snprintf(title + n, sizeof title - (size_t)n, " (after the first %s, %.3f ms with its warm-up)", unit, p->first.ms);
     else if (p->first.calls)
