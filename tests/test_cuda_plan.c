@@ -647,7 +647,7 @@ static void check_census(void) {
   int64_t dims[1] = {3};
   if (cuda_census(&cp, 0, dims, CUDA_FP32, &c, &err) < 0) CHECKF(0, "census: %s", err.msg);
   CHECK(c.launches[CM_BLOCK] == 2 && c.launches[CM_THREAD] == 1 && c.launches[CM_SERIAL] == 1 && c.launches[CM_WARP] == 1);
-  CHECK(c.launches[CM_CALL] == 0 && c.launches[CM_CALL + 1] == 0 && c.read_backs == 1);
+  CHECK(c.launches[CM_CALL] == 0 && c.launches[CM_RUNTIME] == 0 && c.read_backs == 1);
   CHECK(c.products == 1 && c.flops == 2 * 3 * 2 * 2 && c.fills == 1 && c.fill_bytes == 8 && c.copies == 2 && c.copy_bytes == 32);
   char *text = NULL;
   size_t len = 0;

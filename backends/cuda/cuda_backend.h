@@ -20,6 +20,8 @@ typedef enum {
   CM_BLOCK,  /* a parallel loop, one block per iteration; its vector loops over the threads */
   CM_GROUP,  /* a host-level statement, one block; its vector loops over the threads */
   CM_CALL,   /* a call (KS_CALL): the library's kernels for it (cuda_library.h), its args in launch order */
+  CM_RUNTIME, /* not a launch's: the runtime's own kernels (bf16 conversion, the optimizer) */
+  CM_NUM
 } CudaMode;
 
 /* One kernel parameter: a dim's value, a buffer's address, a variable's
@@ -93,6 +95,12 @@ void cuda_program_free(CudaProgram *cp);
 void cuda_written_inputs(const KProgram *p, const KEntry *e, unsigned char *out);
 
 /* ---- the launch plan (cuda_plan.c) ----------------------------------------- */
+
+/* "serial", "thread", "warp", "block", "group", "library", "runtime" */
+const char *cuda_mode_name(CudaMode m);
+/* Each kernel's mode (malloc'ed, cp->n_kernels of them): a call's kernels
+ * CM_CALL, the runtime's CM_RUNTIME. */
+unsigned char *cuda_kernel_modes(const CudaProgram *cp);
 
 /* Blocks and threads for a launch over n iterations (CM_SERIAL: one
  * thread); 0 when there is nothing to run (n <= 0). */

@@ -8,7 +8,7 @@
 typedef struct {
   CudaDevice base;
   CudaCensus *c;
-  unsigned char *mode; /* per kernel of the program: its CudaMode, CM_CALL + 1 for the runtime's */
+  unsigned char *mode; /* per kernel of the program: its CudaMode (cuda_kernel_modes) */
   uint32_t n_kernels;
   CuPtr next;          /* the next made-up address */
   size_t stamps;
@@ -16,7 +16,7 @@ typedef struct {
 
 static int count_launch(CudaDevice *d, uint32_t k, uint32_t grid, uint32_t block, void **params, PcError *err) {
   Counter *t = (Counter *)d;
-  t->c->launches[k < t->n_kernels ? t->mode[k] : CM_CALL + 1]++;
+  t->c->launches[k < t->n_kernels ? t->mode[k] : CM_RUNTIME]++;
   return 0;
 }
 
@@ -88,14 +88,7 @@ int cuda_census(const CudaProgram *cp, uint32_t entry, const int64_t *dims, Cuda
   Counter t = {.base = {.name = "census", .alloc = count_alloc, .release = count_release, .download = count_download,
                         .copy = count_copy, .fill32 = count_fill, .launch = count_launch, .gemm = count_gemm,
                         .sync = count_sync, .stamp = count_stamp, .elapsed = count_elapsed},
-               .c = out, .n_kernels = cp->n_kernels, .next = (CuPtr)1 << 40};
-  t.mode = pc_xcalloc(cp->n_kernels + 1, 1);
-  memset(t.mode, CM_CALL + 1, cp->n_kernels);
-  for (size_t i = 0; i < cp->launches.n; i++) {
-    const CudaLaunch *l = &cp->launches.a[i];
-    if (l->mode != CM_CALL) t.mode[l->kernel] = (unsigned char)l->mode;
-    for (uint32_t k = 0; l->mode == CM_CALL && k < l->n_args; k++) t.mode[cp->args.a[l->arg0 + k].id] = CM_CALL;
-  }
+               .c = out, .mode = cuda_kernel_modes(cp), .n_kernels = cp->n_kernels, .next = (CuPtr)1 << 40};
   CuPtr *bufs = addresses(&t, e), slots;
   count_alloc(&t.base, 8 * (e->vars.n + 1), &slots, NULL);
   CudaGemmCtx gc = {.precision = p};
@@ -114,19 +107,12 @@ int cuda_census(const CudaProgram *cp, uint32_t entry, const int64_t *dims, Cuda
 
 void cuda_census_free(CudaCensus *c) { cuda_profile_free(&c->ops); }
 
-static const CudaCensus *sort_census; /* what by_count compares (qsort has no context argument) */
-static int by_count(const void *a, const void *b) {
-  uint64_t x = sort_census->ops.rows.a[*(const uint32_t *)a].count, y = sort_census->ops.rows.a[*(const uint32_t *)b].count;
-  return x < y ? 1 : x > y ? -1 : (int)(*(const uint32_t *)a - *(const uint32_t *)b);
-}
-
 void cuda_census_print(const CudaCensus *c, const CudaProgram *cp, size_t max_rows, FILE *f) {
-  static const char *modes[] = {"serial", "thread", "warp", "block", "group", "library", "runtime"};
   uint64_t launches = 0;
-  for (int m = 0; m <= CM_CALL + 1; m++) launches += c->launches[m];
+  for (int m = 0; m < CM_NUM; m++) launches += c->launches[m];
   fprintf(f, "  %llu launches:", (unsigned long long)launches);
-  for (int m = 0; m <= CM_CALL + 1; m++)
-    if (c->launches[m]) fprintf(f, " %llu %s", (unsigned long long)c->launches[m], modes[m]);
+  for (int m = 0; m < CM_NUM; m++)
+    if (c->launches[m]) fprintf(f, " %llu %s", (unsigned long long)c->launches[m], cuda_mode_name((CudaMode)m));
   fprintf(f, "\n  %llu products, %.2f TFLOP; bf16 operands: %.3g G elements converted, %.3g G read from mirrors\n",
           (unsigned long long)c->products, c->flops / 1e12, c->converted / 1e9, c->mirrored / 1e9);
   fprintf(f, "  %llu fills (%.3g MiB), %llu copies (%.3g MiB), %llu values read back\n", (unsigned long long)c->fills,
@@ -134,10 +120,7 @@ void cuda_census_print(const CudaCensus *c, const CudaProgram *cp, size_t max_ro
           (unsigned long long)c->read_backs);
   fprintf(f, "  device memory: arena %.3g GiB, bf16 mirror %.3g GiB, bf16 copies of parameters and scratch %.3g GiB\n",
           c->arena_bytes / 1073741824.0, c->mirror_bytes / 1073741824.0, c->scratch_bytes / 1073741824.0);
-  uint32_t *order = pc_xcalloc(c->ops.rows.n + 1, sizeof *order);
-  for (uint32_t i = 0; i < c->ops.rows.n; i++) order[i] = i;
-  sort_census = c;
-  qsort(order, c->ops.rows.n, sizeof *order, by_count);
+  uint32_t *order = cuda_profile_order(c->ops.rows.a, c->ops.rows.n, 1);
   if (c->ops.rows.n) fprintf(f, "  most frequent ops:\n");
   for (size_t i = 0; i < c->ops.rows.n && i < max_rows; i++) {
     const CudaProfRow *r = &c->ops.rows.a[order[i]];

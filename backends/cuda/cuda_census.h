@@ -13,7 +13,7 @@
 #include "backends/cuda/cuda_profile.h"
 
 typedef struct {
-  uint64_t launches[CM_CALL + 2]; /* by CudaMode; [CM_CALL + 1]: the runtime's kernels (bf16 conversions) */
+  uint64_t launches[CM_NUM]; /* by the kernel's CudaMode (CM_RUNTIME: bf16 conversions) */
   uint64_t products, fills, copies, read_backs;
   double flops, fill_bytes, copy_bytes;
   uint64_t converted, mirrored; /* operand elements rounded to bf16 / read from mirrors */

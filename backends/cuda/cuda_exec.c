@@ -137,9 +137,9 @@ static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   int kernel[CUDA_CALL_MAX_KERNELS];
   uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
   int n = cuda_call_plan(c->op, args, x->gc && x->gc->precision == CUDA_BF16, kernel, grid, block);
-  const char *fn[CUDA_CALL_MAX_KERNELS];
+  const char *fn[CUDA_CALL_MAX_KERNELS] = {0};
   unsigned threads[CUDA_CALL_MAX_KERNELS];
-  cuda_call_kernels(c->op, args[4], fn, threads); /* their names, for a profile (args[4]: the head dim) */
+  if (x->prof) cuda_call_kernels(c->op, args[4], fn, threads); /* their names (args[4]: the head dim) */
   void *params[1] = {&a};
   for (int i = 0; i < n; i++) {
     uint32_t k = x->cp->args.a[l->arg0 + (uint32_t)kernel[i]].id;

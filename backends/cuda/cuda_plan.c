@@ -64,3 +64,19 @@ int cuda_precision_from_name(const char *name, CudaPrecision *out) {
     }
   return -1;
 }
+
+const char *cuda_mode_name(CudaMode m) {
+  static const char *names[CM_NUM] = {"serial", "thread", "warp", "block", "group", "library", "runtime"};
+  return m < CM_NUM ? names[m] : "?";
+}
+
+unsigned char *cuda_kernel_modes(const CudaProgram *cp) {
+  unsigned char *mode = pc_xmalloc(cp->n_kernels + 1);
+  memset(mode, CM_RUNTIME, cp->n_kernels + 1);
+  for (size_t i = 0; i < cp->launches.n; i++) {
+    const CudaLaunch *l = &cp->launches.a[i];
+    if (l->mode != CM_CALL) mode[l->kernel] = (unsigned char)l->mode;
+    for (uint32_t k = 0; l->mode == CM_CALL && k < l->n_args; k++) mode[cp->args.a[l->arg0 + k].id] = CM_CALL;
+  }
+  return mode;
+}

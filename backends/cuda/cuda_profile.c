@@ -83,16 +83,14 @@ void cuda_profile_free(CudaProfile *pf) {
 
 /* ---- the table ------------------------------------------------------------------- */
 
-static const char *mode_name(const CudaProgram *cp, uint32_t kernel) {
-  static const char *names[] = {"serial", "thread", "warp", "block", "group", "call"};
-  for (size_t i = 0; i < cp->launches.n; i++)
-    if (cp->launches.a[i].kernel == kernel) return names[cp->launches.a[i].mode];
-  return "?";
-}
-
 void cuda_profile_what(const CudaProgram *cp, const CudaProfKey *k, char *out, size_t cap) {
   switch (k->kind) {
-  case CP_KERNEL: snprintf(out, cap, "k%u (%s)", k->kernel, mode_name(cp, k->kernel)); break;
+  case CP_KERNEL: {
+    unsigned char *modes = cuda_kernel_modes(cp);
+    snprintf(out, cap, "k%u (%s)", k->kernel, cuda_mode_name(k->kernel < cp->n_kernels ? modes[k->kernel] : CM_RUNTIME));
+    free(modes);
+    break;
+  }
   case CP_CALL: snprintf(out, cap, "%s (k%u)", k->fn, k->kernel); break;
   case CP_RUNTIME: snprintf(out, cap, "%s", k->fn); break;
   case CP_GEMM:
@@ -106,10 +104,24 @@ void cuda_profile_what(const CudaProgram *cp, const CudaProfKey *k, char *out, s
   }
 }
 
-static const CudaProfRow *sort_rows; /* what by_time compares (qsort has no context argument) */
-static int by_time(const void *a, const void *b) {
-  double x = sort_rows[*(const uint32_t *)a].ms, y = sort_rows[*(const uint32_t *)b].ms;
-  return x < y ? 1 : x > y ? -1 : (int)(*(const uint32_t *)a - *(const uint32_t *)b);
+typedef struct {
+  double v;
+  uint32_t row;
+} Ranked;
+
+static int by_rank(const void *a, const void *b) {
+  const Ranked *x = a, *y = b;
+  return x->v < y->v ? 1 : x->v > y->v ? -1 : x->row < y->row ? -1 : x->row > y->row;
+}
+
+uint32_t *cuda_profile_order(const CudaProfRow *rows, size_t n, int by_count) {
+  Ranked *r = pc_xcalloc(n + 1, sizeof *r);
+  for (size_t i = 0; i < n; i++) r[i] = (Ranked){by_count ? (double)rows[i].count : rows[i].ms, (uint32_t)i};
+  qsort(r, n, sizeof *r, by_rank);
+  uint32_t *order = pc_xcalloc(n + 1, sizeof *order);
+  for (size_t i = 0; i < n; i++) order[i] = r[i].row;
+  free(r);
+  return order;
 }
 
 /* the graph op of an origin, without its location: "linear" of "linear @models/gpt2.lua:47" */
@@ -136,10 +148,7 @@ static void print_by_op(const CudaProfile *pf, const CudaProgram *cp, FILE *f) {
     ops.a[j].count += r->count;
     ops.a[j].ms += r->ms;
   }
-  uint32_t *order = pc_xcalloc(ops.n + 1, sizeof *order);
-  for (uint32_t i = 0; i < ops.n; i++) order[i] = i;
-  sort_rows = (const CudaProfRow *)ops.a;
-  qsort(order, ops.n, sizeof *order, by_time);
+  uint32_t *order = cuda_profile_order((const CudaProfRow *)ops.a, ops.n, 0);
   fprintf(f, "\nby graph op:\n\n| ms a call | %% | ops a call | graph op |\n|---:|---:|---:|---|\n");
   for (size_t i = 0; i < ops.n; i++) {
     const CudaProfRow *q = &ops.a[order[i]];
@@ -159,10 +168,7 @@ void cuda_profile_print(const CudaProfile *pf, const CudaProgram *cp, const char
   fprintf(f, "\n### cuda profile: %s: %llu %s%s, %.3f ms of device time a %s\n\n", title, (unsigned long long)pf->calls, unit,
           pf->calls == 1 ? "" : "s", per_call, unit);
   fprintf(f, "| ms a call | %% | ops a call | what | graph op | TFLOP/s |\n|---:|---:|---:|---|---|---:|\n");
-  uint32_t *order = pc_xcalloc(pf->rows.n + 1, sizeof *order);
-  for (uint32_t i = 0; i < pf->rows.n; i++) order[i] = i;
-  sort_rows = pf->rows.a;
-  qsort(order, pf->rows.n, sizeof *order, by_time);
+  uint32_t *order = cuda_profile_order(pf->rows.a, pf->rows.n, 0);
   double rest_ms = 0;
   uint64_t rest_ops = 0;
   for (size_t i = 0; i < pf->rows.n; i++) {

@@ -63,6 +63,9 @@ int cuda_profile_finish(CudaProfile *pf, CudaDevice *d, PcError *err);
 void cuda_profile_print(const CudaProfile *pf, const CudaProgram *cp, const char *title, const char *unit, size_t max_rows,
                         FILE *f);
 void cuda_profile_free(CudaProfile *pf);
+/* Row numbers, the largest first (ms, or by_count: count; ties in row
+ * order), malloc'ed. */
+uint32_t *cuda_profile_order(const CudaProfRow *rows, size_t n, int by_count);
 /* A row's "what": "k14 (warp)", "pc_attn_fwd_tc (k10)", "gemm nt 16384x3072x768 bf16", ... */
 void cuda_profile_what(const CudaProgram *cp, const CudaProfKey *k, char *out, size_t cap);
 
