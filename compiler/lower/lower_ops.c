@@ -53,8 +53,6 @@ static void column_sum(Lower *l, const IrNode *n, uint32_t out, uint32_t G, uint
  * summed: ceil(G / rows) W <= G W / rows + W. */
 static int64_t column_sum_scratch(Lower *l, int64_t GW, int64_t W) { return GW / l->s->colsum_rows + W; }
 
-/* ---- sources --------------------------------------------------------------- */
-
 /* ---- gradients of slices ------------------------------------------------------------ */
 
 /* The slice_grad node that takes v as its `into`, when that is v's only use; IR_NONE otherwise. */
@@ -106,6 +104,8 @@ static int on_covering_chain(Lower *l, const IrNode *n) {
     v = ir_in(l->g, ir_node(l->g, def), 0);
   return l->uses[v] == 1 && covering_chain(l, v);
 }
+
+/* ---- sources --------------------------------------------------------------- */
 
 static int lo_fill(Lower *l, const IrNode *n, PcError *err) {
   if (covering_chain(l, OUT(0))) return 0; /* its slices overwrite every element */
@@ -708,7 +708,7 @@ static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
   uint32_t cache = l->buf[IN(3)], S = L_scratch(l, n, 0), saved, si;
   uint32_t L = L_i(l, L_shape(l, IN(3))->dim[3]), pos = L_ivar(l, L_scalar(l, IN(5)));
   uint32_t plane = L_ivar(l, L_mul(l, L_mul(l, hd.B, L), hd.Ckv));
-  uint32_t kbase0 = L_ivar(l, L_mul(l, L_mul(l, L_scalar(l, IN(4)), L_i(l, 2)), plane));
+  uint32_t slot = L_ivar(l, L_scalar(l, IN(4))), kbase0 = L_ivar(l, L_mul(l, L_mul(l, slot, L_i(l, 2)), plane));
   uint32_t vbase0 = L_ivar(l, L_add(l, kbase0, plane));
   uint32_t bt = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, hd.B, hd.T), &saved); /* rows go to their own positions */
   uint32_t b = L_ivar(l, L_div(l, bt, hd.T)), t = L_ivar(l, L_op(l, KE_REM, bt, hd.T));
@@ -719,7 +719,7 @@ static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
   int64_t D = L_shape(l, IN(0))->dim[2] / n->attr[0].i, Lmax = L_shape(l, IN(3))->dim[3];
   if (l->s->attention_kernel && D <= 128 && Lmax <= KCALL_CACHED_KEYS) { /* the backend's decoding kernel */
     KCall c = {.op = KC_ATTENTION_CACHED, .buf = {l->buf[IN(0)], cache, l->buf[OUT(0)]},
-               .arg = {hd.B, hd.T, hd.H, hd.Hkv, hd.D, L_f(l, hd.scale), L, L_ivar(l, L_scalar(l, IN(4))), pos}};
+               .arg = {hd.B, hd.T, hd.H, hd.Hkv, hd.D, L_f(l, hd.scale), L, slot, pos}};
     ks_call(l->p, l->block, &c);
     return 0;
   }
