@@ -662,6 +662,77 @@ static void check_census(void) {
   kir_free(r.p);
 }
 
+/* ---- scalars the host knows ---------------------------------------------------------
+ *   for i in 0 .. 3:
+ *     n = pos[0]                          (read back the first time only: nothing writes pos)
+ *     fill slot + 0, count 1, value 5 + i
+ *     m = slot[0]                         (the fill's value: no read-back)
+ *     fill out + i, count 1, value itof(n + m)
+ *     parfor q in 0 .. B: out[12 + q] = itof(n)   (so that the host runs the loop)
+ *   fill big + 0, count 4, value 2.5
+ *   f = big[2]                            (inside the fill: no read-back)
+ *   parfor q in 0 .. B: alias[q] = f      (alias shares slot's arena bytes)
+ *   m = slot[0]                           (written over: read back)
+ *   fill out + 8, count 1, value itof(m) + f */
+static int krec_download(CudaDevice *d, void *dst, CuPtr src, size_t bytes, PcError *err) {
+  Rec *r = (Rec *)d;
+  int64_t v = 42;
+  memcpy(dst, &v, bytes < 8 ? bytes : 8);
+  LOG(r, "download ");
+  return 0;
+}
+static int krec_launch(CudaDevice *d, uint32_t k, uint32_t grid, uint32_t block, void **params, PcError *err) {
+  Rec *r = (Rec *)d;
+  LOG(r, "k%u<%u,%u> ", k, grid, block);
+  return 0;
+}
+static int krec_fill(CudaDevice *d, CuPtr dst, uint32_t bits, size_t count, PcError *err) {
+  Rec *r = (Rec *)d;
+  float f;
+  memcpy(&f, &bits, 4);
+  LOG(r, "fill(%llx+%llu,%zu,%g) ", (unsigned long long)(dst & ~0xfffffULL) >> 20, (unsigned long long)(dst & 0xfffff), count,
+      dst == 0x300000 ? (double)(int32_t)bits : f); /* slot holds an int */
+  return 0;
+}
+
+static void check_known_scalars(void) {
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "t");
+  uint32_t B = kdim(e, "B", 4);
+  uint32_t pos = kbuf(e, "pos", K_I32, KB_INPUT, 0, 0, 1), out = kbuf(e, "out", K_F32, KB_OUTPUT, 0, 0, 16);
+  uint32_t slot = kbuf(e, "slot", K_I32, KB_ARENA, 0, 0, 1), alias = kbuf(e, "alias", K_F32, KB_ARENA, 0, 0, 4);
+  uint32_t big = kbuf(e, "big", K_F32, KB_ARENA, 0, 64, 4);
+  uint32_t i = kvar(e, "i", K_I64), n = kvar(e, "n", K_I64), m = kvar(e, "m", K_I64), f = kvar(e, "f", K_F32);
+  uint32_t q = kvar(e, "q", K_I64);
+  uint32_t body = ks_for(p, e->body, KL_SERIAL, i, kx_i(p, 0), kx_i(p, 3));
+  ks_assign(p, body, n, kx_load(p, e, pos, kx_i(p, 0)));
+  ks_fill(p, body, slot, kx_i(p, 0), kx_i(p, 1), kx_add(p, kx_i(p, 5), kx_var(p, e, i)));
+  ks_assign(p, body, m, kx_load(p, e, slot, kx_i(p, 0)));
+  ks_fill(p, body, out, kx_var(p, e, i), kx_i(p, 1), kx_op(p, KE_ITOF, kx_add(p, kx_var(p, e, n), kx_var(p, e, m)), 0, 0));
+  uint32_t row1 = ks_for(p, body, KL_PARALLEL, q, kx_i(p, 0), kx_dim(p, B));
+  ks_store(p, row1, out, kx_add(p, kx_i(p, 12), kx_var(p, e, q)), kx_op(p, KE_ITOF, kx_var(p, e, n), 0, 0));
+  ks_fill(p, e->body, big, kx_i(p, 0), kx_i(p, 4), kx_f(p, 2.5));
+  ks_assign(p, e->body, f, kx_load(p, e, big, kx_i(p, 2)));
+  uint32_t row = ks_for(p, e->body, KL_PARALLEL, q, kx_i(p, 0), kx_dim(p, B));
+  ks_store(p, row, alias, kx_var(p, e, q), kx_var(p, e, f));
+  ks_assign(p, e->body, m, kx_load(p, e, slot, kx_i(p, 0)));
+  ks_fill(p, e->body, out, kx_i(p, 8), kx_i(p, 1), kx_add(p, kx_op(p, KE_ITOF, kx_var(p, e, m), 0, 0), kx_var(p, e, f)));
+  CudaProgram cp;
+  if (render(p, &cp) < 0) return;
+  Rec rec = {.base = {.name = "rec", .launch = krec_launch, .download = krec_download, .fill32 = krec_fill, .alloc = rec_alloc,
+                      .release = rec_release, .sync = rec_sync}};
+  CuPtr bufs[5] = {0x100000, 0x200000, 0x300000, 0x300000, 0x300100}; /* slot and alias share their bytes */
+  int64_t dims[1] = {4};
+  PcError err;
+  if (cuda_exec(&cp, &rec.base, 0, dims, bufs, 0x800000, NULL, NULL, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+  /* k0 loads an int at 0 (pos[0], slot[0]), k1 the loop's rows, k3 the alias's */
+  const char *want = "k0<1,1> download fill(3+0,1,5) fill(2+0,1,47) k1<1,128> fill(3+0,1,6) fill(2+4,1,48) k1<1,128> "
+                     "fill(3+0,1,7) fill(2+8,1,49) k1<1,128> fill(3+256,4,2.5) k3<1,128> k0<1,1> download fill(2+32,1,44.5) ";
+  CHECKF(!strcmp(rec.log, want), "the device was asked:\n  %s\nnot\n  %s", rec.log, want);
+  cuda_program_free(&cp);
+  kir_free(p);
+}
+
 int main(void) {
   check_shapes();
   check_addresses_and_args();
@@ -675,5 +746,6 @@ int main(void) {
   check_operand_only();
   check_profile();
   check_census();
+  check_known_scalars();
   return check_exit();
 }

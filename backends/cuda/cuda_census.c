@@ -115,9 +115,9 @@ void cuda_census_print(const CudaCensus *c, const CudaProgram *cp, size_t max_ro
     if (c->launches[m]) fprintf(f, " %llu %s", (unsigned long long)c->launches[m], cuda_mode_name((CudaMode)m));
   fprintf(f, "\n  %llu products, %.2f TFLOP; bf16 operands: %.3g G elements converted, %.3g G read from mirrors\n",
           (unsigned long long)c->products, c->flops / 1e12, c->converted / 1e9, c->mirrored / 1e9);
-  fprintf(f, "  %llu fills (%.3g MiB), %llu copies (%.3g MiB), %llu values read back\n", (unsigned long long)c->fills,
+  fprintf(f, "  %llu fills (%.3g MiB), %llu copies (%.3g MiB), %llu value%s read back\n", (unsigned long long)c->fills,
           c->fill_bytes / 1048576.0, (unsigned long long)c->copies, c->copy_bytes / 1048576.0,
-          (unsigned long long)c->read_backs);
+          (unsigned long long)c->read_backs, c->read_backs == 1 ? "" : "s");
   fprintf(f, "  device memory: arena %.3g GiB, bf16 mirror %.3g GiB, bf16 copies of parameters and scratch %.3g GiB\n",
           c->arena_bytes / 1073741824.0, c->mirror_bytes / 1073741824.0, c->scratch_bytes / 1073741824.0);
   uint32_t *order = cuda_profile_order(c->ops.rows.a, c->ops.rows.n, 1);

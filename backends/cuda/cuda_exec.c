@@ -2,10 +2,13 @@
  * left to it (loops and conditions around launches, scalar assignments),
  * evaluating their expressions itself, and hands each launch, matrix
  * product, fill and copy to the device, in order. A one-thread kernel
- * that assigns host variables leaves them in slots, read back after it.
+ * that assigns host variables leaves them in slots, read back after it;
+ * the host remembers scalars it read back or filled (Known), so that it
+ * waits for the device once for each.
  * In bf16 it rounds each product's operands first, or finds them in the
  * bf16 mirrors that kernels wrote (CudaGemmCtx). */
 #include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_internal.h"
 #include "backends/cuda/cuda_library.h"
 #include "backends/cuda/cuda_profile.h"
 
@@ -59,6 +62,17 @@ static const EvalFn eval_op[KE_NUM] = {
     [KE_OR] = ev_or,     [KE_SELECT] = ev_select, [KE_ITOF] = ev_itof, [KE_FTOI] = ev_ftoi,
 };
 
+/* A range of device memory the host knows holds one 32-bit pattern
+ * (a scalar read back, or a fill): its buffer's element type decides
+ * what a load of it gives. A write over any of it forgets it. */
+#define CUDA_KNOWN 16
+typedef struct {
+  CuPtr lo, hi; /* [lo, hi); lo == hi: unused */
+  uint32_t bits;
+  KType elem;
+  uint64_t used; /* when it was last known or recalled (the least recent one is replaced) */
+} Known;
+
 typedef struct {
   const CudaProgram *cp;
   const KProgram *p;
@@ -73,6 +87,8 @@ typedef struct {
   CudaGemmCtx *gc; /* NULL: fp32 */
   CuPtr mirror0;   /* where arena byte 0's mirror would be; 0: no mirrors */
   CudaProfile *prof; /* NULL: no timing */
+  Known known[CUDA_KNOWN];
+  uint64_t known_clock;
   PcError *err;
 } Exec;
 
@@ -101,7 +117,58 @@ static CudaValue eval(const Exec *x, uint32_t id) {
 
 static int64_t eval_i(const Exec *x, uint32_t id) { return eval(x, id).i; }
 
+/* ---- scalars the host knows the device holds ---------------------------------- */
+
+static void know(Exec *x, CuPtr lo, CuPtr hi, uint32_t bits, KType elem) {
+  Known *k = &x->known[0];
+  for (int i = 1; i < CUDA_KNOWN && k->lo < k->hi; i++) /* an unused one, else the least recent */
+    if (x->known[i].lo == x->known[i].hi || x->known[i].used < k->used) k = &x->known[i];
+  *k = (Known){lo, hi, bits, elem, ++x->known_clock};
+}
+
+static void forget(Exec *x, CuPtr lo, CuPtr hi) {
+  for (int i = 0; i < CUDA_KNOWN; i++)
+    if (x->known[i].lo < hi && lo < x->known[i].hi) x->known[i].hi = x->known[i].lo;
+}
+
+/* Where statement s assigns a host variable one element of a buffer, at an
+ * index the host computes: that element's address and type (0: not such). */
+static CuPtr scalar_load(const Exec *x, const KStmt *s, KType *elem) {
+  if (s->kind != KS_ASSIGN) return 0;
+  const KExpr *k = &x->p->exprs.a[s->e[0]];
+  if (k->op != KE_LOAD || cuda_expr_loads(x->p, k->a[0])) return 0;
+  const KBuf *b = &x->e->bufs.a[k->id];
+  if (x->e->vars.a[s->var].type != (b->elem == K_F32 ? K_F32 : K_I64)) return 0;
+  int64_t i = eval_i(x, k->a[0]);
+  if (i < 0 || (uint64_t)i >= b->numel) return 0;
+  *elem = b->elem;
+  return x->bufs[k->id] + 4 * (uint64_t)i;
+}
+
+static int recall(Exec *x, CuPtr at, KType elem, CudaValue *v) {
+  for (int i = 0; i < CUDA_KNOWN; i++) {
+    Known *k = &x->known[i];
+    if (k->lo <= at && at + 4 <= k->hi && k->elem == elem) {
+      k->used = ++x->known_clock;
+      if (elem == K_F32) memcpy(&v->f, &k->bits, 4);
+      else v->i = (int32_t)k->bits;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static uint32_t value_bits(KType elem, CudaValue v) {
+  uint32_t bits;
+  if (elem == K_F32) memcpy(&bits, &v.f, 4);
+  else bits = (uint32_t)(int32_t)v.i;
+  return bits;
+}
+
 static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
+  KType elem = K_F32;
+  CuPtr at = l->mode == CM_SERIAL ? scalar_load(x, s, &elem) : 0;
+  if (at && recall(x, at, elem, &x->vars[s->var])) return 0;
   int64_t n = l->mode == CM_SERIAL || l->mode == CM_GROUP ? 1 : eval_i(x, s->e[1]) - eval_i(x, s->e[0]);
   uint32_t grid, block;
   if (!cuda_launch_shape(l, n, &grid, &block)) return 0;
@@ -112,6 +179,7 @@ static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
     if (a->kind != CA_SLOT) continue;
     if (x->d->download(x->d, &x->vars[a->id], x->slots + 8 * (uint64_t)a->id, a->type == K_F32 ? 4 : 8, x->err) < 0) return -1;
   }
+  if (at) know(x, at, at + 4, value_bits(elem, x->vars[s->var]), elem);
   return mark(x, CP_KERNEL, s, l->kernel, NULL);
 }
 
@@ -175,12 +243,14 @@ static int to_bf16(Exec *x, CuPtr src, CuPtr dst, uint64_t n) {
   return cuda_runtime_launch(x->cp, x->d, CR_TO_BF16, (int64_t)n, &a, x->err);
 }
 
-/* Buffer buf is written: the activation slots holding any of it forget
- * it, and so does the mirror (unless the launch mirrored what it wrote). */
+/* Buffer buf is written: the host forgets what it knew of it, the
+ * activation slots holding any of it forget it, and so does the mirror
+ * (unless the launch mirrored what it wrote). */
 static void written(Exec *x, uint32_t buf, int mirrored) {
-  if (!x->gc) return;
   const KBuf *b = &x->e->bufs.a[buf];
   CuPtr lo = x->bufs[buf], hi = lo + 4 * b->numel;
+  forget(x, lo, hi);
+  if (!x->gc) return;
   for (int i = 0; i < CUDA_ACT_SLOTS; i++) {
     CudaActBf16 *t = &x->gc->act[i];
     if (t->held && t->src < hi && lo < t->src + 4 * t->n) t->held = 0;
@@ -329,7 +399,9 @@ static int fill(Exec *x, const KStmt *s) {
     int32_t i = is_f32 ? (int32_t)v.f : (int32_t)v.i;
     memcpy(&bits, &i, 4);
   }
-  return x->d->fill32(x->d, x->bufs[s->buf[0]] + 4 * (uint64_t)eval_i(x, s->e[0]), bits, (size_t)count, x->err);
+  CuPtr at = x->bufs[s->buf[0]] + 4 * (uint64_t)eval_i(x, s->e[0]);
+  know(x, at, at + 4 * (uint64_t)count, bits, x->e->bufs.a[s->buf[0]].elem);
+  return x->d->fill32(x->d, at, bits, (size_t)count, x->err);
 }
 
 /* memmove's meaning; the device copies only disjoint ranges, so an
@@ -375,9 +447,9 @@ static int run_block(Exec *x, uint32_t blk) {
       case KS_GEMM: rc = gemm(x, s); break;
       case KS_FILL:
       case KS_COPY:
+        written(x, s->buf[0], 0); /* first: a fill then knows what it wrote */
         rc = s->kind == KS_FILL ? fill(x, s) : copy(x, s);
         if (!rc) rc = mark(x, s->kind == KS_FILL ? CP_FILL : CP_COPY, s, 0, NULL);
-        written(x, s->buf[0], 0);
         break;
       case KS_STORE: PC_BUG("cuda: a store left to the host");
       case KS_CALL: PC_BUG("cuda: a call without its launch");
