@@ -11,7 +11,8 @@
 #     exactly, with accumulation too; the engine reports bf16 products by default and tf32 when
 #     asked; --profile FILE (PONDER_CUDA_PROFILE) writes the device time of every op (train, eval
 #     and the optimizer, each summing to its total); ponder generate --device cuda --precision fp32
-#     gives the interpreter's tokens (cached decoding) and uploads the weights once.
+#     gives the interpreter's tokens (cached decoding) and uploads the weights once; in bf16 it
+#     rounds them once.
 # Usage: tests/cuda_cli.sh BUILD_DIR   (run from the repository root)
 set -u
 build=${1:?usage: cuda_cli.sh BUILD_DIR}
@@ -147,6 +148,12 @@ else
   (($(grep -c '^cuda: decode:' "$tmp/err") >= 2)) || fail "expected timed decode calls: $(head -3 "$tmp/err")"
   [[ $(grep '^cuda: decode:' "$tmp/err" | tail -n +2 | grep -vc '; 8 bytes up, ') -eq 0 ]] ||
     fail "generate uploaded more than an id and a position after its first call: $(grep -m3 '^cuda: decode:' "$tmp/err")"
+  # in bf16 the weights are rounded with the first call only: later ones keep their bf16 copies
+  PONDER_CUDA_TIMING=1 run "$ponder" "${gen[@]}" --device cuda --precision bf16
+  grep -m1 '^cuda: decode:' "$tmp/err" | grep -q ', 0 elements converted' &&
+    fail "the first bf16 decode call converted no weights: $(grep -m1 '^cuda: decode:' "$tmp/err")"
+  [[ $(grep '^cuda: decode:' "$tmp/err" | tail -n +2 | grep -vc ', 0 elements converted, ') -eq 0 ]] ||
+    fail "a later bf16 decode call converted its weights again: $(grep '^cuda: decode:' "$tmp/err" | sed -n 2p)"
 fi
 
 if ((fails)); then

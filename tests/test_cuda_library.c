@@ -387,9 +387,11 @@ static void bf16_products(const Prod *ps, int n_prod, const float *w, const floa
 }
 
 /* An entry of the products on W (parameter 0), X (input 0) and C (output 0),
- * run `calls` times with a new W each time (a training step's new weights)
- * against the reference; *converted gets the elements rounded to bf16 per call. */
-static void check_products(CudaDevice *d, const char *label, const Prod *ps, int n_prod, int calls, uint64_t *converted) {
+ * run `calls` times against the reference, with a new W each time (a
+ * training step's new weights, declared changed) or the first W every time
+ * (decoding's); *converted gets the elements rounded to bf16 over the calls. */
+static void check_products(CudaDevice *d, const char *label, const Prod *ps, int n_prod, int calls, int new_w,
+                           uint64_t *converted) {
   KProgram *p = kir_new();
   KEntry *e = kir_entry(p, "products");
   uint32_t W = kbuf(e, "w", K_F32, KB_PARAM, 0, 0, NW), X = kbuf(e, "x", K_F32, KB_INPUT, 0, 0, NX),
@@ -422,8 +424,11 @@ static void check_products(CudaDevice *d, const char *label, const Prod *ps, int
   if (!rc) cuda_buffer_addresses(e, &dev[0], &dev[1], &dev[2], 0, bufs);
   double worst = 0;
   for (int call = 0; !rc && call < calls; call++) {
-    for (int i = 0; i < NW; i++) w[i] = frand(&seed) * 2.f;
-    rc = d->upload(d, dev[0], w, sizeof w, &err);
+    if (call == 0 || new_w) {
+      for (int i = 0; i < NW; i++) w[i] = frand(&seed) * 2.f;
+      rc = d->upload(d, dev[0], w, sizeof w, &err);
+      cuda_gemm_ctx_params_changed(&gc, CUDA_ALL_PARAMS);
+    }
     if (!rc) rc = d->upload(d, dev[1], x, sizeof x, &err);
     if (!rc) rc = d->upload(d, dev[2], c0, sizeof c0, &err);
     if (!rc) rc = cuda_exec(&cp, d, 0, NULL, bufs, 0, &gc, NULL, &err);
@@ -439,9 +444,9 @@ static void check_products(CudaDevice *d, const char *label, const Prod *ps, int
   }
   CHECKF(!rc, "%s: %s", label, rc ? err.msg : "");
   CHECKF(worst < 1e-5, "%s: differs from the bf16 reference by %.2e of its largest magnitude", label, worst);
-  *converted = gc.converted / (uint64_t)calls;
-  if (!rc) printf("%-36s within %.1e of the bf16 reference, %llu elements converted per call\n", label, worst,
-                  (unsigned long long)*converted);
+  *converted = gc.converted;
+  if (!rc) printf("%-44s within %.1e of the bf16 reference, %llu elements converted in %d calls\n", label, worst,
+                  (unsigned long long)*converted, calls);
   for (int i = 0; i < 3; i++)
     if (dev[i]) d->release(d, dev[i]);
   cuda_gemm_ctx_free(&gc, d);
@@ -463,21 +468,27 @@ static void check_bf16(CudaDevice *d) {
       for (int tb = 0; tb < 2; tb++, n++)
         ps[n] = (Prod){.ta = ta, .tb = tb, .w_is_a = w_is_a, .m = 5, .n = 7, .k = 6, .a_off = w_is_a ? 3 : 2,
                        .lda = w_is_a ? 9 : 10, .b_off = w_is_a ? 2 : 3, .ldb = w_is_a ? 10 : 9, .c_off = 1 + 50 * n, .ldc = 9};
-  check_products(d, "bf16 products, every transposition", ps, n, 1, &converted);
-  /* the parameter's conversions: once per call for a range (the second
-   * product's), none for a range inside one converted (the third's). The
-   * input's: once per range (the third product reads the first's again),
-   * and again after a write over it (the fourth's, after a fill) */
+  check_products(d, "bf16 products, every transposition", ps, n, 1, 1, &converted);
+  /* the parameter's conversions: once for a range until it changes (the
+   * first product's), none for the same range (the second's) or one inside
+   * it (the third's and fourth's). The input's: once per range and call
+   * (the first's; the second's is another; the third reads the first's
+   * again), and again after a write over it (the fourth's, after a fill) */
   Prod cache[4] = {
       {.w_is_a = 1, .m = 5, .n = 7, .k = 6, .a_off = 3, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 0, .ldc = 9},
       {.w_is_a = 1, .tb = 1, .m = 5, .n = 7, .k = 6, .a_off = 3, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 50, .ldc = 9},
       {.w_is_a = 1, .m = 4, .n = 7, .k = 6, .a_off = 12, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 100, .ldc = 9},
       {.w_is_a = 1, .m = 4, .n = 7, .k = 6, .a_off = 12, .lda = 9, .b_off = 2, .ldb = 10, .c_off = 150, .ldc = 9, .fill_x = 20},
   };
-  check_products(d, "bf16 products, conversions cached", cache, 4, 3, &converted);
-  uint64_t want = span(5, 6, 9) + span(6, 7, 10) + span(7, 6, 10) + span(6, 7, 10);
-  CHECKF(converted == want, "%llu elements converted per call, not %llu (W once, X once per range and after the fill)",
-         (unsigned long long)converted, (unsigned long long)want);
+  uint64_t w_once = span(5, 6, 9), x_per_call = span(6, 7, 10) + span(7, 6, 10) + span(6, 7, 10);
+  check_products(d, "bf16 products, conversions cached, new W", cache, 4, 3, 1, &converted);
+  CHECKF(converted == 3 * (w_once + x_per_call),
+         "%llu elements converted in 3 calls, not %llu (W once a call, X once per range and after the fill)",
+         (unsigned long long)converted, (unsigned long long)(3 * (w_once + x_per_call)));
+  check_products(d, "bf16 products, conversions cached, same W", cache, 4, 3, 0, &converted);
+  CHECKF(converted == w_once + 3 * x_per_call,
+         "%llu elements converted in 3 calls, not %llu (W in the first call only, X in every call)",
+         (unsigned long long)converted, (unsigned long long)(w_once + 3 * x_per_call));
 }
 
 /* ---- the device optimizer (optim.cu) against runtime/train/optim.c ------------------ */

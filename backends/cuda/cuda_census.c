@@ -95,6 +95,7 @@ int cuda_census(const CudaProgram *cp, uint32_t entry, const int64_t *dims, Cuda
   int rc = cuda_exec(cp, &t.base, entry, dims, bufs, slots, &gc, &out->ops, err);
   if (!rc) out->ops.calls = 1;
   out->converted = gc.converted;
+  out->converted_params = gc.converted_params;
   out->mirrored = gc.mirrored;
   out->arena_bytes = e->arena_bytes;
   out->mirror_bytes = gc.mirror_bytes;
@@ -113,8 +114,9 @@ void cuda_census_print(const CudaCensus *c, const CudaProgram *cp, size_t max_ro
   fprintf(f, "  %llu launches:", (unsigned long long)launches);
   for (int m = 0; m < CM_NUM; m++)
     if (c->launches[m]) fprintf(f, " %llu %s", (unsigned long long)c->launches[m], cuda_mode_name((CudaMode)m));
-  fprintf(f, "\n  %llu products, %.2f TFLOP; bf16 operands: %.3g G elements converted, %.3g G read from mirrors\n",
-          (unsigned long long)c->products, c->flops / 1e12, c->converted / 1e9, c->mirrored / 1e9);
+  fprintf(f, "\n  %llu products, %.2f TFLOP; bf16 operands: %.3g G elements converted (%.3g G of parameters, again only "
+             "once they change), %.3g G read from mirrors\n",
+          (unsigned long long)c->products, c->flops / 1e12, c->converted / 1e9, c->converted_params / 1e9, c->mirrored / 1e9);
   fprintf(f, "  %llu fills (%.3g MiB), %llu copies (%.3g MiB), %llu value%s read back\n", (unsigned long long)c->fills,
           c->fill_bytes / 1048576.0, (unsigned long long)c->copies, c->copy_bytes / 1048576.0,
           (unsigned long long)c->read_backs, c->read_backs == 1 ? "" : "s");

@@ -17,6 +17,7 @@ typedef struct {
   uint64_t products, fills, copies, read_backs;
   double flops, fill_bytes, copy_bytes;
   uint64_t converted, mirrored; /* operand elements rounded to bf16 / read from mirrors */
+  uint64_t converted_params;    /* of those converted, parameters' (a later call converts them only once they change) */
   size_t arena_bytes, mirror_bytes, scratch_bytes;
   CudaProfile ops; /* every op by what ran and its graph op, with its count */
 } CudaCensus;

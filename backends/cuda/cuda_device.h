@@ -42,9 +42,10 @@ struct CudaDevice {
  * (CR_TO_BF16) into scratch with its layout: exactly the elements the
  * product reads.
  * - A parameter does not change during a call: each range of it is
- *   converted once per cuda_exec call, into a copy of the whole parameter
- *   that the call's later products (forward, backward, every pondering
- *   pass) reuse.
+ *   converted once, into a copy of the whole parameter that later products
+ *   reuse (forward, backward, every pondering pass, and later calls: a
+ *   decoding step converts none) until the caller says the parameter's
+ *   device values changed (cuda_gemm_ctx_params_changed).
  * - An activation in the arena that kernels stored with its bf16 mirror
  *   (CudaMirror: the kernel rounds as CR_TO_BF16 does) is read from the
  *   mirror when every element the product reads was last written by such
@@ -69,7 +70,7 @@ int cuda_ranges_meet(const CudaRanges *r, uint64_t lo, uint64_t hi);  /* [lo, hi
 typedef struct {
   CuPtr bf16;          /* the parameter's layout in bf16 (0: none yet) */
   size_t bytes;
-  CudaRanges done;      /* elements converted in this call */
+  CudaRanges done;      /* elements converted since the parameter last changed */
 } CudaParamBf16;
 #define CUDA_ACT_SLOTS 4
 typedef struct {
@@ -92,9 +93,12 @@ typedef struct {
   CudaRanges fresh;     /* arena bytes whose mirror holds their value, in this call */
   CudaRanges stale;     /* of those, the ones stored in the mirror alone: their fp32 bytes are old */
   uint64_t converted;   /* elements rounded to bf16 for a product, over every call (tests, docs) */
+  uint64_t converted_params; /* of those, parameters' */
   uint64_t mirrored;    /* operand elements a product read from a mirror */
 } CudaGemmCtx;
 void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d);
+#define CUDA_ALL_PARAMS UINT32_MAX
+void cuda_gemm_ctx_params_changed(CudaGemmCtx *g, uint32_t index); /* parameter index's device values (or every one's) */
 size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g); /* the device memory it holds */
 
 /* Runs entry `entry` of cp on d: the host walks the entry's statements,

@@ -335,8 +335,9 @@ static int bf16_operand(Exec *x, uint32_t buf, int64_t off, int64_t rows, int64_
     p->bytes = 2 * b->numel;
   }
   *out = p->bf16 + 2 * lo;
-  if (cuda_ranges_cover(&p->done, lo, hi)) return 0; /* converted earlier in this call */
+  if (cuda_ranges_cover(&p->done, lo, hi)) return 0; /* converted since it last changed */
   cuda_ranges_add(&p->done, lo, hi);
+  g->converted_params += n;
   return n ? to_bf16(x, src, *out, n) : 0;
 }
 
@@ -376,6 +377,11 @@ void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
   }
   free(g->param);
   *g = (CudaGemmCtx){.precision = g->precision, .convert_only = g->convert_only};
+}
+
+void cuda_gemm_ctx_params_changed(CudaGemmCtx *g, uint32_t index) {
+  for (size_t i = 0; i < g->n_param; i++)
+    if (index == CUDA_ALL_PARAMS || i == index) g->param[i].done.n = 0;
 }
 
 size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g) {
@@ -468,9 +474,7 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
   const KEntry *e = &cp->prog->entries.a[entry];
   Exec x = {.cp = cp, .p = cp->prog, .e = e, .d = d, .dims = dims, .bufs = bufs, .slots = slots, .gc = gc, .prof = prof,
             .err = err};
-  for (size_t i = 0; gc && i < gc->n_param; i++) /* the parameters may have changed since the last call */
-    gc->param[i].done.n = 0;
-  for (int i = 0; gc && i < CUDA_ACT_SLOTS; i++) /* so may the inputs, and the host's copies into the arena */
+  for (int i = 0; gc && i < CUDA_ACT_SLOTS; i++) /* the inputs may have changed since the last call, and the arena */
     gc->act[i].held = 0;
   const uint64_t *span = &cp->mirror_span[2 * entry];
   if (gc && gc->precision == CUDA_BF16 && !gc->convert_only && !gc->mirror_refused && span[0] < span[1]) {

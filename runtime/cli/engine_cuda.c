@@ -205,6 +205,7 @@ int cuda_engine_take_param(CudaEngine *c, uint32_t i, size_t *up, PcError *err) 
   if (c->fresh[i]) return 0;
   if (i >= c->held->spec.n || tensor_bytes(c->held->value[i]) != c->param_bytes[i])
     return pc_errorf(err, "parameter %u does not have the size the program has for it", i);
+  cuda_gemm_ctx_params_changed(&c->gemm, i); /* its bf16 copy too, even if the upload fails */
   if (c->dev->upload(c->dev, c->params[i], c->held_data[i], c->param_bytes[i], err) < 0) return -1;
   *up += c->param_bytes[i];
   c->fresh[i] = 1;

@@ -181,6 +181,7 @@ static int train_update(Engine *e, const AdamWStep *s, PcError *err) {
   int rc = train_table(c, err);
   if (!rc) rc = opt_start(c, err);
   if (!rc) rc = cuda_optim_adamw(&c->opt, &c->cp, c->dev, &a, err);
+  cuda_gemm_ctx_params_changed(&c->gemm, CUDA_ALL_PARAMS); /* their bf16 copies are of the old values */
   rc = opt_end(c, rc, "AdamW (pc_opt_adamw)", err);
   if (!rc && cuda_engine_opt_profile(c)) cuda_engine_opt_profile(c)->calls++; /* a step */
   if (!rc && c->timing) rc = c->dev->sync(c->dev, err);
