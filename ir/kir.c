@@ -19,8 +19,8 @@ const KOpInfo *kop_info(KOp op) { return &kop_table[op]; }
  * T query rows at positions pos .. over the KV cache's keys and values,
  * plane `slot` of cache ([slots, 2, B, L, Hkv x D]: keys, then values) */
 static const KCallInfo kcall_table[KC_NUM] = {
-    [KC_ATTENTION] = {"attention", 3, 4, 6, {"q", "k", "v", "y"}, {"B", "T", "H", "Hkv", "D", "scale"}},
-    [KC_ATTENTION_GRAD] = {"attention_grad", 4, 9, 6, {"q", "k", "v", "dy", "dq", "dk", "dv", "lse", "delta"},
+    [KC_ATTENTION] = {"attention", 3, 5, 6, {"q", "k", "v", "y", "lse"}, {"B", "T", "H", "Hkv", "D", "scale"}},
+    [KC_ATTENTION_GRAD] = {"attention_grad", 6, 10, 6, {"q", "k", "v", "y", "lse", "dy", "dq", "dk", "dv", "delta"},
                            {"B", "T", "H", "Hkv", "D", "scale"}},
     [KC_ATTENTION_CACHED] = {"attention_cached", 2, 3, 9, {"q", "cache", "y"},
                              {"B", "T", "H", "Hkv", "D", "scale", "L", "slot", "pos"}},

@@ -193,6 +193,18 @@ static int rule_attention(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
+static IrType lse_of(const Rule *r) {
+  const IrShape *q = &in_type(r->g, r->n, 0)->shape;
+  return (IrType){PC_F32, {.rank = 3, .dim = {q->dim[0], r->n->attr[0].i, q->dim[1]}}};
+}
+
+/* (q, k, v) -> y, lse [B, heads, T] */
+static int rule_attention_lse(const Rule *r, IrType *out, PcError *err) {
+  if (rule_attention(r, out, err) < 0) return -1;
+  out[1] = lse_of(r);
+  return 0;
+}
+
 /* rope(x [B,T,heads*D], positions i32[T]) -> like x; x and positions are
  * operands xi and pi (rope_grad takes (positions, dy)) */
 static int rope_check(const Rule *r, uint32_t xi, uint32_t pi, IrType *out, PcError *err) {
@@ -302,12 +314,15 @@ static int rule_slice_grad(const Rule *r, IrType *out, PcError *err) {
   return 0;
 }
 
-/* (q, k, v, dy) -> dq, dk, dv */
+/* (q, k, v, y, lse, dy) -> dq, dk, dv */
 static int rule_attention_grad(const Rule *r, IrType *out, PcError *err) {
-  IrType y;
+  IrType y, lse;
   if (rule_attention(r, &y, err) < 0) return -1;
-  if (!ir_type_eq(&y, in_type(r->g, r->n, 3)))
-    return pc_errorf(err, "gradient %s does not match the output %s", r->shape[3], r->shape[0]);
+  lse = lse_of(r);
+  if (!ir_type_eq(&y, in_type(r->g, r->n, 3))) return pc_errorf(err, "output %s does not match the query %s", r->shape[3], r->shape[0]);
+  if (!ir_type_eq(&lse, in_type(r->g, r->n, 4))) return pc_errorf(err, "lse %s is not f32[batch, heads, seq]", r->shape[4]);
+  if (!ir_type_eq(&y, in_type(r->g, r->n, 5)))
+    return pc_errorf(err, "gradient %s does not match the output %s", r->shape[5], r->shape[0]);
   for (int i = 0; i < 3; i++) out[i] = *in_type(r->g, r->n, (uint32_t)i);
   return 0;
 }

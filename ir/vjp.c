@@ -96,9 +96,11 @@ static int r_slice(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) 
   return 0;
 }
 
+/* the gradient reads the forward's output and lse instead of recomputing them */
 static int r_attention(AdCtx *c, const IrNode *n, const uint32_t *dy, PcError *err) {
-  uint32_t in[4] = {F(0), F(1), F(2), dy[0]};
-  uint32_t dq = ad_emit(c, IR_ATTENTION_GRAD, in, 4, n->attr);
+  if (dy[1] != IR_NONE) return pc_errorf(err, "attention: its saved lse cannot be differentiated");
+  uint32_t in[6] = {F(0), F(1), F(2), ad_fwd(c, n->out), ad_fwd(c, n->out + 1), dy[0]};
+  uint32_t dq = ad_emit(c, IR_ATTENTION_GRAD, in, 6, n->attr);
   for (uint32_t k = 0; k < 3; k++) ad_acc(c, IN(k), dq + k);
   return 0;
 }

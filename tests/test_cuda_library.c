@@ -51,9 +51,9 @@ static float frand(uint64_t *s) {
   return (float)((*s >> 40) / (double)(1 << 24)) * 2.f - 1.f;
 }
 
-/* y, and dq, dk, dv for the upstream gradient dy, in double */
+/* y, dq, dk, dv for the upstream gradient dy, and lse [B, H, T], in double */
 static void reference(const Shape *s, const float *q, const float *k, const float *v, const float *dy, double *y,
-                      double *dq, double *dk, double *dv) {
+                      double *dq, double *dk, double *dv, double *lse) {
   int64_t B = s->B, T = s->T, H = s->H, D = s->D, Cq = H * D, Ckv = s->Hkv * D, group = H / s->Hkv;
   double scale = 1.0 / sqrt((double)D), *p = malloc(sizeof(double) * T), *dp = malloc(sizeof(double) * T);
   memset(dq, 0, sizeof(double) * B * T * Cq);
@@ -72,6 +72,7 @@ static void reference(const Shape *s, const float *q, const float *k, const floa
           most = fmax(most, p[j]);
         }
         for (int64_t j = 0; j <= i; j++) sum += p[j] = exp(p[j] - most);
+        lse[(b * H + h) * T + i] = most + log(sum);
         for (int64_t d = 0; d < D; d++) y[(b * T + i) * Cq + h * D + d] = 0;
         for (int64_t j = 0; j <= i; j++) {
           p[j] /= sum;
@@ -125,18 +126,20 @@ enum { Q, K, V, DY, Y, DQ, DK, DV, LSE, DELTA, NBUF };
 static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
   int64_t nq = s->B * s->T * s->H * s->D, nkv = s->B * s->T * s->Hkv * s->D, nrow = s->B * s->H * s->T;
   int64_t numel[NBUF] = {nq, nkv, nkv, nq, nq, nq, nkv, nkv, nrow, nrow};
-  /* the program: inputs q, k, v, dy; outputs y, dq, dk, dv; lse and delta in the arena */
+  /* the program: inputs q, k, v, dy; outputs y, dq, dk, dv and lse (the
+   * forward's, which the gradient reads); delta in the arena */
   KProgram *p = kir_new();
   KEntry *e = kir_entry(p, "attention");
   static const char *names[NBUF] = {"q", "k", "v", "dy", "y", "dq", "dk", "dv", "lse", "delta"};
   for (int i = 0; i < NBUF; i++) {
-    KBufKind kind = i < Y ? KB_INPUT : i < LSE ? KB_OUTPUT : KB_ARENA;
-    kbuf(e, names[i], K_F32, kind, (uint32_t)(i < Y ? i : i - Y), i == DELTA ? 4 * (uint64_t)nrow : 0, (uint64_t)numel[i]);
+    KBufKind kind = i < Y ? KB_INPUT : i <= LSE ? KB_OUTPUT : KB_ARENA;
+    kbuf(e, names[i], K_F32, kind, (uint32_t)(i < Y ? i : i - Y), 0, (uint64_t)numel[i]);
   }
-  e->arena_bytes = 8 * (uint64_t)nrow;
+  e->arena_bytes = 4 * (uint64_t)nrow;
   uint32_t args[] = {kx_i(p, s->B), kx_i(p, s->T), kx_i(p, s->H), kx_i(p, s->Hkv), kx_i(p, s->D),
                      kx_f(p, 1.0 / sqrt((double)s->D))};
-  KCall fwd = {.op = KC_ATTENTION, .buf = {Q, K, V, Y}}, grad = {.op = KC_ATTENTION_GRAD, .buf = {Q, K, V, DY, DQ, DK, DV, LSE, DELTA}};
+  KCall fwd = {.op = KC_ATTENTION, .buf = {Q, K, V, Y, LSE}},
+        grad = {.op = KC_ATTENTION_GRAD, .buf = {Q, K, V, Y, LSE, DY, DQ, DK, DV, DELTA}};
   memcpy(fwd.arg, args, sizeof args);
   memcpy(grad.arg, args, sizeof args);
   ks_call(p, e->body, &fwd);
@@ -153,7 +156,7 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
     kir_free(p);
     return;
   }
-  unsigned want_kernels = 3 + 3 * (s->D % 16 == 0) + CR_NUM; /* the forward is shared with the gradient's first */
+  unsigned want_kernels = 4 + 3 * (s->D % 16 == 0) + CR_NUM; /* both precisions' gradients start with pc_attn_delta */
   CHECKF(cp.n_kernels == want_kernels, "%s: %u kernels, not %u", label, cp.n_kernels, want_kernels);
   float *host[NBUF];
   uint64_t seed = (uint64_t)(s->T * 131 + s->D);
@@ -163,8 +166,8 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
     host[i] = malloc(sizeof(float) * (size_t)numel[i]);
     for (int64_t z = 0; z < numel[i]; z++) host[i][z] = i <= DY ? frand(&seed) * (i == Q ? 3.f : 1.f) : NAN;
     dev[i] = 0;
-    if (!rc && i < LSE) rc = d->alloc(d, 4 * (size_t)numel[i], &dev[i], &err);
-    if (!rc && i < LSE) rc = d->upload(d, dev[i], host[i], 4 * (size_t)numel[i], &err); /* outputs start as NaN */
+    if (!rc && i <= LSE) rc = d->alloc(d, 4 * (size_t)numel[i], &dev[i], &err);
+    if (!rc && i <= LSE) rc = d->upload(d, dev[i], host[i], 4 * (size_t)numel[i], &err); /* outputs start as NaN */
   }
   if (!rc) rc = d->alloc(d, e->arena_bytes, &arena, &err);
   if (!rc) rc = d->alloc(d, 8, &slots, &err);
@@ -175,21 +178,21 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16) {
     rc = cuda_exec(&cp, d, 0, NULL, bufs, slots, bf16 ? &gc : NULL, NULL, &err);
     cuda_gemm_ctx_free(&gc, d);
   }
-  for (int i = Y; !rc && i < LSE; i++) rc = d->download(d, host[i], dev[i], 4 * (size_t)numel[i], &err);
+  for (int i = Y; !rc && i <= LSE; i++) rc = d->download(d, host[i], dev[i], 4 * (size_t)numel[i], &err);
   if (rc) {
     CHECKF(0, "%s: %s", label, err.msg);
   } else {
-    double *want[4];
-    for (int i = 0; i < 4; i++) want[i] = malloc(sizeof(double) * (size_t)numel[Y + i]);
-    reference(s, host[Q], host[K], host[V], host[DY], want[0], want[1], want[2], want[3]);
-    double worst[4];
-    for (int i = 0; i < 4; i++) {
+    enum { N_OUT = LSE - Y + 1 };
+    double *want[N_OUT], worst[N_OUT];
+    for (int i = 0; i < N_OUT; i++) want[i] = malloc(sizeof(double) * (size_t)numel[Y + i]);
+    reference(s, host[Q], host[K], host[V], host[DY], want[0], want[1], want[2], want[3], want[4]);
+    for (int i = 0; i < N_OUT; i++) {
       worst[i] = rel_err(host[Y + i], want[i], numel[Y + i]);
       double tol = bf16 ? ATTN_BF16_TOL : 1e-5;
       CHECKF(worst[i] < tol, "%s: %s differs by %.2e of its largest magnitude", label, names[Y + i], worst[i]);
     }
-    printf("%-48s y %.1e, dq %.1e, dk %.1e, dv %.1e\n", label, worst[0], worst[1], worst[2], worst[3]);
-    for (int i = 0; i < 4; i++) free(want[i]);
+    printf("%-48s y %.1e, dq %.1e, dk %.1e, dv %.1e, lse %.1e\n", label, worst[0], worst[1], worst[2], worst[3], worst[4]);
+    for (int i = 0; i < N_OUT; i++) free(want[i]);
   }
   for (int i = 0; i < NBUF; i++) {
     if (dev[i]) d->release(d, dev[i]);
@@ -660,24 +663,26 @@ static void check_plan(void) {
   uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
   CHECK(cuda_call_plan(KC_ATTENTION, args, 0, kernel, grid, block) == 1 && kernel[0] == 0 && grid[0] == 2 * 4 * 2 &&
         block[0] == 64);
-  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 0, kernel, grid, block) == 3 && grid[1] == 16 && grid[2] == 2 * 2 * 2 &&
-        block[2] == 64 && kernel[2] == 2);
+  /* the gradient: delta, a thread per (batch, row, head); dq; dk, dv */
+  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 0, kernel, grid, block) == 3 && grid[0] == 4 && block[0] == 256 &&
+        grid[1] == 16 && grid[2] == 2 * 2 * 2 && block[2] == 64 && kernel[2] == 2);
   /* bf16: the tensor-core kernels, listed after the SIMT ones, 64 rows a block of 128 threads */
   CHECK(cuda_call_plan(KC_ATTENTION, args, 1, kernel, grid, block) == 1 && kernel[0] == 1 && grid[0] == 2 * 4 * 2 &&
         block[0] == 128);
   CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 1, kernel, grid, block) == 3 && kernel[0] == 3 && kernel[1] == 4 &&
-        kernel[2] == 5 && block[0] == 128 && block[1] == 128 && block[2] == 128 && grid[1] == 2 * 4 * 2 &&
-        grid[2] == 2 * 2 * 2);
+        kernel[2] == 5 && block[0] == 256 && block[1] == 128 && block[2] == 128 && grid[0] == 4 &&
+        grid[1] == 2 * 4 * 2 && grid[2] == 2 * 2 * 2);
   const char *fn[CUDA_CALL_MAX_KERNELS];
   unsigned threads[CUDA_CALL_MAX_KERNELS];
-  CHECK(cuda_call_kernels(KC_ATTENTION_GRAD, 64, fn, threads) == 6 && !strcmp(fn[3], "pc_attn_fwd_tc") &&
-        !strcmp(fn[4], "pc_attn_dq_tc") && !strcmp(fn[5], "pc_attn_dkv_tc") && threads[3] == 128 && threads[5] == 128);
+  CHECK(cuda_call_kernels(KC_ATTENTION_GRAD, 64, fn, threads) == 6 && !strcmp(fn[0], "pc_attn_delta") &&
+        !strcmp(fn[3], "pc_attn_delta") && !strcmp(fn[4], "pc_attn_dq_tc") && !strcmp(fn[5], "pc_attn_dkv_tc") &&
+        threads[0] == 256 && threads[3] == 256 && threads[4] == 128 && threads[5] == 128);
   CHECK(cuda_call_kernels(KC_ATTENTION, 24, fn, threads) == 1); /* not a multiple of 16: SIMT only */
   args[4] = 24;
   CHECK(cuda_call_plan(KC_ATTENTION, args, 1, kernel, grid, block) == 1 && kernel[0] == 0 && block[0] == 64);
   args[4] = 128;
-  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 0, kernel, grid, block) == 3 && grid[0] == 2 * 4 * 4 && block[0] == 32);
-  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 1, kernel, grid, block) == 3 && grid[0] == 2 * 4 * 2 && block[0] == 128);
+  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 0, kernel, grid, block) == 3 && grid[1] == 2 * 4 * 4 && block[1] == 32);
+  CHECK(cuda_call_plan(KC_ATTENTION_GRAD, args, 1, kernel, grid, block) == 3 && grid[1] == 2 * 4 * 2 && block[1] == 128);
   args[1] = 0;
   CHECK(cuda_call_plan(KC_ATTENTION, args, 1, kernel, grid, block) == 0);
   CHECK(cuda_call_supported(KC_ATTENTION, 128) && !cuda_call_supported(KC_ATTENTION, 256));

@@ -136,34 +136,38 @@ int cuda_call_supported(KCallOp op, int64_t head_dim) {
 /* attention_cached: a block per (batch, query row, head) */
 #define CACHED_THREADS 128
 
-/* forward: pc_attn_fwd [, pc_attn_fwd_tc]; gradient: pc_attn_fwd, pc_attn_dq,
- * pc_attn_dkv [, pc_attn_fwd_tc, pc_attn_dq_tc, pc_attn_dkv_tc]; cached: pc_attn_cached */
+/* the gradient's first kernel: a thread per (row, head) */
+#define DELTA_THREADS 256
+
+/* forward: pc_attn_fwd [, pc_attn_fwd_tc]; gradient: pc_attn_delta,
+ * pc_attn_dq, pc_attn_dkv [, pc_attn_delta, pc_attn_dq_tc, pc_attn_dkv_tc];
+ * cached: pc_attn_cached */
 int cuda_call_kernels(KCallOp op, int64_t head_dim, const char **fn, unsigned *threads) {
   if (op == KC_ATTENTION_CACHED) {
     fn[0] = "pc_attn_cached";
     threads[0] = CACHED_THREADS;
     return 1;
   }
-  static const char *fwd[] = {"pc_attn_fwd"}, *grad[] = {"pc_attn_fwd", "pc_attn_dq", "pc_attn_dkv"},
-                    *tc[] = {"pc_attn_fwd_tc", "pc_attn_dq_tc", "pc_attn_dkv_tc"};
-  const char **names = op == KC_ATTENTION ? fwd : grad;
+  static const char *fwd[] = {"pc_attn_fwd"}, *grad[] = {"pc_attn_delta", "pc_attn_dq", "pc_attn_dkv"},
+                    *fwd_tc[] = {"pc_attn_fwd_tc"}, *grad_tc[] = {"pc_attn_delta", "pc_attn_dq_tc", "pc_attn_dkv_tc"};
+  const char **names = op == KC_ATTENTION ? fwd : grad, **tc = op == KC_ATTENTION ? fwd_tc : grad_tc;
   int n = op == KC_ATTENTION ? 1 : 3;
   for (int i = 0; i < n; i++) {
     fn[i] = names[i];
-    threads[i] = attention_rows(head_dim);
+    threads[i] = names[i] == grad[0] ? DELTA_THREADS : attention_rows(head_dim);
   }
   if (has_tc(head_dim))
     for (int i = 0, m = n; i < m; i++) {
       fn[n] = tc[i];
-      threads[n++] = TC_THREADS;
+      threads[n++] = tc[i] == grad_tc[0] ? DELTA_THREADS : TC_THREADS;
     }
   return n;
 }
 
 /* forward and dq: a block per (batch, head, block of query rows); dk, dv: a
- * block per (batch, kv head, block of key rows). In bf16 every kernel is
- * the tensor-core one where there is one (listed after the SIMT ones, in
- * the same order). */
+ * block per (batch, kv head, block of key rows); delta: a thread per
+ * (batch, row, head). In bf16 every kernel is the tensor-core one where there is
+ * one (listed after the SIMT ones, in the same order). */
 int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kernel, uint32_t *grid, uint32_t *block) {
   int64_t B = args[0], T = args[1], H = args[2], Hkv = args[3], D = args[4];
   if (B <= 0 || T <= 0) return 0;
@@ -182,6 +186,10 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
     kernel[i] = tc ? n + i : i;
     grid[i] = (uint32_t)(i == 2 ? per_kv_head : per_head);
     block[i] = tc ? TC_THREADS : rows;
+  }
+  if (op == KC_ATTENTION_GRAD) {
+    grid[0] = (uint32_t)((B * T * H + DELTA_THREADS - 1) / DELTA_THREADS);
+    block[0] = DELTA_THREADS;
   }
   return n;
 }
@@ -204,15 +212,16 @@ void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float sc
     out->y = bufs[2];
     out->L = args[6];
     out->pos = args[8];
-  } else if (op == KC_ATTENTION) {
+  } else { /* kcall_info's order: y and lse, then the gradient's dy, dq, dk, dv and delta */
     out->y = bufs[3];
-  } else { /* the first kernel leaves the row statistics, not y */
-    out->dy = bufs[3];
-    out->dq = bufs[4];
-    out->dk = bufs[5];
-    out->dv = bufs[6];
-    out->lse = bufs[7];
-    out->delta = bufs[8];
+    out->lse = bufs[4];
+    if (op == KC_ATTENTION_GRAD) {
+      out->dy = bufs[5];
+      out->dq = bufs[6];
+      out->dk = bufs[7];
+      out->dv = bufs[8];
+      out->delta = bufs[9];
+    }
   }
   out->B = args[0];
   out->T = args[1];

@@ -250,7 +250,7 @@ static int k_slice(const IrNode *n, Tensor *const *in, Tensor *const *out, PcErr
   return 0;
 }
 
-/* attention: q [B,T,H*D], k, v [B,T,Hkv*D] -> [B,T,H*D]; causal, scaled by
+/* attention: q [B,T,H*D], k, v [B,T,Hkv*D] -> y [B,T,H*D], lse [B,H,T]; causal, scaled by
  * 1/sqrt(D); query head h reads key/value head h / (H / Hkv). */
 static int k_attention(const IrNode *n, Tensor *const *in, Tensor *const *out, PcError *err) {
   int64_t B = in[0]->dim[0], T = in[0]->dim[1], H = n->attr[0].i, Hkv = n->attr[1].i;
@@ -271,6 +271,7 @@ static int k_attention(const IrNode *n, Tensor *const *in, Tensor *const *out, P
           m = fmax(m, p[j]);
         }
         for (int64_t j = 0; j <= i; j++) s += (p[j] = exp(p[j] - m));
+        tensor_f32(out[1])[(b * H + h) * T + i] = (float)(m + log(s));
         float *y = tensor_f32(out[0]) + (b * T + i) * Cq + h * D;
         for (int64_t d = 0; d < D; d++) {
           double acc = 0;

@@ -202,7 +202,8 @@ static int k_slice_grad(const IrNode *n, Tensor *const *in, Tensor *const *out, 
   return 0;
 }
 
-/* attention_grad: q, k, v, dy -> dq, dk, dv. Per query row i, with p the
+/* attention_grad: q, k, v, y, lse, dy -> dq, dk, dv (the reference recomputes
+ * p in double instead of reading y and lse). Per query row i, with p the
  * causal softmax of s_j = q.k_j / sqrt(D):
  *   dv_j += p_j dy;  dp_j = dy.v_j;  ds_j = p_j (dp_j - sum p dp);
  *   dq += ds_j k_j / sqrt(D);  dk_j += ds_j q / sqrt(D) */
@@ -210,7 +211,7 @@ static int k_attention_grad(const IrNode *n, Tensor *const *in, Tensor *const *o
   int64_t B = in[0]->dim[0], T = in[0]->dim[1], H = n->attr[0].i, Hkv = n->attr[1].i;
   int64_t D = in[0]->dim[2] / H, Cq = H * D, Ckv = Hkv * D;
   double scale = 1.0 / sqrt((double)D);
-  const float *Q = tensor_f32(in[0]), *Kt = tensor_f32(in[1]), *Vt = tensor_f32(in[2]), *dY = tensor_f32(in[3]);
+  const float *Q = tensor_f32(in[0]), *Kt = tensor_f32(in[1]), *Vt = tensor_f32(in[2]), *dY = tensor_f32(in[5]);
   double *p = malloc(sizeof(double) * (size_t)(T ? T : 1)), *dp = malloc(sizeof(double) * (size_t)(T ? T : 1));
   double *dq = calloc((size_t)tensor_numel(in[0]) + 1, sizeof *dq), *dk = calloc((size_t)tensor_numel(in[1]) + 1, sizeof *dk),
          *dv = calloc((size_t)tensor_numel(in[2]) + 1, sizeof *dv);

@@ -611,9 +611,10 @@ static Heads heads(Lower *l, const IrNode *n) {
 }
 
 /* Scores of query row q_at (from q) against key rows 0..last (from kbuf at
- * k_at(j) = kbase + j * Ckv), softmax into S[srow + j]; returns 1/sum. */
+ * k_at(j) = kbase + j * Ckv), softmax into S[srow + j]; returns 1/sum. With
+ * lse a buffer (not UINT32_MAX), the row's log-sum-exp goes to lse[lse_at]. */
 static uint32_t attention_row(Lower *l, uint32_t q, uint32_t q_at, uint32_t kbuf, uint32_t kbase, uint32_t kstride,
-                              uint32_t last, uint32_t S, uint32_t srow, const Heads *hd) {
+                              uint32_t last, uint32_t S, uint32_t srow, uint32_t lse, uint32_t lse_at, const Heads *hd) {
   uint32_t sv, sd, m = L_acc(l, K_F32, L_f(l, -INFINITY));
   uint32_t j = L_loop(l, KL_SERIAL, L_i(l, 0), L_add(l, last, L_i(l, 1)), &sv);
   uint32_t kat = L_ivar(l, L_add(l, kbase, L_mul(l, j, kstride)));
@@ -631,6 +632,7 @@ static uint32_t attention_row(Lower *l, uint32_t q, uint32_t q_at, uint32_t kbuf
   L_stb(l, S, L_add(l, srow, j), e);
   acc_add(l, sum, e);
   l->block = sv;
+  if (lse != UINT32_MAX) L_stb(l, lse, lse_at, L_add(l, L_varx(l, m), L_ex(l, KE_LOG, L_varx(l, sum))));
   return L_fvar(l, L_div(l, L_f(l, 1.0), L_varx(l, sum)));
 }
 
@@ -658,17 +660,10 @@ static int attention_call(Lower *l, const IrNode *n, const Heads *hd) {
   if (!l->s->attention_kernel || D > 128) return 0;
   KCall c = {.op = n->op == IR_ATTENTION ? KC_ATTENTION : KC_ATTENTION_GRAD,
              .arg = {hd->B, hd->T, hd->H, hd->Hkv, hd->D, L_f(l, hd->scale)}};
-  c.buf[0] = l->buf[IN(0)];
-  c.buf[1] = l->buf[IN(1)];
-  c.buf[2] = l->buf[IN(2)];
-  if (n->op == IR_ATTENTION) {
-    c.buf[3] = l->buf[OUT(0)];
-  } else {
-    c.buf[3] = l->buf[IN(3)];
-    for (int k = 0; k < 3; k++) c.buf[4 + k] = l->buf[OUT(k)];
-    c.buf[7] = L_scratch(l, n, 0);
-    c.buf[8] = L_scratch(l, n, 1);
-  }
+  int n_in = n->op == IR_ATTENTION ? 3 : 6, n_out = n->op == IR_ATTENTION ? 2 : 3; /* kcall_info's order */
+  for (int k = 0; k < n_in; k++) c.buf[k] = l->buf[IN(k)];
+  for (int k = 0; k < n_out; k++) c.buf[n_in + k] = l->buf[OUT(k)];
+  if (n->op == IR_ATTENTION_GRAD) c.buf[9] = L_scratch(l, n, 0); /* delta */
   ks_call(l->p, l->block, &c);
   return 1;
 }
@@ -684,7 +679,8 @@ static int lo_attention(Lower *l, const IrNode *n, PcError *err) {
   uint32_t kbase = L_ivar(l, L_add(l, L_mul(l, L_mul(l, b, hd.T), hd.Ckv), L_mul(l, hk, hd.D)));
   uint32_t i = L_loop(l, KL_SERIAL, L_i(l, 0), hd.T, &si);
   uint32_t q_at = L_ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
-  uint32_t inv = attention_row(l, IN(0), q_at, l->buf[IN(1)], kbase, hd.Ckv, i, S, srow, &hd);
+  uint32_t inv = attention_row(l, IN(0), q_at, l->buf[IN(1)], kbase, hd.Ckv, i, S, srow, l->buf[OUT(1)],
+                               L_add(l, srow, i), &hd);
   attention_mix(l, l->buf[OUT(0)], q_at, l->buf[IN(2)], kbase, hd.Ckv, i, S, srow, inv, &hd);
   l->block = si;
   l->block = saved;
@@ -731,16 +727,17 @@ static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
   uint32_t i = L_loop(l, KL_SERIAL, L_i(l, 0), hd.T, &si);
   uint32_t q_at = L_ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
   uint32_t last = L_ivar(l, L_add(l, pos, i));
-  uint32_t inv = attention_row(l, IN(0), q_at, cache, L_add(l, kbase0, off), hd.Ckv, last, S, srow, &hd);
+  uint32_t inv = attention_row(l, IN(0), q_at, cache, L_add(l, kbase0, off), hd.Ckv, last, S, srow, UINT32_MAX, 0, &hd);
   attention_mix(l, l->buf[OUT(0)], q_at, cache, L_add(l, vbase0, off), hd.Ckv, last, S, srow, inv, &hd);
   l->block = si;
   l->block = saved;
   return 0;
 }
 
-/* attention_grad(q, k, v, dy) -> dq, dk, dv. Per (batch, kv head) in
+/* attention_grad(q, k, v, y, lse, dy) -> dq, dk, dv. Per (batch, kv head) in
  * parallel (its query heads write only its own dk, dv), per query i:
- *   p = softmax row (recomputed);  dp_j = dy . v_j;  ds_j = p_j (dp_j - sum p dp) scale
+ *   p = softmax row (recomputed: the loops read neither y nor lse);
+ *   dp_j = dy . v_j;  ds_j = p_j (dp_j - sum p dp) scale
  *   dq_i += ds_j k_j;  dk_j += ds_j q_i;  dv_j += p_j dy_i */
 static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   Heads hd = heads(l, n);
@@ -757,7 +754,7 @@ static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   uint32_t h = L_ivar(l, L_add(l, L_mul(l, hk, hd.group), hh));
   uint32_t i = L_loop(l, KL_SERIAL, L_i(l, 0), hd.T, &si);
   uint32_t q_at = L_ivar(l, L_add(l, L_mul(l, L_add(l, L_mul(l, b, hd.T), i), hd.Cq), L_mul(l, h, hd.D)));
-  uint32_t inv = attention_row(l, IN(0), q_at, l->buf[IN(1)], kbase, hd.Ckv, i, S, srow, &hd);
+  uint32_t inv = attention_row(l, IN(0), q_at, l->buf[IN(1)], kbase, hd.Ckv, i, S, srow, UINT32_MAX, 0, &hd);
   uint32_t pdp = L_acc(l, K_F32, L_f(l, 0));
   uint32_t j = L_loop(l, KL_SERIAL, L_i(l, 0), L_add(l, i, L_i(l, 1)), &sj);
   uint32_t vat = L_ivar(l, L_add(l, kbase, L_mul(l, j, hd.Ckv)));
@@ -765,7 +762,7 @@ static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   L_stb(l, S, L_add(l, srow, j), p);
   uint32_t dp = L_acc(l, K_F32, L_f(l, 0));
   uint32_t d = L_loop(l, KL_VECTOR, L_i(l, 0), hd.D, &sd);
-  acc_add(l, dp, L_mul(l, L_load(l, IN(3), L_add(l, q_at, d)), L_load(l, IN(2), L_add(l, vat, d))));
+  acc_add(l, dp, L_mul(l, L_load(l, IN(5), L_add(l, q_at, d)), L_load(l, IN(2), L_add(l, vat, d))));
   l->block = sd;
   L_stb(l, DP, L_add(l, srow, j), L_varx(l, dp));
   acc_add(l, pdp, L_mul(l, p, L_varx(l, dp)));
@@ -778,7 +775,7 @@ static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
   uint32_t qd = L_add(l, q_at, d), kd = L_add(l, at, d);
   L_store(l, OUT(0), qd, L_add(l, L_load(l, OUT(0), qd), L_mul(l, ds, L_load(l, IN(1), kd))));
   L_store(l, OUT(1), kd, L_add(l, L_load(l, OUT(1), kd), L_mul(l, ds, L_load(l, IN(0), qd))));
-  L_store(l, OUT(2), kd, L_add(l, L_load(l, OUT(2), kd), L_mul(l, pj, L_load(l, IN(3), qd))));
+  L_store(l, OUT(2), kd, L_add(l, L_load(l, OUT(2), kd), L_mul(l, pj, L_load(l, IN(5), qd))));
   l->block = sd;
   l->block = sj;
   l->block = si;

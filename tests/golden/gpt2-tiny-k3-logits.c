@@ -172,7 +172,7 @@ static void kern8(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern9(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, int64_t v0, int64_t v1){
+static void kern9(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0, int64_t v1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -218,10 +218,11 @@ static void kern9(const int64_t *restrict dims, float *restrict p0, float *restr
         p2[(l4 + l15)] = (float)l16;
         l14 = (l14 + l16);
       }
+      p3[(l4 + l6)] = (float)(l8 + logf(l14));
       l17 = (1.0f / l14);
       #pragma omp simd
       for (int64_t l18 = INT64_C(0); l18 < INT64_C(16); l18++) {
-        p3[(l7 + l18)] = (float)0.0f;
+        p4[(l7 + l18)] = (float)0.0f;
       }
       for (int64_t l19 = INT64_C(0); l19 < (l6 + INT64_C(1)); l19++) {
         float l20;
@@ -230,7 +231,7 @@ static void kern9(const int64_t *restrict dims, float *restrict p0, float *restr
         l21 = (l5 + (l19 * INT64_C(32)));
         #pragma omp simd
         for (int64_t l22 = INT64_C(0); l22 < INT64_C(16); l22++) {
-          p3[(l7 + l22)] = (float)(p3[(l7 + l22)] + (l20 * p4[(l21 + l22)]));
+          p4[(l7 + l22)] = (float)(p4[(l7 + l22)] + (l20 * p5[(l21 + l22)]));
         }
       }
     }
@@ -422,53 +423,57 @@ static void entry_0(const PonderCall *c) {
   float *restrict b37 = (float *)((char *)c->arena + 28672); /* v40 */
   float *restrict b38 = (float *)((char *)c->arena + 0); /* v41 */
   float *restrict b39 = (float *)((char *)c->arena + 4096); /* v42 */
-  float *restrict b40 = (float *)((char *)c->arena + 24576); /* v45 */
-  float *restrict b41 = (float *)((char *)c->arena + 0); /* v46 */
-  float *restrict b42 = (float *)((char *)c->arena + 24576); /* v49 */
-  float *restrict b43 = (float *)((char *)c->arena + 12288); /* v52 */
-  float *restrict b44 = (float *)((char *)c->arena + 0); /* v53 */
-  float *restrict b45 = (float *)((char *)c->arena + 12288); /* v55 */
-  float *restrict b46 = (float *)((char *)c->arena + 24576); /* v56 */
-  float *restrict b47 = (float *)((char *)c->arena + 28672); /* v57 */
-  float *restrict b48 = (float *)((char *)c->arena + 0); /* v58 */
-  float *restrict b49 = (float *)((char *)c->arena + 4096); /* v59 */
-  float *restrict b50 = (float *)((char *)c->arena + 24576); /* v62 */
-  float *restrict b51 = (float *)((char *)c->arena + 0); /* v63 */
-  float *restrict b52 = (float *)((char *)c->arena + 24576); /* v66 */
-  float *restrict b53 = (float *)((char *)c->arena + 12288); /* v69 */
-  float *restrict b54 = (float *)((char *)c->arena + 20480); /* v70 */
-  float *restrict b55 = (float *)((char *)c->arena + 24576); /* v71 */
-  int32_t *restrict b56 = (int32_t *)((char *)c->arena + 2048); /* v74 */
-  float *restrict b57 = (float *)((char *)c->arena + 0); /* v75 */
-  float *restrict b58 = (float *)((char *)c->arena + 12288); /* v77 */
-  float *restrict b59 = (float *)((char *)c->arena + 0); /* v78 */
-  float *restrict b60 = (float *)((char *)c->arena + 12288); /* v80 */
-  float *restrict b61 = (float *)((char *)c->arena + 20480); /* v81 */
-  float *restrict b62 = (float *)((char *)c->arena + 24576); /* v82 */
-  float *restrict b63 = (float *)((char *)c->arena + 0); /* v83 */
-  float *restrict b64 = (float *)((char *)c->arena + 4096); /* v84 */
-  float *restrict b65 = (float *)((char *)c->arena + 20480); /* v87 */
-  float *restrict b66 = (float *)((char *)c->arena + 0); /* v88 */
-  float *restrict b67 = (float *)((char *)c->arena + 20480); /* v91 */
-  float *restrict b68 = (float *)((char *)c->arena + 12288); /* v94 */
-  float *restrict b69 = (float *)((char *)c->arena + 0); /* v95 */
-  float *restrict b70 = (float *)((char *)c->arena + 12288); /* v97 */
-  float *restrict b71 = (float *)((char *)c->arena + 20480); /* v98 */
-  float *restrict b72 = (float *)((char *)c->arena + 24576); /* v99 */
-  float *restrict b73 = (float *)((char *)c->arena + 0); /* v100 */
-  float *restrict b74 = (float *)((char *)c->arena + 4096); /* v101 */
-  float *restrict b75 = (float *)((char *)c->arena + 20480); /* v104 */
-  float *restrict b76 = (float *)((char *)c->arena + 0); /* v105 */
-  float *restrict b77 = (float *)((char *)c->arena + 20480); /* v108 */
-  float *restrict b78 = (float *)((char *)c->arena + 0); /* v111 */
-  float *restrict b79 = (float *)c->outputs[0]; /* v112 */
-  float *restrict b80 = (float *)((char *)c->arena + 4096); /* scratch40.0 */
-  float *restrict b81 = (float *)((char *)c->arena + 4096); /* scratch57.0 */
-  float *restrict b82 = (float *)((char *)c->arena + 0); /* scratch69.0 */
-  float *restrict b83 = (float *)((char *)c->arena + 24704); /* scratch69.1 */
-  float *restrict b84 = (float *)((char *)c->arena + 24832); /* scratch69.2 */
-  float *restrict b85 = (float *)((char *)c->arena + 4096); /* scratch81.0 */
-  float *restrict b86 = (float *)((char *)c->arena + 4096); /* scratch98.0 */
+  float *restrict b40 = (float *)((char *)c->arena + 4096); /* v43 */
+  float *restrict b41 = (float *)((char *)c->arena + 24576); /* v46 */
+  float *restrict b42 = (float *)((char *)c->arena + 0); /* v47 */
+  float *restrict b43 = (float *)((char *)c->arena + 24576); /* v50 */
+  float *restrict b44 = (float *)((char *)c->arena + 12288); /* v53 */
+  float *restrict b45 = (float *)((char *)c->arena + 0); /* v54 */
+  float *restrict b46 = (float *)((char *)c->arena + 12288); /* v56 */
+  float *restrict b47 = (float *)((char *)c->arena + 24576); /* v57 */
+  float *restrict b48 = (float *)((char *)c->arena + 28672); /* v58 */
+  float *restrict b49 = (float *)((char *)c->arena + 0); /* v59 */
+  float *restrict b50 = (float *)((char *)c->arena + 4096); /* v60 */
+  float *restrict b51 = (float *)((char *)c->arena + 4096); /* v61 */
+  float *restrict b52 = (float *)((char *)c->arena + 24576); /* v64 */
+  float *restrict b53 = (float *)((char *)c->arena + 0); /* v65 */
+  float *restrict b54 = (float *)((char *)c->arena + 24576); /* v68 */
+  float *restrict b55 = (float *)((char *)c->arena + 12288); /* v71 */
+  float *restrict b56 = (float *)((char *)c->arena + 20480); /* v72 */
+  float *restrict b57 = (float *)((char *)c->arena + 24576); /* v73 */
+  int32_t *restrict b58 = (int32_t *)((char *)c->arena + 2048); /* v76 */
+  float *restrict b59 = (float *)((char *)c->arena + 0); /* v77 */
+  float *restrict b60 = (float *)((char *)c->arena + 12288); /* v79 */
+  float *restrict b61 = (float *)((char *)c->arena + 0); /* v80 */
+  float *restrict b62 = (float *)((char *)c->arena + 12288); /* v82 */
+  float *restrict b63 = (float *)((char *)c->arena + 20480); /* v83 */
+  float *restrict b64 = (float *)((char *)c->arena + 24576); /* v84 */
+  float *restrict b65 = (float *)((char *)c->arena + 0); /* v85 */
+  float *restrict b66 = (float *)((char *)c->arena + 4096); /* v86 */
+  float *restrict b67 = (float *)((char *)c->arena + 4096); /* v87 */
+  float *restrict b68 = (float *)((char *)c->arena + 20480); /* v90 */
+  float *restrict b69 = (float *)((char *)c->arena + 0); /* v91 */
+  float *restrict b70 = (float *)((char *)c->arena + 20480); /* v94 */
+  float *restrict b71 = (float *)((char *)c->arena + 12288); /* v97 */
+  float *restrict b72 = (float *)((char *)c->arena + 0); /* v98 */
+  float *restrict b73 = (float *)((char *)c->arena + 12288); /* v100 */
+  float *restrict b74 = (float *)((char *)c->arena + 20480); /* v101 */
+  float *restrict b75 = (float *)((char *)c->arena + 24576); /* v102 */
+  float *restrict b76 = (float *)((char *)c->arena + 0); /* v103 */
+  float *restrict b77 = (float *)((char *)c->arena + 4096); /* v104 */
+  float *restrict b78 = (float *)((char *)c->arena + 4096); /* v105 */
+  float *restrict b79 = (float *)((char *)c->arena + 20480); /* v108 */
+  float *restrict b80 = (float *)((char *)c->arena + 0); /* v109 */
+  float *restrict b81 = (float *)((char *)c->arena + 20480); /* v112 */
+  float *restrict b82 = (float *)((char *)c->arena + 0); /* v115 */
+  float *restrict b83 = (float *)c->outputs[0]; /* v116 */
+  float *restrict b84 = (float *)((char *)c->arena + 4352); /* scratch40.0 */
+  float *restrict b85 = (float *)((char *)c->arena + 4352); /* scratch57.0 */
+  float *restrict b86 = (float *)((char *)c->arena + 0); /* scratch69.0 */
+  float *restrict b87 = (float *)((char *)c->arena + 24704); /* scratch69.1 */
+  float *restrict b88 = (float *)((char *)c->arena + 24832); /* scratch69.2 */
+  float *restrict b89 = (float *)((char *)c->arena + 4352); /* scratch81.0 */
+  float *restrict b90 = (float *)((char *)c->arena + 4352); /* scratch98.0 */
   (void)b0;
   (void)b1;
   (void)b2;
@@ -556,6 +561,10 @@ static void entry_0(const PonderCall *c) {
   (void)b84;
   (void)b85;
   (void)b86;
+  (void)b87;
+  (void)b88;
+  (void)b89;
+  (void)b90;
   int64_t n0;
   int64_t n210;
   int64_t n220;
@@ -612,104 +621,104 @@ static void entry_0(const PonderCall *c) {
     kern8(dims, b37, b34, n38);
     n40 = d0;
     n41 = d1;
-    kern9(dims, b35, b36, b80, b38, b37, n40, n41);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b38 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b39 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b32, b39, b7);
+    kern9(dims, b35, b36, b84, b39, b38, b37, n40, n41);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b38 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b40 + INT64_C(0), (int)INT64_C(32));
+    kern10(dims, b32, b40, b7);
     n72 = INT64_C(32);
-    kern4(dims, b32, b40, b8, b9, n72);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b40 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b41 + INT64_C(0), (int)INT64_C(128));
-    kern11(dims, b41, b11);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b41 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b42 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b32, b42, b13);
+    kern4(dims, b32, b41, b8, b9, n72);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b41 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b42 + INT64_C(0), (int)INT64_C(128));
+    kern11(dims, b42, b11);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b42 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b43 + INT64_C(0), (int)INT64_C(32));
+    kern10(dims, b32, b43, b13);
     n97 = INT64_C(32);
-    kern4(dims, b32, b43, b14, b15, n97);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b43 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b44 + INT64_C(0), (int)INT64_C(96));
-    kern5(dims, b44, b17);
+    kern4(dims, b32, b44, b14, b15, n97);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b44 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b45 + INT64_C(0), (int)INT64_C(96));
+    kern5(dims, b45, b17);
     n113 = (INT64_C(32) * INT64_C(1));
-    kern6(dims, b45, b44, n113);
+    kern6(dims, b46, b45, n113);
     n115 = (INT64_C(32) * INT64_C(1));
-    kern7(dims, b46, b44, n115);
+    kern7(dims, b47, b45, n115);
     n117 = (INT64_C(32) * INT64_C(1));
-    kern8(dims, b47, b44, n117);
+    kern8(dims, b48, b45, n117);
     n119 = d0;
     n120 = d1;
-    kern9(dims, b45, b46, b81, b48, b47, n119, n120);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b48 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b49 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b32, b49, b19);
+    kern9(dims, b46, b47, b85, b50, b49, b48, n119, n120);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b49 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b51 + INT64_C(0), (int)INT64_C(32));
+    kern10(dims, b32, b51, b19);
     n151 = INT64_C(32);
-    kern4(dims, b32, b50, b20, b21, n151);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b50 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b51 + INT64_C(0), (int)INT64_C(128));
-    kern11(dims, b51, b23);
-    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b51 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b52 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b32, b52, b25);
+    kern4(dims, b32, b52, b20, b21, n151);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b52 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b53 + INT64_C(0), (int)INT64_C(128));
+    kern11(dims, b53, b23);
+    cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b53 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b54 + INT64_C(0), (int)INT64_C(32));
+    kern10(dims, b32, b54, b25);
     n176 = INT64_C(32);
-    kern4(dims, b32, b53, b26, b27, n176);
+    kern4(dims, b32, b55, b26, b27, n176);
     n187 = (d0 * d1);
     n188 = INT64_C(32);
-    for (int64_t z = 0, z_n = (n187 * INT64_C(32)); z < z_n; z++) b54[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t z = 0, z_n = n187; z < z_n; z++) b83[INT64_C(0) + z] = (float)(-INFINITY);
-    for (int64_t z = 0, z_n = n187; z < z_n; z++) b84[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t z = 0, z_n = (n187 * INT64_C(32)); z < z_n; z++) b56[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t z = 0, z_n = n187; z < z_n; z++) b87[INT64_C(0) + z] = (float)(-INFINITY);
+    for (int64_t z = 0, z_n = n187; z < z_n; z++) b88[INT64_C(0) + z] = (float)0.0f;
     for (int64_t i189 = INT64_C(0); i189 < INT64_C(1); i189++) {
       int64_t n190;
       int64_t n191;
       n190 = (i189 * INT64_C(96));
       n191 = pc_min64(INT64_C(96), (INT64_C(96) - n190));
-      cblas_sgemm(101, 111, 112, (int)n187, (int)n191, (int)n188, 1.0f, b53 + INT64_C(0), (int)n188, b0 + (n190 * n188), (int)n188, 0.0f, b82 + INT64_C(0), (int)n191);
-      kern12(dims, b83, b82, b84, b54, n187, n191);
-      cblas_sgemm(101, 111, 111, (int)n187, (int)INT64_C(32), (int)n191, 1.0f, b82 + INT64_C(0), (int)n191, b0 + (n190 * INT64_C(32)), (int)INT64_C(32), 1.0f, b54 + INT64_C(0), (int)INT64_C(32));
+      cblas_sgemm(101, 111, 112, (int)n187, (int)n191, (int)n188, 1.0f, b55 + INT64_C(0), (int)n188, b0 + (n190 * n188), (int)n188, 0.0f, b86 + INT64_C(0), (int)n191);
+      kern12(dims, b87, b86, b88, b56, n187, n191);
+      cblas_sgemm(101, 111, 111, (int)n187, (int)INT64_C(32), (int)n191, 1.0f, b86 + INT64_C(0), (int)n191, b0 + (n190 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
     }
-    kern13(dims, b84, b54, b55, b83, n187);
-    kern14(dims, b29, b54);
+    kern13(dims, b88, b56, b57, b87, n187);
+    kern14(dims, b29, b56);
   }
-  kern1(dims, b56);
+  kern1(dims, b58);
   n210 = INT64_C(32);
-  kern2(dims, b56, b57, b1, n210);
-  kern15(dims, b29, b57);
+  kern2(dims, b58, b59, b1, n210);
+  kern15(dims, b29, b59);
   n220 = INT64_C(32);
-  kern4(dims, b29, b58, b2, b3, n220);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b58 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b59 + INT64_C(0), (int)INT64_C(96));
-  kern5(dims, b59, b5);
+  kern4(dims, b29, b60, b2, b3, n220);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b60 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b61 + INT64_C(0), (int)INT64_C(96));
+  kern5(dims, b61, b5);
   n236 = (INT64_C(32) * INT64_C(1));
-  kern6(dims, b60, b59, n236);
+  kern6(dims, b62, b61, n236);
   n238 = (INT64_C(32) * INT64_C(1));
-  kern7(dims, b61, b59, n238);
+  kern7(dims, b63, b61, n238);
   n240 = (INT64_C(32) * INT64_C(1));
-  kern8(dims, b62, b59, n240);
+  kern8(dims, b64, b61, n240);
   n242 = d0;
   n243 = d1;
-  kern9(dims, b60, b61, b85, b63, b62, n242, n243);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b63 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b64 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b29, b64, b7);
+  kern9(dims, b62, b63, b89, b66, b65, b64, n242, n243);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b65 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b67 + INT64_C(0), (int)INT64_C(32));
+  kern10(dims, b29, b67, b7);
   n274 = INT64_C(32);
-  kern4(dims, b29, b65, b8, b9, n274);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b65 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b66 + INT64_C(0), (int)INT64_C(128));
-  kern11(dims, b66, b11);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b66 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b67 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b29, b67, b13);
+  kern4(dims, b29, b68, b8, b9, n274);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b68 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b69 + INT64_C(0), (int)INT64_C(128));
+  kern11(dims, b69, b11);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b69 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b70 + INT64_C(0), (int)INT64_C(32));
+  kern10(dims, b29, b70, b13);
   n299 = INT64_C(32);
-  kern4(dims, b29, b68, b14, b15, n299);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b68 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b69 + INT64_C(0), (int)INT64_C(96));
-  kern5(dims, b69, b17);
+  kern4(dims, b29, b71, b14, b15, n299);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b71 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b72 + INT64_C(0), (int)INT64_C(96));
+  kern5(dims, b72, b17);
   n315 = (INT64_C(32) * INT64_C(1));
-  kern6(dims, b70, b69, n315);
+  kern6(dims, b73, b72, n315);
   n317 = (INT64_C(32) * INT64_C(1));
-  kern7(dims, b71, b69, n317);
+  kern7(dims, b74, b72, n317);
   n319 = (INT64_C(32) * INT64_C(1));
-  kern8(dims, b72, b69, n319);
+  kern8(dims, b75, b72, n319);
   n321 = d0;
   n322 = d1;
-  kern9(dims, b70, b71, b86, b73, b72, n321, n322);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b73 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b74 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b29, b74, b19);
+  kern9(dims, b73, b74, b90, b77, b76, b75, n321, n322);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b76 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b78 + INT64_C(0), (int)INT64_C(32));
+  kern10(dims, b29, b78, b19);
   n353 = INT64_C(32);
-  kern4(dims, b29, b75, b20, b21, n353);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b75 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b76 + INT64_C(0), (int)INT64_C(128));
-  kern11(dims, b76, b23);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b76 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b77 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b29, b77, b25);
+  kern4(dims, b29, b79, b20, b21, n353);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b79 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b80 + INT64_C(0), (int)INT64_C(128));
+  kern11(dims, b80, b23);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b80 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b81 + INT64_C(0), (int)INT64_C(32));
+  kern10(dims, b29, b81, b25);
   n378 = INT64_C(32);
-  kern4(dims, b29, b78, b26, b27, n378);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b78 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b79 + INT64_C(0), (int)INT64_C(96));
+  kern4(dims, b29, b82, b26, b27, n378);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b82 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b83 + INT64_C(0), (int)INT64_C(96));
 }
 
 int ponder_abi_version(void) { return 1; }

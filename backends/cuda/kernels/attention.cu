@@ -9,13 +9,14 @@
  *
  * q, y, dy, dq: [B, T, H x D]; k, v, dk, dv: [B, T, Hkv x D]; query head h
  * reads kv head h / (H / Hkv). lse, delta: [B, H, T], the row statistics
- * the gradient computes once (log-sum-exp of the scaled scores, and
- * dy . y) and its two other kernels read. Scores use q pre-multiplied by
- * the scale in every kernel, so the backward recomputes exactly the
- * forward's probabilities. Every thread writes whole rows of its own: no
- * atomics, the same bits on every run. In bf16 precision all three are
- * on tensor cores instead (pc_attn_fwd_tc, which is the gradient's first
- * kernel too, pc_attn_dq_tc, pc_attn_dkv_tc), at the end of this file. */
+ * that the gradient's dq and dk/dv kernels read: the log-sum-exp of the
+ * scaled scores, which the forward writes beside y (the graph keeps it for
+ * the gradient), and dy . y, the gradient's first kernel (pc_attn_delta).
+ * Scores use q pre-multiplied by the scale in every kernel, so the
+ * backward recomputes exactly the forward's probabilities. Every thread
+ * writes whole rows of its own: no atomics, the same bits on every run.
+ * In bf16 precision the forward, dq and dk/dv are on tensor cores instead
+ * (pc_attn_fwd_tc, pc_attn_dq_tc, pc_attn_dkv_tc), at the end of this file. */
 
 struct PcAttn {
   const float *q, *k, *v, *dy; /* pc_attn_cached: k, v are the cache's planes, [B, L, Hkv x D] */
@@ -70,8 +71,7 @@ static __device__ void pc_attn_kv_tile(float (*ks)[D], float (*vs)[D], const flo
   __syncthreads();
 }
 
-/* y = softmax(q k^T scale) v, causal. With lse/delta set (the gradient's
- * first kernel) it writes the row statistics instead of (or with) y. */
+/* y = softmax(q k^T scale) v, causal, and each row's lse. */
 template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
   const int R = PcAttnShape<D>::ROWS, K = PcAttnShape<D>::KEYS;
   __shared__ float ks[K][D], vs[K][D];
@@ -107,14 +107,20 @@ template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
   }
   if (!live) return;
   const float inv = 1.f / l;
-  if (a.y)
-    for (int d = 0; d < D; d++) pc_attn_store_y(a, row + d, o[d] * inv);
-  if (a.lse) a.lse[bh * a.T + i] = m + logf(l);
-  if (a.delta) {
-    float x = 0.f;
-    for (int d = 0; d < D; d++) x += a.dy[row + d] * o[d];
-    a.delta[bh * a.T + i] = x * inv;
-  }
+  for (int d = 0; d < D; d++) pc_attn_store_y(a, row + d, o[d] * inv);
+  a.lse[bh * a.T + i] = m + logf(l);
+}
+
+/* delta = dy . y for each (batch, row, head): a thread each, adding over
+ * the head's columns in order, as the SIMT dq adds dp = dy . v (so a row
+ * with one key gets dp - delta = 0 exactly, as in exact arithmetic). */
+template <int D> static __device__ void pc_attn_delta(const PcAttn &a) {
+  const i64 w = (i64)blockIdx.x * blockDim.x + threadIdx.x; /* (b, i, h), h fastest */
+  if (w >= a.B * a.T * a.H) return;
+  const i64 bi = w / a.H, h = w % a.H, row = w * D;
+  float x = 0.f;
+  for (int d = 0; d < D; d++) x += a.dy[row + d] * a.y[row + d];
+  a.delta[((bi / a.T) * a.H + h) * a.T + bi % a.T] = x;
 }
 
 /* dq_i = scale sum_j p_ij (dp_ij - delta_i) k_j, dp_ij = dy_i . v_j; a
@@ -302,7 +308,7 @@ template <int D> struct PcAttnTcShape {
  * S = Q K^T and O += P V with mma into fp32, the online softmax on S's
  * accumulators (a row's 8 lanes-worth of columns are in the 4 lanes of its
  * group: shuffles 1, 2), P rounded to bf16 straight from them. Writes what
- * pc_attn_fwd writes: y, lse, delta as asked. */
+ * pc_attn_fwd writes: y and lse. */
 template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
   static_assert(D % 16 == 0 && D <= 128, "head dims of 16, 32, .., 128");
   const int R = PcAttnTcShape<D>::ROWS, K = PcAttnTcShape<D>::KEYS, KW = PcAttnTcShape<D>::KW, VW = PcAttnTcShape<D>::VW;
@@ -388,28 +394,17 @@ template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
       }
     }
   }
-  float dl[2] = {0.f, 0.f}; /* dy . o over this lane's columns */
-  for (int r = 0; r < 2; r++) {
-    const i64 row = (b * a.T + rows[r]) * Cq + h * D + 2 * t;
-    if (a.delta && rows[r] < a.T)
-      for (int nd = 0; nd < D / 8; nd++) dl[r] += a.dy[row + nd * 8] * o[nd][2 * r] + a.dy[row + nd * 8 + 1] * o[nd][2 * r + 1];
-  }
   for (int r = 0; r < 2; r++) /* the row's sums over its 4 lanes */
-    for (int x = 1; x < 4; x <<= 1) {
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], x);
-      dl[r] += __shfl_xor_sync(0xffffffffu, dl[r], x);
-    }
+    for (int x = 1; x < 4; x <<= 1) l[r] += __shfl_xor_sync(0xffffffffu, l[r], x);
   for (int r = 0; r < 2; r++) {
     const i64 i = rows[r], row = (b * a.T + i) * Cq + h * D + 2 * t;
     if (i >= a.T) continue;
     const float inv = 1.f / l[r];
-    if (a.y)
-      for (int nd = 0; nd < D / 8; nd++) {
-        pc_attn_store_y(a, row + nd * 8, o[nd][2 * r] * inv);
-        pc_attn_store_y(a, row + nd * 8 + 1, o[nd][2 * r + 1] * inv);
-      }
-    if (a.lse && t == 0) a.lse[bh * a.T + i] = (m[r] + log2f(l[r])) * 0.6931471805599453f; /* ln 2 */
-    if (a.delta && t == 0) a.delta[bh * a.T + i] = dl[r] * inv;
+    for (int nd = 0; nd < D / 8; nd++) {
+      pc_attn_store_y(a, row + nd * 8, o[nd][2 * r] * inv);
+      pc_attn_store_y(a, row + nd * 8 + 1, o[nd][2 * r + 1] * inv);
+    }
+    if (t == 0) a.lse[bh * a.T + i] = (m[r] + log2f(l[r])) * 0.6931471805599453f; /* ln 2 */
   }
 }
 
