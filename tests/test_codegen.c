@@ -21,9 +21,26 @@ static void golden(const char *path, const char *text) {
   free(want);
 }
 
+/* How often `what` occurs in the section of kir that starts at the first
+ * `section` line, up to the next op's comment (at any depth). */
+static int in_section(const char *kir, const char *section, const char *what) {
+  const char *s = strstr(kir, section), *end = s ? strchr(s, '\n') : NULL;
+  while (end && *end) {
+    const char *t = end + 1 + strspn(end + 1, " ");
+    if (*t == '#') break;
+    end = strchr(end + 1, '\n');
+  }
+  int n = 0;
+  for (const char *p = s; p && end && (p = strstr(p, what)) && p < end; p++) n++;
+  return s ? n : -1;
+}
+
 /* The gradient of a split whose slices leave a gap starts from zeros and
  * adds them; one whose slices cover it gets them copied in, no zeros
- * (tests/models/split_unused.lua: the gap split on line 22, q, k, v on 23). */
+ * (tests/models/split_unused.lua: the gap split on line 22, q, k, v on 23).
+ * Slices of the same rows, one after another, share one loop over the
+ * rows: the forward's q, k and v, the gap's two used pieces, and the
+ * covering gradient's copies; the gap's added slices keep theirs. */
 static void check_slice_gradients(void) {
   ModelOpts o = {.script = "tests/models/split_unused.lua", .config = "tiny"};
   PcModuleOptions mo = {.entries = PC_ENTRY_TRAIN, .max_batch = 2, .max_seq = 16, .schedule = kschedule_default()};
@@ -42,6 +59,18 @@ static void check_slice_gradients(void) {
   CHECKF(!strstr(kir, "# fill @tests/models/split_unused.lua:23\n"), "the covering slices' gradient is zero-filled first");
   const char *gap = strstr(kir, "# slice_grad @tests/models/split_unused.lua:22\n"), *next = gap ? strstr(gap + 1, "\n  # ") : NULL;
   CHECK(gap && next && strstr(gap, "= add(") && strstr(gap, "= add(") < next); /* added, not copied */
+  static const struct {
+    const char *section;
+    int loops, copies;
+  } want[] = {{"# slice @tests/models/split_unused.lua:23\n", 1, 3},
+              {"# slice @tests/models/split_unused.lua:22\n", 1, 2},
+              {"# slice_grad @tests/models/split_unused.lua:23\n", 1, 3},
+              {"# slice_grad @tests/models/split_unused.lua:22\n", 2, 0}};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+    int loops = in_section(kir, want[i].section, "parfor "), copies = in_section(kir, want[i].section, "copy ");
+    CHECKF(loops == want[i].loops && copies == want[i].copies, "%.*s: %d parallel loops, %d copies (not %d, %d)",
+           (int)strlen(want[i].section) - 1, want[i].section, loops, copies, want[i].loops, want[i].copies);
+  }
   free(kir);
   pc_module_free(&m);
 }

@@ -218,7 +218,7 @@ static int bind_external(Lower *l, const char *const *param_names, size_t n_para
 
 int lower_entry(KProgram *p, const char *name, const IrGraph *g, const int64_t *dim_max, const char *const *param_names,
                 size_t n_params, const KSchedule *s, PcError *err) {
-  Lower l = {.p = p, .g = g, .s = s, .dim_max = dim_max};
+  Lower l = {.p = p, .g = g, .s = s, .dim_max = dim_max, .slice_rows.stmt = UINT32_MAX};
   kir_entry(p, name);
   l.entry = (uint32_t)(p->entries.n - 1);
   l.block = L_entry(&l)->body;

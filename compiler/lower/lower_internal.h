@@ -23,6 +23,11 @@ typedef struct Lower {
   uint32_t (*scratch)[L_MAX_SCRATCH]; /* per node: scratch buffers its lowering asked for */
   int tmp;                 /* names of new variables */
   uint32_t n_outputs;      /* outputs lowered so far */
+  struct {                 /* the last slice copied row by row: the next one of the same rows may join its loop */
+    uint32_t stmt, wide;   /* its parallel loop (UINT32_MAX: none), the whole-width buffer */
+    int axis, grad;
+    IrShape x;
+  } slice_rows;
 } Lower;
 
 static inline KEntry *L_entry(Lower *l) { return &l->p->entries.a[l->entry]; }

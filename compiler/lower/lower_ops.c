@@ -436,6 +436,18 @@ static int lo_embedding_grad(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
+/* The loop over the rows of the slice copied just before, when this one
+ * copies the same rows of the same whole-width buffer and nothing came
+ * between (q, k and v of one product: one launch on a GPU, not three);
+ * UINT32_MAX otherwise. */
+static uint32_t slice_rows_joined(Lower *l, int grad, uint32_t wide, int axis, const IrShape *x) {
+  const VecU32 *b = &l->p->blocks.a[l->block];
+  if (l->slice_rows.stmt == UINT32_MAX || !b->n || b->a[b->n - 1] != l->slice_rows.stmt || l->slice_rows.grad != grad ||
+      l->slice_rows.wide != wide || l->slice_rows.axis != axis || !ir_shape_eq(&l->slice_rows.x, x))
+    return UINT32_MAX;
+  return l->slice_rows.stmt;
+}
+
 /* slice [outer, D, inner] -> [outer, size, inner] at start; slice_grad the
  * other way, added into the result (which holds the gradient so far:
  * ir_accumulates) */
@@ -447,10 +459,29 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   for (int d = 0; d < axis; d++) outer = L_mul(l, outer, L_dimx(l, x->dim[d]));
   for (int d = axis + 1; d < x->rank; d++) inner = L_mul(l, inner, L_dimx(l, x->dim[d]));
   uint32_t D = L_dimx(l, x->dim[axis]), size = L_i(l, n->attr[2].i), start = L_i(l, n->attr[1].i);
-  uint32_t span = L_ivar(l, L_mul(l, size, inner)), saved, sv;
-  uint32_t o = L_loop(l, KL_PARALLEL, L_i(l, 0), outer, &saved);
+  int copies = !grad || on_covering_chain(l, n); /* every element of the result gets exactly one slice: no sums */
+  uint32_t wide_buf = l->buf[grad ? OUT(0) : IN(0)], span, saved = l->block, sv, o;
+  uint32_t loop = copies ? slice_rows_joined(l, grad, wide_buf, axis, x) : UINT32_MAX;
+  if (loop != UINT32_MAX) {
+    const KStmt *s = &l->p->stmts.a[loop];
+    span = L_mul(l, size, inner);
+    o = kx_var(l->p, L_entry(l), s->var);
+    l->block = s->body;
+  } else {
+    span = L_ivar(l, L_mul(l, size, inner));
+    o = L_loop(l, KL_PARALLEL, L_i(l, 0), outer, &saved);
+    l->slice_rows.stmt = UINT32_MAX;
+    if (copies) {
+      const VecU32 *b = &l->p->blocks.a[saved];
+      l->slice_rows.stmt = b->a[b->n - 1];
+      l->slice_rows.wide = wide_buf;
+      l->slice_rows.axis = axis;
+      l->slice_rows.grad = grad;
+      l->slice_rows.x = *x;
+    }
+  }
   uint32_t wide = L_mul(l, L_add(l, L_mul(l, o, D), start), inner), narrow = L_mul(l, o, span);
-  if (grad && on_covering_chain(l, n)) { /* every element gets exactly one slice: no sums */
+  if (grad && copies) {
     ks_copy(l->p, l->block, l->buf[OUT(0)], wide, l->buf[IN(1)], narrow, span);
   } else if (grad) {
     wide = L_ivar(l, wide);

@@ -16,7 +16,7 @@ void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, co
 static inline int64_t pc_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t pc_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* 16 kernels */
+/* 14 kernels */
 
 static void kern0(const int64_t *restrict dims, int32_t *restrict p0, float *restrict p1, float *restrict p2, int64_t v0){
   const int64_t d0 = dims[0];
@@ -139,7 +139,7 @@ static void kern5(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern6(const int64_t *restrict dims, float *restrict p0, float *restrict p1, int64_t v0){
+static void kern6(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -147,32 +147,12 @@ static void kern6(const int64_t *restrict dims, float *restrict p0, float *restr
   #pragma omp parallel for schedule(static)
   for (int64_t l0 = INT64_C(0); l0 < ((INT64_C(1) * d0) * d1); l0++) {
     memmove(p0 + (l0 * v0), p1 + (((l0 * INT64_C(96)) + INT64_C(0)) * INT64_C(1)), sizeof(float) * (size_t)(v0));
+    memmove(p2 + (l0 * (INT64_C(32) * INT64_C(1))), p1 + (((l0 * INT64_C(96)) + INT64_C(32)) * INT64_C(1)), sizeof(float) * (size_t)((INT64_C(32) * INT64_C(1))));
+    memmove(p3 + (l0 * (INT64_C(32) * INT64_C(1))), p1 + (((l0 * INT64_C(96)) + INT64_C(64)) * INT64_C(1)), sizeof(float) * (size_t)((INT64_C(32) * INT64_C(1))));
   }
 }
 
-static void kern7(const int64_t *restrict dims, float *restrict p0, float *restrict p1, int64_t v0){
-  const int64_t d0 = dims[0];
-  (void)d0;
-  const int64_t d1 = dims[1];
-  (void)d1;
-  #pragma omp parallel for schedule(static)
-  for (int64_t l0 = INT64_C(0); l0 < ((INT64_C(1) * d0) * d1); l0++) {
-    memmove(p0 + (l0 * v0), p1 + (((l0 * INT64_C(96)) + INT64_C(32)) * INT64_C(1)), sizeof(float) * (size_t)(v0));
-  }
-}
-
-static void kern8(const int64_t *restrict dims, float *restrict p0, float *restrict p1, int64_t v0){
-  const int64_t d0 = dims[0];
-  (void)d0;
-  const int64_t d1 = dims[1];
-  (void)d1;
-  #pragma omp parallel for schedule(static)
-  for (int64_t l0 = INT64_C(0); l0 < ((INT64_C(1) * d0) * d1); l0++) {
-    memmove(p0 + (l0 * v0), p1 + (((l0 * INT64_C(96)) + INT64_C(64)) * INT64_C(1)), sizeof(float) * (size_t)(v0));
-  }
-}
-
-static void kern9(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0, int64_t v1){
+static void kern7(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0, int64_t v1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -238,7 +218,7 @@ static void kern9(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern10(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2){
+static void kern8(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -262,7 +242,7 @@ static void kern10(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern11(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern9(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -286,7 +266,7 @@ static void kern11(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern12(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0, int64_t v1){
+static void kern10(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0, int64_t v1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -321,7 +301,7 @@ static void kern12(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern13(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
+static void kern11(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -338,7 +318,7 @@ static void kern13(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern14(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern12(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -358,7 +338,7 @@ static void kern14(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern15(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern13(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -566,22 +546,18 @@ static void entry_0(const PonderCall *c) {
   (void)b89;
   (void)b90;
   int64_t n0;
-  int64_t n210;
-  int64_t n220;
-  int64_t n236;
-  int64_t n238;
-  int64_t n240;
-  int64_t n242;
-  int64_t n243;
-  int64_t n274;
-  int64_t n299;
-  int64_t n315;
-  int64_t n317;
-  int64_t n319;
-  int64_t n321;
-  int64_t n322;
-  int64_t n353;
-  int64_t n378;
+  int64_t n202;
+  int64_t n212;
+  int64_t n228;
+  int64_t n230;
+  int64_t n231;
+  int64_t n262;
+  int64_t n287;
+  int64_t n303;
+  int64_t n305;
+  int64_t n306;
+  int64_t n337;
+  int64_t n362;
   n0 = INT64_C(32);
   kern0(dims, b28, b29, b0, n0);
   for (int64_t i5 = INT64_C(0); i5 < INT64_C(3); i5++) {
@@ -590,20 +566,16 @@ static void entry_0(const PonderCall *c) {
     int64_t n18;
     int64_t n34;
     int64_t n36;
-    int64_t n38;
-    int64_t n40;
-    int64_t n41;
-    int64_t n72;
-    int64_t n97;
-    int64_t n113;
-    int64_t n115;
-    int64_t n117;
-    int64_t n119;
-    int64_t n120;
-    int64_t n151;
-    int64_t n176;
-    int64_t n187;
-    int64_t n188;
+    int64_t n37;
+    int64_t n68;
+    int64_t n93;
+    int64_t n109;
+    int64_t n111;
+    int64_t n112;
+    int64_t n143;
+    int64_t n168;
+    int64_t n179;
+    int64_t n180;
     k6 = i5;
     kern1(dims, b30);
     n8 = INT64_C(32);
@@ -614,110 +586,94 @@ static void entry_0(const PonderCall *c) {
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b33 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b34 + INT64_C(0), (int)INT64_C(96));
     kern5(dims, b34, b5);
     n34 = (INT64_C(32) * INT64_C(1));
-    kern6(dims, b35, b34, n34);
-    n36 = (INT64_C(32) * INT64_C(1));
-    kern7(dims, b36, b34, n36);
-    n38 = (INT64_C(32) * INT64_C(1));
-    kern8(dims, b37, b34, n38);
-    n40 = d0;
-    n41 = d1;
-    kern9(dims, b35, b36, b84, b39, b38, b37, n40, n41);
+    kern6(dims, b35, b34, b36, b37, n34);
+    n36 = d0;
+    n37 = d1;
+    kern7(dims, b35, b36, b84, b39, b38, b37, n36, n37);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b38 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b40 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b32, b40, b7);
-    n72 = INT64_C(32);
-    kern4(dims, b32, b41, b8, b9, n72);
+    kern8(dims, b32, b40, b7);
+    n68 = INT64_C(32);
+    kern4(dims, b32, b41, b8, b9, n68);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b41 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b42 + INT64_C(0), (int)INT64_C(128));
-    kern11(dims, b42, b11);
+    kern9(dims, b42, b11);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b42 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b43 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b32, b43, b13);
-    n97 = INT64_C(32);
-    kern4(dims, b32, b44, b14, b15, n97);
+    kern8(dims, b32, b43, b13);
+    n93 = INT64_C(32);
+    kern4(dims, b32, b44, b14, b15, n93);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b44 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b45 + INT64_C(0), (int)INT64_C(96));
     kern5(dims, b45, b17);
-    n113 = (INT64_C(32) * INT64_C(1));
-    kern6(dims, b46, b45, n113);
-    n115 = (INT64_C(32) * INT64_C(1));
-    kern7(dims, b47, b45, n115);
-    n117 = (INT64_C(32) * INT64_C(1));
-    kern8(dims, b48, b45, n117);
-    n119 = d0;
-    n120 = d1;
-    kern9(dims, b46, b47, b85, b50, b49, b48, n119, n120);
+    n109 = (INT64_C(32) * INT64_C(1));
+    kern6(dims, b46, b45, b47, b48, n109);
+    n111 = d0;
+    n112 = d1;
+    kern7(dims, b46, b47, b85, b50, b49, b48, n111, n112);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b49 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b51 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b32, b51, b19);
-    n151 = INT64_C(32);
-    kern4(dims, b32, b52, b20, b21, n151);
+    kern8(dims, b32, b51, b19);
+    n143 = INT64_C(32);
+    kern4(dims, b32, b52, b20, b21, n143);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b52 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b53 + INT64_C(0), (int)INT64_C(128));
-    kern11(dims, b53, b23);
+    kern9(dims, b53, b23);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b53 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b54 + INT64_C(0), (int)INT64_C(32));
-    kern10(dims, b32, b54, b25);
-    n176 = INT64_C(32);
-    kern4(dims, b32, b55, b26, b27, n176);
-    n187 = (d0 * d1);
-    n188 = INT64_C(32);
-    for (int64_t z = 0, z_n = (n187 * INT64_C(32)); z < z_n; z++) b56[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t z = 0, z_n = n187; z < z_n; z++) b87[INT64_C(0) + z] = (float)(-INFINITY);
-    for (int64_t z = 0, z_n = n187; z < z_n; z++) b88[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t i189 = INT64_C(0); i189 < INT64_C(1); i189++) {
-      int64_t n190;
-      int64_t n191;
-      n190 = (i189 * INT64_C(96));
-      n191 = pc_min64(INT64_C(96), (INT64_C(96) - n190));
-      cblas_sgemm(101, 111, 112, (int)n187, (int)n191, (int)n188, 1.0f, b55 + INT64_C(0), (int)n188, b0 + (n190 * n188), (int)n188, 0.0f, b86 + INT64_C(0), (int)n191);
-      kern12(dims, b87, b86, b88, b56, n187, n191);
-      cblas_sgemm(101, 111, 111, (int)n187, (int)INT64_C(32), (int)n191, 1.0f, b86 + INT64_C(0), (int)n191, b0 + (n190 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
+    kern8(dims, b32, b54, b25);
+    n168 = INT64_C(32);
+    kern4(dims, b32, b55, b26, b27, n168);
+    n179 = (d0 * d1);
+    n180 = INT64_C(32);
+    for (int64_t z = 0, z_n = (n179 * INT64_C(32)); z < z_n; z++) b56[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t z = 0, z_n = n179; z < z_n; z++) b87[INT64_C(0) + z] = (float)(-INFINITY);
+    for (int64_t z = 0, z_n = n179; z < z_n; z++) b88[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t i181 = INT64_C(0); i181 < INT64_C(1); i181++) {
+      int64_t n182;
+      int64_t n183;
+      n182 = (i181 * INT64_C(96));
+      n183 = pc_min64(INT64_C(96), (INT64_C(96) - n182));
+      cblas_sgemm(101, 111, 112, (int)n179, (int)n183, (int)n180, 1.0f, b55 + INT64_C(0), (int)n180, b0 + (n182 * n180), (int)n180, 0.0f, b86 + INT64_C(0), (int)n183);
+      kern10(dims, b87, b86, b88, b56, n179, n183);
+      cblas_sgemm(101, 111, 111, (int)n179, (int)INT64_C(32), (int)n183, 1.0f, b86 + INT64_C(0), (int)n183, b0 + (n182 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
     }
-    kern13(dims, b88, b56, b57, b87, n187);
-    kern14(dims, b29, b56);
+    kern11(dims, b88, b56, b57, b87, n179);
+    kern12(dims, b29, b56);
   }
   kern1(dims, b58);
-  n210 = INT64_C(32);
-  kern2(dims, b58, b59, b1, n210);
-  kern15(dims, b29, b59);
-  n220 = INT64_C(32);
-  kern4(dims, b29, b60, b2, b3, n220);
+  n202 = INT64_C(32);
+  kern2(dims, b58, b59, b1, n202);
+  kern13(dims, b29, b59);
+  n212 = INT64_C(32);
+  kern4(dims, b29, b60, b2, b3, n212);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b60 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b61 + INT64_C(0), (int)INT64_C(96));
   kern5(dims, b61, b5);
-  n236 = (INT64_C(32) * INT64_C(1));
-  kern6(dims, b62, b61, n236);
-  n238 = (INT64_C(32) * INT64_C(1));
-  kern7(dims, b63, b61, n238);
-  n240 = (INT64_C(32) * INT64_C(1));
-  kern8(dims, b64, b61, n240);
-  n242 = d0;
-  n243 = d1;
-  kern9(dims, b62, b63, b89, b66, b65, b64, n242, n243);
+  n228 = (INT64_C(32) * INT64_C(1));
+  kern6(dims, b62, b61, b63, b64, n228);
+  n230 = d0;
+  n231 = d1;
+  kern7(dims, b62, b63, b89, b66, b65, b64, n230, n231);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b65 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b67 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b29, b67, b7);
-  n274 = INT64_C(32);
-  kern4(dims, b29, b68, b8, b9, n274);
+  kern8(dims, b29, b67, b7);
+  n262 = INT64_C(32);
+  kern4(dims, b29, b68, b8, b9, n262);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b68 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b69 + INT64_C(0), (int)INT64_C(128));
-  kern11(dims, b69, b11);
+  kern9(dims, b69, b11);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b69 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b70 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b29, b70, b13);
-  n299 = INT64_C(32);
-  kern4(dims, b29, b71, b14, b15, n299);
+  kern8(dims, b29, b70, b13);
+  n287 = INT64_C(32);
+  kern4(dims, b29, b71, b14, b15, n287);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b71 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b72 + INT64_C(0), (int)INT64_C(96));
   kern5(dims, b72, b17);
-  n315 = (INT64_C(32) * INT64_C(1));
-  kern6(dims, b73, b72, n315);
-  n317 = (INT64_C(32) * INT64_C(1));
-  kern7(dims, b74, b72, n317);
-  n319 = (INT64_C(32) * INT64_C(1));
-  kern8(dims, b75, b72, n319);
-  n321 = d0;
-  n322 = d1;
-  kern9(dims, b73, b74, b90, b77, b76, b75, n321, n322);
+  n303 = (INT64_C(32) * INT64_C(1));
+  kern6(dims, b73, b72, b74, b75, n303);
+  n305 = d0;
+  n306 = d1;
+  kern7(dims, b73, b74, b90, b77, b76, b75, n305, n306);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b76 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b78 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b29, b78, b19);
-  n353 = INT64_C(32);
-  kern4(dims, b29, b79, b20, b21, n353);
+  kern8(dims, b29, b78, b19);
+  n337 = INT64_C(32);
+  kern4(dims, b29, b79, b20, b21, n337);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b79 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b80 + INT64_C(0), (int)INT64_C(128));
-  kern11(dims, b80, b23);
+  kern9(dims, b80, b23);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b80 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b81 + INT64_C(0), (int)INT64_C(32));
-  kern10(dims, b29, b81, b25);
-  n378 = INT64_C(32);
-  kern4(dims, b29, b82, b26, b27, n378);
+  kern8(dims, b29, b81, b25);
+  n362 = INT64_C(32);
+  kern4(dims, b29, b82, b26, b27, n362);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b82 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b83 + INT64_C(0), (int)INT64_C(96));
 }
 
