@@ -82,11 +82,11 @@ static uint32_t sigmoid(Lower *l, uint32_t x) {
 }
 
 /* The value of v at (r, c): a load, or (inlined) its op over its operands'. */
-static uint32_t value_at(Lower *l, uint32_t v, const IrShape *out, uint32_t r, uint32_t c) {
+uint32_t elementwise_value_at(Lower *l, uint32_t v, const IrShape *out, uint32_t r, uint32_t c) {
   if (!l->inlined[v]) return fvar(l, L_load(l, v, broadcast_index(l, v, out, r, c)));
   const IrNode *n = ir_node(l->g, l->g->values.a[v].def);
-  uint32_t a = value_at(l, ir_in(l->g, n, 0), out, r, c);
-  uint32_t b = n->n_in > 1 ? value_at(l, ir_in(l->g, n, 1), out, r, c) : 0;
+  uint32_t a = elementwise_value_at(l, ir_in(l->g, n, 0), out, r, c);
+  uint32_t b = n->n_in > 1 ? elementwise_value_at(l, ir_in(l->g, n, 1), out, r, c) : 0;
   uint32_t x;
   switch (n->op) {
   case IR_ADD: x = L_add(l, a, b); break;
@@ -115,7 +115,7 @@ int lower_elementwise_root(Lower *l, const IrNode *n, PcError *err) {
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), L_last(l, out), &inner);
   /* the root computes like an inlined value, then stores */
   l->inlined[n->out] = 1;
-  uint32_t x = value_at(l, n->out, out, r, c);
+  uint32_t x = elementwise_value_at(l, n->out, out, r, c);
   l->inlined[n->out] = 0;
   L_store(l, n->out, L_add(l, L_mul(l, r, L_last(l, out)), c), x);
   l->block = saved;

@@ -24,7 +24,7 @@ typedef struct Lower {
   int tmp;                 /* names of new variables */
   uint32_t n_outputs;      /* outputs lowered so far */
   struct {                 /* the last slice copied row by row: the next one of the same rows may join its loop */
-    uint32_t stmt, wide;   /* its parallel loop (UINT32_MAX: none), the whole-width buffer */
+    uint32_t stmt, whole;  /* its parallel loop (UINT32_MAX: none); the whole-width value (a slice) or buffer (a gradient) */
     int axis, grad;
     IrShape x;
   } slice_rows;
@@ -89,6 +89,9 @@ typedef struct {
 const OpLowering *lower_op(IrOp op);
 const OpLowering *lower_vocab_op(IrOp op); /* lower_vocab.c */
 int lower_elementwise_root(Lower *l, const IrNode *n, PcError *err);
+/* v at row r, column c of a loop over `out` (which v broadcasts against):
+ * a load, or v computed there when it is inlined */
+uint32_t elementwise_value_at(Lower *l, uint32_t v, const IrShape *out, uint32_t r, uint32_t c);
 int elementwise_op(IrOp op); /* ops an elementwise group may contain */
 
 #endif

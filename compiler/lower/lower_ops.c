@@ -437,20 +437,22 @@ static int lo_embedding_grad(Lower *l, const IrNode *n, PcError *err) {
 }
 
 /* The loop over the rows of the slice copied just before, when this one
- * copies the same rows of the same whole-width buffer and nothing came
- * between (q, k and v of one product: one launch on a GPU, not three);
- * UINT32_MAX otherwise. */
+ * copies the same rows of the same whole-width value (a slice) or buffer
+ * (a gradient's, which values added into share) and nothing came between
+ * (q, k and v of one product: one launch on a GPU, not three); UINT32_MAX
+ * otherwise. */
 static uint32_t slice_rows_joined(Lower *l, int grad, uint32_t wide, int axis, const IrShape *x) {
   const VecU32 *b = &l->p->blocks.a[l->block];
   if (l->slice_rows.stmt == UINT32_MAX || !b->n || b->a[b->n - 1] != l->slice_rows.stmt || l->slice_rows.grad != grad ||
-      l->slice_rows.wide != wide || l->slice_rows.axis != axis || !ir_shape_eq(&l->slice_rows.x, x))
+      l->slice_rows.whole != wide || l->slice_rows.axis != axis || !ir_shape_eq(&l->slice_rows.x, x))
     return UINT32_MAX;
   return l->slice_rows.stmt;
 }
 
 /* slice [outer, D, inner] -> [outer, size, inner] at start; slice_grad the
  * other way, added into the result (which holds the gradient so far:
- * ir_accumulates) */
+ * ir_accumulates). A slice of an inlined elementwise value (the last axis:
+ * inner = 1) computes its columns instead of copying them. */
 static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   int grad = n->op == IR_SLICE_GRAD;
   const IrShape *x = L_shape(l, IN(0));
@@ -460,8 +462,8 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   for (int d = axis + 1; d < x->rank; d++) inner = L_mul(l, inner, L_dimx(l, x->dim[d]));
   uint32_t D = L_dimx(l, x->dim[axis]), size = L_i(l, n->attr[2].i), start = L_i(l, n->attr[1].i);
   int copies = !grad || on_covering_chain(l, n); /* every element of the result gets exactly one slice: no sums */
-  uint32_t wide_buf = l->buf[grad ? OUT(0) : IN(0)], span, saved = l->block, sv, o;
-  uint32_t loop = copies ? slice_rows_joined(l, grad, wide_buf, axis, x) : UINT32_MAX;
+  uint32_t whole = grad ? l->buf[OUT(0)] : IN(0), span, saved = l->block, sv, o;
+  uint32_t loop = copies ? slice_rows_joined(l, grad, whole, axis, x) : UINT32_MAX;
   if (loop != UINT32_MAX) {
     const KStmt *s = &l->p->stmts.a[loop];
     span = L_mul(l, size, inner);
@@ -474,7 +476,7 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
     if (copies) {
       const VecU32 *b = &l->p->blocks.a[saved];
       l->slice_rows.stmt = b->a[b->n - 1];
-      l->slice_rows.wide = wide_buf;
+      l->slice_rows.whole = whole;
       l->slice_rows.axis = axis;
       l->slice_rows.grad = grad;
       l->slice_rows.x = *x;
@@ -488,6 +490,10 @@ static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
     narrow = L_ivar(l, narrow);
     uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), span, &sv), to = L_add(l, wide, j);
     L_store(l, OUT(0), to, L_add(l, L_load(l, OUT(0), to), L_load(l, IN(1), L_add(l, narrow, j))));
+    l->block = sv;
+  } else if (l->inlined[IN(0)]) {
+    uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), span, &sv);
+    L_store(l, OUT(0), L_add(l, narrow, c), elementwise_value_at(l, IN(0), x, o, L_add(l, start, c)));
     l->block = sv;
   } else {
     ks_copy(l->p, l->block, l->buf[OUT(0)], narrow, l->buf[IN(0)], wide, span);

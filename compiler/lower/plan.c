@@ -68,8 +68,37 @@ int elementwise_op(IrOp op) {
   }
 }
 
+/* Elementwise values read only by slices along their last axis, in their
+ * own region, that together read no more columns than the value has (q, k
+ * and v of a biased product): each slice computes its columns, and the
+ * value is never stored. */
+static void inline_into_slices(Lower *l) {
+  const IrGraph *g = l->g;
+  uint32_t *slices = pc_xcalloc(g->values.n + 1, sizeof(uint32_t));
+  int64_t *columns = pc_xcalloc(g->values.n + 1, sizeof(int64_t));
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->op != IR_SLICE) continue;
+    uint32_t v = ir_in(g, n, 0);
+    if (n->attr[0].i == ir_type(g, v)->shape.rank - 1 && g->values.a[v].region == g->values.a[n->out].region) {
+      slices[v]++;
+      columns[v] += n->attr[2].i;
+    }
+  }
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->n_out != 1 || !elementwise_op(n->op)) continue;
+    const IrShape *s = &ir_type(g, n->out)->shape;
+    if (slices[n->out] && slices[n->out] == l->uses[n->out] && s->rank && columns[n->out] <= s->dim[s->rank - 1])
+      l->inlined[n->out] = 1;
+  }
+  free(slices);
+  free(columns);
+}
+
 void plan_inline(Lower *l) {
   const IrGraph *g = l->g;
+  inline_into_slices(l);
   for (size_t i = 0; i < g->nodes.n; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
     if (!elementwise_op(n->op)) continue;
@@ -249,12 +278,14 @@ int plan_memory(Lower *l, PcError *err) {
       if (at > pl.end[v]) pl.end[v] = at;
     }
   }
-  /* operands of inlined values are read by the group's root: extend their lives to it */
+  /* operands of inlined values are read where those are computed (a group's
+   * root, a slice): extend their lives to there */
   for (size_t i = 0; i < nn; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
-    if (!elementwise_op(n->op) || n->n_out != 1 || l->inlined[n->out]) continue;
+    if (n->n_out == 1 && l->inlined[n->out]) continue;
     VecU32 leaves = {0};
-    group_leaves(l, n->out, &leaves);
+    for (uint32_t k = 0; k < n->n_in; k++)
+      if (l->inlined[ir_in(g, n, k)]) group_leaves(l, ir_in(g, n, k), &leaves);
     int32_t at = pl.node_pos[i];
     for (size_t k = 0; k < leaves.n; k++)
       if (at > pl.end[leaves.a[k]] && pl.kind[leaves.a[k]] != NOWHERE) pl.end[leaves.a[k]] = use_pos(&pl, leaves.a[k], (uint32_t)i);

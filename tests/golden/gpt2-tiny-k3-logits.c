@@ -16,7 +16,7 @@ void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, co
 static inline int64_t pc_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t pc_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* 14 kernels */
+/* 13 kernels */
 
 static void kern0(const int64_t *restrict dims, int32_t *restrict p0, float *restrict p1, float *restrict p2, int64_t v0){
   const int64_t d0 = dims[0];
@@ -119,40 +119,47 @@ static void kern4(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern5(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
-  const int64_t d0 = dims[0];
-  (void)d0;
-  const int64_t d1 = dims[1];
-  (void)d1;
-  #pragma omp parallel for schedule(static)
-  for (int64_t l0 = INT64_C(0); l0 < (d0 * d1); l0++) {
-    #pragma omp simd
-    for (int64_t l1 = INT64_C(0); l1 < INT64_C(96); l1++) {
-      float l2;
-      float l3;
-      float l4;
-      l2 = p0[((l0 * INT64_C(96)) + l1)];
-      l3 = p1[((INT64_C(0) * INT64_C(96)) + l1)];
-      l4 = (l2 + l3);
-      p0[((l0 * INT64_C(96)) + l1)] = (float)l4;
-    }
-  }
-}
-
-static void kern6(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
+static void kern5(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
   (void)d1;
   #pragma omp parallel for schedule(static)
   for (int64_t l0 = INT64_C(0); l0 < ((INT64_C(1) * d0) * d1); l0++) {
-    memmove(p0 + (l0 * v0), p1 + (((l0 * INT64_C(96)) + INT64_C(0)) * INT64_C(1)), sizeof(float) * (size_t)(v0));
-    memmove(p2 + (l0 * (INT64_C(32) * INT64_C(1))), p1 + (((l0 * INT64_C(96)) + INT64_C(32)) * INT64_C(1)), sizeof(float) * (size_t)((INT64_C(32) * INT64_C(1))));
-    memmove(p3 + (l0 * (INT64_C(32) * INT64_C(1))), p1 + (((l0 * INT64_C(96)) + INT64_C(64)) * INT64_C(1)), sizeof(float) * (size_t)((INT64_C(32) * INT64_C(1))));
+    #pragma omp simd
+    for (int64_t l1 = INT64_C(0); l1 < v0; l1++) {
+      float l2;
+      float l3;
+      float l4;
+      l2 = p0[((l0 * INT64_C(96)) + (INT64_C(0) + l1))];
+      l3 = p1[((INT64_C(0) * INT64_C(96)) + (INT64_C(0) + l1))];
+      l4 = (l2 + l3);
+      p2[((l0 * v0) + l1)] = (float)l4;
+    }
+    #pragma omp simd
+    for (int64_t l5 = INT64_C(0); l5 < (INT64_C(32) * INT64_C(1)); l5++) {
+      float l6;
+      float l7;
+      float l8;
+      l6 = p0[((l0 * INT64_C(96)) + (INT64_C(32) + l5))];
+      l7 = p1[((INT64_C(0) * INT64_C(96)) + (INT64_C(32) + l5))];
+      l8 = (l6 + l7);
+      p3[((l0 * (INT64_C(32) * INT64_C(1))) + l5)] = (float)l8;
+    }
+    #pragma omp simd
+    for (int64_t l9 = INT64_C(0); l9 < (INT64_C(32) * INT64_C(1)); l9++) {
+      float l10;
+      float l11;
+      float l12;
+      l10 = p0[((l0 * INT64_C(96)) + (INT64_C(64) + l9))];
+      l11 = p1[((INT64_C(0) * INT64_C(96)) + (INT64_C(64) + l9))];
+      l12 = (l10 + l11);
+      p4[((l0 * (INT64_C(32) * INT64_C(1))) + l9)] = (float)l12;
+    }
   }
 }
 
-static void kern7(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0, int64_t v1){
+static void kern6(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0, int64_t v1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -218,7 +225,7 @@ static void kern7(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern8(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2){
+static void kern7(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -242,7 +249,7 @@ static void kern8(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern9(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern8(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -266,7 +273,7 @@ static void kern9(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern10(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0, int64_t v1){
+static void kern9(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0, int64_t v1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -301,7 +308,7 @@ static void kern10(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern11(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
+static void kern10(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -318,7 +325,7 @@ static void kern11(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern12(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern11(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -338,7 +345,7 @@ static void kern12(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern13(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern12(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -546,36 +553,36 @@ static void entry_0(const PonderCall *c) {
   (void)b89;
   (void)b90;
   int64_t n0;
-  int64_t n202;
-  int64_t n212;
-  int64_t n228;
-  int64_t n230;
-  int64_t n231;
-  int64_t n262;
-  int64_t n287;
-  int64_t n303;
-  int64_t n305;
-  int64_t n306;
-  int64_t n337;
-  int64_t n362;
+  int64_t n216;
+  int64_t n226;
+  int64_t n237;
+  int64_t n251;
+  int64_t n252;
+  int64_t n283;
+  int64_t n308;
+  int64_t n319;
+  int64_t n333;
+  int64_t n334;
+  int64_t n365;
+  int64_t n390;
   n0 = INT64_C(32);
   kern0(dims, b28, b29, b0, n0);
   for (int64_t i5 = INT64_C(0); i5 < INT64_C(3); i5++) {
     int64_t k6;
     int64_t n8;
     int64_t n18;
-    int64_t n34;
-    int64_t n36;
-    int64_t n37;
-    int64_t n68;
-    int64_t n93;
-    int64_t n109;
+    int64_t n29;
+    int64_t n43;
+    int64_t n44;
+    int64_t n75;
+    int64_t n100;
     int64_t n111;
-    int64_t n112;
-    int64_t n143;
-    int64_t n168;
-    int64_t n179;
-    int64_t n180;
+    int64_t n125;
+    int64_t n126;
+    int64_t n157;
+    int64_t n182;
+    int64_t n193;
+    int64_t n194;
     k6 = i5;
     kern1(dims, b30);
     n8 = INT64_C(32);
@@ -584,96 +591,92 @@ static void entry_0(const PonderCall *c) {
     n18 = INT64_C(32);
     kern4(dims, b32, b33, b2, b3, n18);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b33 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b34 + INT64_C(0), (int)INT64_C(96));
-    kern5(dims, b34, b5);
-    n34 = (INT64_C(32) * INT64_C(1));
-    kern6(dims, b35, b34, b36, b37, n34);
-    n36 = d0;
-    n37 = d1;
-    kern7(dims, b35, b36, b84, b39, b38, b37, n36, n37);
+    n29 = (INT64_C(32) * INT64_C(1));
+    kern5(dims, b34, b5, b35, b36, b37, n29);
+    n43 = d0;
+    n44 = d1;
+    kern6(dims, b35, b36, b84, b39, b38, b37, n43, n44);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b38 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b40 + INT64_C(0), (int)INT64_C(32));
-    kern8(dims, b32, b40, b7);
-    n68 = INT64_C(32);
-    kern4(dims, b32, b41, b8, b9, n68);
+    kern7(dims, b32, b40, b7);
+    n75 = INT64_C(32);
+    kern4(dims, b32, b41, b8, b9, n75);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b41 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b42 + INT64_C(0), (int)INT64_C(128));
-    kern9(dims, b42, b11);
+    kern8(dims, b42, b11);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b42 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b43 + INT64_C(0), (int)INT64_C(32));
-    kern8(dims, b32, b43, b13);
-    n93 = INT64_C(32);
-    kern4(dims, b32, b44, b14, b15, n93);
+    kern7(dims, b32, b43, b13);
+    n100 = INT64_C(32);
+    kern4(dims, b32, b44, b14, b15, n100);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b44 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b45 + INT64_C(0), (int)INT64_C(96));
-    kern5(dims, b45, b17);
-    n109 = (INT64_C(32) * INT64_C(1));
-    kern6(dims, b46, b45, b47, b48, n109);
-    n111 = d0;
-    n112 = d1;
-    kern7(dims, b46, b47, b85, b50, b49, b48, n111, n112);
+    n111 = (INT64_C(32) * INT64_C(1));
+    kern5(dims, b45, b17, b46, b47, b48, n111);
+    n125 = d0;
+    n126 = d1;
+    kern6(dims, b46, b47, b85, b50, b49, b48, n125, n126);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b49 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b51 + INT64_C(0), (int)INT64_C(32));
-    kern8(dims, b32, b51, b19);
-    n143 = INT64_C(32);
-    kern4(dims, b32, b52, b20, b21, n143);
+    kern7(dims, b32, b51, b19);
+    n157 = INT64_C(32);
+    kern4(dims, b32, b52, b20, b21, n157);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b52 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b53 + INT64_C(0), (int)INT64_C(128));
-    kern9(dims, b53, b23);
+    kern8(dims, b53, b23);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b53 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b54 + INT64_C(0), (int)INT64_C(32));
-    kern8(dims, b32, b54, b25);
-    n168 = INT64_C(32);
-    kern4(dims, b32, b55, b26, b27, n168);
-    n179 = (d0 * d1);
-    n180 = INT64_C(32);
-    for (int64_t z = 0, z_n = (n179 * INT64_C(32)); z < z_n; z++) b56[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t z = 0, z_n = n179; z < z_n; z++) b87[INT64_C(0) + z] = (float)(-INFINITY);
-    for (int64_t z = 0, z_n = n179; z < z_n; z++) b88[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t i181 = INT64_C(0); i181 < INT64_C(1); i181++) {
-      int64_t n182;
-      int64_t n183;
-      n182 = (i181 * INT64_C(96));
-      n183 = pc_min64(INT64_C(96), (INT64_C(96) - n182));
-      cblas_sgemm(101, 111, 112, (int)n179, (int)n183, (int)n180, 1.0f, b55 + INT64_C(0), (int)n180, b0 + (n182 * n180), (int)n180, 0.0f, b86 + INT64_C(0), (int)n183);
-      kern10(dims, b87, b86, b88, b56, n179, n183);
-      cblas_sgemm(101, 111, 111, (int)n179, (int)INT64_C(32), (int)n183, 1.0f, b86 + INT64_C(0), (int)n183, b0 + (n182 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
+    kern7(dims, b32, b54, b25);
+    n182 = INT64_C(32);
+    kern4(dims, b32, b55, b26, b27, n182);
+    n193 = (d0 * d1);
+    n194 = INT64_C(32);
+    for (int64_t z = 0, z_n = (n193 * INT64_C(32)); z < z_n; z++) b56[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t z = 0, z_n = n193; z < z_n; z++) b87[INT64_C(0) + z] = (float)(-INFINITY);
+    for (int64_t z = 0, z_n = n193; z < z_n; z++) b88[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t i195 = INT64_C(0); i195 < INT64_C(1); i195++) {
+      int64_t n196;
+      int64_t n197;
+      n196 = (i195 * INT64_C(96));
+      n197 = pc_min64(INT64_C(96), (INT64_C(96) - n196));
+      cblas_sgemm(101, 111, 112, (int)n193, (int)n197, (int)n194, 1.0f, b55 + INT64_C(0), (int)n194, b0 + (n196 * n194), (int)n194, 0.0f, b86 + INT64_C(0), (int)n197);
+      kern9(dims, b87, b86, b88, b56, n193, n197);
+      cblas_sgemm(101, 111, 111, (int)n193, (int)INT64_C(32), (int)n197, 1.0f, b86 + INT64_C(0), (int)n197, b0 + (n196 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
     }
-    kern11(dims, b88, b56, b57, b87, n179);
-    kern12(dims, b29, b56);
+    kern10(dims, b88, b56, b57, b87, n193);
+    kern11(dims, b29, b56);
   }
   kern1(dims, b58);
-  n202 = INT64_C(32);
-  kern2(dims, b58, b59, b1, n202);
-  kern13(dims, b29, b59);
-  n212 = INT64_C(32);
-  kern4(dims, b29, b60, b2, b3, n212);
+  n216 = INT64_C(32);
+  kern2(dims, b58, b59, b1, n216);
+  kern12(dims, b29, b59);
+  n226 = INT64_C(32);
+  kern4(dims, b29, b60, b2, b3, n226);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b60 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b61 + INT64_C(0), (int)INT64_C(96));
-  kern5(dims, b61, b5);
-  n228 = (INT64_C(32) * INT64_C(1));
-  kern6(dims, b62, b61, b63, b64, n228);
-  n230 = d0;
-  n231 = d1;
-  kern7(dims, b62, b63, b89, b66, b65, b64, n230, n231);
+  n237 = (INT64_C(32) * INT64_C(1));
+  kern5(dims, b61, b5, b62, b63, b64, n237);
+  n251 = d0;
+  n252 = d1;
+  kern6(dims, b62, b63, b89, b66, b65, b64, n251, n252);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b65 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b67 + INT64_C(0), (int)INT64_C(32));
-  kern8(dims, b29, b67, b7);
-  n262 = INT64_C(32);
-  kern4(dims, b29, b68, b8, b9, n262);
+  kern7(dims, b29, b67, b7);
+  n283 = INT64_C(32);
+  kern4(dims, b29, b68, b8, b9, n283);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b68 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b69 + INT64_C(0), (int)INT64_C(128));
-  kern9(dims, b69, b11);
+  kern8(dims, b69, b11);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b69 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b70 + INT64_C(0), (int)INT64_C(32));
-  kern8(dims, b29, b70, b13);
-  n287 = INT64_C(32);
-  kern4(dims, b29, b71, b14, b15, n287);
+  kern7(dims, b29, b70, b13);
+  n308 = INT64_C(32);
+  kern4(dims, b29, b71, b14, b15, n308);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b71 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b72 + INT64_C(0), (int)INT64_C(96));
-  kern5(dims, b72, b17);
-  n303 = (INT64_C(32) * INT64_C(1));
-  kern6(dims, b73, b72, b74, b75, n303);
-  n305 = d0;
-  n306 = d1;
-  kern7(dims, b73, b74, b90, b77, b76, b75, n305, n306);
+  n319 = (INT64_C(32) * INT64_C(1));
+  kern5(dims, b72, b17, b73, b74, b75, n319);
+  n333 = d0;
+  n334 = d1;
+  kern6(dims, b73, b74, b90, b77, b76, b75, n333, n334);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b76 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b78 + INT64_C(0), (int)INT64_C(32));
-  kern8(dims, b29, b78, b19);
-  n337 = INT64_C(32);
-  kern4(dims, b29, b79, b20, b21, n337);
+  kern7(dims, b29, b78, b19);
+  n365 = INT64_C(32);
+  kern4(dims, b29, b79, b20, b21, n365);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b79 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b80 + INT64_C(0), (int)INT64_C(128));
-  kern9(dims, b80, b23);
+  kern8(dims, b80, b23);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b80 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b81 + INT64_C(0), (int)INT64_C(32));
-  kern8(dims, b29, b81, b25);
-  n362 = INT64_C(32);
-  kern4(dims, b29, b82, b26, b27, n362);
+  kern7(dims, b29, b81, b25);
+  n390 = INT64_C(32);
+  kern4(dims, b29, b82, b26, b27, n390);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b82 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b83 + INT64_C(0), (int)INT64_C(96));
 }
 

@@ -3,7 +3,7 @@
 -- of the projection's output gets two slices that leave a gap (the
 -- lowering keeps its zeros and adds: compiler/lower/lower_ops.c,
 -- covering_chain), and q, k, v of another, whose slices cover it (copied
--- in, no zeros).
+-- in, no zeros) and compute its bias add themselves.
 local pc = require "pondercc"
 
 local m = pc.model {
@@ -20,7 +20,7 @@ function m.forward(hp, ids)
   local embed = pc.param("embed.weight", { hp.vocab_size, C }, w)
   local h = pc.ponder(hp, { embed = embed, head = embed, ids = ids, body = function(e)
     local a, _, c = pc.split(pc.linear(e, pc.param("gap.weight", { 3 * C, C }, w)), C, C, C)
-    local q, k, v = pc.split(pc.linear(e, pc.param("qkv.weight", { 3 * C, C }, w)), C, C, C)
+    local q, k, v = pc.split(pc.linear(e, pc.param("qkv.weight", { 3 * C, C }, w)) + pc.param("qkv.bias", { 3 * C }, w), C, C, C)
     return e + a * c + pc.attention(q, k, v, 2)
   end })
   return pc.linear(h, embed)
