@@ -77,6 +77,33 @@ static void check_slice_gradients(void) {
   pc_module_free(&m);
 }
 
+/* Parameters' gradients summed over the pondering loop are summed in the
+ * caller's buffers: no copy into one at the end of each pass (K = 3). */
+static void check_loop_gradients_in_place(void) {
+  char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
+  ModelOpts o = {.script = "tests/models/split_unused.lua", .config = "tiny"};
+  vec_push(&o.sets, sets[0]);
+  vec_push(&o.sets, sets[1]);
+  PcModuleOptions mo = {.entries = PC_ENTRY_TRAIN, .max_batch = 2, .max_seq = 16, .schedule = kschedule_default()};
+  PcModule m;
+  PcError err;
+  if (pc_module_build(&o, &mo, &m, &err) < 0) {
+    CHECKF(0, "%s", err.msg);
+    vec_free(&o.sets);
+    return;
+  }
+  const KProgram *p = m.prog;
+  CHECK(p->entries.n == 1);
+  int into_outputs = 0;
+  for (size_t i = 0; i < p->stmts.n; i++) {
+    const KStmt *st = &p->stmts.a[i];
+    into_outputs += st->kind == KS_COPY && p->entries.a[0].bufs.a[st->buf[0]].kind == KB_OUTPUT;
+  }
+  CHECKF(into_outputs == 0, "%d copies into the train entry's outputs", into_outputs);
+  pc_module_free(&m);
+  vec_free(&o.sets);
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -104,5 +131,6 @@ int main(void) {
   pc_module_free(&m);
   vec_free(&o.sets);
   check_slice_gradients();
+  check_loop_gradients_in_place();
   return check_exit();
 }

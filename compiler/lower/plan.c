@@ -174,17 +174,21 @@ static void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
 }
 
 /* Whether result r (of the node at position at) may be written over operand
- * o: o dies there, has r's type and lives in the arena, and so does the
- * rest of its buffer's values, or they are a carry that o passes on along
- * a chain (mark_chains). */
+ * o: o dies there and has r's type, and the rest of o's buffer's values
+ * die there too, or they are a carry that o passes on along a chain
+ * (mark_chains). o's buffer is the arena's, or the caller's output that a
+ * carry sums into (a parameter's gradient over the pondering loop), which
+ * r then joins when it is in the arena. */
 static int in_place_ok(Plan *pl, uint32_t r, uint32_t o, int32_t at) {
   Lower *l = pl->l;
   uint32_t go = find(pl, o), gr = find(pl, r);
-  if (go == gr || pl->kind[go] != KB_ARENA || (pl->kind[gr] != KB_ARENA && pl->kind[gr] != KB_OUTPUT)) return 0;
+  int passed_on = pl->carry[go] && pl->chain_next[o] == r;
+  if (go == gr || (pl->kind[gr] != KB_ARENA && pl->kind[gr] != KB_OUTPUT)) return 0;
+  if (pl->kind[go] != KB_ARENA && !(pl->kind[go] == KB_OUTPUT && passed_on && pl->kind[gr] == KB_ARENA)) return 0;
   if (pl->own_end[o] != at || !ir_type_eq(ir_type(l->g, o), ir_type(l->g, r)) ||
       l->g->values.a[o].region != l->g->values.a[r].region)
     return 0;
-  return pl->end[go] == at || (pl->carry[go] && pl->chain_next[o] == r);
+  return pl->end[go] == at || passed_on;
 }
 
 /* The operand a result may be written over as a step of a chain: an
