@@ -12,7 +12,10 @@ KSchedule kschedule_cuda(void) {
   KSchedule s = kschedule_default();
   s.attention_kernel = 1;
   s.colsum_rows = 64;
-  s.vocab_scratch = (int64_t)1 << 24; /* 64 MiB of fp32: 16 x 1024 rows keep chunks of 1024 */
+  /* 256 MiB of fp32: 16 x 1024 rows take chunks of 4096 vocabulary rows (13
+   * at V = 50257). Each chunk rescales and adds into the running [rows,
+   * width] output once, so fewer chunks move fewer bytes. */
+  s.vocab_scratch = (int64_t)1 << 26;
   return s;
 }
 
