@@ -10,7 +10,8 @@
  *    carried inputs (one stack slot per iteration); the backward loop runs
  *    the body again from them. Memory: K x carried.
  *  - AD_LOOPS_SAVE: the forward loop stores every value its body makes;
- *    the backward loop reads them back. Memory: K x body activations. */
+ *    the backward loop reads them back. Memory: K x body activations,
+ *    once dce drops the stacks that no gradient rule reads. */
 typedef enum { AD_LOOPS_RECOMPUTE, AD_LOOPS_SAVE } AdLoopMode;
 
 /* Builds the training graph of `fwd`: a copy of it (same outputs) whose

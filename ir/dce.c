@@ -1,5 +1,9 @@
 /* Dead code elimination: a node stays if an output needs it, directly or
- * through a live loop (whose body then keeps what its yield needs). */
+ * through a live loop. A loop's carried value stays if its result is used
+ * or the body uses its argument; the body then keeps what that carry's
+ * yield operand needs. So a carry that nothing reads (a stack of saved
+ * activations whose gradient rules never asked for them) goes, with its
+ * initial value and everything that only fed it. */
 #include <stdlib.h>
 
 #include "ir/passes.h"
@@ -7,7 +11,13 @@
 
 typedef struct {
   unsigned char *live_value, *live_node;
+  unsigned char *live_carry; /* per loop result value */
 } Dce;
+
+static const IrNode *yield_of(const IrGraph *g, const IrNode *loop) {
+  const IrRegion *body = &g->regions.a[loop->body];
+  return ir_node(g, body->nodes.a[body->nodes.n - 1]);
+}
 
 static int node_live(const IrGraph *g, const Dce *d, uint32_t id) {
   const IrNode *n = ir_node(g, id);
@@ -24,17 +34,34 @@ static int node_live(const IrGraph *g, const Dce *d, uint32_t id) {
   return 0;
 }
 
+/* Marks the carries of a live loop that became live; returns whether any did. */
+static int mark_carries(const IrGraph *g, Dce *d, const IrNode *n) {
+  const IrRegion *body = &g->regions.a[n->body];
+  const IrNode *y = yield_of(g, n);
+  int changed = 0;
+  for (uint32_t k = 0; k < n->n_out; k++) {
+    if (d->live_carry[n->out + k] || !(d->live_value[n->out + k] || d->live_value[body->args.a[k + 1]])) continue;
+    d->live_carry[n->out + k] = 1;
+    d->live_value[ir_in(g, n, k)] = d->live_value[ir_in(g, y, k)] = 1;
+    changed = 1;
+  }
+  return changed;
+}
+
 static void mark(const IrGraph *g, Dce *d) {
   for (int changed = 1; changed;) {
     changed = 0;
     for (size_t i = g->nodes.n; i-- > 0;) {
-      if (d->live_node[i] || !node_live(g, d, (uint32_t)i)) continue;
       const IrNode *n = ir_node(g, (uint32_t)i);
+      if (d->live_node[i]) {
+        if (n->op == IR_LOOP) changed |= mark_carries(g, d, n);
+        continue;
+      }
+      if (!node_live(g, d, (uint32_t)i)) continue;
       d->live_node[i] = 1;
       changed = 1;
+      if (n->op == IR_LOOP || n->op == IR_YIELD) continue; /* operands: by carry */
       for (uint32_t k = 0; k < n->n_in; k++) d->live_value[ir_in(g, n, k)] = 1;
-      if (n->op == IR_LOOP) /* a live loop keeps all its results (they are carried) */
-        for (uint32_t k = 0; k < n->n_out; k++) d->live_value[n->out + k] = 1;
     }
   }
 }
@@ -46,10 +73,18 @@ static int dce_hook(IrRewrite *rw, const IrNode *n, void *ctx, PcError *err) {
 }
 
 int ir_dce(const IrGraph *g, IrGraph **out, PcError *err) {
-  Dce d = {pc_xcalloc(g->values.n + 1, 1), pc_xcalloc(g->nodes.n + 1, 1)};
+  Dce d = {pc_xcalloc(g->values.n + 1, 1), pc_xcalloc(g->nodes.n + 1, 1), pc_xcalloc(g->values.n + 1, 1)};
   mark(g, &d);
-  int rc = ir_rewrite(g, dce_hook, &d, out, err);
+  unsigned char *dropped = pc_xcalloc(g->values.n + 1, 1);
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->op == IR_LOOP && d.live_node[i])
+      for (uint32_t k = 0; k < n->n_out; k++) dropped[n->out + k] = !d.live_carry[n->out + k];
+  }
+  int rc = ir_rewrite_dropping(g, dce_hook, &d, dropped, out, err);
+  free(dropped);
   free(d.live_value);
   free(d.live_node);
+  free(d.live_carry);
   return rc;
 }

@@ -10,8 +10,11 @@ struct IrRewrite {
   uint32_t *map; /* source value -> new value */
   IrRewriteHook hook;
   void *ctx;
+  const unsigned char *dropped; /* per source value: a loop result whose carry goes; NULL: none */
   PcError *err;
 };
+
+static int dropped(const IrRewrite *rw, const IrNode *loop, uint32_t k) { return rw->dropped && rw->dropped[loop->out + k]; }
 
 const IrGraph *ir_rewrite_src(const IrRewrite *rw) { return rw->src; }
 IrBuilder *ir_rewrite_builder(IrRewrite *rw) { return &rw->b; }
@@ -49,8 +52,11 @@ static int copy_node(IrRewrite *rw, const IrNode *n) {
   const IrGraph *g = rw->src;
   int handled = rw->hook ? rw->hook(rw, n, rw->ctx, rw->err) : 0;
   if (handled) return handled < 0 ? -1 : 0;
+  if (n->op == IR_YIELD) return 0; /* the loop's copy ends its body itself */
   uint32_t *in = pc_xmalloc(sizeof *in * (n->n_in + 1));
-  for (uint32_t k = 0; k < n->n_in; k++) in[k] = ir_rewrite_value(rw, ir_in(g, n, k));
+  uint32_t n_in = 0;
+  for (uint32_t k = 0; k < n->n_in; k++)
+    if (n->op != IR_LOOP || !dropped(rw, n, k)) in[n_in++] = ir_rewrite_value(rw, ir_in(g, n, k));
   set_loc(rw, n);
   PcError err;
   int rc = 0;
@@ -58,23 +64,26 @@ static int copy_node(IrRewrite *rw, const IrNode *n) {
   case IR_OUTPUT:
     if (ir_output(&rw->b, ir_str(g, n->attr[0].s), in[0], &err) < 0) PC_BUG("rewrite: %s", err.msg);
     break;
-  case IR_YIELD: break; /* the loop's copy ends its body itself */
   case IR_LOOP: {
     const IrRegion *body = &g->regions.a[n->body];
     uint32_t *args = pc_xmalloc(sizeof *args * (body->args.n + 1));
-    if (ir_loop_begin(&rw->b, n->attr[0].i, (int)n->attr[1].i, in, n->n_in, args, &err) == IR_NONE)
+    if (ir_loop_begin(&rw->b, n->attr[0].i, (int)n->attr[1].i, in, n_in, args, &err) == IR_NONE)
       PC_BUG("rewrite: %s", err.msg);
-    for (size_t k = 0; k < body->args.n; k++) rw->map[body->args.a[k]] = args[k];
+    rw->map[body->args.a[0]] = args[0]; /* the index */
+    for (uint32_t k = 0, kept = 0; k < n->n_out; k++)
+      if (!dropped(rw, n, k)) rw->map[body->args.a[k + 1]] = args[1 + kept++];
     free(args);
     if ((rc = copy_region(rw, n->body)) < 0) break;
     const IrNode *y = ir_node(g, body->nodes.a[body->nodes.n - 1]);
-    uint32_t *yield = pc_xmalloc(sizeof *yield * (y->n_in + 1));
-    for (uint32_t k = 0; k < y->n_in; k++) yield[k] = ir_rewrite_value(rw, ir_in(g, y, k));
+    uint32_t *yield = pc_xmalloc(sizeof *yield * (y->n_in + 1)), n_yield = 0;
+    for (uint32_t k = 0; k < y->n_in; k++)
+      if (!dropped(rw, n, k)) yield[n_yield++] = ir_rewrite_value(rw, ir_in(g, y, k));
     set_loc(rw, n);
-    uint32_t out = ir_loop_end(&rw->b, yield, y->n_in, &err);
+    uint32_t out = ir_loop_end(&rw->b, yield, n_yield, &err);
     free(yield);
     if (out == IR_NONE) PC_BUG("rewrite: %s", err.msg);
-    for (uint32_t k = 0; k < n->n_out; k++) rw->map[n->out + k] = out + k;
+    for (uint32_t k = 0, kept = 0; k < n->n_out; k++)
+      if (!dropped(rw, n, k)) rw->map[n->out + k] = out + kept++;
     break;
   }
   default: {
@@ -97,8 +106,13 @@ static int copy_region(IrRewrite *rw, uint32_t r) {
 }
 
 int ir_rewrite(const IrGraph *src, IrRewriteHook hook, void *ctx, IrGraph **out, PcError *err) {
+  return ir_rewrite_dropping(src, hook, ctx, NULL, out, err);
+}
+
+int ir_rewrite_dropping(const IrGraph *src, IrRewriteHook hook, void *ctx, const unsigned char *dropped, IrGraph **out,
+                        PcError *err) {
   *out = NULL;
-  IrRewrite rw = {.src = src, .dst = ir_graph_new(src->name), .hook = hook, .ctx = ctx, .err = err};
+  IrRewrite rw = {.src = src, .dst = ir_graph_new(src->name), .hook = hook, .ctx = ctx, .dropped = dropped, .err = err};
   rw.b = ir_builder(rw.dst);
   rw.map = pc_xmalloc(pc_mul_size(src->values.n + 1, sizeof *rw.map));
   memset(rw.map, 0xff, (src->values.n + 1) * sizeof *rw.map);

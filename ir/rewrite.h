@@ -15,6 +15,12 @@ typedef struct IrRewrite IrRewrite;
 typedef int (*IrRewriteHook)(IrRewrite *rw, const IrNode *n, void *ctx, PcError *err);
 
 int ir_rewrite(const IrGraph *src, IrRewriteHook hook, void *ctx, IrGraph **out, PcError *err);
+/* As ir_rewrite, and drops the carried values of loops whose result values
+ * `dropped` marks (indexed by source value): each one's initial value,
+ * body argument, yield operand and result go, so nothing copied may use
+ * the argument or the result. */
+int ir_rewrite_dropping(const IrGraph *src, IrRewriteHook hook, void *ctx, const unsigned char *dropped, IrGraph **out,
+                        PcError *err);
 
 const IrGraph *ir_rewrite_src(const IrRewrite *rw);
 IrBuilder *ir_rewrite_builder(IrRewrite *rw);

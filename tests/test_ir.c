@@ -3,6 +3,8 @@
  *    byte for byte, and the interpreter runs its loop correctly;
  *  - a traced GPT-2 prints, parses and prints back identically, and
  *    matches the committed golden IR (PONDER_UPDATE_GOLDEN=1 rewrites it);
+ *  - dead code elimination drops a loop's carried value that nothing reads
+ *    (tests/ir/dead_carry.ir becomes dead_carry.dce.ir);
  *  - every file in tests/ir/errors fails with the message its first line
  *    expects. */
 #include <dirent.h>
@@ -12,6 +14,7 @@
 #include "backends/interp/interp.h"
 #include "compiler/front.h"
 #include "ir/autodiff.h"
+#include "ir/passes.h"
 #include "tests/check.h"
 
 static char *slurp(const char *path) {
@@ -91,6 +94,23 @@ static void check_loop_graph(void) {
   for (size_t i = 0; i < n_out; i++) tensor_free(out[i].tensor);
   tensor_free(ids);
   params_free(&p);
+  ir_graph_free(g);
+}
+
+/* Carry 1 (%7) is read only by its own update and its result is unused:
+ * it goes, with its initial value (%0). Carry 2 (%8) has an unused result
+ * but carry 0's update reads it: it stays. */
+static void check_dead_carries(void) {
+  PcError err;
+  IrGraph *g = parse_file("tests/ir/dead_carry.ir", &err), *d = NULL;
+  CHECKF(g, "%s", err.msg);
+  if (!g) return;
+  CHECKF(ir_dce(g, &d, &err) == 0, "%s", err.msg);
+  char *want = slurp("tests/ir/dead_carry.dce.ir"), *got = d ? ir_print_string(d) : NULL;
+  CHECKF(want && got && !strcmp(want, got), "dead_carry.ir after dce:\n%s", got ? got : "(none)");
+  free(want);
+  free(got);
+  ir_graph_free(d);
   ir_graph_free(g);
 }
 
@@ -185,6 +205,7 @@ static void check_error_files(void) {
 
 int main(void) {
   check_loop_graph();
+  check_dead_carries();
   check_traced_roundtrip();
   check_training_roundtrip();
   check_error_files();
