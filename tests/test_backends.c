@@ -4,18 +4,21 @@
  * eval, logits, and decode with KV caches (a prefill, then single tokens) —
  * must agree within 1e-4 of each output's largest magnitude; and a test
  * model whose split leaves a piece unused (its gradient keeps zeros where
- * no slice lands). The backend
+ * no slice lands). GPT-2 K = 3 also with the loop's activations saved
+ * for the backward (`--save-loop-activations`: stacks that start unfilled,
+ * only those the gradient reads). The backend
  * (argument 1, default c) is compiled in-process, as `ponder --backend`
  * does: the C backend through cc. */
 #include "tests/backend_equiv.h"
 #include "tests/check.h"
 
-static void check_model(const EquivCase *c, const char *backend) {
+static void check_model(const EquivCase *c, const char *backend, AdLoopMode mode) {
   char buf[8][64];
   ModelOpts base;
   if (equiv_opts(c, &base, buf) < 0) return;
   ModelOpts compiled = base;
   compiled.backend = backend;
+  compiled.pipeline.loop_mode = mode;
   PcError err;
   LoadedModel ref, got;
   if (model_load(&base, &ref, &err) < 0) {
@@ -24,7 +27,7 @@ static void check_model(const EquivCase *c, const char *backend) {
     if (model_load(&compiled, &got, &err) < 0) {
       CHECKF(0, "%s: %s: %s", c->label, backend, err.msg);
     } else {
-      equiv_models(c->label, backend, &ref, &got);
+      equiv_models(c->label, mode == AD_LOOPS_SAVE ? "saved activations" : backend, &ref, &got);
       model_unload(&got);
     }
     model_unload(&ref);
@@ -35,9 +38,11 @@ static void check_model(const EquivCase *c, const char *backend) {
 int main(int argc, char **argv) {
   size_t n;
   const EquivCase *cases = equiv_cases(&n);
-  for (size_t i = 0; i < n; i++) check_model(&cases[i], argc > 1 ? argv[1] : "c");
+  const char *backend = argc > 1 ? argv[1] : "c";
+  for (size_t i = 0; i < n; i++) check_model(&cases[i], backend, AD_LOOPS_RECOMPUTE);
+  check_model(&cases[1], backend, AD_LOOPS_SAVE); /* gpt2 tiny, K = 3 */
   /* slices whose gradients leave a gap, and ones that cover (tests/models/split_unused.lua) */
   static const EquivCase split = {"split, a piece unused", "tests/models/split_unused.lua", "tiny", NULL, 0};
-  check_model(&split, argc > 1 ? argv[1] : "c");
+  check_model(&split, backend, AD_LOOPS_RECOMPUTE);
   return check_exit();
 }

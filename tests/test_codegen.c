@@ -77,11 +77,15 @@ static void check_slice_gradients(void) {
   pc_module_free(&m);
 }
 
-/* Parameters' gradients summed over the pondering loop are summed in the
- * caller's buffers: no copy into one at the end of each pass (K = 3). */
-static void check_loop_gradients_in_place(void) {
+/* The training graph's pondering loop (K = 3), with the body recomputed
+ * or its activations saved: parameters' gradients summed over the loop are
+ * summed in the caller's buffers (no copy into one at the end of each
+ * pass), and the stacks the loop fills slot by slot start unfilled (no
+ * fill from the loop's line, 21). */
+static void check_pondering_loop(AdLoopMode mode) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "tests/models/split_unused.lua", .config = "tiny"};
+  o.pipeline.loop_mode = mode;
   vec_push(&o.sets, sets[0]);
   vec_push(&o.sets, sets[1]);
   PcModuleOptions mo = {.entries = PC_ENTRY_TRAIN, .max_batch = 2, .max_seq = 16, .schedule = kschedule_default()};
@@ -100,6 +104,14 @@ static void check_loop_gradients_in_place(void) {
     into_outputs += st->kind == KS_COPY && p->entries.a[0].bufs.a[st->buf[0]].kind == KB_OUTPUT;
   }
   CHECKF(into_outputs == 0, "%d copies into the train entry's outputs", into_outputs);
+  char *kir = NULL;
+  size_t n;
+  FILE *f = open_memstream(&kir, &n);
+  kir_print(p, f);
+  fclose(f);
+  CHECK_STR_CONTAINS(kir, "stack_set @tests/models/split_unused.lua:21\n");
+  CHECKF(!strstr(kir, "# fill @tests/models/split_unused.lua:21\n"), "a stack is filled before the loop sets every slot");
+  free(kir);
   pc_module_free(&m);
   vec_free(&o.sets);
 }
@@ -131,6 +143,7 @@ int main(void) {
   pc_module_free(&m);
   vec_free(&o.sets);
   check_slice_gradients();
-  check_loop_gradients_in_place();
+  check_pondering_loop(AD_LOOPS_RECOMPUTE);
+  check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();
 }

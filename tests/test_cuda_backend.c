@@ -3,7 +3,8 @@
  * every entry (train: the loss and every gradient; eval; logits; cached
  * decode), compiled in-process (--device cuda) and, for one model, through
  * a library made by pondercc --target cuda (with column sums over chunks
- * of 5 rows); each in both precisions of the matrix products:
+ * of 5 rows), and GPT-2 K = 3 again with the loop's activations saved for
+ * the backward; each in both precisions of the matrix products:
  *   fp32  within 1e-4 of each output's largest magnitude, and the train
  *         entry so again on ids that repeat (the embedding gradient's chains);
  *   bf16  within the bounds of bf16_tol (below), and the same to the bit
@@ -106,9 +107,10 @@ static void check_precisions(const EquivCase *k, const char *how, LoadedModel *r
   }
 }
 
-/* The model as ponder --device cuda loads it, and (lib) as a library made
- * by pondercc --target cuda, against the interpreter. */
-static void check_case(const EquivCase *k, const char *how, int lib) {
+/* The model as ponder --device cuda loads it (with the loops' activations
+ * recomputed or saved: loops), and (lib) as a library made by pondercc
+ * --target cuda, against the interpreter. */
+static void check_case(const EquivCase *k, const char *how, int lib, AdLoopMode loops) {
   ModelOpts o;
   char buf[8][64];
   if (equiv_opts(k, &o, buf) < 0) return;
@@ -122,6 +124,7 @@ static void check_case(const EquivCase *k, const char *how, int lib) {
   }
   ModelOpts cu = o;
   cu.backend = NULL;
+  cu.pipeline.loop_mode = loops;
   check_precisions(k, how, &ref, cu);
   if (lib) {
     PcModuleOptions mo = {.entries = PC_ENTRY_ALL, .max_batch = 2, .max_seq = 16, .schedule = kschedule_cuda()};
@@ -176,10 +179,13 @@ int main(int argc, char **argv) {
   }
   size_t n;
   const EquivCase *cases = equiv_cases(&n);
-  for (size_t i = 0; i < n; i++) check_case(&cases[i], mode, i == 1);
+  for (size_t i = 0; i < n; i++) check_case(&cases[i], mode, i == 1, AD_LOOPS_RECOMPUTE);
+  char saved[64];
+  snprintf(saved, sizeof saved, "%s, saved activations", mode);
+  check_case(&cases[1], saved, 0, AD_LOOPS_SAVE); /* gpt2 tiny, K = 3 */
   if (!strcmp(mode, "emu")) { /* a missing barrier or a race between blocks gives another answer in another order */
     setenv("PONDER_CUDA_EMULATE", "reverse", 1);
-    for (size_t i = 0; i < n; i++) check_case(&cases[i], "emu, reverse order", 0);
+    for (size_t i = 0; i < n; i++) check_case(&cases[i], "emu, reverse order", 0, AD_LOOPS_RECOMPUTE);
   }
   return check_exit();
 }

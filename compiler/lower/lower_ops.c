@@ -105,10 +105,36 @@ static int on_covering_chain(Lower *l, const IrNode *n) {
   return l->uses[v] == 1 && covering_chain(l, v);
 }
 
+/* Whether v only starts a loop's stack that every iteration sets at its
+ * own index and nothing else in the body touches (autodiff's stacks of a
+ * loop's activations): every slot is written before the loop ends, and
+ * only what comes after the loop reads them, so v's values are never read. */
+static int stack_filled_by_loop(Lower *l, uint32_t v) {
+  const IrGraph *g = l->g;
+  if (l->uses[v] != 1) return 0;
+  const IrRegion *home = &g->regions.a[g->values.a[v].region];
+  for (size_t i = 0; i < home->nodes.n; i++) {
+    const IrNode *loop = ir_node(g, home->nodes.a[i]);
+    if (loop->op != IR_LOOP) continue;
+    for (uint32_t k = 0; k < loop->n_in; k++) {
+      if (ir_in(g, loop, k) != v) continue;
+      const IrRegion *body = &g->regions.a[loop->body];
+      const IrNode *y = ir_node(g, body->nodes.a[body->nodes.n - 1]);
+      uint32_t arg = body->args.a[k + 1], set = g->values.a[ir_in(g, y, k)].def;
+      if (set == IR_NONE || l->uses[arg] != 1 || l->uses[ir_in(g, y, k)] != 1) return 0;
+      const IrNode *s = ir_node(g, set);
+      return s->op == IR_STACK_SET && ir_in(g, s, 0) == arg && ir_in(g, s, 1) == body->args.a[0] &&
+             L_shape(l, v)->dim[0] == loop->attr[0].i;
+    }
+  }
+  return 0;
+}
+
 /* ---- sources --------------------------------------------------------------- */
 
 static int lo_fill(Lower *l, const IrNode *n, PcError *err) {
   if (covering_chain(l, OUT(0))) return 0; /* its slices overwrite every element */
+  if (stack_filled_by_loop(l, OUT(0))) return 0;
   KType t = ir_type(l->g, OUT(0))->dtype == PC_I32 ? K_I64 : K_F32;
   uint32_t v = t == K_I64 ? L_i(l, (int64_t)n->attr[0].f) : L_f(l, n->attr[0].f);
   ks_fill(l->p, l->block, l->buf[OUT(0)], L_i(l, 0), L_numel(l, L_shape(l, OUT(0))), v);
