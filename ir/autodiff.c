@@ -2,14 +2,15 @@
  *
  * 1. The forward graph is copied node by node ("cloned") into the new
  *    graph. A loop is cloned with extra carried stacks: one slot per
- *    iteration for each value its backward will need (the carried inputs,
- *    or every body value in AD_LOOPS_SAVE mode).
+ *    iteration for each value its backward will need (the carried inputs
+ *    and the fused vocabulary ops' results, or every body value in
+ *    AD_LOOPS_SAVE mode).
  * 2. The backward pass walks the source graph's nodes in reverse and emits
  *    each node's gradient rule (vjp.c), summing contributions per value.
  *    A loop's backward is a loop running the other way, carrying the
  *    gradients of its carried values and accumulators for the values its
  *    body captured from outside; its body first rebuilds the forward values
- *    of that iteration (re-running the body from the stacked inputs, or
+ *    of that iteration (re-running the body from the stacked values, or
  *    reading the saved stacks), then runs the body's gradient rules.
  *
  * Source values map to new-graph values through scopes: one per region
@@ -151,16 +152,21 @@ static int vary_region(AdCtx *c, uint32_t r) {
 
 /* ---- cloning the forward pass ------------------------------------------- */
 
+/* Ops whose results a recomputing loop stacks rather than runs again: the
+ * fused vocabulary ops cost O(rows x vocabulary x width) for results of
+ * O(rows x width), which their gradients read (the mixture and its lse). */
+static int stacked_when_recomputing(IrOp op) { return op == IR_VOCAB_ATTENTION || op == IR_VOCAB_ATTENTION_TOPK; }
+
 /* The source values a loop stacks for its backward, in order. */
 static void tape_values(AdCtx *c, const IrNode *loop, VecU32 *out) {
   const IrGraph *g = c->src;
   const IrRegion *body = &g->regions.a[loop->body];
   out->n = 0;
   for (size_t k = 1; k < body->args.n; k++) vec_push(out, body->args.a[k]);
-  if (c->mode != AD_LOOPS_SAVE) return;
   for (size_t i = 0; i + 1 < body->nodes.n; i++) {
     const IrNode *n = ir_node(g, body->nodes.a[i]);
-    for (uint32_t k = 0; k < n->n_out; k++) vec_push(out, n->out + k);
+    if (c->mode == AD_LOOPS_SAVE || stacked_when_recomputing(n->op))
+      for (uint32_t k = 0; k < n->n_out; k++) vec_push(out, n->out + k);
   }
 }
 
@@ -280,8 +286,11 @@ static void rebuild_iteration(AdCtx *c, const IrNode *n, uint32_t dst_loop_first
       const IrNode *m = ir_node(g, body->nodes.a[i]);
       if (m->op == IR_LOOP) clone_loop(c, m);
     }
-  } else {
-    clone_region(c, n->body);
+  } else { /* the body again, but for what came off the stacks */
+    for (size_t i = 0; i < body->nodes.n; i++) {
+      const IrNode *m = ir_node(g, body->nodes.a[i]);
+      if (!stacked_when_recomputing(m->op)) clone_node(c, m);
+    }
   }
   vec_free(&tape);
 }

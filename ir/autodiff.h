@@ -7,8 +7,9 @@
 
 /* How a loop's body activations reach its backward loop:
  *  - AD_LOOPS_RECOMPUTE: the forward loop stores only each iteration's
- *    carried inputs (one stack slot per iteration); the backward loop runs
- *    the body again from them. Memory: K x carried.
+ *    carried inputs and its fused vocabulary ops' results (one stack slot
+ *    per iteration); the backward loop runs the rest of the body again
+ *    from them. Memory: K x (carried + the mixtures).
  *  - AD_LOOPS_SAVE: the forward loop stores every value its body makes;
  *    the backward loop reads them back. Memory: K x body activations,
  *    once dce drops the stacks that no gradient rule reads. */

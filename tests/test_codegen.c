@@ -80,8 +80,9 @@ static void check_slice_gradients(void) {
 /* The training graph's pondering loop (K = 3), with the body recomputed
  * or its activations saved: parameters' gradients summed over the loop are
  * summed in the caller's buffers (no copy into one at the end of each
- * pass), and the stacks the loop fills slot by slot start unfilled (no
- * fill from the loop's line, 21). */
+ * pass), the stacks the loop fills slot by slot start unfilled (no fill
+ * from the loop's line, 21), and the backward takes the vocabulary
+ * mixture off a stack instead of running it again. */
 static void check_pondering_loop(AdLoopMode mode) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "tests/models/split_unused.lua", .config = "tiny"};
@@ -111,6 +112,9 @@ static void check_pondering_loop(AdLoopMode mode) {
   fclose(f);
   CHECK_STR_CONTAINS(kir, "stack_set @tests/models/split_unused.lua:21\n");
   CHECKF(!strstr(kir, "# fill @tests/models/split_unused.lua:21\n"), "a stack is filled before the loop sets every slot");
+  int mixtures = 0;
+  for (const char *at = kir; (at = strstr(at, "# vocab_attention @tests/models/split_unused.lua:21\n")); at++) mixtures++;
+  CHECKF(mixtures == 1, "the vocabulary mixture is lowered %d times (the backward runs it again)", mixtures);
   free(kir);
   pc_module_free(&m);
   vec_free(&o.sets);
