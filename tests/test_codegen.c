@@ -35,6 +35,30 @@ static int in_section(const char *kir, const char *section, const char *what) {
   return s ? n : -1;
 }
 
+/* The train entry of tests/models/split_unused.lua (K = 3 when ponder)
+ * built into *m, and its kernel IR printed; the caller frees both. NULL
+ * (a failed check) when it does not build. */
+static char *split_train(int ponder, AdLoopMode mode, PcModule *m) {
+  char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
+  ModelOpts o = {.script = "tests/models/split_unused.lua", .config = "tiny"};
+  o.pipeline.loop_mode = mode;
+  for (int i = 0; ponder && i < 2; i++) vec_push(&o.sets, sets[i]);
+  PcModuleOptions mo = {.entries = PC_ENTRY_TRAIN, .max_batch = 2, .max_seq = 16, .schedule = kschedule_default()};
+  PcError err;
+  int rc = pc_module_build(&o, &mo, m, &err);
+  vec_free(&o.sets);
+  if (rc < 0) {
+    CHECKF(0, "%s", err.msg);
+    return NULL;
+  }
+  char *kir = NULL;
+  size_t n;
+  FILE *f = open_memstream(&kir, &n);
+  kir_print(m->prog, f);
+  fclose(f);
+  return kir;
+}
+
 /* The gradient of a split whose slices leave a gap starts from zeros and
  * adds them; one whose slices cover it gets them copied in, no zeros
  * (tests/models/split_unused.lua: the gap split on line 22, q, k, v on 23).
@@ -43,19 +67,9 @@ static int in_section(const char *kir, const char *section, const char *what) {
  * covering gradient's copies; the gap's added slices keep theirs. q, k and
  * v add their bias in that loop (no loop of its own, no copies). */
 static void check_slice_gradients(void) {
-  ModelOpts o = {.script = "tests/models/split_unused.lua", .config = "tiny"};
-  PcModuleOptions mo = {.entries = PC_ENTRY_TRAIN, .max_batch = 2, .max_seq = 16, .schedule = kschedule_default()};
   PcModule m;
-  PcError err;
-  if (pc_module_build(&o, &mo, &m, &err) < 0) {
-    CHECKF(0, "%s", err.msg);
-    return;
-  }
-  char *kir = NULL;
-  size_t n;
-  FILE *f = open_memstream(&kir, &n);
-  kir_print(m.prog, f);
-  fclose(f);
+  char *kir = split_train(0, AD_LOOPS_RECOMPUTE, &m);
+  if (!kir) return;
   CHECK_STR_CONTAINS(kir, "# fill @tests/models/split_unused.lua:22\n");
   CHECKF(!strstr(kir, "# fill @tests/models/split_unused.lua:23\n"), "the covering slices' gradient is zero-filled first");
   const char *gap = strstr(kir, "# slice_grad @tests/models/split_unused.lua:22\n"), *next = gap ? strstr(gap + 1, "\n  # ") : NULL;
@@ -84,19 +98,9 @@ static void check_slice_gradients(void) {
  * from the loop's line, 21), and the backward takes the vocabulary
  * mixture off a stack instead of running it again. */
 static void check_pondering_loop(AdLoopMode mode) {
-  char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
-  ModelOpts o = {.script = "tests/models/split_unused.lua", .config = "tiny"};
-  o.pipeline.loop_mode = mode;
-  vec_push(&o.sets, sets[0]);
-  vec_push(&o.sets, sets[1]);
-  PcModuleOptions mo = {.entries = PC_ENTRY_TRAIN, .max_batch = 2, .max_seq = 16, .schedule = kschedule_default()};
   PcModule m;
-  PcError err;
-  if (pc_module_build(&o, &mo, &m, &err) < 0) {
-    CHECKF(0, "%s", err.msg);
-    vec_free(&o.sets);
-    return;
-  }
+  char *kir = split_train(1, mode, &m);
+  if (!kir) return;
   const KProgram *p = m.prog;
   CHECK(p->entries.n == 1);
   int into_outputs = 0;
@@ -105,11 +109,6 @@ static void check_pondering_loop(AdLoopMode mode) {
     into_outputs += st->kind == KS_COPY && p->entries.a[0].bufs.a[st->buf[0]].kind == KB_OUTPUT;
   }
   CHECKF(into_outputs == 0, "%d copies into the train entry's outputs", into_outputs);
-  char *kir = NULL;
-  size_t n;
-  FILE *f = open_memstream(&kir, &n);
-  kir_print(p, f);
-  fclose(f);
   CHECK_STR_CONTAINS(kir, "stack_set @tests/models/split_unused.lua:21\n");
   CHECKF(!strstr(kir, "# fill @tests/models/split_unused.lua:21\n"), "a stack is filled before the loop sets every slot");
   int mixtures = 0;
@@ -117,7 +116,6 @@ static void check_pondering_loop(AdLoopMode mode) {
   CHECKF(mixtures == 1, "the vocabulary mixture is lowered %d times (the backward runs it again)", mixtures);
   free(kir);
   pc_module_free(&m);
-  vec_free(&o.sets);
 }
 
 int main(void) {
