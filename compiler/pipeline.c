@@ -17,24 +17,41 @@ static int pass_fuse(const IrGraph *in, const PcPipeline *p, IrGraph **out, PcEr
 /* dce: needs a verified graph; keeps what the outputs need */
 static int pass_dce(const IrGraph *in, const PcPipeline *p, IrGraph **out, PcError *err) { return ir_dce(in, out, err); }
 
+/* Loops of up to this many iterations are unrolled before autodiff when
+ * their activations are saved: pondering's K + 1 passes are few, and
+ * straight-line code keeps each pass's activations where they were made
+ * (no stacks, no copies into and out of them). */
+#define UNROLL_MAX_TRIP 16
+
+/* unroll: with saved loop activations (skipped otherwise) */
+static int pass_unroll(const IrGraph *in, const PcPipeline *p, IrGraph **out, PcError *err) {
+  return ir_unroll(in, UNROLL_MAX_TRIP, out, err);
+}
+
 /* autodiff: needs an output "loss"; adds an output "grad:NAME" per parameter */
 static int pass_autodiff(const IrGraph *in, const PcPipeline *p, IrGraph **out, PcError *err) {
   return ir_autodiff(in, "loss", p->loop_mode, out, err);
 }
 
 static const Pass forward_passes[] = {{"fuse", pass_fuse}, {"dce", pass_dce}};
-static const Pass training_passes[] = {{"autodiff", pass_autodiff}, {"dce", pass_dce}};
+static const Pass training_passes[] = {{"unroll", pass_unroll}, {"autodiff", pass_autodiff}, {"dce", pass_dce}};
 
-const char *pc_pipeline_pass_names(void) { return "trace, fuse, dce, autodiff"; }
+const char *pc_pipeline_pass_names(void) { return "trace, fuse, dce, unroll, autodiff"; }
 
 int pc_pipeline_knows_pass(const char *name) {
-  return !strcmp(name, "trace") || !strcmp(name, "fuse") || !strcmp(name, "dce") || !strcmp(name, "autodiff");
+  return !strcmp(name, "trace") || !strcmp(name, "fuse") || !strcmp(name, "dce") || !strcmp(name, "unroll") ||
+         !strcmp(name, "autodiff");
+}
+
+/* The passes a pipeline's options turn off. */
+static int skipped(const Pass *pass, const PcPipeline *p) {
+  return (p->no_fuse && !strcmp(pass->name, "fuse")) || (p->loop_mode != AD_LOOPS_SAVE && !strcmp(pass->name, "unroll"));
 }
 
 static int run(const Pass *passes, size_t n, const IrGraph *in, const PcPipeline *p, IrGraph **out, PcError *err) {
   IrGraph *cur = NULL;
   for (size_t i = 0; i < n; i++) {
-    if (p->no_fuse && !strcmp(passes[i].name, "fuse")) continue;
+    if (skipped(&passes[i], p)) continue;
     IrGraph *next;
     if (passes[i].run(cur ? cur : in, p, &next, err) < 0) {
       ir_graph_free(cur);

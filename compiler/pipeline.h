@@ -1,7 +1,8 @@
 /* The pass pipeline, in one place:
  *
  *   trace (front.c) -> fuse -> dce                 pc_optimize: the forward graph
- *                   -> autodiff -> dce             pc_differentiate: the training graph
+ *                   -> unroll -> autodiff -> dce   pc_differentiate: the training graph
+ *                      (unroll: only with saved loop activations)
  *
  * Every pass returns a new verified graph. With `dump_after` set to a pass
  * name, the graph after that pass is printed to `dump` in the IR's text form. */

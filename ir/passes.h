@@ -13,7 +13,12 @@
  * nodes behind for dce. */
 int ir_fuse_vocab(const IrGraph *g, IrGraph **out, PcError *err);
 
-/* dce: drops nodes whose results nothing uses (outputs are the roots). */
+/* dce: drops nodes whose results nothing uses (outputs are the roots), and
+ * loops' carried values that nothing reads. */
 int ir_dce(const IrGraph *g, IrGraph **out, PcError *err);
+
+/* unroll: every loop of at most max_trip iterations becomes that many
+ * copies of its body in a row, each with its index as a constant. */
+int ir_unroll(const IrGraph *g, int64_t max_trip, IrGraph **out, PcError *err);
 
 #endif

@@ -105,6 +105,8 @@ static int copy_region(IrRewrite *rw, uint32_t r) {
   return 0;
 }
 
+int ir_rewrite_region(IrRewrite *rw, uint32_t r) { return copy_region(rw, r); }
+
 int ir_rewrite(const IrGraph *src, IrRewriteHook hook, void *ctx, IrGraph **out, PcError *err) {
   return ir_rewrite_dropping(src, hook, ctx, NULL, out, err);
 }

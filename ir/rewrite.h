@@ -31,6 +31,11 @@ void ir_rewrite_map(IrRewrite *rw, uint32_t src_value, uint32_t new_value);
 uint32_t ir_rewrite_emit(IrRewrite *rw, const IrNode *src_node, IrOp op, const uint32_t *in, uint32_t n_in,
                          const IrAttr *attr);
 
+/* Copies the nodes of source region r into the current block (a hook that
+ * replaces a loop copies its body this way, once per iteration); a region's
+ * yield is left to the caller, which reads its operands' new values. */
+int ir_rewrite_region(IrRewrite *rw, uint32_t r);
+
 /* Uses of each value of g (operands at any depth), for pattern matching. */
 uint32_t *ir_use_counts(const IrGraph *g);
 

@@ -5,6 +5,8 @@
  *    matches the committed golden IR (PONDER_UPDATE_GOLDEN=1 rewrites it);
  *  - dead code elimination drops a loop's carried value that nothing reads
  *    (tests/ir/dead_carry.ir becomes dead_carry.dce.ir);
+ *  - unrolling leaves no loop and the interpreter's results unchanged, its
+ *    index running backwards in a reverse loop (tests/ir/reverse_loop.ir);
  *  - every file in tests/ir/errors fails with the message its first line
  *    expects. */
 #include <dirent.h>
@@ -114,6 +116,43 @@ static void check_dead_carries(void) {
   ir_graph_free(g);
 }
 
+/* reverse_loop.ir: indices 2, 1, 0 stack x, 2x, 4x; y = 8x */
+static void check_unroll(void) {
+  PcError err;
+  IrGraph *g = parse_file("tests/ir/reverse_loop.ir", &err), *u = NULL;
+  CHECKF(g, "%s", err.msg);
+  if (!g) return;
+  CHECKF(ir_unroll(g, 16, &u, &err) == 0, "%s", err.msg);
+  if (u) {
+    char *text = ir_print_string(u);
+    CHECKF(!strstr(text, "loop("), "the loop is still there:\n%s", text);
+    free(text);
+  }
+  Params p = {0};
+  int64_t shape[1] = {2};
+  Tensor *x = tensor_new(PC_F32, 1, shape);
+  tensor_f32(x)[0] = 1.5f;
+  tensor_f32(x)[1] = -0.25f;
+  NamedTensor in[1] = {{"x", x}};
+  const IrGraph *graphs[2] = {g, u};
+  for (int k = 0; k < 2 && graphs[k]; k++) {
+    NamedTensor out[2];
+    size_t n_out;
+    CHECKF(interp_run(graphs[k], &p, in, 1, out, 2, &n_out, &err) == 0, "%s", err.msg);
+    if (n_out != 2) continue;
+    const float *y = tensor_f32(out[0].tensor), *stack = tensor_f32(out[1].tensor);
+    for (int b = 0; b < 2; b++) {
+      float v = tensor_f32(x)[b];
+      CHECKF(y[b] == 8 * v && stack[4 + b] == v && stack[2 + b] == 2 * v && stack[b] == 4 * v,
+             "%s: y %g, stack %g %g %g for x %g", k ? "unrolled" : "loop", y[b], stack[b], stack[2 + b], stack[4 + b], v);
+    }
+    for (size_t i = 0; i < n_out; i++) tensor_free(out[i].tensor);
+  }
+  tensor_free(x);
+  ir_graph_free(u);
+  ir_graph_free(g);
+}
+
 static void check_traced_roundtrip(void) {
   PcError err;
   FeModel *m;
@@ -206,6 +245,7 @@ static void check_error_files(void) {
 int main(void) {
   check_loop_graph();
   check_dead_carries();
+  check_unroll();
   check_traced_roundtrip();
   check_training_roundtrip();
   check_error_files();
