@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backends/c/c_render.h"
+#include "compiler/lower/lower.h"
 #include "compiler/module.h"
 #include "runtime/base/file.h"
 #include "tests/check.h"
@@ -74,7 +75,10 @@ static void check_slice_gradients(void) {
   CHECKF(!strstr(kir, "# fill @tests/models/split_unused.lua:23\n"), "the covering slices' gradient is zero-filled first");
   const char *gap = strstr(kir, "# slice_grad @tests/models/split_unused.lua:22\n"), *next = gap ? strstr(gap + 1, "\n  # ") : NULL;
   CHECK(gap && next && strstr(gap, "= add(") && strstr(gap, "= add(") < next); /* added, not copied */
-  CHECKF(!strstr(kir, "# add @tests/models/split_unused.lua:23\n"), "q, k and v's bias is added in a loop of its own");
+  const char *qkv = strstr(kir, "# slice @tests/models/split_unused.lua:23\n"),
+             *add = strstr(kir, "# add @tests/models/split_unused.lua:23\n"); /* later: the backward's sums */
+  CHECKF(qkv && (!add || add > qkv) && in_section(kir, "# slice @tests/models/split_unused.lua:23\n", "= add(") == 3,
+         "q, k and v's bias is added in a loop of its own");
   static const struct {
     const char *section;
     int loops, copies;
@@ -123,6 +127,38 @@ static void check_pondering_loop(AdLoopMode mode) {
   pc_module_free(&m);
 }
 
+/* An elementwise op is computed inside its consumer only when nothing but
+ * elementwise ops comes between them: a sum whose parts arrive apart (a
+ * parameter's gradient from each unrolled pass) is added as they arrive,
+ * not at the end with every part kept alive until then. Here the first
+ * add has a product between it and the second: two loops, not one. */
+static void check_inlining_adjacent(void) {
+  static const char text[] = "graph far_sum [N] {\n"
+                             "  %w = param() {init=\"normal\", std=0.02} : f32[4,4]\n"
+                             "  %x = input() : f32[N,4]\n"
+                             "  %0 = linear(%x, %w) : f32[N,4]\n"
+                             "  %1 = add(%x, %0) : f32[N,4]\n"
+                             "  %2 = linear(%0, %w) : f32[N,4]\n"
+                             "  %3 = add(%1, %2) : f32[N,4]\n"
+                             "  %4 = gelu(%3) : f32[N,4]\n"
+                             "  output(%4) {name=\"y\"}\n"
+                             "}\n";
+  PcError err;
+  IrGraph *g = NULL;
+  CHECKF(ir_parse(text, "far_sum", &g, &err) == 0 && ir_verify(g, &err) == 0, "%s", err.msg);
+  if (!g) return;
+  KProgram *p = kir_new();
+  const char *names[1] = {"w"};
+  int64_t dim_max[1] = {8};
+  KSchedule s = kschedule_default();
+  CHECKF(lower_entry(p, "f", g, dim_max, names, 1, &s, &err) == 0, "%s", err.msg);
+  int loops = 0;
+  for (size_t i = 0; i < p->stmts.n; i++) loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
+  CHECKF(loops == 2, "%d parallel loops for add, then add and gelu (not 2)", loops);
+  kir_free(p);
+  ir_graph_free(g);
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -150,6 +186,7 @@ int main(void) {
   pc_module_free(&m);
   vec_free(&o.sets);
   check_slice_gradients();
+  check_inlining_adjacent();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();

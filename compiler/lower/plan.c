@@ -96,6 +96,20 @@ static void inline_into_slices(Lower *l) {
   free(columns);
 }
 
+/* Whether only elementwise ops come between nodes a and b (a before b) of
+ * region r: computing a inside b then keeps a's operands alive no longer
+ * than the group's own loop does. A sum of gradients that arrive far apart
+ * (a parameter's, once per unrolled pass) is added as each arrives, not
+ * all at the end with every part kept until then. */
+static int only_elementwise_between(const IrGraph *g, uint32_t r, uint32_t a, uint32_t b) {
+  const IrRegion *reg = &g->regions.a[r];
+  size_t i = 0;
+  while (i < reg->nodes.n && reg->nodes.a[i] != a) i++;
+  for (i++; i < reg->nodes.n && reg->nodes.a[i] != b; i++)
+    if (!elementwise_op(ir_node(g, reg->nodes.a[i])->op)) return 0;
+  return 1;
+}
+
 void plan_inline(Lower *l) {
   const IrGraph *g = l->g;
   inline_into_slices(l);
@@ -107,7 +121,9 @@ void plan_inline(Lower *l) {
       const IrValueInfo *vi = &g->values.a[v];
       if (vi->def == IR_NONE || l->uses[v] != 1 || vi->region != g->values.a[n->out].region) continue;
       const IrNode *d = ir_node(g, vi->def);
-      if (elementwise_op(d->op) && ir_shape_eq(&ir_type(g, v)->shape, &ir_type(g, n->out)->shape)) l->inlined[v] = 1;
+      if (elementwise_op(d->op) && ir_shape_eq(&ir_type(g, v)->shape, &ir_type(g, n->out)->shape) &&
+          only_elementwise_between(g, vi->region, vi->def, (uint32_t)i))
+        l->inlined[v] = 1;
     }
   }
 }
