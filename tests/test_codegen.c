@@ -127,13 +127,41 @@ static void check_pondering_loop(AdLoopMode mode) {
   pc_module_free(&m);
 }
 
+/* The parallel loops of graph `text` lowered with the CPU's schedule; -1
+ * (a failed check) when it does not parse or lower. */
+static int parallel_loops(const char *text) {
+  PcError err;
+  IrGraph *g = NULL;
+  if (ir_parse(text, "inline", &g, &err) < 0 || ir_verify(g, &err) < 0) {
+    CHECKF(0, "%s", err.msg);
+    ir_graph_free(g);
+    return -1;
+  }
+  KProgram *p = kir_new();
+  const char *names[1] = {"w"};
+  int64_t dim_max[1] = {8};
+  KSchedule s = kschedule_default();
+  int loops = -1;
+  if (lower_entry(p, "f", g, dim_max, names, 1, &s, &err) < 0) {
+    CHECKF(0, "%s", err.msg);
+  } else {
+    loops = 0;
+    for (size_t i = 0; i < p->stmts.n; i++) loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
+  }
+  kir_free(p);
+  ir_graph_free(g);
+  return loops;
+}
+
 /* An elementwise op is computed inside its consumer only when nothing but
  * elementwise ops comes between them: a sum whose parts arrive apart (a
  * parameter's gradient from each unrolled pass) is added as they arrive,
  * not at the end with every part kept alive until then. Here the first
- * add has a product between it and the second: two loops, not one. */
-static void check_inlining_adjacent(void) {
-  static const char text[] = "graph far_sum [N] {\n"
+ * add has a product between it and the second: two loops, not one. And a
+ * norm computes the elementwise group right before it (the residual sum)
+ * in its own row loop, storing it for its other readers: one loop, not two. */
+static void check_inlining(void) {
+  int loops = parallel_loops("graph far_sum [N] {\n"
                              "  %w = param() {init=\"normal\", std=0.02} : f32[4,4]\n"
                              "  %x = input() : f32[N,4]\n"
                              "  %0 = linear(%x, %w) : f32[N,4]\n"
@@ -142,21 +170,18 @@ static void check_inlining_adjacent(void) {
                              "  %3 = add(%1, %2) : f32[N,4]\n"
                              "  %4 = gelu(%3) : f32[N,4]\n"
                              "  output(%4) {name=\"y\"}\n"
-                             "}\n";
-  PcError err;
-  IrGraph *g = NULL;
-  CHECKF(ir_parse(text, "far_sum", &g, &err) == 0 && ir_verify(g, &err) == 0, "%s", err.msg);
-  if (!g) return;
-  KProgram *p = kir_new();
-  const char *names[1] = {"w"};
-  int64_t dim_max[1] = {8};
-  KSchedule s = kschedule_default();
-  CHECKF(lower_entry(p, "f", g, dim_max, names, 1, &s, &err) == 0, "%s", err.msg);
-  int loops = 0;
-  for (size_t i = 0; i < p->stmts.n; i++) loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
+                             "}\n");
   CHECKF(loops == 2, "%d parallel loops for add, then add and gelu (not 2)", loops);
-  kir_free(p);
-  ir_graph_free(g);
+  loops = parallel_loops("graph residual_norm [N] {\n"
+                         "  %w = param() {init=\"normal\", std=0.02} : f32[4]\n"
+                         "  %x = input() : f32[N,4]\n"
+                         "  %y = input() : f32[N,4]\n"
+                         "  %0 = add(%x, %y) : f32[N,4]\n"
+                         "  %1 = rmsnorm(%0, %w) {eps=1e-06} : f32[N,4]\n"
+                         "  output(%1) {name=\"h\"}\n"
+                         "  output(%0) {name=\"sum\"}\n"
+                         "}\n");
+  CHECKF(loops == 1, "%d parallel loops for a sum and the norm of it (not 1)", loops);
 }
 
 int main(void) {
@@ -186,7 +211,7 @@ int main(void) {
   pc_module_free(&m);
   vec_free(&o.sets);
   check_slice_gradients();
-  check_inlining_adjacent();
+  check_inlining();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();

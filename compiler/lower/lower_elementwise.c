@@ -108,17 +108,20 @@ uint32_t elementwise_value_at(Lower *l, uint32_t v, const IrShape *out, uint32_t
   return fvar(l, x);
 }
 
-int lower_elementwise_root(Lower *l, const IrNode *n, PcError *err) {
-  const IrShape *out = L_shape(l, n->out);
-  uint32_t saved, inner;
-  uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, out), &saved);
-  uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), L_last(l, out), &inner);
+void lower_elementwise_row(Lower *l, uint32_t v, uint32_t r) {
+  const IrShape *out = L_shape(l, v);
+  uint32_t saved, c = L_loop(l, KL_VECTOR, L_i(l, 0), L_last(l, out), &saved);
   /* the root computes like an inlined value, then stores */
-  l->inlined[n->out] = 1;
-  uint32_t x = elementwise_value_at(l, n->out, out, r, c);
-  l->inlined[n->out] = 0;
-  L_store(l, n->out, L_add(l, L_mul(l, r, L_last(l, out)), c), x);
+  l->inlined[v] = 1;
+  uint32_t x = elementwise_value_at(l, v, out, r, c);
+  l->inlined[v] = 0;
+  L_store(l, v, L_add(l, L_mul(l, r, L_last(l, out)), c), x);
   l->block = saved;
-  (void)inner;
+}
+
+int lower_elementwise_root(Lower *l, const IrNode *n, PcError *err) {
+  uint32_t saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, L_shape(l, n->out)), &saved);
+  lower_elementwise_row(l, n->out, r);
+  l->block = saved;
   return 0;
 }

@@ -18,6 +18,8 @@ typedef struct Lower {
   uint32_t *buf;           /* per graph value: its buffer, or IR_NONE */
   uint32_t *var;           /* per graph value: its variable (loop indices), or IR_NONE */
   unsigned char *inlined;  /* per graph value: computed inside its consumer's loop */
+  uint32_t *at_norm;       /* per graph value: the norm right after its elementwise group that computes and
+                              stores it in its own row loop, or IR_NONE */
   uint32_t *uses;          /* per graph value */
   uint32_t *dim;           /* per graph symbolic dim: the entry's dim */
   uint32_t (*scratch)[L_MAX_SCRATCH]; /* per node: scratch buffers its lowering asked for */
@@ -33,7 +35,8 @@ typedef struct Lower {
 static inline KEntry *L_entry(Lower *l) { return &l->p->entries.a[l->entry]; }
 
 /* ---- the memory plan (plan.c) --------------------------------------------- */
-/* Which values are computed inside their consumer (elementwise groups). */
+/* Which values are computed inside their consumer (elementwise groups), and
+ * which groups the norm right after them computes (at_norm). */
 void plan_inline(Lower *l);
 /* Gives every value that needs storage a buffer: external (parameters,
  * inputs, outputs) or a slice of the arena, sharing slices between values
@@ -89,6 +92,9 @@ typedef struct {
 const OpLowering *lower_op(IrOp op);
 const OpLowering *lower_vocab_op(IrOp op); /* lower_vocab.c */
 int lower_elementwise_root(Lower *l, const IrNode *n, PcError *err);
+/* Row r of elementwise group root v, computed and stored by a vector loop
+ * (inside a row loop of the caller's) */
+void lower_elementwise_row(Lower *l, uint32_t v, uint32_t r);
 /* v at row r, column c of a loop over `out` (which v broadcasts against):
  * a load, or v computed there when it is inlined */
 uint32_t elementwise_value_at(Lower *l, uint32_t v, const IrShape *out, uint32_t r, uint32_t c);

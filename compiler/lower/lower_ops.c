@@ -258,11 +258,14 @@ static void row_stats(Lower *l, uint32_t x, uint32_t base, uint32_t C, double ep
   *rstd = L_fvar(l, L_div(l, L_f(l, 1.0), L_ex(l, KE_SQRT, L_add(l, L_mul(l, L_varx(l, var), invC), L_f(l, eps)))));
 }
 
-/* layernorm: y = (x - mean) rstd w + b;  rmsnorm: y = x rstd w */
+/* layernorm: y = (x - mean) rstd w + b;  rmsnorm: y = x rstd w. x's row
+ * first, when x is the elementwise group right before (the residual sum):
+ * one loop over the rows, x read back from cache, not a loop of its own. */
 static int lo_norm(Lower *l, const IrNode *n, PcError *err) {
   int rms = n->op == IR_RMSNORM;
   const IrShape *s = L_shape(l, IN(0));
   uint32_t C = L_ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
+  if (l->at_norm[IN(0)] == (uint32_t)(n - l->g->nodes.a)) lower_elementwise_row(l, IN(0), r);
   uint32_t base = L_ivar(l, L_mul(l, r, C)), mean, rstd, sv;
   row_stats(l, IN(0), base, C, n->attr[0].f, rms, &mean, &rstd);
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);

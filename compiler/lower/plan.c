@@ -110,6 +110,21 @@ static int only_elementwise_between(const IrGraph *g, uint32_t r, uint32_t a, ui
   return 1;
 }
 
+/* Elementwise groups that the next node, a norm, reads: the norm's row loop
+ * computes and stores each row of the group before its own. */
+static void fuse_into_norms(Lower *l) {
+  const IrGraph *g = l->g;
+  for (size_t r = 0; r < g->regions.n; r++) {
+    const IrRegion *reg = &g->regions.a[r];
+    for (size_t i = 1; i < reg->nodes.n; i++) {
+      const IrNode *n = ir_node(g, reg->nodes.a[i]), *d = ir_node(g, reg->nodes.a[i - 1]);
+      if ((n->op == IR_LAYERNORM || n->op == IR_RMSNORM) && elementwise_op(d->op) && d->n_out == 1 &&
+          ir_in(g, n, 0) == d->out && !l->inlined[d->out])
+        l->at_norm[d->out] = reg->nodes.a[i];
+    }
+  }
+}
+
 void plan_inline(Lower *l) {
   const IrGraph *g = l->g;
   inline_into_slices(l);
@@ -126,6 +141,7 @@ void plan_inline(Lower *l) {
         l->inlined[v] = 1;
     }
   }
+  fuse_into_norms(l);
 }
 
 /* ---- positions and live ranges ------------------------------------------------ */
@@ -311,6 +327,18 @@ int plan_memory(Lower *l, PcError *err) {
       if (at > pl.end[leaves.a[k]] && pl.kind[leaves.a[k]] != NOWHERE) pl.end[leaves.a[k]] = use_pos(&pl, leaves.a[k], (uint32_t)i);
     vec_free(&leaves);
   }
+  /* and a group that a norm computes, by the norm (whose output must not
+   * take the bytes of an operand that every row reads: a broadcast one) */
+  for (uint32_t v = 0; v < nv; v++) {
+    if (l->at_norm[v] == IR_NONE) continue;
+    VecU32 leaves = {0};
+    group_leaves(l, v, &leaves);
+    for (size_t k = 0; k < leaves.n; k++) {
+      int32_t at = use_pos(&pl, leaves.a[k], l->at_norm[v]);
+      if (at > pl.end[leaves.a[k]] && pl.kind[leaves.a[k]] != NOWHERE) pl.end[leaves.a[k]] = at;
+    }
+    vec_free(&leaves);
+  }
 
   /* outputs written in place by their producers */
   const IrRegion *top = &g->regions.a[0];
@@ -359,6 +387,7 @@ int plan_memory(Lower *l, PcError *err) {
           unite(&pl, v, n->out + k);
       }
     if (!elementwise_op(n->op) || l->inlined[n->out]) continue;
+    if (l->at_norm[n->out] != IR_NONE) at = pl.node_pos[l->at_norm[n->out]]; /* where it is computed */
     VecU32 leaves = {0};
     group_leaves(l, n->out, &leaves);
     for (size_t k = 0; k < leaves.n; k++)

@@ -16,7 +16,7 @@ void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, co
 static inline int64_t pc_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t pc_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* 13 kernels */
+/* 12 kernels */
 
 static void kern0(const int64_t *restrict dims, int32_t *restrict p0, float *restrict p1, float *restrict p2, int64_t v0){
   const int64_t d0 = dims[0];
@@ -64,13 +64,18 @@ static void kern2(const int64_t *restrict dims, int32_t *restrict p0, float *res
   }
 }
 
-static void kern3(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2){
+static void kern3(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
   (void)d1;
   #pragma omp parallel for schedule(static)
   for (int64_t l0 = INT64_C(0); l0 < (d0 * d1); l0++) {
+    int64_t l5;
+    float l6;
+    float l7;
+    float l9;
+    float l12;
     #pragma omp simd
     for (int64_t l1 = INT64_C(0); l1 < INT64_C(32); l1++) {
       float l2;
@@ -81,45 +86,30 @@ static void kern3(const int64_t *restrict dims, float *restrict p0, float *restr
       l4 = (l2 + l3);
       p2[((l0 * INT64_C(32)) + l1)] = (float)l4;
     }
-  }
-}
-
-static void kern4(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
-  const int64_t d0 = dims[0];
-  (void)d0;
-  const int64_t d1 = dims[1];
-  (void)d1;
-  #pragma omp parallel for schedule(static)
-  for (int64_t l0 = INT64_C(0); l0 < (d0 * d1); l0++) {
-    int64_t l1;
-    float l2;
-    float l3;
-    float l5;
-    float l8;
-    l1 = (l0 * v0);
-    l2 = 0.0f;
-    l3 = (1.0f / ((float)v0));
-    #pragma omp simd reduction(+:l2)
-    for (int64_t l4 = INT64_C(0); l4 < v0; l4++) {
-      l2 = (l2 + p0[(l1 + l4)]);
+    l5 = (l0 * v0);
+    l6 = 0.0f;
+    l7 = (1.0f / ((float)v0));
+    #pragma omp simd reduction(+:l6)
+    for (int64_t l8 = INT64_C(0); l8 < v0; l8++) {
+      l6 = (l6 + p2[(l5 + l8)]);
     }
-    l2 = (l2 * l3);
-    l5 = 0.0f;
-    #pragma omp simd reduction(+:l5)
-    for (int64_t l6 = INT64_C(0); l6 < v0; l6++) {
-      float l7;
-      l7 = (p0[(l1 + l6)] - l2);
-      l5 = (l5 + (l7 * l7));
+    l6 = (l6 * l7);
+    l9 = 0.0f;
+    #pragma omp simd reduction(+:l9)
+    for (int64_t l10 = INT64_C(0); l10 < v0; l10++) {
+      float l11;
+      l11 = (p2[(l5 + l10)] - l6);
+      l9 = (l9 + (l11 * l11));
     }
-    l8 = (1.0f / sqrtf(((l5 * l3) + 9.99999975e-06f)));
+    l12 = (1.0f / sqrtf(((l9 * l7) + 9.99999975e-06f)));
     #pragma omp simd
-    for (int64_t l9 = INT64_C(0); l9 < v0; l9++) {
-      p1[(l1 + l9)] = (float)((((p0[(l1 + l9)] - l2) * l8) * p2[l9]) + p3[l9]);
+    for (int64_t l13 = INT64_C(0); l13 < v0; l13++) {
+      p3[(l5 + l13)] = (float)((((p2[(l5 + l13)] - l6) * l12) * p4[l13]) + p5[l13]);
     }
   }
 }
 
-static void kern5(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, int64_t v0){
+static void kern4(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -159,7 +149,7 @@ static void kern5(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern6(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0, int64_t v1){
+static void kern5(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0, int64_t v1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -225,13 +215,18 @@ static void kern6(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern7(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2){
+static void kern6(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, float *restrict p5, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
   (void)d1;
   #pragma omp parallel for schedule(static)
   for (int64_t l0 = INT64_C(0); l0 < (d0 * d1); l0++) {
+    int64_t l7;
+    float l8;
+    float l9;
+    float l11;
+    float l14;
     #pragma omp simd
     for (int64_t l1 = INT64_C(0); l1 < INT64_C(32); l1++) {
       float l2;
@@ -246,10 +241,30 @@ static void kern7(const int64_t *restrict dims, float *restrict p0, float *restr
       l6 = (l2 + l5);
       p0[((l0 * INT64_C(32)) + l1)] = (float)l6;
     }
+    l7 = (l0 * v0);
+    l8 = 0.0f;
+    l9 = (1.0f / ((float)v0));
+    #pragma omp simd reduction(+:l8)
+    for (int64_t l10 = INT64_C(0); l10 < v0; l10++) {
+      l8 = (l8 + p0[(l7 + l10)]);
+    }
+    l8 = (l8 * l9);
+    l11 = 0.0f;
+    #pragma omp simd reduction(+:l11)
+    for (int64_t l12 = INT64_C(0); l12 < v0; l12++) {
+      float l13;
+      l13 = (p0[(l7 + l12)] - l8);
+      l11 = (l11 + (l13 * l13));
+    }
+    l14 = (1.0f / sqrtf(((l11 * l9) + 9.99999975e-06f)));
+    #pragma omp simd
+    for (int64_t l15 = INT64_C(0); l15 < v0; l15++) {
+      p3[(l7 + l15)] = (float)((((p0[(l7 + l15)] - l8) * l14) * p4[l15]) + p5[l15]);
+    }
   }
 }
 
-static void kern8(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern7(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -273,7 +288,7 @@ static void kern8(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern9(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0, int64_t v1){
+static void kern8(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0, int64_t v1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -308,7 +323,7 @@ static void kern9(const int64_t *restrict dims, float *restrict p0, float *restr
   }
 }
 
-static void kern10(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
+static void kern9(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -325,7 +340,7 @@ static void kern10(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern11(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern10(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
@@ -345,13 +360,18 @@ static void kern11(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-static void kern12(const int64_t *restrict dims, float *restrict p0, float *restrict p1){
+static void kern11(const int64_t *restrict dims, float *restrict p0, float *restrict p1, float *restrict p2, float *restrict p3, float *restrict p4, int64_t v0){
   const int64_t d0 = dims[0];
   (void)d0;
   const int64_t d1 = dims[1];
   (void)d1;
   #pragma omp parallel for schedule(static)
   for (int64_t l0 = INT64_C(0); l0 < (d0 * d1); l0++) {
+    int64_t l5;
+    float l6;
+    float l7;
+    float l9;
+    float l12;
     #pragma omp simd
     for (int64_t l1 = INT64_C(0); l1 < INT64_C(32); l1++) {
       float l2;
@@ -361,6 +381,26 @@ static void kern12(const int64_t *restrict dims, float *restrict p0, float *rest
       l3 = p1[(((l0 % d1) * INT64_C(32)) + l1)];
       l4 = (l2 + l3);
       p0[((l0 * INT64_C(32)) + l1)] = (float)l4;
+    }
+    l5 = (l0 * v0);
+    l6 = 0.0f;
+    l7 = (1.0f / ((float)v0));
+    #pragma omp simd reduction(+:l6)
+    for (int64_t l8 = INT64_C(0); l8 < v0; l8++) {
+      l6 = (l6 + p0[(l5 + l8)]);
+    }
+    l6 = (l6 * l7);
+    l9 = 0.0f;
+    #pragma omp simd reduction(+:l9)
+    for (int64_t l10 = INT64_C(0); l10 < v0; l10++) {
+      float l11;
+      l11 = (p0[(l5 + l10)] - l6);
+      l9 = (l9 + (l11 * l11));
+    }
+    l12 = (1.0f / sqrtf(((l9 * l7) + 9.99999975e-06f)));
+    #pragma omp simd
+    for (int64_t l13 = INT64_C(0); l13 < v0; l13++) {
+      p2[(l5 + l13)] = (float)((((p0[(l5 + l13)] - l6) * l12) * p3[l13]) + p4[l13]);
     }
   }
 }
@@ -553,130 +593,120 @@ static void entry_0(const PonderCall *c) {
   (void)b89;
   (void)b90;
   int64_t n0;
+  int64_t n211;
   int64_t n216;
-  int64_t n226;
-  int64_t n237;
-  int64_t n251;
-  int64_t n252;
-  int64_t n283;
-  int64_t n308;
-  int64_t n319;
-  int64_t n333;
-  int64_t n334;
-  int64_t n365;
-  int64_t n390;
+  int64_t n231;
+  int64_t n245;
+  int64_t n246;
+  int64_t n270;
+  int64_t n294;
+  int64_t n311;
+  int64_t n325;
+  int64_t n326;
+  int64_t n350;
+  int64_t n374;
   n0 = INT64_C(32);
   kern0(dims, b28, b29, b0, n0);
   for (int64_t i5 = INT64_C(0); i5 < INT64_C(3); i5++) {
     int64_t k6;
     int64_t n8;
-    int64_t n18;
-    int64_t n29;
+    int64_t n13;
+    int64_t n28;
+    int64_t n42;
     int64_t n43;
-    int64_t n44;
-    int64_t n75;
-    int64_t n100;
-    int64_t n111;
-    int64_t n125;
-    int64_t n126;
-    int64_t n157;
-    int64_t n182;
-    int64_t n193;
-    int64_t n194;
+    int64_t n67;
+    int64_t n91;
+    int64_t n108;
+    int64_t n122;
+    int64_t n123;
+    int64_t n147;
+    int64_t n171;
+    int64_t n188;
+    int64_t n189;
     k6 = i5;
     kern1(dims, b30);
     n8 = INT64_C(32);
     kern2(dims, b30, b31, b1, n8);
-    kern3(dims, b29, b31, b32);
-    n18 = INT64_C(32);
-    kern4(dims, b32, b33, b2, b3, n18);
+    n13 = INT64_C(32);
+    kern3(dims, b29, b31, b32, b33, b2, b3, n13);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b33 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b34 + INT64_C(0), (int)INT64_C(96));
-    n29 = (INT64_C(32) * INT64_C(1));
-    kern5(dims, b34, b5, b35, b36, b37, n29);
-    n43 = d0;
-    n44 = d1;
-    kern6(dims, b35, b36, b84, b39, b38, b37, n43, n44);
+    n28 = (INT64_C(32) * INT64_C(1));
+    kern4(dims, b34, b5, b35, b36, b37, n28);
+    n42 = d0;
+    n43 = d1;
+    kern5(dims, b35, b36, b84, b39, b38, b37, n42, n43);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b38 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b40 + INT64_C(0), (int)INT64_C(32));
-    kern7(dims, b32, b40, b7);
-    n75 = INT64_C(32);
-    kern4(dims, b32, b41, b8, b9, n75);
+    n67 = INT64_C(32);
+    kern6(dims, b32, b40, b7, b41, b8, b9, n67);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b41 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b42 + INT64_C(0), (int)INT64_C(128));
-    kern8(dims, b42, b11);
+    kern7(dims, b42, b11);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b42 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b43 + INT64_C(0), (int)INT64_C(32));
-    kern7(dims, b32, b43, b13);
-    n100 = INT64_C(32);
-    kern4(dims, b32, b44, b14, b15, n100);
+    n91 = INT64_C(32);
+    kern6(dims, b32, b43, b13, b44, b14, b15, n91);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b44 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b45 + INT64_C(0), (int)INT64_C(96));
-    n111 = (INT64_C(32) * INT64_C(1));
-    kern5(dims, b45, b17, b46, b47, b48, n111);
-    n125 = d0;
-    n126 = d1;
-    kern6(dims, b46, b47, b85, b50, b49, b48, n125, n126);
+    n108 = (INT64_C(32) * INT64_C(1));
+    kern4(dims, b45, b17, b46, b47, b48, n108);
+    n122 = d0;
+    n123 = d1;
+    kern5(dims, b46, b47, b85, b50, b49, b48, n122, n123);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b49 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b51 + INT64_C(0), (int)INT64_C(32));
-    kern7(dims, b32, b51, b19);
-    n157 = INT64_C(32);
-    kern4(dims, b32, b52, b20, b21, n157);
+    n147 = INT64_C(32);
+    kern6(dims, b32, b51, b19, b52, b20, b21, n147);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b52 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b53 + INT64_C(0), (int)INT64_C(128));
-    kern8(dims, b53, b23);
+    kern7(dims, b53, b23);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b53 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b54 + INT64_C(0), (int)INT64_C(32));
-    kern7(dims, b32, b54, b25);
-    n182 = INT64_C(32);
-    kern4(dims, b32, b55, b26, b27, n182);
-    n193 = (d0 * d1);
-    n194 = INT64_C(32);
-    for (int64_t z = 0, z_n = (n193 * INT64_C(32)); z < z_n; z++) b56[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t z = 0, z_n = n193; z < z_n; z++) b87[INT64_C(0) + z] = (float)(-INFINITY);
-    for (int64_t z = 0, z_n = n193; z < z_n; z++) b88[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t i195 = INT64_C(0); i195 < INT64_C(1); i195++) {
-      int64_t n196;
-      int64_t n197;
-      n196 = (i195 * INT64_C(96));
-      n197 = pc_min64(INT64_C(96), (INT64_C(96) - n196));
-      cblas_sgemm(101, 111, 112, (int)n193, (int)n197, (int)n194, 1.0f, b55 + INT64_C(0), (int)n194, b0 + (n196 * n194), (int)n194, 0.0f, b86 + INT64_C(0), (int)n197);
-      kern9(dims, b87, b86, b88, b56, n193, n197);
-      cblas_sgemm(101, 111, 111, (int)n193, (int)INT64_C(32), (int)n197, 1.0f, b86 + INT64_C(0), (int)n197, b0 + (n196 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
+    n171 = INT64_C(32);
+    kern6(dims, b32, b54, b25, b55, b26, b27, n171);
+    n188 = (d0 * d1);
+    n189 = INT64_C(32);
+    for (int64_t z = 0, z_n = (n188 * INT64_C(32)); z < z_n; z++) b56[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t z = 0, z_n = n188; z < z_n; z++) b87[INT64_C(0) + z] = (float)(-INFINITY);
+    for (int64_t z = 0, z_n = n188; z < z_n; z++) b88[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t i190 = INT64_C(0); i190 < INT64_C(1); i190++) {
+      int64_t n191;
+      int64_t n192;
+      n191 = (i190 * INT64_C(96));
+      n192 = pc_min64(INT64_C(96), (INT64_C(96) - n191));
+      cblas_sgemm(101, 111, 112, (int)n188, (int)n192, (int)n189, 1.0f, b55 + INT64_C(0), (int)n189, b0 + (n191 * n189), (int)n189, 0.0f, b86 + INT64_C(0), (int)n192);
+      kern8(dims, b87, b86, b88, b56, n188, n192);
+      cblas_sgemm(101, 111, 111, (int)n188, (int)INT64_C(32), (int)n192, 1.0f, b86 + INT64_C(0), (int)n192, b0 + (n191 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
     }
-    kern10(dims, b88, b56, b57, b87, n193);
-    kern11(dims, b29, b56);
+    kern9(dims, b88, b56, b57, b87, n188);
+    kern10(dims, b29, b56);
   }
   kern1(dims, b58);
+  n211 = INT64_C(32);
+  kern2(dims, b58, b59, b1, n211);
   n216 = INT64_C(32);
-  kern2(dims, b58, b59, b1, n216);
-  kern12(dims, b29, b59);
-  n226 = INT64_C(32);
-  kern4(dims, b29, b60, b2, b3, n226);
+  kern11(dims, b29, b59, b60, b2, b3, n216);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b60 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b61 + INT64_C(0), (int)INT64_C(96));
-  n237 = (INT64_C(32) * INT64_C(1));
-  kern5(dims, b61, b5, b62, b63, b64, n237);
-  n251 = d0;
-  n252 = d1;
-  kern6(dims, b62, b63, b89, b66, b65, b64, n251, n252);
+  n231 = (INT64_C(32) * INT64_C(1));
+  kern4(dims, b61, b5, b62, b63, b64, n231);
+  n245 = d0;
+  n246 = d1;
+  kern5(dims, b62, b63, b89, b66, b65, b64, n245, n246);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b65 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b67 + INT64_C(0), (int)INT64_C(32));
-  kern7(dims, b29, b67, b7);
-  n283 = INT64_C(32);
-  kern4(dims, b29, b68, b8, b9, n283);
+  n270 = INT64_C(32);
+  kern6(dims, b29, b67, b7, b68, b8, b9, n270);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b68 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b69 + INT64_C(0), (int)INT64_C(128));
-  kern8(dims, b69, b11);
+  kern7(dims, b69, b11);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b69 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b70 + INT64_C(0), (int)INT64_C(32));
-  kern7(dims, b29, b70, b13);
-  n308 = INT64_C(32);
-  kern4(dims, b29, b71, b14, b15, n308);
+  n294 = INT64_C(32);
+  kern6(dims, b29, b70, b13, b71, b14, b15, n294);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b71 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b72 + INT64_C(0), (int)INT64_C(96));
-  n319 = (INT64_C(32) * INT64_C(1));
-  kern5(dims, b72, b17, b73, b74, b75, n319);
-  n333 = d0;
-  n334 = d1;
-  kern6(dims, b73, b74, b90, b77, b76, b75, n333, n334);
+  n311 = (INT64_C(32) * INT64_C(1));
+  kern4(dims, b72, b17, b73, b74, b75, n311);
+  n325 = d0;
+  n326 = d1;
+  kern5(dims, b73, b74, b90, b77, b76, b75, n325, n326);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b76 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b78 + INT64_C(0), (int)INT64_C(32));
-  kern7(dims, b29, b78, b19);
-  n365 = INT64_C(32);
-  kern4(dims, b29, b79, b20, b21, n365);
+  n350 = INT64_C(32);
+  kern6(dims, b29, b78, b19, b79, b20, b21, n350);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b79 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b80 + INT64_C(0), (int)INT64_C(128));
-  kern8(dims, b80, b23);
+  kern7(dims, b80, b23);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b80 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b81 + INT64_C(0), (int)INT64_C(32));
-  kern7(dims, b29, b81, b25);
-  n390 = INT64_C(32);
-  kern4(dims, b29, b82, b26, b27, n390);
+  n374 = INT64_C(32);
+  kern6(dims, b29, b81, b25, b82, b26, b27, n374);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b82 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b83 + INT64_C(0), (int)INT64_C(96));
 }
 
