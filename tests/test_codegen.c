@@ -157,7 +157,8 @@ static int parallel_loops(const char *text) {
  * elementwise ops comes between them: a sum whose parts arrive apart (a
  * parameter's gradient from each unrolled pass) is added as they arrive,
  * not at the end with every part kept alive until then. Here the first
- * add has a product between it and the second: two loops, not one. And a
+ * add, of two operands of its size, has a product between it and the
+ * second: two loops, not one. And a
  * norm computes the elementwise group right before it (the residual sum)
  * in its own row loop, storing it for its other readers: one loop, not two. */
 static void check_inlining(void) {

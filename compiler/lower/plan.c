@@ -96,11 +96,37 @@ static void inline_into_slices(Lower *l) {
   free(columns);
 }
 
+/* Operands an elementwise group reads from memory (not inlined ones). */
+static void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
+  const IrNode *n = ir_node(l->g, l->g->values.a[v].def);
+  for (uint32_t k = 0; k < n->n_in; k++) {
+    uint32_t o = ir_in(l->g, n, k);
+    if (l->inlined[o]) group_leaves(l, o, out);
+    else vec_push(out, o);
+  }
+}
+
+/* Whether v may be computed inside a consumer far from it (only elementwise
+ * ops between them, or its group reads at most one operand of its size):
+ * the operands it reads then live until the consumer, and two or more of
+ * v's size cost more than v would (a sum of gradients that arrive apart, a
+ * parameter's from each unrolled pass, is added as each arrives, not all at
+ * the end with every part kept until then); one with a bias does not. */
+static int only_elementwise_between(const IrGraph *g, uint32_t r, uint32_t a, uint32_t b);
+
+static int may_defer(Lower *l, uint32_t v, uint32_t consumer) {
+  const IrGraph *g = l->g;
+  if (only_elementwise_between(g, g->values.a[v].region, g->values.a[v].def, consumer)) return 1;
+  VecU32 leaves = {0};
+  group_leaves(l, v, &leaves);
+  int full = 0;
+  for (size_t k = 0; k < leaves.n; k++) full += ir_shape_eq(&ir_type(g, leaves.a[k])->shape, &ir_type(g, v)->shape);
+  vec_free(&leaves);
+  return full <= 1;
+}
+
 /* Whether only elementwise ops come between nodes a and b (a before b) of
- * region r: computing a inside b then keeps a's operands alive no longer
- * than the group's own loop does. A sum of gradients that arrive far apart
- * (a parameter's, once per unrolled pass) is added as each arrives, not
- * all at the end with every part kept until then. */
+ * region r. */
 static int only_elementwise_between(const IrGraph *g, uint32_t r, uint32_t a, uint32_t b) {
   const IrRegion *reg = &g->regions.a[r];
   size_t i = 0;
@@ -137,7 +163,7 @@ void plan_inline(Lower *l) {
       if (vi->def == IR_NONE || l->uses[v] != 1 || vi->region != g->values.a[n->out].region) continue;
       const IrNode *d = ir_node(g, vi->def);
       if (elementwise_op(d->op) && ir_shape_eq(&ir_type(g, v)->shape, &ir_type(g, n->out)->shape) &&
-          only_elementwise_between(g, vi->region, vi->def, (uint32_t)i))
+          may_defer(l, v, (uint32_t)i))
         l->inlined[v] = 1;
     }
   }
@@ -193,16 +219,6 @@ static int32_t def_pos(Plan *pl, uint32_t v) {
 static uint64_t value_bytes(Lower *l, uint32_t v) {
   const IrType *t = ir_type(l->g, v);
   return (uint64_t)L_max_numel(l, &t->shape) * 4; /* f32 and i32 */
-}
-
-/* Operands an elementwise group reads from memory (not inlined ones). */
-static void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
-  const IrNode *n = ir_node(l->g, l->g->values.a[v].def);
-  for (uint32_t k = 0; k < n->n_in; k++) {
-    uint32_t o = ir_in(l->g, n, k);
-    if (l->inlined[o]) group_leaves(l, o, out);
-    else vec_push(out, o);
-  }
 }
 
 /* Whether result r (of the node at position at) may be written over operand
