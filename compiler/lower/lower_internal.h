@@ -34,10 +34,15 @@ typedef struct Lower {
 
 static inline KEntry *L_entry(Lower *l) { return &l->p->entries.a[l->entry]; }
 
-/* ---- the memory plan (plan.c) --------------------------------------------- */
+/* ---- where values are computed (inline.c) ---------------------------------- */
 /* Which values are computed inside their consumer (elementwise groups), and
  * which groups the norm right after them computes (at_norm). */
 void plan_inline(Lower *l);
+/* Operands an elementwise group rooted at v reads from memory (its inlined
+ * values' operands, recursively), appended to out. */
+void group_leaves(Lower *l, uint32_t v, VecU32 *out);
+
+/* ---- the memory plan (plan.c) --------------------------------------------- */
 /* Gives every value that needs storage a buffer: external (parameters,
  * inputs, outputs) or a slice of the arena, sharing slices between values
  * whose lives do not overlap and aliasing where an op works in place. */

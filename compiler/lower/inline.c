@@ -1,0 +1,117 @@
+/* Which values are computed where, decided before the memory plan: an
+ * elementwise group's values inside its root's loop (or, for a bias add
+ * that only slices read, inside the slices), and a group right before a
+ * norm inside the norm's row loop. A value computed elsewhere needs no
+ * buffer of its own, or no loop of its own; what it reads lives until it
+ * is computed (plan.c). */
+#include <stdlib.h>
+
+#include "compiler/lower/lower_internal.h"
+
+int elementwise_op(IrOp op) {
+  switch (op) {
+  case IR_ADD: case IR_SUB: case IR_MUL: case IR_SCALE: case IR_GELU_TANH: case IR_GELU: case IR_SILU:
+  case IR_GELU_TANH_GRAD: case IR_GELU_GRAD: case IR_SILU_GRAD:
+    return 1;
+  default: return 0;
+  }
+}
+
+/* Elementwise values read only by slices along their last axis, in their
+ * own region, that together read no more columns than the value has (q, k
+ * and v of a biased product): each slice computes its columns, and the
+ * value is never stored. */
+static void inline_into_slices(Lower *l) {
+  const IrGraph *g = l->g;
+  uint32_t *slices = pc_xcalloc(g->values.n + 1, sizeof(uint32_t));
+  int64_t *columns = pc_xcalloc(g->values.n + 1, sizeof(int64_t));
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->op != IR_SLICE) continue;
+    uint32_t v = ir_in(g, n, 0);
+    if (n->attr[0].i == ir_type(g, v)->shape.rank - 1 && g->values.a[v].region == g->values.a[n->out].region) {
+      slices[v]++;
+      columns[v] += n->attr[2].i;
+    }
+  }
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->n_out != 1 || !elementwise_op(n->op)) continue;
+    const IrShape *s = &ir_type(g, n->out)->shape;
+    if (slices[n->out] && slices[n->out] == l->uses[n->out] && s->rank && columns[n->out] <= s->dim[s->rank - 1])
+      l->inlined[n->out] = 1;
+  }
+  free(slices);
+  free(columns);
+}
+
+void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
+  const IrNode *n = ir_node(l->g, l->g->values.a[v].def);
+  for (uint32_t k = 0; k < n->n_in; k++) {
+    uint32_t o = ir_in(l->g, n, k);
+    if (l->inlined[o]) group_leaves(l, o, out);
+    else vec_push(out, o);
+  }
+}
+
+/* Whether only elementwise ops come between nodes a and b (a before b) of
+ * region r. */
+static int only_elementwise_between(const IrGraph *g, uint32_t r, uint32_t a, uint32_t b) {
+  const IrRegion *reg = &g->regions.a[r];
+  size_t i = 0;
+  while (i < reg->nodes.n && reg->nodes.a[i] != a) i++;
+  for (i++; i < reg->nodes.n && reg->nodes.a[i] != b; i++)
+    if (!elementwise_op(ir_node(g, reg->nodes.a[i])->op)) return 0;
+  return 1;
+}
+
+/* Whether v may be computed inside a consumer far from it (only elementwise
+ * ops between them, or its group reads at most one operand of its size):
+ * the operands it reads then live until the consumer, and two or more of
+ * v's size cost more than v would (a sum of gradients that arrive apart, a
+ * parameter's from each unrolled pass, is added as each arrives, not all at
+ * the end with every part kept until then); one with a bias does not. */
+static int may_defer(Lower *l, uint32_t v, uint32_t consumer) {
+  const IrGraph *g = l->g;
+  if (only_elementwise_between(g, g->values.a[v].region, g->values.a[v].def, consumer)) return 1;
+  VecU32 leaves = {0};
+  group_leaves(l, v, &leaves);
+  int full = 0;
+  for (size_t k = 0; k < leaves.n; k++) full += ir_shape_eq(&ir_type(g, leaves.a[k])->shape, &ir_type(g, v)->shape);
+  vec_free(&leaves);
+  return full <= 1;
+}
+
+/* Elementwise groups that the next node, a norm, reads: the norm's row loop
+ * computes and stores each row of the group before its own. */
+static void fuse_into_norms(Lower *l) {
+  const IrGraph *g = l->g;
+  for (size_t r = 0; r < g->regions.n; r++) {
+    const IrRegion *reg = &g->regions.a[r];
+    for (size_t i = 1; i < reg->nodes.n; i++) {
+      const IrNode *n = ir_node(g, reg->nodes.a[i]), *d = ir_node(g, reg->nodes.a[i - 1]);
+      if ((n->op == IR_LAYERNORM || n->op == IR_RMSNORM) && elementwise_op(d->op) && d->n_out == 1 &&
+          ir_in(g, n, 0) == d->out && !l->inlined[d->out])
+        l->at_norm[d->out] = reg->nodes.a[i];
+    }
+  }
+}
+
+void plan_inline(Lower *l) {
+  const IrGraph *g = l->g;
+  inline_into_slices(l);
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (!elementwise_op(n->op)) continue;
+    for (uint32_t k = 0; k < n->n_in; k++) { /* an operand made by an elementwise op used only here */
+      uint32_t v = ir_in(g, n, k);
+      const IrValueInfo *vi = &g->values.a[v];
+      if (vi->def == IR_NONE || l->uses[v] != 1 || vi->region != g->values.a[n->out].region) continue;
+      const IrNode *d = ir_node(g, vi->def);
+      if (elementwise_op(d->op) && ir_shape_eq(&ir_type(g, v)->shape, &ir_type(g, n->out)->shape) &&
+          may_defer(l, v, (uint32_t)i))
+        l->inlined[v] = 1;
+    }
+  }
+  fuse_into_norms(l);
+}
