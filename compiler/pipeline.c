@@ -39,8 +39,10 @@ static const Pass training_passes[] = {{"unroll", pass_unroll}, {"autodiff", pas
 const char *pc_pipeline_pass_names(void) { return "trace, fuse, dce, unroll, autodiff"; }
 
 int pc_pipeline_knows_pass(const char *name) {
-  return !strcmp(name, "trace") || !strcmp(name, "fuse") || !strcmp(name, "dce") || !strcmp(name, "unroll") ||
-         !strcmp(name, "autodiff");
+  int known = !strcmp(name, "trace");
+  for (size_t i = 0; i < sizeof forward_passes / sizeof *forward_passes; i++) known |= !strcmp(name, forward_passes[i].name);
+  for (size_t i = 0; i < sizeof training_passes / sizeof *training_passes; i++) known |= !strcmp(name, training_passes[i].name);
+  return known;
 }
 
 /* The passes a pipeline's options turn off. */

@@ -49,9 +49,10 @@ static void usage(FILE *f) {
           "                     llvm: its LLVM IR; llvm-opt: the LLVM IR after -O3; cuda: its CUDA C;\n"
           "                     cuda-census: what each entry asks of a GPU at --max-batch and --max-seq\n"
           "                     (decode: one token), counted without one\n"
-          "  --dump-after PASS  print the graph after PASS (trace, fuse, dce, unroll, autodiff)\n"
+          "  --dump-after PASS  print the graph after PASS (%s)\n"
           "  --list-configs     print the script's config names\n"
-          "  -h, --help         this help\n");
+          "  -h, --help         this help\n",
+          pc_pipeline_pass_names());
 }
 
 static double seconds(void) {

@@ -470,10 +470,10 @@ static int lo_embedding_grad(Lower *l, const IrNode *n, PcError *err) {
  * (a gradient's, which values added into share) and nothing came between
  * (q, k and v of one product: one launch on a GPU, not three); UINT32_MAX
  * otherwise. */
-static uint32_t slice_rows_joined(Lower *l, int grad, uint32_t wide, int axis, const IrShape *x) {
+static uint32_t slice_rows_joined(Lower *l, int grad, uint32_t whole, int axis, const IrShape *x) {
   const VecU32 *b = &l->p->blocks.a[l->block];
   if (l->slice_rows.stmt == UINT32_MAX || !b->n || b->a[b->n - 1] != l->slice_rows.stmt || l->slice_rows.grad != grad ||
-      l->slice_rows.whole != wide || l->slice_rows.axis != axis || !ir_shape_eq(&l->slice_rows.x, x))
+      l->slice_rows.whole != whole || l->slice_rows.axis != axis || !ir_shape_eq(&l->slice_rows.x, x))
     return UINT32_MAX;
   return l->slice_rows.stmt;
 }
