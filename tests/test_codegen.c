@@ -127,30 +127,44 @@ static void check_pondering_loop(AdLoopMode mode) {
   pc_module_free(&m);
 }
 
-/* The parallel loops of graph `text` lowered with the CPU's schedule; -1
- * (a failed check) when it does not parse or lower. */
-static int parallel_loops(const char *text) {
+/* Graph `text` lowered with the CPU's schedule (params "w" and "g", dims
+ * up to 2); NULL (a failed check) when it does not parse or lower. */
+static KProgram *lower_text(const char *text) {
   PcError err;
   IrGraph *g = NULL;
   if (ir_parse(text, "inline", &g, &err) < 0 || ir_verify(g, &err) < 0) {
     CHECKF(0, "%s", err.msg);
     ir_graph_free(g);
-    return -1;
+    return NULL;
   }
   KProgram *p = kir_new();
-  const char *names[1] = {"w"};
-  int64_t dim_max[1] = {8};
+  const char *names[2] = {"w", "g"};
+  int64_t dim_max[1] = {2};
   KSchedule s = kschedule_default();
-  int loops = -1;
-  if (lower_entry(p, "f", g, dim_max, names, 1, &s, &err) < 0) {
-    CHECKF(0, "%s", err.msg);
-  } else {
-    loops = 0;
-    for (size_t i = 0; i < p->stmts.n; i++) loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
-  }
-  kir_free(p);
+  int rc = lower_entry(p, "f", g, dim_max, names, 2, &s, &err);
+  CHECKF(rc == 0, "%s", rc ? err.msg : "");
   ir_graph_free(g);
+  if (rc == 0) return p;
+  kir_free(p);
+  return NULL;
+}
+
+/* The parallel loops of graph `text`; -1 (a failed check) when it does not
+ * lower. */
+static int parallel_loops(const char *text) {
+  KProgram *p = lower_text(text);
+  if (!p) return -1;
+  int loops = 0;
+  for (size_t i = 0; i < p->stmts.n; i++) loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
+  kir_free(p);
   return loops;
+}
+
+static const KBuf *buf_named(const KEntry *e, const char *name) {
+  for (size_t i = 0; i < e->bufs.n; i++)
+    if (!strcmp(e->bufs.a[i].name, name)) return &e->bufs.a[i];
+  CHECKF(0, "no buffer %s", name);
+  return NULL;
 }
 
 /* An elementwise op is computed inside its consumer only when nothing but
@@ -185,6 +199,39 @@ static void check_inlining(void) {
   CHECKF(loops == 1, "%d parallel loops for a sum and the norm of it (not 1)", loops);
 }
 
+/* A norm that computes the sum before it reads the sum's operands row by
+ * row, a broadcast one (here p, [4, 4] against [N, 4, 4]) in every row of
+ * the batch: its bytes must stay apart from the norm's output. Without the
+ * plan keeping p alive until the norm, the output goes there: t (alive to
+ * the end) and the stored sum hold the lower bytes, and p, placed after the
+ * larger output, would not be alive at the same time. */
+static void check_norm_operand_lives(void) {
+  KProgram *p = lower_text("graph broadcast_norm [N] {\n"
+                           "  %w = param() {init=\"normal\", std=0.02} : f32[4,4]\n"
+                           "  %g = param() {init=\"ones\", std=0.0} : f32[4]\n"
+                           "  %x = input() : f32[N,4,4]\n"
+                           "  %c = input() : f32[4,4]\n"
+                           "  %t = linear(%x, %w) : f32[N,4,4]\n"
+                           "  %p = linear(%c, %w) : f32[4,4]\n"
+                           "  %s = add(%t, %p) : f32[N,4,4]\n"
+                           "  %n = rmsnorm(%s, %g) {eps=1e-06} : f32[N,4,4]\n"
+                           "  %o = linear(%n, %w) : f32[N,4,4]\n"
+                           "  %y = add(%o, %t) : f32[N,4,4]\n"
+                           "  output(%y) {name=\"y\"}\n"
+                           "}\n");
+  if (!p) return;
+  const KEntry *e = &p->entries.a[0];
+  const KBuf *bp = buf_named(e, "p"), *bn = buf_named(e, "n");
+  if (bp && bn) {
+    CHECK(bp->kind == KB_ARENA && bn->kind == KB_ARENA);
+    uint64_t p_end = bp->offset + bp->numel * 4, n_end = bn->offset + bn->numel * 4;
+    CHECKF(p_end <= bn->offset || n_end <= bp->offset, "the norm's output [%llu, %llu) takes bytes of its broadcast operand [%llu, %llu)",
+           (unsigned long long)bn->offset, (unsigned long long)n_end, (unsigned long long)bp->offset,
+           (unsigned long long)p_end);
+  }
+  kir_free(p);
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -213,6 +260,7 @@ int main(void) {
   vec_free(&o.sets);
   check_slice_gradients();
   check_inlining();
+  check_norm_operand_lives();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();
