@@ -14,6 +14,10 @@ static int pass_fuse(const IrGraph *in, const PcPipeline *p, IrGraph **out, PcEr
   return ir_fuse_vocab(in, out, err);
 }
 
+/* cse: needs a verified graph; runs after fuse, whose patterns ask that
+ * their intermediate values have no other use */
+static int pass_cse(const IrGraph *in, const PcPipeline *p, IrGraph **out, PcError *err) { return ir_cse(in, out, err); }
+
 /* dce: needs a verified graph; keeps what the outputs need */
 static int pass_dce(const IrGraph *in, const PcPipeline *p, IrGraph **out, PcError *err) { return ir_dce(in, out, err); }
 
@@ -33,10 +37,12 @@ static int pass_autodiff(const IrGraph *in, const PcPipeline *p, IrGraph **out, 
   return ir_autodiff(in, "loss", p->loop_mode, out, err);
 }
 
-static const Pass forward_passes[] = {{"fuse", pass_fuse}, {"dce", pass_dce}};
-static const Pass training_passes[] = {{"unroll", pass_unroll}, {"autodiff", pass_autodiff}, {"dce", pass_dce}};
+static const Pass forward_passes[] = {{"fuse", pass_fuse}, {"cse", pass_cse}, {"dce", pass_dce}};
+/* cse again after unroll: the copies of the body share what they compute alike */
+static const Pass training_passes[] = {
+    {"unroll", pass_unroll}, {"cse", pass_cse}, {"autodiff", pass_autodiff}, {"dce", pass_dce}};
 
-const char *pc_pipeline_pass_names(void) { return "trace, fuse, dce, unroll, autodiff"; }
+const char *pc_pipeline_pass_names(void) { return "trace, fuse, cse, dce, unroll, autodiff"; }
 
 int pc_pipeline_knows_pass(const char *name) {
   int known = !strcmp(name, "trace");

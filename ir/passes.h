@@ -17,6 +17,11 @@ int ir_fuse_vocab(const IrGraph *g, IrGraph **out, PcError *err);
  * loops' carried values that nothing reads. */
 int ir_dce(const IrGraph *g, IrGraph **out, PcError *err);
 
+/* cse: a pure node the same as one before it (op, attributes, operands)
+ * becomes a use of that one, and a pure node in a loop body that does not
+ * depend on the loop moves in front of it. */
+int ir_cse(const IrGraph *g, IrGraph **out, PcError *err);
+
 /* unroll: every loop of at most max_trip iterations becomes that many
  * copies of its body in a row, each with its index as a constant. */
 int ir_unroll(const IrGraph *g, int64_t max_trip, IrGraph **out, PcError *err);

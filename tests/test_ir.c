@@ -7,6 +7,10 @@
  *    (tests/ir/dead_carry.ir becomes dead_carry.dce.ir);
  *  - unrolling leaves no loop and the interpreter's results unchanged, its
  *    index running backwards in a reverse loop (tests/ir/reverse_loop.ir);
+ *  - cse merges a loop's copy of a product with the one before it, moves
+ *    what does not depend on the loop in front of it, from a nested loop
+ *    too, and keeps fills (tests/ir/invariant.ir becomes invariant.cse.ir),
+ *    with the same loss and gradients from the interpreter;
  *  - every file in tests/ir/errors fails with the message its first line
  *    expects. */
 #include <dirent.h>
@@ -153,6 +157,59 @@ static void check_unroll(void) {
   ir_graph_free(g);
 }
 
+/* The loss and, through autodiff in both loop modes, the gradient of
+ * invariant.ir and of its cse'd form agree on the interpreter. */
+static void check_cse(void) {
+  PcError err;
+  IrGraph *g = parse_file("tests/ir/invariant.ir", &err), *c = NULL;
+  CHECKF(g, "%s", err.msg);
+  if (!g) return;
+  CHECKF(ir_cse(g, &c, &err) == 0 && ir_verify(c, &err) == 0, "%s", err.msg);
+  char *want = slurp("tests/ir/invariant.cse.ir"), *got = c ? ir_print_string(c) : NULL;
+  CHECKF(want && got && !strcmp(want, got), "invariant.ir after cse:\n%s", got ? got : "(none)");
+  free(want);
+  free(got);
+  Params p = {0};
+  ParamSpec spec = {.name = "w", .rank = 2, .dim = {4, 4}, .init = PARAM_INIT_NORMAL, .std = 0.5};
+  CHECK(params_add(&p, &spec, &err) == 0 && params_init(&p, 5, &err) == 0);
+  int64_t shape[2] = {2, 4};
+  Tensor *x = tensor_new(PC_F32, 2, shape), *cin = tensor_new(PC_F32, 2, shape);
+  for (int i = 0; i < 8; i++) {
+    tensor_f32(x)[i] = 0.1f * (float)(i - 3);
+    tensor_f32(cin)[i] = 0.05f * (float)(7 - 2 * i);
+  }
+  NamedTensor in[2] = {{"x", x}, {"c", cin}};
+  for (int mode = 0; mode < 2 && c; mode++) {
+    IrGraph *t[2] = {NULL, NULL};
+    float loss[2] = {0, 0}, grad[2][16];
+    for (int k = 0; k < 2; k++) {
+      NamedTensor out[2];
+      size_t n_out = 0;
+      CHECKF(ir_autodiff(k ? c : g, "loss", mode ? AD_LOOPS_SAVE : AD_LOOPS_RECOMPUTE, &t[k], &err) == 0, "%s", err.msg);
+      CHECKF(t[k] && interp_run(t[k], &p, in, 2, out, 2, &n_out, &err) == 0, "%s", err.msg);
+      if (n_out != 2) continue;
+      loss[k] = tensor_f32(out[0].tensor)[0];
+      memcpy(grad[k], tensor_f32(out[1].tensor), sizeof grad[k]);
+      for (size_t i = 0; i < n_out; i++) tensor_free(out[i].tensor);
+    }
+    double scale = 0, diff = 0;
+    for (int i = 0; i < 16; i++) {
+      scale = fmax(scale, fabs(grad[0][i]));
+      diff = fmax(diff, fabs(grad[0][i] - grad[1][i]));
+    }
+    CHECKF(loss[0] == loss[1], "loss %.9g, after cse %.9g", loss[0], loss[1]);
+    CHECKF(scale > 0 && diff <= 1e-5 * scale, "grad:w differs by %g (largest %g) after cse, %s", diff, scale,
+           mode ? "saving" : "recomputing");
+    ir_graph_free(t[0]);
+    ir_graph_free(t[1]);
+  }
+  tensor_free(x);
+  tensor_free(cin);
+  params_free(&p);
+  ir_graph_free(c);
+  ir_graph_free(g);
+}
+
 static void check_traced_roundtrip(void) {
   PcError err;
   FeModel *m;
@@ -246,6 +303,7 @@ int main(void) {
   check_loop_graph();
   check_dead_carries();
   check_unroll();
+  check_cse();
   check_traced_roundtrip();
   check_training_roundtrip();
   check_error_files();

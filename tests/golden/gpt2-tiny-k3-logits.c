@@ -405,7 +405,7 @@ static void kern11(const int64_t *restrict dims, float *restrict p0, float *rest
   }
 }
 
-/* entry 0: logits, arena 32768 bytes */
+/* entry 0: logits, arena 34816 bytes */
 static void entry_0(const PonderCall *c) {
   const int64_t *restrict dims = c->dims;
   const int64_t d0 = dims[0]; /* B */
@@ -440,8 +440,8 @@ static void entry_0(const PonderCall *c) {
   float *restrict b27 = (float *)c->params[27]; /* transformer.ln_f.bias */
   int32_t *restrict b28 = (int32_t *)c->inputs[0]; /* ids */
   float *restrict b29 = (float *)((char *)c->arena + 16384); /* v29 */
-  int32_t *restrict b30 = (int32_t *)((char *)c->arena + 2048); /* v32 */
-  float *restrict b31 = (float *)((char *)c->arena + 0); /* v33 */
+  int32_t *restrict b30 = (int32_t *)((char *)c->arena + 0); /* v30 */
+  float *restrict b31 = (float *)((char *)c->arena + 32768); /* v31 */
   float *restrict b32 = (float *)((char *)c->arena + 20480); /* v34 */
   float *restrict b33 = (float *)((char *)c->arena + 12288); /* v35 */
   float *restrict b34 = (float *)((char *)c->arena + 0); /* v36 */
@@ -468,39 +468,37 @@ static void entry_0(const PonderCall *c) {
   float *restrict b55 = (float *)((char *)c->arena + 12288); /* v71 */
   float *restrict b56 = (float *)((char *)c->arena + 20480); /* v72 */
   float *restrict b57 = (float *)((char *)c->arena + 24576); /* v73 */
-  int32_t *restrict b58 = (int32_t *)((char *)c->arena + 2048); /* v76 */
-  float *restrict b59 = (float *)((char *)c->arena + 0); /* v77 */
-  float *restrict b60 = (float *)((char *)c->arena + 12288); /* v79 */
-  float *restrict b61 = (float *)((char *)c->arena + 0); /* v80 */
-  float *restrict b62 = (float *)((char *)c->arena + 12288); /* v82 */
-  float *restrict b63 = (float *)((char *)c->arena + 20480); /* v83 */
-  float *restrict b64 = (float *)((char *)c->arena + 24576); /* v84 */
-  float *restrict b65 = (float *)((char *)c->arena + 0); /* v85 */
-  float *restrict b66 = (float *)((char *)c->arena + 4096); /* v86 */
-  float *restrict b67 = (float *)((char *)c->arena + 4096); /* v87 */
-  float *restrict b68 = (float *)((char *)c->arena + 20480); /* v90 */
-  float *restrict b69 = (float *)((char *)c->arena + 0); /* v91 */
-  float *restrict b70 = (float *)((char *)c->arena + 20480); /* v94 */
-  float *restrict b71 = (float *)((char *)c->arena + 12288); /* v97 */
-  float *restrict b72 = (float *)((char *)c->arena + 0); /* v98 */
-  float *restrict b73 = (float *)((char *)c->arena + 12288); /* v100 */
-  float *restrict b74 = (float *)((char *)c->arena + 20480); /* v101 */
-  float *restrict b75 = (float *)((char *)c->arena + 24576); /* v102 */
-  float *restrict b76 = (float *)((char *)c->arena + 0); /* v103 */
-  float *restrict b77 = (float *)((char *)c->arena + 4096); /* v104 */
-  float *restrict b78 = (float *)((char *)c->arena + 4096); /* v105 */
-  float *restrict b79 = (float *)((char *)c->arena + 20480); /* v108 */
-  float *restrict b80 = (float *)((char *)c->arena + 0); /* v109 */
-  float *restrict b81 = (float *)((char *)c->arena + 20480); /* v112 */
-  float *restrict b82 = (float *)((char *)c->arena + 0); /* v115 */
-  float *restrict b83 = (float *)c->outputs[0]; /* v116 */
-  float *restrict b84 = (float *)((char *)c->arena + 4352); /* scratch40.0 */
-  float *restrict b85 = (float *)((char *)c->arena + 4352); /* scratch57.0 */
-  float *restrict b86 = (float *)((char *)c->arena + 0); /* scratch69.0 */
-  float *restrict b87 = (float *)((char *)c->arena + 24704); /* scratch69.1 */
-  float *restrict b88 = (float *)((char *)c->arena + 24832); /* scratch69.2 */
-  float *restrict b89 = (float *)((char *)c->arena + 4352); /* scratch81.0 */
-  float *restrict b90 = (float *)((char *)c->arena + 4352); /* scratch98.0 */
+  float *restrict b58 = (float *)((char *)c->arena + 12288); /* v77 */
+  float *restrict b59 = (float *)((char *)c->arena + 0); /* v78 */
+  float *restrict b60 = (float *)((char *)c->arena + 12288); /* v80 */
+  float *restrict b61 = (float *)((char *)c->arena + 20480); /* v81 */
+  float *restrict b62 = (float *)((char *)c->arena + 24576); /* v82 */
+  float *restrict b63 = (float *)((char *)c->arena + 0); /* v83 */
+  float *restrict b64 = (float *)((char *)c->arena + 4096); /* v84 */
+  float *restrict b65 = (float *)((char *)c->arena + 4096); /* v85 */
+  float *restrict b66 = (float *)((char *)c->arena + 20480); /* v88 */
+  float *restrict b67 = (float *)((char *)c->arena + 0); /* v89 */
+  float *restrict b68 = (float *)((char *)c->arena + 20480); /* v92 */
+  float *restrict b69 = (float *)((char *)c->arena + 12288); /* v95 */
+  float *restrict b70 = (float *)((char *)c->arena + 0); /* v96 */
+  float *restrict b71 = (float *)((char *)c->arena + 12288); /* v98 */
+  float *restrict b72 = (float *)((char *)c->arena + 20480); /* v99 */
+  float *restrict b73 = (float *)((char *)c->arena + 24576); /* v100 */
+  float *restrict b74 = (float *)((char *)c->arena + 0); /* v101 */
+  float *restrict b75 = (float *)((char *)c->arena + 4096); /* v102 */
+  float *restrict b76 = (float *)((char *)c->arena + 4096); /* v103 */
+  float *restrict b77 = (float *)((char *)c->arena + 20480); /* v106 */
+  float *restrict b78 = (float *)((char *)c->arena + 0); /* v107 */
+  float *restrict b79 = (float *)((char *)c->arena + 20480); /* v110 */
+  float *restrict b80 = (float *)((char *)c->arena + 0); /* v113 */
+  float *restrict b81 = (float *)c->outputs[0]; /* v114 */
+  float *restrict b82 = (float *)((char *)c->arena + 4352); /* scratch40.0 */
+  float *restrict b83 = (float *)((char *)c->arena + 4352); /* scratch57.0 */
+  float *restrict b84 = (float *)((char *)c->arena + 0); /* scratch69.0 */
+  float *restrict b85 = (float *)((char *)c->arena + 24704); /* scratch69.1 */
+  float *restrict b86 = (float *)((char *)c->arena + 24832); /* scratch69.2 */
+  float *restrict b87 = (float *)((char *)c->arena + 4352); /* scratch79.0 */
+  float *restrict b88 = (float *)((char *)c->arena + 4352); /* scratch96.0 */
   (void)b0;
   (void)b1;
   (void)b2;
@@ -590,26 +588,26 @@ static void entry_0(const PonderCall *c) {
   (void)b86;
   (void)b87;
   (void)b88;
-  (void)b89;
-  (void)b90;
   int64_t n0;
-  int64_t n211;
-  int64_t n216;
-  int64_t n231;
-  int64_t n245;
-  int64_t n246;
-  int64_t n270;
-  int64_t n294;
-  int64_t n311;
-  int64_t n325;
-  int64_t n326;
-  int64_t n350;
-  int64_t n374;
+  int64_t n6;
+  int64_t n210;
+  int64_t n225;
+  int64_t n239;
+  int64_t n240;
+  int64_t n264;
+  int64_t n288;
+  int64_t n305;
+  int64_t n319;
+  int64_t n320;
+  int64_t n344;
+  int64_t n368;
   n0 = INT64_C(32);
   kern0(dims, b28, b29, b0, n0);
-  for (int64_t i5 = INT64_C(0); i5 < INT64_C(3); i5++) {
-    int64_t k6;
-    int64_t n8;
+  kern1(dims, b30);
+  n6 = INT64_C(32);
+  kern2(dims, b30, b31, b1, n6);
+  for (int64_t i11 = INT64_C(0); i11 < INT64_C(3); i11++) {
+    int64_t k12;
     int64_t n13;
     int64_t n28;
     int64_t n42;
@@ -623,10 +621,7 @@ static void entry_0(const PonderCall *c) {
     int64_t n171;
     int64_t n188;
     int64_t n189;
-    k6 = i5;
-    kern1(dims, b30);
-    n8 = INT64_C(32);
-    kern2(dims, b30, b31, b1, n8);
+    k12 = i11;
     n13 = INT64_C(32);
     kern3(dims, b29, b31, b32, b33, b2, b3, n13);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b33 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b34 + INT64_C(0), (int)INT64_C(96));
@@ -634,7 +629,7 @@ static void entry_0(const PonderCall *c) {
     kern4(dims, b34, b5, b35, b36, b37, n28);
     n42 = d0;
     n43 = d1;
-    kern5(dims, b35, b36, b84, b39, b38, b37, n42, n43);
+    kern5(dims, b35, b36, b82, b39, b38, b37, n42, n43);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b38 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b40 + INT64_C(0), (int)INT64_C(32));
     n67 = INT64_C(32);
     kern6(dims, b32, b40, b7, b41, b8, b9, n67);
@@ -648,7 +643,7 @@ static void entry_0(const PonderCall *c) {
     kern4(dims, b45, b17, b46, b47, b48, n108);
     n122 = d0;
     n123 = d1;
-    kern5(dims, b46, b47, b85, b50, b49, b48, n122, n123);
+    kern5(dims, b46, b47, b83, b50, b49, b48, n122, n123);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b49 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b51 + INT64_C(0), (int)INT64_C(32));
     n147 = INT64_C(32);
     kern6(dims, b32, b51, b19, b52, b20, b21, n147);
@@ -660,60 +655,57 @@ static void entry_0(const PonderCall *c) {
     n188 = (d0 * d1);
     n189 = INT64_C(32);
     for (int64_t z = 0, z_n = (n188 * INT64_C(32)); z < z_n; z++) b56[INT64_C(0) + z] = (float)0.0f;
-    for (int64_t z = 0, z_n = n188; z < z_n; z++) b87[INT64_C(0) + z] = (float)(-INFINITY);
-    for (int64_t z = 0, z_n = n188; z < z_n; z++) b88[INT64_C(0) + z] = (float)0.0f;
+    for (int64_t z = 0, z_n = n188; z < z_n; z++) b85[INT64_C(0) + z] = (float)(-INFINITY);
+    for (int64_t z = 0, z_n = n188; z < z_n; z++) b86[INT64_C(0) + z] = (float)0.0f;
     for (int64_t i190 = INT64_C(0); i190 < INT64_C(1); i190++) {
       int64_t n191;
       int64_t n192;
       n191 = (i190 * INT64_C(96));
       n192 = pc_min64(INT64_C(96), (INT64_C(96) - n191));
-      cblas_sgemm(101, 111, 112, (int)n188, (int)n192, (int)n189, 1.0f, b55 + INT64_C(0), (int)n189, b0 + (n191 * n189), (int)n189, 0.0f, b86 + INT64_C(0), (int)n192);
-      kern8(dims, b87, b86, b88, b56, n188, n192);
-      cblas_sgemm(101, 111, 111, (int)n188, (int)INT64_C(32), (int)n192, 1.0f, b86 + INT64_C(0), (int)n192, b0 + (n191 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
+      cblas_sgemm(101, 111, 112, (int)n188, (int)n192, (int)n189, 1.0f, b55 + INT64_C(0), (int)n189, b0 + (n191 * n189), (int)n189, 0.0f, b84 + INT64_C(0), (int)n192);
+      kern8(dims, b85, b84, b86, b56, n188, n192);
+      cblas_sgemm(101, 111, 111, (int)n188, (int)INT64_C(32), (int)n192, 1.0f, b84 + INT64_C(0), (int)n192, b0 + (n191 * INT64_C(32)), (int)INT64_C(32), 1.0f, b56 + INT64_C(0), (int)INT64_C(32));
     }
-    kern9(dims, b88, b56, b57, b87, n188);
+    kern9(dims, b86, b56, b57, b85, n188);
     kern10(dims, b29, b56);
   }
-  kern1(dims, b58);
-  n211 = INT64_C(32);
-  kern2(dims, b58, b59, b1, n211);
-  n216 = INT64_C(32);
-  kern11(dims, b29, b59, b60, b2, b3, n216);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b60 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b61 + INT64_C(0), (int)INT64_C(96));
-  n231 = (INT64_C(32) * INT64_C(1));
-  kern4(dims, b61, b5, b62, b63, b64, n231);
-  n245 = d0;
-  n246 = d1;
-  kern5(dims, b62, b63, b89, b66, b65, b64, n245, n246);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b65 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b67 + INT64_C(0), (int)INT64_C(32));
-  n270 = INT64_C(32);
-  kern6(dims, b29, b67, b7, b68, b8, b9, n270);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b68 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b69 + INT64_C(0), (int)INT64_C(128));
-  kern7(dims, b69, b11);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b69 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b70 + INT64_C(0), (int)INT64_C(32));
-  n294 = INT64_C(32);
-  kern6(dims, b29, b70, b13, b71, b14, b15, n294);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b71 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b72 + INT64_C(0), (int)INT64_C(96));
-  n311 = (INT64_C(32) * INT64_C(1));
-  kern4(dims, b72, b17, b73, b74, b75, n311);
-  n325 = d0;
-  n326 = d1;
-  kern5(dims, b73, b74, b90, b77, b76, b75, n325, n326);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b76 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b78 + INT64_C(0), (int)INT64_C(32));
-  n350 = INT64_C(32);
-  kern6(dims, b29, b78, b19, b79, b20, b21, n350);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b79 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b80 + INT64_C(0), (int)INT64_C(128));
-  kern7(dims, b80, b23);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b80 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b81 + INT64_C(0), (int)INT64_C(32));
-  n374 = INT64_C(32);
-  kern6(dims, b29, b81, b25, b82, b26, b27, n374);
-  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b82 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b83 + INT64_C(0), (int)INT64_C(96));
+  n210 = INT64_C(32);
+  kern11(dims, b29, b31, b58, b2, b3, n210);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b58 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b59 + INT64_C(0), (int)INT64_C(96));
+  n225 = (INT64_C(32) * INT64_C(1));
+  kern4(dims, b59, b5, b60, b61, b62, n225);
+  n239 = d0;
+  n240 = d1;
+  kern5(dims, b60, b61, b87, b64, b63, b62, n239, n240);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b63 + INT64_C(0), (int)INT64_C(32), b6 + INT64_C(0), (int)INT64_C(32), 0.0f, b65 + INT64_C(0), (int)INT64_C(32));
+  n264 = INT64_C(32);
+  kern6(dims, b29, b65, b7, b66, b8, b9, n264);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b66 + INT64_C(0), (int)INT64_C(32), b10 + INT64_C(0), (int)INT64_C(32), 0.0f, b67 + INT64_C(0), (int)INT64_C(128));
+  kern7(dims, b67, b11);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b67 + INT64_C(0), (int)INT64_C(128), b12 + INT64_C(0), (int)INT64_C(128), 0.0f, b68 + INT64_C(0), (int)INT64_C(32));
+  n288 = INT64_C(32);
+  kern6(dims, b29, b68, b13, b69, b14, b15, n288);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b69 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b70 + INT64_C(0), (int)INT64_C(96));
+  n305 = (INT64_C(32) * INT64_C(1));
+  kern4(dims, b70, b17, b71, b72, b73, n305);
+  n319 = d0;
+  n320 = d1;
+  kern5(dims, b71, b72, b88, b75, b74, b73, n319, n320);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(32), 1.0f, b74 + INT64_C(0), (int)INT64_C(32), b18 + INT64_C(0), (int)INT64_C(32), 0.0f, b76 + INT64_C(0), (int)INT64_C(32));
+  n344 = INT64_C(32);
+  kern6(dims, b29, b76, b19, b77, b20, b21, n344);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(128), (int)INT64_C(32), 1.0f, b77 + INT64_C(0), (int)INT64_C(32), b22 + INT64_C(0), (int)INT64_C(32), 0.0f, b78 + INT64_C(0), (int)INT64_C(128));
+  kern7(dims, b78, b23);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(32), (int)INT64_C(128), 1.0f, b78 + INT64_C(0), (int)INT64_C(128), b24 + INT64_C(0), (int)INT64_C(128), 0.0f, b79 + INT64_C(0), (int)INT64_C(32));
+  n368 = INT64_C(32);
+  kern6(dims, b29, b79, b25, b80, b26, b27, n368);
+  cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b80 + INT64_C(0), (int)INT64_C(32), b0 + INT64_C(0), (int)INT64_C(32), 0.0f, b81 + INT64_C(0), (int)INT64_C(96));
 }
 
 int ponder_abi_version(void) { return 1; }
 
 const char *ponder_model_info(void) {
-  return "{\"entries\":[{\"name\":\"logits\",\"dims\":[{\"name\":\"B\",\"max\":2},{\"name\":\"T\",\"max\":16}],\"arena_bytes\":32768,\"inputs\":[{\"name\":\"ids\","
+  return "{\"entries\":[{\"name\":\"logits\",\"dims\":[{\"name\":\"B\",\"max\":2},{\"name\":\"T\",\"max\":16}],\"arena_bytes\":34816,\"inputs\":[{\"name\":\"ids\","
   "\"dtype\":\"i32\",\"shape\":[\"B\",\"T\"]}],\"outputs\":[{\"name\":\"logits\",\"dtype\":\"f32\",\"shape\":[\"B\",\"T\",96]}]}],"
   "\"abi\":1,\"model\":\"gpt2\",\"script\":\"models/gpt2.lua\",\"hparams\":{\"architectures\":[\"GPT2LMHeadModel\"],\"activation_function\":\"gelu_new\","
   "\"initializer_range\":0.02,\"layer_norm_epsilon\":1e-05,\"mutiply_pondering_steps\":false,\"n_embd\":32,\"n_head\":2,"
