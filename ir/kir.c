@@ -107,8 +107,43 @@ uint32_t kx_load(KProgram *p, const KEntry *e, uint32_t buf, uint32_t index) {
   return push_expr(p, (KExpr){.op = KE_LOAD, .type = t, .id = buf, .a = {index}});
 }
 
+/* Index arithmetic on constants, and its identities (x + 0, x * 1, x * 0),
+ * folded as expressions are made: shapes and strides known at compile time
+ * come out as numbers, not as products of numbers. Only i64: f32 keeps
+ * IEEE's -0, infinities and NaNs. Returns UINT32_MAX when nothing folds. */
+static uint32_t fold_index(KProgram *p, KOp op, uint32_t a, uint32_t b) {
+  const KExpr *x = &p->exprs.a[a], *y = &p->exprs.a[b];
+  if (x->type != K_I64 || y->type != K_I64) return UINT32_MAX;
+  int cx = x->op == KE_ICONST, cy = y->op == KE_ICONST;
+  int64_t vx = cx ? x->i : 0, vy = cy ? y->i : 0;
+  switch (op) {
+  case KE_ADD:
+    if (cx && cy) return kx_i(p, vx + vy);
+    if (cx && vx == 0) return b;
+    if (cy && vy == 0) return a;
+    break;
+  case KE_SUB:
+    if (cx && cy) return kx_i(p, vx - vy);
+    if (cy && vy == 0) return a;
+    break;
+  case KE_MUL:
+    if (cx && cy) return kx_i(p, vx * vy);
+    if ((cx && vx == 0) || (cy && vy == 0)) return kx_i(p, 0);
+    if (cx && vx == 1) return b;
+    if (cy && vy == 1) return a;
+    break;
+  default:
+    break;
+  }
+  return UINT32_MAX;
+}
+
 uint32_t kx_op(KProgram *p, KOp op, uint32_t a, uint32_t b, uint32_t c) {
   const KOpInfo *info = kop_info(op);
+  if (info->n == 2) {
+    uint32_t folded = fold_index(p, op, a, b);
+    if (folded != UINT32_MAX) return folded;
+  }
   KExpr x = {.op = op, .a = {a, b, c}};
   switch (info->result) {
   case 'F': x.type = K_F32; break;

@@ -115,36 +115,36 @@ static void kern4(const int64_t *restrict dims, float *restrict p0, float *restr
   const int64_t d1 = dims[1];
   (void)d1;
   #pragma omp parallel for schedule(static)
-  for (int64_t l0 = INT64_C(0); l0 < ((INT64_C(1) * d0) * d1); l0++) {
+  for (int64_t l0 = INT64_C(0); l0 < (d0 * d1); l0++) {
     #pragma omp simd
     for (int64_t l1 = INT64_C(0); l1 < v0; l1++) {
       float l2;
       float l3;
       float l4;
-      l2 = p0[((l0 * INT64_C(96)) + (INT64_C(0) + l1))];
-      l3 = p1[((INT64_C(0) * INT64_C(96)) + (INT64_C(0) + l1))];
+      l2 = p0[((l0 * INT64_C(96)) + l1)];
+      l3 = p1[l1];
       l4 = (l2 + l3);
       p2[((l0 * v0) + l1)] = (float)l4;
     }
     #pragma omp simd
-    for (int64_t l5 = INT64_C(0); l5 < (INT64_C(32) * INT64_C(1)); l5++) {
+    for (int64_t l5 = INT64_C(0); l5 < INT64_C(32); l5++) {
       float l6;
       float l7;
       float l8;
       l6 = p0[((l0 * INT64_C(96)) + (INT64_C(32) + l5))];
-      l7 = p1[((INT64_C(0) * INT64_C(96)) + (INT64_C(32) + l5))];
+      l7 = p1[(INT64_C(32) + l5)];
       l8 = (l6 + l7);
-      p3[((l0 * (INT64_C(32) * INT64_C(1))) + l5)] = (float)l8;
+      p3[((l0 * INT64_C(32)) + l5)] = (float)l8;
     }
     #pragma omp simd
-    for (int64_t l9 = INT64_C(0); l9 < (INT64_C(32) * INT64_C(1)); l9++) {
+    for (int64_t l9 = INT64_C(0); l9 < INT64_C(32); l9++) {
       float l10;
       float l11;
       float l12;
       l10 = p0[((l0 * INT64_C(96)) + (INT64_C(64) + l9))];
-      l11 = p1[((INT64_C(0) * INT64_C(96)) + (INT64_C(64) + l9))];
+      l11 = p1[(INT64_C(64) + l9)];
       l12 = (l10 + l11);
-      p4[((l0 * (INT64_C(32) * INT64_C(1))) + l9)] = (float)l12;
+      p4[((l0 * INT64_C(32)) + l9)] = (float)l12;
     }
   }
 }
@@ -236,7 +236,7 @@ static void kern6(const int64_t *restrict dims, float *restrict p0, float *restr
       float l6;
       l2 = p0[((l0 * INT64_C(32)) + l1)];
       l3 = p1[((l0 * INT64_C(32)) + l1)];
-      l4 = p2[((INT64_C(0) * INT64_C(32)) + l1)];
+      l4 = p2[l1];
       l5 = (l3 + l4);
       l6 = (l2 + l5);
       p0[((l0 * INT64_C(32)) + l1)] = (float)l6;
@@ -279,7 +279,7 @@ static void kern7(const int64_t *restrict dims, float *restrict p0, float *restr
       float l5;
       float l6;
       l2 = p0[((l0 * INT64_C(128)) + l1)];
-      l3 = p1[((INT64_C(0) * INT64_C(128)) + l1)];
+      l3 = p1[l1];
       l4 = (l2 + l3);
       l5 = (0.797884583f * (l4 + (0.0447149985f * ((l4 * l4) * l4))));
       l6 = ((0.5f * l4) * (1.0f + tanhf(l5)));
@@ -625,7 +625,7 @@ static void entry_0(const PonderCall *c) {
     n13 = INT64_C(32);
     kern3(dims, b29, b31, b32, b33, b2, b3, n13);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b33 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b34 + INT64_C(0), (int)INT64_C(96));
-    n28 = (INT64_C(32) * INT64_C(1));
+    n28 = INT64_C(32);
     kern4(dims, b34, b5, b35, b36, b37, n28);
     n42 = d0;
     n43 = d1;
@@ -639,7 +639,7 @@ static void entry_0(const PonderCall *c) {
     n91 = INT64_C(32);
     kern6(dims, b32, b43, b13, b44, b14, b15, n91);
     cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b44 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b45 + INT64_C(0), (int)INT64_C(96));
-    n108 = (INT64_C(32) * INT64_C(1));
+    n108 = INT64_C(32);
     kern4(dims, b45, b17, b46, b47, b48, n108);
     n122 = d0;
     n123 = d1;
@@ -672,7 +672,7 @@ static void entry_0(const PonderCall *c) {
   n210 = INT64_C(32);
   kern11(dims, b29, b31, b58, b2, b3, n210);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b58 + INT64_C(0), (int)INT64_C(32), b4 + INT64_C(0), (int)INT64_C(32), 0.0f, b59 + INT64_C(0), (int)INT64_C(96));
-  n225 = (INT64_C(32) * INT64_C(1));
+  n225 = INT64_C(32);
   kern4(dims, b59, b5, b60, b61, b62, n225);
   n239 = d0;
   n240 = d1;
@@ -686,7 +686,7 @@ static void entry_0(const PonderCall *c) {
   n288 = INT64_C(32);
   kern6(dims, b29, b68, b13, b69, b14, b15, n288);
   cblas_sgemm(101, 111, 112, (int)(d0 * d1), (int)INT64_C(96), (int)INT64_C(32), 1.0f, b69 + INT64_C(0), (int)INT64_C(32), b16 + INT64_C(0), (int)INT64_C(32), 0.0f, b70 + INT64_C(0), (int)INT64_C(96));
-  n305 = (INT64_C(32) * INT64_C(1));
+  n305 = INT64_C(32);
   kern4(dims, b70, b17, b71, b72, b73, n305);
   n319 = d0;
   n320 = d1;
