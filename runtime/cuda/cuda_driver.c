@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "runtime/base/mem.h"
+#include "runtime/cuda/cuda_driver_api.h"
 
 typedef int CUresult;
 typedef struct CuCtx *CUcontext;
@@ -18,9 +19,6 @@ typedef struct CuMod *CUmodule;
 typedef struct CuFunc *CUfunction;
 typedef struct CuEvent *CUevent;
 typedef unsigned long long CUdeviceptr;
-
-enum { CU_ATTR_CC_MAJOR = 75, CU_ATTR_CC_MINOR = 76, CU_JIT_ERROR_LOG = 5, CU_JIT_ERROR_LOG_SIZE = 6 };
-enum { CU_ERROR_NO_DEVICE = 100, CU_ERROR_UNSUPPORTED_PTX_VERSION = 222 };
 
 typedef struct {
   CUresult (*init)(unsigned);
@@ -54,16 +52,25 @@ typedef struct {
   CUresult (*elapsed)(float *, CUevent, CUevent);
 } EventApi;
 
-/* cublas_api.h and library_types.h (CUDA 11 to 13) */
-enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
-enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77, CUBLAS_GEMM_DEFAULT = -1 };
-
 typedef struct {
   int (*create)(void **);
   int (*destroy)(void *);
   int (*gemm_ex)(void *, int, int, int, int, int, const void *, const void *, int, int, const void *, int, int, const void *,
                  void *, int, int, int, int); /* cublasGemmEx */
 } BlasApi;
+
+const char *const pc_cu_driver_names[PC_CU_DRIVER_ENTRIES] = {
+    "cuInit",           "cuDeviceGet",          "cuDeviceGetName",  "cuDeviceGetAttribute", "cuDevicePrimaryCtxRetain",
+    "cuDevicePrimaryCtxRelease_v2", "cuCtxSetCurrent", "cuCtxSynchronize", "cuModuleLoadDataEx", "cuModuleGetFunction",
+    "cuModuleUnload",   "cuLaunchKernel",       "cuMemAlloc_v2",    "cuMemFree_v2",         "cuMemcpyHtoD_v2",
+    "cuMemcpyDtoH_v2",  "cuMemcpyDtoDAsync_v2", "cuMemsetD32Async", "cuGetErrorName",       "cuGetErrorString"};
+_Static_assert(sizeof(DriverApi) == PC_CU_DRIVER_ENTRIES * sizeof(void *), "one name per entry point");
+/* CUDA 12.8 added cuEventElapsedTime_v2, which CUDA 13's headers mean by the name */
+const char *const pc_cu_event_names[PC_CU_EVENT_ENTRIES] = {"cuEventCreate", "cuEventDestroy_v2", "cuEventRecord",
+                                                            "cuEventSynchronize", "cuEventElapsedTime_v2"};
+_Static_assert(sizeof(EventApi) == PC_CU_EVENT_ENTRIES * sizeof(void *), "one name per entry point");
+const char *const pc_cublas_names[PC_CUBLAS_ENTRIES] = {"cublasCreate_v2", "cublasDestroy_v2", "cublasGemmEx"};
+_Static_assert(sizeof(BlasApi) == PC_CUBLAS_ENTRIES * sizeof(void *), "one name per entry point");
 
 typedef struct {
   CudaDevice base;
@@ -107,10 +114,10 @@ static int gpu_load(CudaDevice *d, const char *source, const char *ptx, uint32_t
     g->n_fn = 0;
   }
   char log[4096] = "";
-  int opts[] = {CU_JIT_ERROR_LOG, CU_JIT_ERROR_LOG_SIZE};
+  int opts[] = {PC_CU_JIT_ERROR_LOG, PC_CU_JIT_ERROR_LOG_SIZE};
   void *vals[] = {log, (void *)(uintptr_t)sizeof log};
   CUresult rc = g->cu.module_load(&g->module, ptx, 2, opts, vals);
-  if (rc == CU_ERROR_UNSUPPORTED_PTX_VERSION)
+  if (rc == PC_CU_ERROR_UNSUPPORTED_PTX_VERSION)
     return pc_errorf(err, "CUDA: the driver is older than the NVRTC that made this PTX: update the driver, or compile with "
                           "the NVRTC of the driver's CUDA version (PONDER_NVRTC)");
   if (rc) {
@@ -184,11 +191,11 @@ static int gpu_launch(CudaDevice *d, uint32_t kernel, uint32_t grid, uint32_t bl
  * cores; bf16: bf16 operands, tensor cores summing in fp32. C is fp32. */
 static int gpu_gemm(CudaDevice *d, const CudaGemm *m, PcError *err) {
   Gpu *g = (Gpu *)d;
-  int in = m->precision == CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-  int compute = m->precision == CUDA_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  int in = m->precision == CUDA_BF16 ? PC_CUDA_R_16BF : PC_CUDA_R_32F;
+  int compute = m->precision == CUDA_TF32 ? PC_CUBLAS_COMPUTE_32F_FAST_TF32 : PC_CUBLAS_COMPUTE_32F;
   int rc = g->blas.gemm_ex(g->blas_handle, m->transa, m->transb, m->m, m->n, m->k, &m->alpha, (const void *)(uintptr_t)m->a,
-                           in, m->lda, (const void *)(uintptr_t)m->b, in, m->ldb, &m->beta, (void *)(uintptr_t)m->c, CUDA_R_32F,
-                           m->ldc, compute, CUBLAS_GEMM_DEFAULT);
+                           in, m->lda, (const void *)(uintptr_t)m->b, in, m->ldb, &m->beta, (void *)(uintptr_t)m->c, PC_CUDA_R_32F,
+                           m->ldc, compute, PC_CUBLAS_GEMM_DEFAULT);
   if (rc)
     return pc_errorf(err, "cuBLAS: cublasGemmEx (%s) failed (status %d) for m=%d n=%d k=%d", cuda_precision_name(m->precision),
                      rc, m->m, m->n, m->k);
@@ -254,9 +261,8 @@ static int open_cublas(Gpu *g, PcError *err) {
                                "/usr/local/cuda/lib64/libcublas.so"};
   if (!(g->dl_blas = open_first(libs, sizeof libs / sizeof *libs)))
     return pc_errorf(err, "cuBLAS (libcublas.so) not found: install the CUDA toolkit's cuBLAS or add it to LD_LIBRARY_PATH");
-  static const char *names[] = {"cublasCreate_v2", "cublasDestroy_v2", "cublasGemmEx"};
-  void *fns[3];
-  if (find(g->dl_blas, names, fns, 3, "libcublas", err) < 0) return -1;
+  void *fns[PC_CUBLAS_ENTRIES];
+  if (find(g->dl_blas, pc_cublas_names, fns, PC_CUBLAS_ENTRIES, "libcublas", err) < 0) return -1;
   memcpy(&g->blas.create, &fns[0], sizeof fns[0]);
   memcpy(&g->blas.destroy, &fns[1], sizeof fns[1]);
   memcpy(&g->blas.gemm_ex, &fns[2], sizeof fns[2]);
@@ -265,15 +271,11 @@ static int open_cublas(Gpu *g, PcError *err) {
   return 0;
 }
 
-/* CUDA 12.8 added cuEventElapsedTime_v2, which CUDA 13's headers mean by the name */
 static void open_events(Gpu *g) {
-  static const char *names[] = {"cuEventCreate", "cuEventDestroy_v2", "cuEventRecord", "cuEventSynchronize",
-                                "cuEventElapsedTime_v2"};
-  _Static_assert(sizeof(EventApi) == sizeof names / sizeof *names * sizeof(void *), "one name per entry point");
-  void *fns[sizeof names / sizeof *names];
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++) fns[i] = dlsym(g->dl_cuda, names[i]);
+  void *fns[PC_CU_EVENT_ENTRIES];
+  for (size_t i = 0; i < PC_CU_EVENT_ENTRIES; i++) fns[i] = dlsym(g->dl_cuda, pc_cu_event_names[i]);
   if (!fns[4]) fns[4] = dlsym(g->dl_cuda, "cuEventElapsedTime");
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+  for (size_t i = 0; i < PC_CU_EVENT_ENTRIES; i++)
     if (!fns[i]) return;
   memcpy(&g->ev, fns, sizeof fns);
   g->base.stamp = gpu_stamp;
@@ -289,26 +291,19 @@ int cuda_driver_open(CudaDevice **out, PcError *err) {
     free(g);
     return pc_errorf(err, "no CUDA driver (libcuda.so.1 not found): this machine has no NVIDIA GPU driver");
   }
-  static const char *names[] = {"cuInit",           "cuDeviceGet",          "cuDeviceGetName",      "cuDeviceGetAttribute",
-                                "cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRelease_v2", "cuCtxSetCurrent",
-                                "cuCtxSynchronize", "cuModuleLoadDataEx",   "cuModuleGetFunction",  "cuModuleUnload",
-                                "cuLaunchKernel",   "cuMemAlloc_v2",        "cuMemFree_v2",         "cuMemcpyHtoD_v2",
-                                "cuMemcpyDtoH_v2",  "cuMemcpyDtoDAsync_v2", "cuMemsetD32Async",     "cuGetErrorName",
-                                "cuGetErrorString"};
-  _Static_assert(sizeof(DriverApi) == sizeof names / sizeof *names * sizeof(void *), "one name per entry point");
-  void *fns[sizeof names / sizeof *names];
-  int rc = find(g->dl_cuda, names, fns, sizeof names / sizeof *names, "libcuda.so.1", err);
+  void *fns[PC_CU_DRIVER_ENTRIES];
+  int rc = find(g->dl_cuda, pc_cu_driver_names, fns, PC_CU_DRIVER_ENTRIES, "libcuda.so.1", err);
   if (!rc) memcpy(&g->cu, fns, sizeof fns);
   if (!rc) open_events(g);
   CUresult r = rc ? 0 : g->cu.init(0);
-  if (!rc && r == CU_ERROR_NO_DEVICE) rc = pc_errorf(err, "the CUDA driver is installed but finds no GPU");
+  if (!rc && r == PC_CU_ERROR_NO_DEVICE) rc = pc_errorf(err, "the CUDA driver is installed but finds no GPU");
   else if (!rc && r) rc = cu_fail(g, r, "cuInit", err);
   if (!rc && (r = g->cu.device_get(&g->dev, 0))) rc = cu_fail(g, r, "cuDeviceGet", err);
   int major = 0, minor = 0;
   if (!rc) {
     g->cu.device_name(g->name, sizeof g->name, g->dev);
-    g->cu.device_attr(&major, CU_ATTR_CC_MAJOR, g->dev);
-    g->cu.device_attr(&minor, CU_ATTR_CC_MINOR, g->dev);
+    g->cu.device_attr(&major, PC_CU_ATTR_CC_MAJOR, g->dev);
+    g->cu.device_attr(&minor, PC_CU_ATTR_CC_MINOR, g->dev);
     g->base.name = g->name;
     g->base.arch = 10 * major + minor;
   }
