@@ -199,6 +199,68 @@ static void check_inlining(void) {
   CHECKF(loops == 1, "%d parallel loops for a sum and the norm of it (not 1)", loops);
 }
 
+/* Graph p's first product makes a norm gradient's dy, its second reads the
+ * sum the gradient's row loop computes: their bytes must be apart (the
+ * gradient's column sums read dy after that loop). Frees p. */
+static void check_sum_apart_from_dy(KProgram *p) {
+  if (!p) return;
+  const KEntry *e = &p->entries.a[0];
+  CHECK(p->gemms.n == 2);
+  if (p->gemms.n == 2) {
+    const KBuf *bd = &e->bufs.a[p->gemms.a[0].c], *bs = &e->bufs.a[p->gemms.a[1].a];
+    CHECKF(bd->kind == KB_ARENA && bs->kind == KB_ARENA &&
+               (bd->offset + bd->numel * 4 <= bs->offset || bs->offset + bs->numel * 4 <= bd->offset),
+           "the sum after the norm gradient takes the bytes of its dy");
+  }
+  kir_free(p);
+}
+
+/* A norm gradient computes the elementwise group right after it that reads
+ * its dx (the residual gradient's sum) in its row loop: the group has no
+ * loop of its own. A group that reads a weight gradient, which the norm
+ * gradient sums after that loop, keeps its own. */
+static void check_norm_grad_epilogue(void) {
+  const char *head = "graph norm_grad [N] {\n"
+                     "  %w = param() {init=\"ones\", std=0.0} : f32[4]\n"
+                     "  %x = input() : f32[N,4]\n"
+                     "  %dy = input() : f32[N,4]\n"
+                     "  %r = input() : f32[N,4]\n"
+                     "  %0, %1, %2 = layernorm_grad(%x, %w, %dy) {eps=1e-05} : f32[N,4], f32[4], f32[4]\n";
+  const char *tail = "  output(%1) {name=\"dw\"}\n  output(%2) {name=\"db\"}\n}\n";
+  char alone[1024], with_sum[1024], with_dw[1024];
+  snprintf(alone, sizeof alone, "%s  output(%%0) {name=\"dx\"}\n%s", head, tail);
+  snprintf(with_sum, sizeof with_sum, "%s  %%3 = add(%%r, %%0) : f32[N,4]\n  output(%%3) {name=\"dx\"}\n%s", head, tail);
+  snprintf(with_dw, sizeof with_dw, "%s  %%3 = add(%%0, %%1) : f32[N,4]\n  output(%%3) {name=\"dx\"}\n%s", head, tail);
+  int base = parallel_loops(alone), sum = parallel_loops(with_sum), dw = parallel_loops(with_dw);
+  CHECKF(base > 0 && sum == base, "%d parallel loops with the residual gradient's sum, %d without", sum, base);
+  CHECKF(dw == base + 1, "%d parallel loops with a sum that reads dw, %d without (one more expected)", dw, base);
+  /* the sum is not written over dy, which the column sums read after the row loop */
+  check_sum_apart_from_dy(lower_text("graph norm_grad_over_dy [N] {\n"
+                                     "  %w = param() {init=\"ones\", std=0.0} : f32[4,4]\n"
+                                     "  %g = param() {init=\"ones\", std=0.0} : f32[4]\n"
+                                     "  %x = input() : f32[N,4]\n"
+                                     "  %d = linear(%x, %w) : f32[N,4]\n"
+                                     "  %0, %1, %2 = layernorm_grad(%x, %g, %d) {eps=1e-05} : f32[N,4], f32[4], f32[4]\n"
+                                     "  %s = add(%d, %0) : f32[N,4]\n"
+                                     "  %y = linear(%s, %w) : f32[N,4]\n"
+                                     "  output(%y) {name=\"y\"}\n  output(%1) {name=\"dw\"}\n  output(%2) {name=\"db\"}\n"
+                                     "}\n"));
+  /* nor, when it cannot be written over dx (read again here), over the dy
+   * that dies at the norm gradient: the sum lives from the row loop on */
+  check_sum_apart_from_dy(lower_text("graph norm_grad_dy_dies [N] {\n"
+                                     "  %w = param() {init=\"ones\", std=0.0} : f32[4,4]\n"
+                                     "  %g = param() {init=\"ones\", std=0.0} : f32[4]\n"
+                                     "  %x = input() : f32[N,4]\n"
+                                     "  %r = input() : f32[N,4]\n"
+                                     "  %d = linear(%x, %w) : f32[N,4]\n"
+                                     "  %0, %1, %2 = layernorm_grad(%x, %g, %d) {eps=1e-05} : f32[N,4], f32[4], f32[4]\n"
+                                     "  %s = add(%r, %0) : f32[N,4]\n"
+                                     "  %y = linear(%s, %w) : f32[N,4]\n"
+                                     "  output(%y) {name=\"y\"}\n  output(%0) {name=\"dx\"}\n"
+                                     "  output(%1) {name=\"dw\"}\n  output(%2) {name=\"db\"}\n"
+                                     "}\n"));
+}
+
 /* A norm that computes the sum before it reads the sum's operands row by
  * row, a broadcast one (here p, [4, 4] against [N, 4, 4]) in every row of
  * the batch: its bytes must stay apart from the norm's output. Without the
@@ -261,6 +323,7 @@ int main(void) {
   check_slice_gradients();
   check_inlining();
   check_norm_operand_lives();
+  check_norm_grad_epilogue();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();

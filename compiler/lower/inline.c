@@ -1,7 +1,8 @@
 /* Which values are computed where, decided before the memory plan: an
  * elementwise group's values inside its root's loop (or, for a bias add
  * that only slices read, inside the slices), and a group right before a
- * norm inside the norm's row loop. A value computed elsewhere needs no
+ * norm, or right after a norm gradient, inside the norm's row loop. A value
+ * computed elsewhere needs no
  * buffer of its own, or no loop of its own; what it reads lives until it
  * is computed (plan.c). */
 #include <stdlib.h>
@@ -82,9 +83,30 @@ static int may_defer(Lower *l, uint32_t v, uint32_t consumer) {
   return full <= 1;
 }
 
-/* Elementwise groups that the next node, a norm, reads: the norm's row loop
- * computes and stores each row of the group before its own. */
-static void fuse_into_norms(Lower *l) {
+static int is_norm_grad(IrOp op) { return op == IR_LAYERNORM_GRAD || op == IR_RMSNORM_GRAD; }
+
+/* Whether elementwise group v may be computed in the row loop of norm
+ * gradient d, right before it: it reads d's dx and none of the weight
+ * gradients, which d sums after that loop. */
+static int after_norm_grad_ok(Lower *l, const IrNode *d, uint32_t v) {
+  const IrGraph *g = l->g;
+  const IrNode *n = ir_node(g, g->values.a[v].def);
+  int reads_dx = 0;
+  for (uint32_t k = 0; k < n->n_in; k++) reads_dx |= ir_in(g, n, k) == d->out;
+  if (!reads_dx || !ir_shape_eq(&ir_type(g, v)->shape, &ir_type(g, d->out)->shape)) return 0;
+  VecU32 leaves = {0};
+  group_leaves(l, v, &leaves);
+  int ok = 1;
+  for (size_t k = 0; k < leaves.n; k++) ok &= leaves.a[k] <= d->out || leaves.a[k] >= d->out + d->n_out;
+  vec_free(&leaves);
+  return ok;
+}
+
+/* Elementwise groups that a norm next to them computes in its row loop,
+ * storing each row beside its own: the group right before a norm that
+ * reads it (the residual sum), and the group right after a norm gradient
+ * that reads its dx (the sum of the residual's gradients). */
+static void fuse_into_norm_rows(Lower *l) {
   const IrGraph *g = l->g;
   for (size_t r = 0; r < g->regions.n; r++) {
     const IrRegion *reg = &g->regions.a[r];
@@ -92,9 +114,24 @@ static void fuse_into_norms(Lower *l) {
       const IrNode *n = ir_node(g, reg->nodes.a[i]), *d = ir_node(g, reg->nodes.a[i - 1]);
       if ((n->op == IR_LAYERNORM || n->op == IR_RMSNORM) && elementwise_op(d->op) && d->n_out == 1 &&
           ir_in(g, n, 0) == d->out && !l->inlined[d->out])
-        l->at_norm[d->out] = reg->nodes.a[i];
+        l->at_row[d->out] = reg->nodes.a[i];
+      else if (is_norm_grad(d->op) && elementwise_op(n->op) && n->n_out == 1 && !l->inlined[n->out] &&
+               l->at_row[n->out] == IR_NONE && after_norm_grad_ok(l, d, n->out))
+        l->at_row[n->out] = reg->nodes.a[i - 1];
     }
   }
+}
+
+uint32_t row_group_after(Lower *l, const IrNode *n) {
+  const IrGraph *g = l->g;
+  uint32_t id = (uint32_t)(n - g->nodes.a);
+  const IrRegion *reg = &g->regions.a[g->values.a[n->out].region];
+  for (size_t i = 0; i + 1 < reg->nodes.n; i++) {
+    if (reg->nodes.a[i] != id) continue;
+    const IrNode *m = ir_node(g, reg->nodes.a[i + 1]);
+    return m->n_out == 1 && l->at_row[m->out] == id ? m->out : IR_NONE;
+  }
+  return IR_NONE;
 }
 
 void plan_inline(Lower *l) {
@@ -113,5 +150,5 @@ void plan_inline(Lower *l) {
         l->inlined[v] = 1;
     }
   }
-  fuse_into_norms(l);
+  fuse_into_norm_rows(l);
 }

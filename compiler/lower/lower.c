@@ -170,7 +170,7 @@ static int lower_node(Lower *l, const IrNode *n, PcError *err) {
   default: break;
   }
   if (n->n_out == 1 && l->inlined[n->out]) return 0; /* its consumer computes it */
-  if (n->n_out == 1 && l->at_norm[n->out] != IR_NONE) return 0; /* the norm after it does */
+  if (n->n_out == 1 && l->at_row[n->out] != IR_NONE) return 0; /* the norm next to it does */
   if (elementwise_op(n->op)) return lower_elementwise_root(l, n, err);
   const OpLowering *ol = lower_op(n->op);
   if (!ol || !ol->lower) return pc_errorf(err, "lowering: no kernel for %s yet", ir_op_info(n->op)->name);
@@ -232,8 +232,8 @@ int lower_entry(KProgram *p, const char *name, const IrGraph *g, const int64_t *
   memset(l.buf, 0xff, sizeof(uint32_t) * nv);
   memset(l.var, 0xff, sizeof(uint32_t) * nv);
   l.inlined = pc_xcalloc(nv, 1);
-  l.at_norm = pc_xmalloc(sizeof(uint32_t) * nv);
-  memset(l.at_norm, 0xff, sizeof(uint32_t) * nv);
+  l.at_row = pc_xmalloc(sizeof(uint32_t) * nv);
+  memset(l.at_row, 0xff, sizeof(uint32_t) * nv);
   l.uses = ir_use_counts(g);
   l.dim = pc_xmalloc(sizeof(uint32_t) * (g->syms.n + 1));
   l.scratch = pc_xmalloc(sizeof *l.scratch * nn);
@@ -246,7 +246,7 @@ int lower_entry(KProgram *p, const char *name, const IrGraph *g, const int64_t *
   free(l.buf);
   free(l.var);
   free(l.inlined);
-  free(l.at_norm);
+  free(l.at_row);
   free(l.uses);
   free(l.dim);
   free(l.scratch);

@@ -22,36 +22,43 @@ static void fill(Lower *l, uint32_t value, double x) {
 
 /* ---- sums over rows ------------------------------------------------------- */
 
-/* out[j] = sum over g < G of term(g, j), j < W, where the schedule asks for
- * it (colsum_rows > 0): a thread per (chunk of rows, column) sums its chunk
- * into partial, then a thread per column adds the chunks in order. No two
- * threads write one element, the order is fixed, and no thread's loop is
- * long (a GPU would otherwise walk 16k rows in one block). */
+/* out[t][j] = sum over g < G of term[t](g, j), j < W, for each of n_sums
+ * sums of the same rows, where the schedule asks for it (colsum_rows > 0):
+ * a thread per (chunk of rows, column) sums its chunk into partial, then a
+ * thread per column adds the chunks in order. No two threads write one
+ * element, the order is fixed, and no thread's loop is long (a GPU would
+ * otherwise walk 16k rows in one block); sums of the same rows (a norm's
+ * weight and bias gradients) share both loops and their reads. */
 typedef uint32_t (*TermFn)(Lower *l, const IrNode *n, uint32_t g, uint32_t j);
+#define COLUMN_SUMS_MAX 2
 
-static void column_sum(Lower *l, const IrNode *n, uint32_t out, uint32_t G, uint32_t W, uint32_t partial, TermFn term) {
-  uint32_t R0 = L_i(l, l->s->colsum_rows), saved, sr;
-  uint32_t P = L_ivar(l, L_div(l, L_add(l, G, L_sub(l, R0, L_i(l, 1))), R0));
-  uint32_t pj = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, P, W), &saved);
+static void column_sums(Lower *l, const IrNode *n, const uint32_t *out, const TermFn *term, int n_sums, uint32_t G,
+                        uint32_t W, uint32_t partial) {
+  uint32_t R0 = L_i(l, l->s->colsum_rows), saved, sr, acc[COLUMN_SUMS_MAX];
+  uint32_t P = L_ivar(l, L_div(l, L_add(l, G, L_sub(l, R0, L_i(l, 1))), R0)), PW = L_ivar(l, L_mul(l, P, W));
+  uint32_t pj = L_loop(l, KL_PARALLEL, L_i(l, 0), PW, &saved);
   uint32_t j = L_ivar(l, L_op(l, KE_REM, pj, W)), lo = L_ivar(l, L_mul(l, L_div(l, pj, W), R0));
-  uint32_t acc = L_acc(l, K_F32, L_f(l, 0));
+  for (int t = 0; t < n_sums; t++) acc[t] = L_acc(l, K_F32, L_f(l, 0));
   uint32_t g = L_loop(l, KL_SERIAL, lo, L_op(l, KE_MIN, L_add(l, lo, R0), G), &sr);
-  acc_add(l, acc, term(l, n, g, j));
+  for (int t = 0; t < n_sums; t++) acc_add(l, acc[t], term[t](l, n, g, j));
   l->block = sr;
-  L_stb(l, partial, pj, L_varx(l, acc));
+  for (int t = 0; t < n_sums; t++) L_stb(l, partial, L_add(l, L_mul(l, L_i(l, t), PW), pj), L_varx(l, acc[t]));
   l->block = saved;
   j = L_loop(l, KL_PARALLEL, L_i(l, 0), W, &saved);
-  acc = L_acc(l, K_F32, L_f(l, 0));
+  for (int t = 0; t < n_sums; t++) acc[t] = L_acc(l, K_F32, L_f(l, 0));
   uint32_t p = L_loop(l, KL_SERIAL, L_i(l, 0), P, &sr);
-  acc_add(l, acc, L_ldb(l, partial, L_add(l, L_mul(l, p, W), j)));
+  for (int t = 0; t < n_sums; t++)
+    acc_add(l, acc[t], L_ldb(l, partial, L_add(l, L_mul(l, L_i(l, t), PW), L_add(l, L_mul(l, p, W), j))));
   l->block = sr;
-  L_stb(l, out, j, L_varx(l, acc));
+  for (int t = 0; t < n_sums; t++) L_stb(l, out[t], j, L_varx(l, acc[t]));
   l->block = saved;
 }
 
-/* Elements of column_sum's partial sums at the maximum dims, for G x W
- * summed: ceil(G / rows) W <= G W / rows + W. */
-static int64_t column_sum_scratch(Lower *l, int64_t GW, int64_t W) { return GW / l->s->colsum_rows + W; }
+/* Elements of column_sums' partial sums at the maximum dims, for n_sums
+ * sums of G x W: ceil(G / rows) W <= G W / rows + W each. */
+static int64_t column_sum_scratch(Lower *l, int64_t GW, int64_t W, int n_sums) {
+  return n_sums * (GW / l->s->colsum_rows + W);
+}
 
 /* ---- gradients of slices ------------------------------------------------------------ */
 
@@ -265,7 +272,7 @@ static int lo_norm(Lower *l, const IrNode *n, PcError *err) {
   int rms = n->op == IR_RMSNORM;
   const IrShape *s = L_shape(l, IN(0));
   uint32_t C = L_ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
-  if (l->at_norm[IN(0)] == (uint32_t)(n - l->g->nodes.a)) lower_elementwise_row(l, IN(0), r);
+  if (l->at_row[IN(0)] == (uint32_t)(n - l->g->nodes.a)) lower_elementwise_row(l, IN(0), r);
   uint32_t base = L_ivar(l, L_mul(l, r, C)), mean, rstd, sv;
   row_stats(l, IN(0), base, C, n->attr[0].f, rms, &mean, &rstd);
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
@@ -299,7 +306,7 @@ static int scratch_norm_grad(Lower *l, const IrNode *n, int64_t *elems) {
   const IrShape *s = L_shape(l, IN(0));
   int64_t C = s->dim[s->rank - 1], N = L_max_numel(l, s) / C;
   elems[0] = 2 * N;
-  elems[1] = column_sum_scratch(l, N * C, C);
+  elems[1] = column_sum_scratch(l, N * C, C, n->op == IR_RMSNORM_GRAD ? 1 : 2);
   return 0;
 }
 
@@ -325,14 +332,17 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
   uint32_t gg = L_mul(l, L_load(l, IN(2), at), L_load(l, IN(1), c));
   L_store(l, OUT(0), at, L_mul(l, rstd, L_sub(l, L_sub(l, gg, mg), L_mul(l, xhat, mgx))));
   l->block = sv;
+  uint32_t after = row_group_after(l, n); /* the residual gradient's sum, dx read back from cache */
+  if (after != IR_NONE) lower_elementwise_row(l, after, r);
   if (l->s->colsum_rows > 0) {
     L_stb(l, L_scratch(l, n, 0), r, mean);
     L_stb(l, L_scratch(l, n, 0), L_add(l, N, r), rstd);
   }
   l->block = saved;
   if (l->s->colsum_rows > 0) {
-    column_sum(l, n, l->buf[OUT(1)], N, C, L_scratch(l, n, 1), norm_weight_term);
-    if (!rms) column_sum(l, n, l->buf[OUT(2)], N, C, L_scratch(l, n, 1), norm_bias_term);
+    const uint32_t out[2] = {l->buf[OUT(1)], rms ? 0 : l->buf[OUT(2)]};
+    const TermFn terms[2] = {norm_weight_term, norm_bias_term};
+    column_sums(l, n, out, terms, rms ? 1 : 2, N, C, L_scratch(l, n, 1));
     return 0;
   }
   /* dw (and db): sums over rows, row by row, so no two threads write one column */
@@ -574,7 +584,8 @@ static uint32_t sum_to_term(Lower *l, const IrNode *n, uint32_t g, uint32_t j) {
 }
 
 static int scratch_sum_to(Lower *l, const IrNode *n, int64_t *elems) {
-  if (sum_to_columns(l, n)) elems[0] = column_sum_scratch(l, L_max_numel(l, L_shape(l, IN(0))), L_max_numel(l, L_shape(l, OUT(0))));
+  if (sum_to_columns(l, n))
+    elems[0] = column_sum_scratch(l, L_max_numel(l, L_shape(l, IN(0))), L_max_numel(l, L_shape(l, OUT(0))), 1);
   return 0;
 }
 
@@ -582,7 +593,9 @@ static int lo_sum_to(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *x = L_shape(l, IN(0)), *y = L_shape(l, OUT(0));
   if (sum_to_columns(l, n)) {
     uint32_t W = L_ivar(l, L_numel(l, y));
-    column_sum(l, n, l->buf[OUT(0)], L_ivar(l, L_div(l, L_numel(l, x), W)), W, L_scratch(l, n, 0), sum_to_term);
+    const uint32_t out[1] = {l->buf[OUT(0)]};
+    const TermFn terms[1] = {sum_to_term};
+    column_sums(l, n, out, terms, 1, L_ivar(l, L_div(l, L_numel(l, x), W)), W, L_scratch(l, n, 0));
     return 0;
   }
   fill(l, OUT(0), 0);

@@ -101,6 +101,20 @@ static int32_t def_pos(Plan *pl, uint32_t v) {
   return n->op == IR_LOOP ? pl->loop_end[vi->def] : pl->node_pos[vi->def];
 }
 
+/* The node where node n is computed: itself, or for a group that a norm
+ * computes, the norm, in whose row loop it reads its operands (so that the
+ * norm's output does not take the bytes of one that every row reads: a
+ * broadcast one). */
+static uint32_t computed_at(const Lower *l, const IrNode *n) {
+  return n->n_out == 1 && l->at_row[n->out] != IR_NONE ? l->at_row[n->out] : (uint32_t)(n - l->g->nodes.a);
+}
+
+static int reads(const IrGraph *g, const IrNode *n, uint32_t v) {
+  for (uint32_t k = 0; k < n->n_in; k++)
+    if (ir_in(g, n, k) == v) return 1;
+  return 0;
+}
+
 /* ---- the plan ------------------------------------------------------------------ */
 
 static uint64_t value_bytes(Lower *l, uint32_t v) {
@@ -201,6 +215,7 @@ int plan_memory(Lower *l, PcError *err) {
     int is_index = vi->def == IR_NONE && g->regions.a[vi->region].args.a[0] == v;
     if (is_index) continue; /* a loop index is a variable */
     pl.start[v] = def_pos(&pl, v);
+    if (l->at_row[v] != IR_NONE && pl.node_pos[l->at_row[v]] < pl.start[v]) pl.start[v] = pl.node_pos[l->at_row[v]];
     pl.end[v] = pl.start[v];
     pl.bytes[v] = value_bytes(l, v);
     pl.kind[v] = KB_ARENA;
@@ -211,38 +226,27 @@ int plan_memory(Lower *l, PcError *err) {
   }
   for (size_t i = 0; i < nn; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
+    uint32_t user = computed_at(l, n);
     for (uint32_t k = 0; k < n->n_in; k++) {
       uint32_t v = ir_in(g, n, k);
-      int32_t at = n->op == IR_OUTPUT ? INT32_MAX : use_pos(&pl, v, (uint32_t)i);
+      int32_t at = n->op == IR_OUTPUT ? INT32_MAX : use_pos(&pl, v, user);
       if (at > pl.end[v]) pl.end[v] = at;
     }
   }
   /* operands of inlined values are read where those are computed (a group's
-   * root, a slice): extend their lives to there */
+   * root, or the norm that computes it; a slice): extend their lives to there */
   for (size_t i = 0; i < nn; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
     if (n->n_out == 1 && l->inlined[n->out]) continue;
     VecU32 leaves = {0};
     for (uint32_t k = 0; k < n->n_in; k++)
       if (l->inlined[ir_in(g, n, k)]) group_leaves(l, ir_in(g, n, k), &leaves);
-    int32_t at = pl.node_pos[i];
+    uint32_t user = computed_at(l, n);
+    int32_t at = pl.node_pos[user];
     for (size_t k = 0; k < leaves.n; k++)
-      if (at > pl.end[leaves.a[k]] && pl.kind[leaves.a[k]] != NOWHERE) pl.end[leaves.a[k]] = use_pos(&pl, leaves.a[k], (uint32_t)i);
+      if (at > pl.end[leaves.a[k]] && pl.kind[leaves.a[k]] != NOWHERE) pl.end[leaves.a[k]] = use_pos(&pl, leaves.a[k], user);
     vec_free(&leaves);
   }
-  /* and a group that a norm computes, by the norm (whose output must not
-   * take the bytes of an operand that every row reads: a broadcast one) */
-  for (uint32_t v = 0; v < nv; v++) {
-    if (l->at_norm[v] == IR_NONE) continue;
-    VecU32 leaves = {0};
-    group_leaves(l, v, &leaves);
-    for (size_t k = 0; k < leaves.n; k++) {
-      int32_t at = use_pos(&pl, leaves.a[k], l->at_norm[v]);
-      if (at > pl.end[leaves.a[k]] && pl.kind[leaves.a[k]] != NOWHERE) pl.end[leaves.a[k]] = at;
-    }
-    vec_free(&leaves);
-  }
-
   /* outputs written in place by their producers */
   const IrRegion *top = &g->regions.a[0];
   uint32_t n_outputs = 0;
@@ -290,11 +294,15 @@ int plan_memory(Lower *l, PcError *err) {
           unite(&pl, v, n->out + k);
       }
     if (!elementwise_op(n->op) || l->inlined[n->out]) continue;
-    if (l->at_norm[n->out] != IR_NONE) at = pl.node_pos[l->at_norm[n->out]]; /* where it is computed */
+    const IrNode *by = NULL; /* the norm that computes it, whose own operands it must not write over */
+    if (l->at_row[n->out] != IR_NONE) {
+      by = ir_node(g, l->at_row[n->out]);
+      at = pl.node_pos[l->at_row[n->out]];
+    }
     VecU32 leaves = {0};
     group_leaves(l, n->out, &leaves);
     for (size_t k = 0; k < leaves.n; k++)
-      if (in_place_ok(&pl, n->out, leaves.a[k], at)) {
+      if (!(by && reads(g, by, leaves.a[k])) && in_place_ok(&pl, n->out, leaves.a[k], at)) {
         unite(&pl, leaves.a[k], n->out);
         break;
       }
