@@ -199,6 +199,45 @@ static void check_inlining(void) {
   CHECKF(loops == 1, "%d parallel loops for a sum and the norm of it (not 1)", loops);
 }
 
+/* An elementwise op computes the group right before it that it reads, when
+ * that group has other readers too (a bias add that the activation and the
+ * backward read): one loop, which stores both. The group is not written
+ * over an operand that the op after it reads in the same loop. */
+static void check_group_before_elementwise(void) {
+  int loops = parallel_loops("graph bias_gelu [N] {\n"
+                             "  %w = param() {init=\"normal\", std=0.02} : f32[4,4]\n"
+                             "  %g = param() {init=\"zeros\", std=0.0} : f32[4]\n"
+                             "  %x = input() : f32[N,4]\n"
+                             "  %0 = linear(%x, %w) : f32[N,4]\n"
+                             "  %1 = add(%0, %g) : f32[N,4]\n"
+                             "  %2 = gelu(%1) : f32[N,4]\n"
+                             "  %3 = linear(%2, %w) : f32[N,4]\n"
+                             "  %4 = linear(%1, %w) : f32[N,4]\n"
+                             "  output(%3) {name=\"y\"}\n  output(%4) {name=\"z\"}\n"
+                             "}\n");
+  CHECKF(loops == 1, "%d parallel loops for a bias add read twice and the activation after it (not 1)", loops);
+  KProgram *p = lower_text("graph bias_mul [N] {\n"
+                           "  %w = param() {init=\"normal\", std=0.02} : f32[4,4]\n"
+                           "  %g = param() {init=\"zeros\", std=0.0} : f32[4]\n"
+                           "  %x = input() : f32[N,4]\n"
+                           "  %0 = linear(%x, %w) : f32[N,4]\n"
+                           "  %1 = add(%0, %g) : f32[N,4]\n"
+                           "  %2 = mul(%1, %0) : f32[N,4]\n"
+                           "  %3 = linear(%2, %w) : f32[N,4]\n"
+                           "  %4 = linear(%1, %w) : f32[N,4]\n"
+                           "  output(%3) {name=\"y\"}\n  output(%4) {name=\"z\"}\n"
+                           "}\n");
+  if (!p) return;
+  const KEntry *e = &p->entries.a[0];
+  CHECK(p->gemms.n == 3);
+  if (p->gemms.n == 3) { /* %0 is the first product's result, %1 the third's operand */
+    const KBuf *b0 = &e->bufs.a[p->gemms.a[0].c], *b1 = &e->bufs.a[p->gemms.a[2].a];
+    CHECKF(b0->offset + b0->numel * 4 <= b1->offset || b1->offset + b1->numel * 4 <= b0->offset,
+           "the bias add takes the bytes of the product that the op after it reads");
+  }
+  kir_free(p);
+}
+
 /* Graph p's first product makes a norm gradient's dy, its second reads the
  * sum the gradient's row loop computes: their bytes must be apart (the
  * gradient's column sums read dy after that loop). Frees p. */
@@ -324,6 +363,7 @@ int main(void) {
   check_inlining();
   check_norm_operand_lives();
   check_norm_grad_epilogue();
+  check_group_before_elementwise();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();

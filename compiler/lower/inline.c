@@ -102,37 +102,60 @@ static int after_norm_grad_ok(Lower *l, const IrNode *d, uint32_t v) {
   return ok;
 }
 
-/* Elementwise groups that a norm next to them computes in its row loop,
+/* Whether n, right after elementwise group d, may compute d in its row
+ * loop: a norm of d, or an elementwise op of d's shape that reads it and
+ * has a loop of its own (d, stored for its other readers, is then read
+ * back from cache). */
+static int before_row_op_ok(Lower *l, const IrNode *n, const IrNode *d) {
+  const IrGraph *g = l->g;
+  if (!elementwise_op(d->op) || d->n_out != 1 || l->inlined[d->out]) return 0;
+  if (n->op == IR_LAYERNORM || n->op == IR_RMSNORM) return ir_in(g, n, 0) == d->out;
+  if (!elementwise_op(n->op) || n->n_out != 1 || l->inlined[n->out] ||
+      !ir_shape_eq(&ir_type(g, n->out)->shape, &ir_type(g, d->out)->shape))
+    return 0;
+  int reads = 0;
+  for (uint32_t k = 0; k < n->n_in; k++) reads |= ir_in(g, n, k) == d->out;
+  return reads;
+}
+
+/* Elementwise groups that the node next to them computes in its row loop,
  * storing each row beside its own: the group right before a norm that
- * reads it (the residual sum), and the group right after a norm gradient
- * that reads its dx (the sum of the residual's gradients). */
-static void fuse_into_norm_rows(Lower *l) {
+ * reads it (the residual sum) or before an elementwise op that reads it
+ * (a bias add that the activation after it and the backward both read),
+ * and the group right after a norm gradient that reads its dx (the sum of
+ * the residual's gradients). */
+static void fuse_into_row_loops(Lower *l) {
   const IrGraph *g = l->g;
   for (size_t r = 0; r < g->regions.n; r++) {
     const IrRegion *reg = &g->regions.a[r];
     for (size_t i = 1; i < reg->nodes.n; i++) {
       const IrNode *n = ir_node(g, reg->nodes.a[i]), *d = ir_node(g, reg->nodes.a[i - 1]);
-      if ((n->op == IR_LAYERNORM || n->op == IR_RMSNORM) && elementwise_op(d->op) && d->n_out == 1 &&
-          ir_in(g, n, 0) == d->out && !l->inlined[d->out])
+      if (before_row_op_ok(l, n, d))
         l->at_row[d->out] = reg->nodes.a[i];
       else if (is_norm_grad(d->op) && elementwise_op(n->op) && n->n_out == 1 && !l->inlined[n->out] &&
-               l->at_row[n->out] == IR_NONE && after_norm_grad_ok(l, d, n->out))
+               after_norm_grad_ok(l, d, n->out))
         l->at_row[n->out] = reg->nodes.a[i - 1];
     }
   }
 }
 
-uint32_t row_group_after(Lower *l, const IrNode *n) {
+/* The group that node `id` computes in its row loop from the neighbour
+ * `step` nodes from it (-1: before, 1: after), or IR_NONE. */
+static uint32_t row_group(Lower *l, uint32_t id, int step) {
   const IrGraph *g = l->g;
-  uint32_t id = (uint32_t)(n - g->nodes.a);
+  const IrNode *n = ir_node(g, id);
   const IrRegion *reg = &g->regions.a[g->values.a[n->out].region];
-  for (size_t i = 0; i + 1 < reg->nodes.n; i++) {
+  for (size_t i = 0; i < reg->nodes.n; i++) {
     if (reg->nodes.a[i] != id) continue;
-    const IrNode *m = ir_node(g, reg->nodes.a[i + 1]);
+    if ((step < 0 && i == 0) || (step > 0 && i + 1 == reg->nodes.n)) return IR_NONE;
+    const IrNode *m = ir_node(g, reg->nodes.a[step < 0 ? i - 1 : i + 1]);
     return m->n_out == 1 && l->at_row[m->out] == id ? m->out : IR_NONE;
   }
   return IR_NONE;
 }
+
+uint32_t row_group_before(Lower *l, uint32_t node) { return row_group(l, node, -1); }
+uint32_t row_group_after(Lower *l, uint32_t node) { return row_group(l, node, 1); }
 
 void plan_inline(Lower *l) {
   const IrGraph *g = l->g;
@@ -150,5 +173,5 @@ void plan_inline(Lower *l) {
         l->inlined[v] = 1;
     }
   }
-  fuse_into_norm_rows(l);
+  fuse_into_row_loops(l);
 }

@@ -110,6 +110,8 @@ uint32_t elementwise_value_at(Lower *l, uint32_t v, const IrShape *out, uint32_t
 
 void lower_elementwise_row(Lower *l, uint32_t v, uint32_t r) {
   const IrShape *out = L_shape(l, v);
+  uint32_t before = row_group_before(l, l->g->values.a[v].def); /* stored first, read back from cache */
+  if (before != IR_NONE) lower_elementwise_row(l, before, r);
   uint32_t saved, c = L_loop(l, KL_VECTOR, L_i(l, 0), L_last(l, out), &saved);
   /* the root computes like an inlined value, then stores */
   l->inlined[v] = 1;

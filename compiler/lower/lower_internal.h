@@ -18,8 +18,8 @@ typedef struct Lower {
   uint32_t *buf;           /* per graph value: its buffer, or IR_NONE */
   uint32_t *var;           /* per graph value: its variable (loop indices), or IR_NONE */
   unsigned char *inlined;  /* per graph value: computed inside its consumer's loop */
-  uint32_t *at_row;        /* per graph value: the norm or norm gradient next to its elementwise group that
-                              computes and stores it in its own row loop (the norm right after the group, the
+  uint32_t *at_row;        /* per graph value: the node next to its elementwise group that computes and stores
+                              it in its own row loop (a norm or elementwise op right after the group, a norm
                               gradient right before it), or IR_NONE */
   uint32_t *uses;          /* per graph value */
   uint32_t *dim;           /* per graph symbolic dim: the entry's dim */
@@ -37,11 +37,13 @@ static inline KEntry *L_entry(Lower *l) { return &l->p->entries.a[l->entry]; }
 
 /* ---- where values are computed (inline.c) ---------------------------------- */
 /* Which values are computed inside their consumer (elementwise groups), and
- * which groups a norm or norm gradient next to them computes (at_row). */
+ * which groups the node next to them computes in its row loop (at_row). */
 void plan_inline(Lower *l);
-/* The elementwise group that norm gradient n computes in its row loop, after
- * its dx: a value, or IR_NONE. */
-uint32_t row_group_after(Lower *l, const IrNode *n);
+/* The elementwise group that node `node` computes in its row loop before
+ * its own row (a norm's or an elementwise op's input), or after it (a norm
+ * gradient's residual sum): a value, or IR_NONE. */
+uint32_t row_group_before(Lower *l, uint32_t node);
+uint32_t row_group_after(Lower *l, uint32_t node);
 /* Operands an elementwise group rooted at v reads from memory (its inlined
  * values' operands, recursively), appended to out. */
 void group_leaves(Lower *l, uint32_t v, VecU32 *out);

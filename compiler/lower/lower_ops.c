@@ -272,7 +272,7 @@ static int lo_norm(Lower *l, const IrNode *n, PcError *err) {
   int rms = n->op == IR_RMSNORM;
   const IrShape *s = L_shape(l, IN(0));
   uint32_t C = L_ivar(l, L_last(l, s)), saved, r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_rows(l, s), &saved);
-  if (l->at_row[IN(0)] == (uint32_t)(n - l->g->nodes.a)) lower_elementwise_row(l, IN(0), r);
+  if (row_group_before(l, (uint32_t)(n - l->g->nodes.a)) != IR_NONE) lower_elementwise_row(l, IN(0), r);
   uint32_t base = L_ivar(l, L_mul(l, r, C)), mean, rstd, sv;
   row_stats(l, IN(0), base, C, n->attr[0].f, rms, &mean, &rstd);
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
@@ -332,7 +332,7 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
   uint32_t gg = L_mul(l, L_load(l, IN(2), at), L_load(l, IN(1), c));
   L_store(l, OUT(0), at, L_mul(l, rstd, L_sub(l, L_sub(l, gg, mg), L_mul(l, xhat, mgx))));
   l->block = sv;
-  uint32_t after = row_group_after(l, n); /* the residual gradient's sum, dx read back from cache */
+  uint32_t after = row_group_after(l, (uint32_t)(n - l->g->nodes.a)); /* the residual gradient's sum, dx from cache */
   if (after != IR_NONE) lower_elementwise_row(l, after, r);
   if (l->s->colsum_rows > 0) {
     L_stb(l, L_scratch(l, n, 0), r, mean);

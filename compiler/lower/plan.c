@@ -101,17 +101,26 @@ static int32_t def_pos(Plan *pl, uint32_t v) {
   return n->op == IR_LOOP ? pl->loop_end[vi->def] : pl->node_pos[vi->def];
 }
 
-/* The node where node n is computed: itself, or for a group that a norm
- * computes, the norm, in whose row loop it reads its operands (so that the
- * norm's output does not take the bytes of one that every row reads: a
- * broadcast one). */
+/* The node where node n is computed: itself, or for a group that the node
+ * next to it computes (at_row, perhaps along a chain: a bias add computed
+ * by the activation after it, which the norm after that computes), that
+ * node, in whose row loop it reads its operands (so that the node's output
+ * does not take the bytes of one that every row reads: a broadcast one). */
 static uint32_t computed_at(const Lower *l, const IrNode *n) {
-  return n->n_out == 1 && l->at_row[n->out] != IR_NONE ? l->at_row[n->out] : (uint32_t)(n - l->g->nodes.a);
+  uint32_t id = (uint32_t)(n - l->g->nodes.a);
+  for (const IrNode *m = n; m->n_out == 1 && l->at_row[m->out] != IR_NONE; m = ir_node(l->g, id)) id = l->at_row[m->out];
+  return id;
 }
 
-static int reads(const IrGraph *g, const IrNode *n, uint32_t v) {
-  for (uint32_t k = 0; k < n->n_in; k++)
-    if (ir_in(g, n, k) == v) return 1;
+/* Whether a node along v's chain of at_row nodes reads value o: the row
+ * loop that computes v runs theirs too, so v may not be written over o. */
+static int read_along(const Lower *l, uint32_t v, uint32_t o) {
+  for (uint32_t id = l->at_row[v]; id != IR_NONE;) {
+    const IrNode *n = ir_node(l->g, id);
+    for (uint32_t k = 0; k < n->n_in; k++)
+      if (ir_in(l->g, n, k) == o) return 1;
+    id = n->n_out == 1 ? l->at_row[n->out] : IR_NONE;
+  }
   return 0;
 }
 
@@ -215,7 +224,8 @@ int plan_memory(Lower *l, PcError *err) {
     int is_index = vi->def == IR_NONE && g->regions.a[vi->region].args.a[0] == v;
     if (is_index) continue; /* a loop index is a variable */
     pl.start[v] = def_pos(&pl, v);
-    if (l->at_row[v] != IR_NONE && pl.node_pos[l->at_row[v]] < pl.start[v]) pl.start[v] = pl.node_pos[l->at_row[v]];
+    if (l->at_row[v] != IR_NONE && pl.node_pos[computed_at(l, ir_node(g, vi->def))] < pl.start[v])
+      pl.start[v] = pl.node_pos[computed_at(l, ir_node(g, vi->def))]; /* made before its place: after a norm gradient */
     pl.end[v] = pl.start[v];
     pl.bytes[v] = value_bytes(l, v);
     pl.kind[v] = KB_ARENA;
@@ -294,15 +304,11 @@ int plan_memory(Lower *l, PcError *err) {
           unite(&pl, v, n->out + k);
       }
     if (!elementwise_op(n->op) || l->inlined[n->out]) continue;
-    const IrNode *by = NULL; /* the norm that computes it, whose own operands it must not write over */
-    if (l->at_row[n->out] != IR_NONE) {
-      by = ir_node(g, l->at_row[n->out]);
-      at = pl.node_pos[l->at_row[n->out]];
-    }
+    at = pl.node_pos[computed_at(l, n)];
     VecU32 leaves = {0};
     group_leaves(l, n->out, &leaves);
     for (size_t k = 0; k < leaves.n; k++)
-      if (!(by && reads(g, by, leaves.a[k])) && in_place_ok(&pl, n->out, leaves.a[k], at)) {
+      if (!read_along(l, n->out, leaves.a[k]) && in_place_ok(&pl, n->out, leaves.a[k], at)) {
         unite(&pl, leaves.a[k], n->out);
         break;
       }
