@@ -2,9 +2,10 @@
  * (GPT-2, and Pythia and LLaMA when their scripts are present) with K = 0
  * and K = 3 pondering, every entry — train (the loss and every gradient),
  * eval, logits, and decode with KV caches (a prefill, then single tokens) —
- * must agree within 1e-4 of each output's largest magnitude; and a test
- * model whose split leaves a piece unused (its gradient keeps zeros where
- * no slice lands). GPT-2 K = 3 also with the loop's activations saved
+ * must agree within 1e-4 of each output's largest magnitude; and test
+ * models: one whose split leaves a piece unused (its gradient keeps zeros
+ * where no slice lands), one whose product is added into a copy of a value
+ * read again later (K = 0 and K = 3). GPT-2 K = 3 also with the loop's activations saved
  * for the backward (`--save-loop-activations`: stacks that start unfilled,
  * only those the gradient reads). The backend
  * (argument 1, default c) is compiled in-process, as `ponder --backend`
@@ -44,5 +45,11 @@ int main(int argc, char **argv) {
   /* slices whose gradients leave a gap, and ones that cover (tests/models/split_unused.lua) */
   static const EquivCase split = {"split, a piece unused", "tests/models/split_unused.lua", "tiny", NULL, 0};
   check_model(&split, backend, AD_LOOPS_RECOMPUTE);
+  /* products added into their sum's buffer, over a copy (tests/models/product_sum.lua) */
+  static const char *const k3[] = {"ponderinglm=true", "pondering_steps=3"};
+  static const EquivCase sum0 = {"product summed, K = 0", "tests/models/product_sum.lua", "tiny", NULL, 0};
+  static const EquivCase sum3 = {"product summed, K = 3", "tests/models/product_sum.lua", "tiny", k3, 2};
+  check_model(&sum0, backend, AD_LOOPS_RECOMPUTE);
+  check_model(&sum3, backend, AD_LOOPS_RECOMPUTE);
   return check_exit();
 }

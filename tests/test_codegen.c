@@ -238,6 +238,38 @@ static void check_group_before_elementwise(void) {
   kir_free(p);
 }
 
+/* A product that only a sum right after it reads is added into the sum's
+ * buffer by the product itself (beta = 1), the other operand copied there
+ * first when it cannot be written over (here an input): no loop, no copy
+ * of the product. A product with another reader is stored, and the sum
+ * has its loop. */
+static void check_products_into_sums(void) {
+  const char *fmt = "graph product_sum [N] {\n"
+                    "  %%w = param() {init=\"normal\", std=0.02} : f32[4,4]\n"
+                    "  %%x = input() : f32[N,4]\n"
+                    "  %%y = input() : f32[N,4]\n"
+                    "  %%0 = linear(%%x, %%w) : f32[N,4]\n"
+                    "  %%1 = add(%%y, %%0) : f32[N,4]\n"
+                    "  output(%%1) {name=\"s\"}\n%s"
+                    "}\n";
+  char alone[1024], shared[1024];
+  snprintf(alone, sizeof alone, fmt, "");
+  snprintf(shared, sizeof shared, fmt, "  output(%0) {name=\"p\"}\n");
+  KProgram *p = lower_text(alone);
+  if (!p) return;
+  int loops = 0, copies = 0;
+  for (size_t i = 0; i < p->stmts.n; i++) {
+    loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
+    copies += p->stmts.a[i].kind == KS_COPY;
+  }
+  CHECKF(loops == 0 && copies == 1 && p->gemms.n == 1 && p->gemms.a[0].beta == 1.0f,
+         "a product summed into an input's copy: %d parallel loops, %d copies, %zu products (want 0, 1, 1 with beta 1)",
+         loops, copies, p->gemms.n);
+  kir_free(p);
+  loops = parallel_loops(shared);
+  CHECKF(loops == 1, "%d parallel loops for a sum of a product read twice (not 1)", loops);
+}
+
 /* Graph p's first product makes a norm gradient's dy, its second reads the
  * sum the gradient's row loop computes: their bytes must be apart (the
  * gradient's column sums read dy after that loop). Frees p. */
@@ -364,6 +396,7 @@ int main(void) {
   check_norm_operand_lives();
   check_norm_grad_epilogue();
   check_group_before_elementwise();
+  check_products_into_sums();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();

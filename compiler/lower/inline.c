@@ -50,9 +50,44 @@ void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
   const IrNode *n = ir_node(l->g, l->g->values.a[v].def);
   for (uint32_t k = 0; k < n->n_in; k++) {
     uint32_t o = ir_in(l->g, n, k);
-    if (l->inlined[o]) group_leaves(l, o, out);
-    else vec_push(out, o);
+    if (l->inlined[o] && elementwise_op(ir_node(l->g, l->g->values.a[o].def)->op)) group_leaves(l, o, out);
+    else vec_push(out, o); /* a product summed into its consumer's buffer is not stored: no leaf to write over */
   }
+}
+
+static int product_op(IrOp op) { return op == IR_LINEAR || op == IR_MATMUL || op == IR_MATMUL_TN; }
+
+/* Products right before a sum that is their only reader, of the sum's
+ * shape, added to an operand of that shape (a parameter's gradient added
+ * into its sum over the pondering loop): the product adds itself into the
+ * sum's buffer (beta = 1), and is never stored. */
+static void products_into_sums(Lower *l) {
+  const IrGraph *g = l->g;
+  for (size_t r = 0; r < g->regions.n; r++) {
+    const IrRegion *reg = &g->regions.a[r];
+    for (size_t i = 1; i < reg->nodes.n; i++) {
+      const IrNode *n = ir_node(g, reg->nodes.a[i]), *d = ir_node(g, reg->nodes.a[i - 1]);
+      if (n->op != IR_ADD || !product_op(d->op) || l->uses[d->out] != 1 || l->inlined[n->out] ||
+          l->at_row[n->out] != IR_NONE || ir_in(g, n, 0) == ir_in(g, n, 1))
+        continue;
+      const IrShape *s = &ir_type(g, n->out)->shape;
+      int k = ir_in(g, n, 0) == d->out ? 0 : ir_in(g, n, 1) == d->out ? 1 : -1;
+      if (k < 0 || !ir_shape_eq(&ir_type(g, ir_in(g, n, 1 - (uint32_t)k))->shape, s) ||
+          !ir_shape_eq(&ir_type(g, d->out)->shape, s))
+        continue;
+      l->inlined[d->out] = 1;
+      l->at_row[d->out] = reg->nodes.a[i];
+    }
+  }
+}
+
+uint32_t summed_product(Lower *l, const IrNode *n) {
+  if (n->op != IR_ADD) return IR_NONE;
+  for (uint32_t k = 0; k < 2; k++) {
+    uint32_t v = ir_in(l->g, n, k);
+    if (l->inlined[v] && product_op(ir_node(l->g, l->g->values.a[v].def)->op)) return v;
+  }
+  return IR_NONE;
 }
 
 /* Whether only elementwise ops come between nodes a and b (a before b) of
@@ -174,4 +209,5 @@ void plan_inline(Lower *l) {
     }
   }
   fuse_into_row_loops(l);
+  products_into_sums(l);
 }

@@ -43,9 +43,12 @@ void plan_inline(Lower *l);
  * its own row (a norm's or an elementwise op's input), or after it (a norm
  * gradient's residual sum): a value, or IR_NONE. */
 uint32_t row_group_before(Lower *l, uint32_t node);
+/* The product that sum n adds into its own buffer (its operand, never
+ * stored), or IR_NONE. */
+uint32_t summed_product(Lower *l, const IrNode *n);
 uint32_t row_group_after(Lower *l, uint32_t node);
 /* Operands an elementwise group rooted at v reads from memory (its inlined
- * values' operands, recursively), appended to out. */
+ * elementwise values' operands, recursively), appended to out. */
 void group_leaves(Lower *l, uint32_t v, VecU32 *out);
 
 /* ---- the memory plan (plan.c) --------------------------------------------- */
@@ -103,6 +106,9 @@ typedef struct {
 const OpLowering *lower_op(IrOp op);
 const OpLowering *lower_vocab_op(IrOp op); /* lower_vocab.c */
 int lower_elementwise_root(Lower *l, const IrNode *n, PcError *err);
+/* Product node n (linear, matmul, matmul_tn) into buffer c: c = n's
+ * result, or with beta 1, c + n's result */
+void lower_product(Lower *l, const IrNode *n, uint32_t c, float beta);
 /* Row r of elementwise group root v, computed and stored by a vector loop
  * (inside a row loop of the caller's) */
 void lower_elementwise_row(Lower *l, uint32_t v, uint32_t r);

@@ -363,30 +363,31 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
 
 /* ---- products --------------------------------------------------------------- */
 
-/* linear: y [N, M] = x [N, K] w [M, K]^T */
-static int lo_linear(Lower *l, const IrNode *n, PcError *err) {
+void lower_product(Lower *l, const IrNode *n, uint32_t c, float beta) {
   const IrShape *x = L_shape(l, IN(0));
-  uint32_t N = L_rows(l, x), K = L_last(l, x), M = L_dimx(l, L_shape(l, IN(1))->dim[0]);
-  L_gemm(l, 0, 1, N, M, K, 1.0f, l->buf[IN(0)], L_i(l, 0), K, l->buf[IN(1)], L_i(l, 0), K, 0.0f, l->buf[OUT(0)],
-         L_i(l, 0), M);
-  return 0;
+  uint32_t a = l->buf[IN(0)], b = l->buf[IN(1)], zero = L_i(l, 0);
+  switch (n->op) {
+  case IR_LINEAR: { /* y [N, M] = x [N, K] w [M, K]^T */
+    uint32_t N = L_rows(l, x), K = L_last(l, x), M = L_dimx(l, L_shape(l, IN(1))->dim[0]);
+    L_gemm(l, 0, 1, N, M, K, 1.0f, a, zero, K, b, zero, K, beta, c, zero, M);
+    break;
+  }
+  case IR_MATMUL: { /* y [N, M] = x [N, K] w [K, M] */
+    uint32_t N = L_rows(l, x), K = L_last(l, x), M = L_dimx(l, L_shape(l, IN(1))->dim[1]);
+    L_gemm(l, 0, 0, N, M, K, 1.0f, a, zero, K, b, zero, M, beta, c, zero, M);
+    break;
+  }
+  case IR_MATMUL_TN: { /* y [M, K] = a [N, M]^T b [N, K] */
+    uint32_t N = L_rows(l, x), M = L_last(l, x), K = L_last(l, L_shape(l, IN(1)));
+    L_gemm(l, 1, 0, M, K, N, 1.0f, a, zero, M, b, zero, K, beta, c, zero, K);
+    break;
+  }
+  default: PC_BUG("not a product: %s", ir_op_info(n->op)->name);
+  }
 }
 
-/* matmul: y [N, M] = x [N, K] w [K, M] */
-static int lo_matmul(Lower *l, const IrNode *n, PcError *err) {
-  const IrShape *x = L_shape(l, IN(0));
-  uint32_t N = L_rows(l, x), K = L_last(l, x), M = L_dimx(l, L_shape(l, IN(1))->dim[1]);
-  L_gemm(l, 0, 0, N, M, K, 1.0f, l->buf[IN(0)], L_i(l, 0), K, l->buf[IN(1)], L_i(l, 0), M, 0.0f, l->buf[OUT(0)],
-         L_i(l, 0), M);
-  return 0;
-}
-
-/* matmul_tn: y [M, K] = a [N, M]^T b [N, K] */
-static int lo_matmul_tn(Lower *l, const IrNode *n, PcError *err) {
-  const IrShape *a = L_shape(l, IN(0));
-  uint32_t N = L_rows(l, a), M = L_last(l, a), K = L_last(l, L_shape(l, IN(1)));
-  L_gemm(l, 1, 0, M, K, N, 1.0f, l->buf[IN(0)], L_i(l, 0), M, l->buf[IN(1)], L_i(l, 0), K, 0.0f, l->buf[OUT(0)],
-         L_i(l, 0), K);
+static int lo_product(Lower *l, const IrNode *n, PcError *err) {
+  lower_product(l, n, l->buf[OUT(0)], 0.0f);
   return 0;
 }
 
@@ -906,8 +907,8 @@ static const OpLowering table[IR_NUM_OPS] = {
     [IR_SOFTMAX_TOPK] = {lo_softmax_topk, scratch_softmax_topk},
     [IR_LAYERNORM] = {lo_norm, NULL},
     [IR_RMSNORM] = {lo_norm, NULL},
-    [IR_LINEAR] = {lo_linear, NULL},
-    [IR_MATMUL] = {lo_matmul, NULL},
+    [IR_LINEAR] = {lo_product, NULL},
+    [IR_MATMUL] = {lo_product, NULL},
     [IR_EMBEDDING] = {lo_embedding, NULL},
     [IR_SLICE] = {lo_slice, NULL},
     [IR_ATTENTION] = {lo_attention, scratch_attention},
@@ -915,7 +916,7 @@ static const OpLowering table[IR_NUM_OPS] = {
     [IR_CROSS_ENTROPY] = {lo_cross_entropy, scratch_rows},
     [IR_SUM] = {lo_sum, NULL},
     [IR_SUM_TO] = {lo_sum_to, scratch_sum_to},
-    [IR_MATMUL_TN] = {lo_matmul_tn, NULL},
+    [IR_MATMUL_TN] = {lo_product, NULL},
     [IR_SOFTMAX_GRAD] = {lo_softmax_grad, NULL},
     [IR_LAYERNORM_GRAD] = {lo_norm_grad, scratch_norm_grad},
     [IR_RMSNORM_GRAD] = {lo_norm_grad, scratch_norm_grad},
