@@ -242,7 +242,7 @@ static void check_group_before_elementwise(void) {
  * buffer by the product itself (beta = 1), the other operand copied there
  * first when it cannot be written over (here an input): no loop, no copy
  * of the product. A product with another reader is stored, and the sum
- * has its loop. */
+ * has its loop. A column sum adds itself in the same way. */
 static void check_products_into_sums(void) {
   const char *fmt = "graph product_sum [N] {\n"
                     "  %%w = param() {init=\"normal\", std=0.02} : f32[4,4]\n"
@@ -268,6 +268,23 @@ static void check_products_into_sums(void) {
   kir_free(p);
   loops = parallel_loops(shared);
   CHECKF(loops == 1, "%d parallel loops for a sum of a product read twice (not 1)", loops);
+  /* a column sum (a bias's gradient) adds itself into its sum the same way */
+  p = lower_text("graph colsum_sum [N] {\n"
+                 "  %b = input() : f32[4]\n"
+                 "  %x = input() : f32[N,4]\n"
+                 "  %0 = sum_to(%x, %b) : f32[4]\n"
+                 "  %1 = add(%b, %0) : f32[4]\n"
+                 "  output(%1) {name=\"s\"}\n"
+                 "}\n");
+  if (!p) return;
+  loops = copies = 0;
+  for (size_t i = 0; i < p->stmts.n; i++) {
+    loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
+    copies += p->stmts.a[i].kind == KS_COPY;
+  }
+  CHECKF(loops == 0 && copies == 1, "a column sum summed into an input's copy: %d parallel loops, %d copies (want 0, 1)",
+         loops, copies);
+  kir_free(p);
 }
 
 /* Graph p's first product makes a norm gradient's dy, its second reads the

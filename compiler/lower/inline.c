@@ -55,39 +55,73 @@ void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
   }
 }
 
-static int product_op(IrOp op) { return op == IR_LINEAR || op == IR_MATMUL || op == IR_MATMUL_TN; }
-
-/* Products right before a sum that is their only reader, of the sum's
- * shape, added to an operand of that shape (a parameter's gradient added
- * into its sum over the pondering loop): the product adds itself into the
- * sum's buffer (beta = 1), and is never stored. */
-static void products_into_sums(Lower *l) {
-  const IrGraph *g = l->g;
-  for (size_t r = 0; r < g->regions.n; r++) {
-    const IrRegion *reg = &g->regions.a[r];
-    for (size_t i = 1; i < reg->nodes.n; i++) {
-      const IrNode *n = ir_node(g, reg->nodes.a[i]), *d = ir_node(g, reg->nodes.a[i - 1]);
-      if (n->op != IR_ADD || !product_op(d->op) || l->uses[d->out] != 1 || l->inlined[n->out] ||
-          l->at_row[n->out] != IR_NONE || ir_in(g, n, 0) == ir_in(g, n, 1))
-        continue;
-      const IrShape *s = &ir_type(g, n->out)->shape;
-      int k = ir_in(g, n, 0) == d->out ? 0 : ir_in(g, n, 1) == d->out ? 1 : -1;
-      if (k < 0 || !ir_shape_eq(&ir_type(g, ir_in(g, n, 1 - (uint32_t)k))->shape, s) ||
-          !ir_shape_eq(&ir_type(g, d->out)->shape, s))
-        continue;
-      l->inlined[d->out] = 1;
-      l->at_row[d->out] = reg->nodes.a[i];
-    }
+/* Whether result k of node d may be added by its op into the buffer of a
+ * sum of it (a product with beta = 1, a column sum's last stage adding to
+ * what is there): the products, sum_to, and a norm's weight gradients. */
+static int sums_itself(const IrNode *d, uint32_t k) {
+  switch (d->op) {
+  case IR_LINEAR: case IR_MATMUL: case IR_MATMUL_TN: case IR_SUM_TO: return k == 0;
+  case IR_LAYERNORM_GRAD: return k == 1 || k == 2;
+  case IR_RMSNORM_GRAD: return k == 1;
+  default: return 0;
   }
 }
 
-uint32_t summed_product(Lower *l, const IrNode *n) {
-  if (n->op != IR_ADD) return IR_NONE;
-  for (uint32_t k = 0; k < 2; k++) {
-    uint32_t v = ir_in(l->g, n, k);
-    if (l->inlined[v] && product_op(ir_node(l->g, l->g->values.a[v].def)->op)) return v;
+/* Sums right after the op that makes one of their operands, its only
+ * reader, of their shape, whose other operand was made before that op (a
+ * parameter's gradient added into its sum over the pondering loop, a
+ * residual's gradient): the op adds its result into the sum's buffer and
+ * never stores it (at_row: the op computes the sum). Between the op and
+ * the sum there may be only what the op computes too. */
+static void sums_into_ops(Lower *l) {
+  const IrGraph *g = l->g;
+  uint32_t *index = pc_xcalloc(g->nodes.n + 1, sizeof *index); /* a node's place in its region, from 1 (0: params, inputs) */
+  for (size_t r = 0; r < g->regions.n; r++)
+    for (size_t i = 0; i < g->regions.a[r].nodes.n; i++) index[g->regions.a[r].nodes.a[i]] = (uint32_t)i + 1;
+  for (size_t r = 0; r < g->regions.n; r++) {
+    const IrRegion *reg = &g->regions.a[r];
+    for (size_t i = 1; i < reg->nodes.n; i++) {
+      const IrNode *n = ir_node(g, reg->nodes.a[i]);
+      if (n->op != IR_ADD || l->inlined[n->out] || l->at_row[n->out] != IR_NONE || ir_in(g, n, 0) == ir_in(g, n, 1))
+        continue;
+      for (uint32_t k = 0; k < 2; k++) {
+        uint32_t v = ir_in(g, n, k), o = ir_in(g, n, 1 - k), d = g->values.a[v].def;
+        if (d == IR_NONE || g->values.a[v].region != r || !sums_itself(ir_node(g, d), v - ir_node(g, d)->out) ||
+            l->uses[v] != 1 || l->inlined[v] || !ir_shape_eq(&ir_type(g, v)->shape, &ir_type(g, n->out)->shape) ||
+            !ir_shape_eq(&ir_type(g, o)->shape, &ir_type(g, n->out)->shape))
+          continue;
+        const IrValueInfo *oi = &g->values.a[o];
+        if (oi->region == r && oi->def != IR_NONE && index[oi->def] >= index[d]) continue; /* not made yet */
+        int between = 1;
+        for (size_t j = index[d]; j < i && between; j++) { /* the nodes after d's place, index[d] - 1 */
+          const IrNode *m = ir_node(g, reg->nodes.a[j]);
+          between = m->n_out == 1 && l->at_row[m->out] == d;
+        }
+        if (!between) continue;
+        l->inlined[v] = 1;
+        l->at_row[n->out] = d;
+        break;
+      }
+    }
   }
-  return IR_NONE;
+  free(index);
+}
+
+uint32_t summed_into(Lower *l, uint32_t v, uint32_t *other) {
+  const IrGraph *g = l->g;
+  uint32_t d = g->values.a[v].def;
+  if (!l->inlined[v] || d == IR_NONE || elementwise_op(ir_node(g, d)->op)) return IR_NONE;
+  const IrRegion *reg = &g->regions.a[g->values.a[v].region];
+  for (size_t i = 0; i < reg->nodes.n; i++) {
+    const IrNode *n = ir_node(g, reg->nodes.a[i]);
+    if (n->op != IR_ADD || l->at_row[n->out] != d) continue;
+    for (uint32_t k = 0; k < 2; k++)
+      if (ir_in(g, n, k) == v) {
+        *other = ir_in(g, n, 1 - k);
+        return n->out;
+      }
+  }
+  PC_BUG("lowering: no sum of a result summed into one");
 }
 
 /* Whether only elementwise ops come between nodes a and b (a before b) of
@@ -184,7 +218,10 @@ static uint32_t row_group(Lower *l, uint32_t id, int step) {
     if (reg->nodes.a[i] != id) continue;
     if ((step < 0 && i == 0) || (step > 0 && i + 1 == reg->nodes.n)) return IR_NONE;
     const IrNode *m = ir_node(g, reg->nodes.a[step < 0 ? i - 1 : i + 1]);
-    return m->n_out == 1 && l->at_row[m->out] == id ? m->out : IR_NONE;
+    if (m->n_out != 1 || l->at_row[m->out] != id) return IR_NONE;
+    for (uint32_t k = 0; k < m->n_in; k++) /* a sum that the node's op adds into, not a row group */
+      if (l->inlined[ir_in(g, m, k)] && !elementwise_op(ir_node(g, g->values.a[ir_in(g, m, k)].def)->op)) return IR_NONE;
+    return m->out;
   }
   return IR_NONE;
 }
@@ -209,5 +246,5 @@ void plan_inline(Lower *l) {
     }
   }
   fuse_into_row_loops(l);
-  products_into_sums(l);
+  sums_into_ops(l);
 }

@@ -149,6 +149,14 @@ static int lower_loop(Lower *l, const IrNode *n, PcError *err) {
   return 0;
 }
 
+uint32_t L_result_buffer(Lower *l, const IrNode *n, uint32_t k, int *accumulate) {
+  uint32_t other, sum = summed_into(l, n->out + k, &other);
+  *accumulate = sum != IR_NONE;
+  if (sum == IR_NONE) return l->buf[n->out + k];
+  if (l->buf[other] != l->buf[sum]) copy_value(l, l->buf[sum], other);
+  return l->buf[sum];
+}
+
 static int lower_node(Lower *l, const IrNode *n, PcError *err) {
   const IrGraph *g = l->g;
   switch (n->op) {
@@ -169,15 +177,8 @@ static int lower_node(Lower *l, const IrNode *n, PcError *err) {
   }
   default: break;
   }
-  if (n->n_out == 1 && l->inlined[n->out]) return 0; /* its consumer computes it */
-  if (n->n_out == 1 && l->at_row[n->out] != IR_NONE) return 0; /* the norm next to it does */
-  uint32_t product = summed_product(l, n);
-  if (product != IR_NONE) { /* out = the other operand, then the product added into it */
-    uint32_t other = ir_in(g, n, ir_in(g, n, 0) == product ? 1 : 0);
-    if (l->buf[other] != l->buf[n->out]) copy_value(l, l->buf[n->out], other);
-    lower_product(l, ir_node(g, g->values.a[product].def), l->buf[n->out], 1.0f);
-    return 0;
-  }
+  if (n->n_out == 1 && l->inlined[n->out] && elementwise_op(n->op)) return 0; /* its consumer computes it */
+  if (n->n_out == 1 && l->at_row[n->out] != IR_NONE) return 0; /* the node next to it does */
   if (elementwise_op(n->op)) return lower_elementwise_root(l, n, err);
   const OpLowering *ol = lower_op(n->op);
   if (!ol || !ol->lower) return pc_errorf(err, "lowering: no kernel for %s yet", ir_op_info(n->op)->name);

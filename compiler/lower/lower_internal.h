@@ -43,9 +43,13 @@ void plan_inline(Lower *l);
  * its own row (a norm's or an elementwise op's input), or after it (a norm
  * gradient's residual sum): a value, or IR_NONE. */
 uint32_t row_group_before(Lower *l, uint32_t node);
-/* The product that sum n adds into its own buffer (its operand, never
- * stored), or IR_NONE. */
-uint32_t summed_product(Lower *l, const IrNode *n);
+/* The sum that value v (an op's result, never stored) is added into by its
+ * op, or IR_NONE; *other gets the sum's other operand. */
+uint32_t summed_into(Lower *l, uint32_t v, uint32_t *other);
+/* Where result k of node n goes: its own buffer, or the buffer of the sum
+ * that its op adds it into (*accumulate = 1), which this makes hold the
+ * sum's other operand first (a copy, unless the plan put the sum there). */
+uint32_t L_result_buffer(Lower *l, const IrNode *n, uint32_t k, int *accumulate);
 uint32_t row_group_after(Lower *l, uint32_t node);
 /* Operands an elementwise group rooted at v reads from memory (its inlined
  * elementwise values' operands, recursively), appended to out. */

@@ -22,7 +22,8 @@ static void fill(Lower *l, uint32_t value, double x) {
 
 /* ---- sums over rows ------------------------------------------------------- */
 
-/* out[t][j] = sum over g < G of term[t](g, j), j < W, for each of n_sums
+/* out[t][j] = sum over g < G of term[t](g, j) (added to out[t][j] where
+ * accumulate[t]), j < W, for each of n_sums
  * sums of the same rows, where the schedule asks for it (colsum_rows > 0):
  * a thread per (chunk of rows, column) sums its chunk into partial, then a
  * thread per column adds the chunks in order. No two threads write one
@@ -32,8 +33,8 @@ static void fill(Lower *l, uint32_t value, double x) {
 typedef uint32_t (*TermFn)(Lower *l, const IrNode *n, uint32_t g, uint32_t j);
 #define COLUMN_SUMS_MAX 2
 
-static void column_sums(Lower *l, const IrNode *n, const uint32_t *out, const TermFn *term, int n_sums, uint32_t G,
-                        uint32_t W, uint32_t partial) {
+static void column_sums(Lower *l, const IrNode *n, const uint32_t *out, const int *accumulate, const TermFn *term,
+                        int n_sums, uint32_t G, uint32_t W, uint32_t partial) {
   uint32_t R0 = L_i(l, l->s->colsum_rows), saved, sr, acc[COLUMN_SUMS_MAX];
   uint32_t P = L_ivar(l, L_div(l, L_add(l, G, L_sub(l, R0, L_i(l, 1))), R0)), PW = L_ivar(l, L_mul(l, P, W));
   uint32_t pj = L_loop(l, KL_PARALLEL, L_i(l, 0), PW, &saved);
@@ -50,7 +51,8 @@ static void column_sums(Lower *l, const IrNode *n, const uint32_t *out, const Te
   for (int t = 0; t < n_sums; t++)
     acc_add(l, acc[t], L_ldb(l, partial, L_add(l, L_mul(l, L_i(l, t), PW), L_add(l, L_mul(l, p, W), j))));
   l->block = sr;
-  for (int t = 0; t < n_sums; t++) L_stb(l, out[t], j, L_varx(l, acc[t]));
+  for (int t = 0; t < n_sums; t++)
+    L_stb(l, out[t], j, accumulate[t] ? L_add(l, L_ldb(l, out[t], j), L_varx(l, acc[t])) : L_varx(l, acc[t]));
   l->block = saved;
 }
 
@@ -339,23 +341,27 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
     L_stb(l, L_scratch(l, n, 0), L_add(l, N, r), rstd);
   }
   l->block = saved;
+  /* dw and db, perhaps added into the sums after the node (their other operands put there first) */
+  int acc_w, acc_b = 0;
+  uint32_t dw = L_result_buffer(l, n, 1, &acc_w), db = rms ? 0 : L_result_buffer(l, n, 2, &acc_b);
   if (l->s->colsum_rows > 0) {
-    const uint32_t out[2] = {l->buf[OUT(1)], rms ? 0 : l->buf[OUT(2)]};
+    const uint32_t out[2] = {dw, db};
+    const int accumulate[2] = {acc_w, acc_b};
     const TermFn terms[2] = {norm_weight_term, norm_bias_term};
-    column_sums(l, n, out, terms, rms ? 1 : 2, N, C, L_scratch(l, n, 1));
+    column_sums(l, n, out, accumulate, terms, rms ? 1 : 2, N, C, L_scratch(l, n, 1));
     return 0;
   }
   /* dw (and db): sums over rows, row by row, so no two threads write one column */
-  fill(l, OUT(1), 0);
-  if (!rms) fill(l, OUT(2), 0);
+  if (!acc_w) ks_fill(l->p, l->block, dw, L_i(l, 0), C, L_f(l, 0));
+  if (!rms && !acc_b) ks_fill(l->p, l->block, db, L_i(l, 0), C, L_f(l, 0));
   r = L_loop(l, KL_SERIAL, L_i(l, 0), N, &saved);
   base = L_ivar(l, L_mul(l, r, C));
   row_stats(l, IN(0), base, C, n->attr[0].f, rms, &mean, &rstd);
   c = L_loop(l, KL_VECTOR, L_i(l, 0), C, &sv);
   at = L_add(l, base, c);
   uint32_t dy = L_fvar(l, L_load(l, IN(2), at));
-  L_store(l, OUT(1), c, L_add(l, L_load(l, OUT(1), c), L_mul(l, dy, L_mul(l, L_sub(l, L_load(l, IN(0), at), mean), rstd))));
-  if (!rms) L_store(l, OUT(2), c, L_add(l, L_load(l, OUT(2), c), dy));
+  L_stb(l, dw, c, L_add(l, L_ldb(l, dw, c), L_mul(l, dy, L_mul(l, L_sub(l, L_load(l, IN(0), at), mean), rstd))));
+  if (!rms) L_stb(l, db, c, L_add(l, L_ldb(l, db, c), dy));
   l->block = sv;
   l->block = saved;
   return 0;
@@ -387,7 +393,9 @@ void lower_product(Lower *l, const IrNode *n, uint32_t c, float beta) {
 }
 
 static int lo_product(Lower *l, const IrNode *n, PcError *err) {
-  lower_product(l, n, l->buf[OUT(0)], 0.0f);
+  int accumulate;
+  uint32_t c = L_result_buffer(l, n, 0, &accumulate);
+  lower_product(l, n, c, accumulate ? 1.0f : 0.0f);
   return 0;
 }
 
@@ -592,14 +600,15 @@ static int scratch_sum_to(Lower *l, const IrNode *n, int64_t *elems) {
 
 static int lo_sum_to(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *x = L_shape(l, IN(0)), *y = L_shape(l, OUT(0));
+  int accumulate;
+  uint32_t out = L_result_buffer(l, n, 0, &accumulate);
   if (sum_to_columns(l, n)) {
     uint32_t W = L_ivar(l, L_numel(l, y));
-    const uint32_t out[1] = {l->buf[OUT(0)]};
     const TermFn terms[1] = {sum_to_term};
-    column_sums(l, n, out, terms, 1, L_ivar(l, L_div(l, L_numel(l, x), W)), W, L_scratch(l, n, 0));
+    column_sums(l, n, &out, &accumulate, terms, 1, L_ivar(l, L_div(l, L_numel(l, x), W)), W, L_scratch(l, n, 0));
     return 0;
   }
-  fill(l, OUT(0), 0);
+  if (!accumulate) ks_fill(l->p, l->block, out, L_i(l, 0), L_numel(l, y), L_f(l, 0));
   uint32_t saved, sv, r = L_loop(l, KL_SERIAL, L_i(l, 0), L_rows(l, x), &saved);
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), L_last(l, x), &sv);
   /* the output index of x's element (r, c): y broadcasts to x */
@@ -614,7 +623,7 @@ static int lo_sum_to(Lower *l, const IrNode *n, PcError *err) {
   }
   int64_t yc = y->rank ? y->dim[y->rank - 1] : 1;
   uint32_t at = L_ivar(l, L_add(l, L_mul(l, row, L_i(l, yc)), yc == 1 ? L_i(l, 0) : c));
-  L_store(l, OUT(0), at, L_add(l, L_load(l, OUT(0), at), L_load(l, IN(0), L_add(l, L_mul(l, r, L_last(l, x)), c))));
+  L_stb(l, out, at, L_add(l, L_ldb(l, out, at), L_load(l, IN(0), L_add(l, L_mul(l, r, L_last(l, x)), c))));
   l->block = sv;
   l->block = saved;
   return 0;

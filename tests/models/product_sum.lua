@@ -1,7 +1,8 @@
 -- A test model (tests/test_backends.c): a product added to a value that is
 -- read again afterwards, so the sum cannot be written over it: the sum's
 -- buffer gets a copy of it, then the product adds itself in (beta = 1:
--- compiler/lower/inline.c, products_into_sums).
+-- compiler/lower/inline.c, sums_into_ops). The attention gives decoding
+-- its KV caches.
 local pc = require "pondercc"
 
 local m = pc.model {
@@ -18,7 +19,7 @@ function m.forward(hp, ids)
   local embed = pc.param("embed.weight", { hp.vocab_size, C }, w)
   local h = pc.ponder(hp, { embed = embed, head = embed, ids = ids, body = function(e)
     local r = e + pc.linear(e, pc.param("proj.weight", { C, C }, w))
-    return pc.linear(r, pc.param("out.weight", { C, C }, w)) * e + r
+    return pc.linear(r, pc.param("out.weight", { C, C }, w)) * e + r + pc.attention(e, e, e, 2)
   end })
   return pc.linear(h, embed)
 end
