@@ -1,10 +1,13 @@
-/* Which values are computed where, decided before the memory plan: an
- * elementwise group's values inside its root's loop (or, for a bias add
- * that only slices read, inside the slices), and a group right before a
- * norm, or right after a norm gradient, inside the norm's row loop. A value
- * computed elsewhere needs no
- * buffer of its own, or no loop of its own; what it reads lives until it
- * is computed (plan.c). */
+/* Which values are computed where, decided before the memory plan:
+ *  - an elementwise group's values inside its root's loop (or, for a bias
+ *    add that only slices read, inside the slices);
+ *  - a group next to a norm, a norm gradient or an elementwise op, inside
+ *    that node's row loop (at_row);
+ *  - a sum right after the op that makes one of its operands, by that op
+ *    adding its result into the sum's buffer (at_row; the result is
+ *    never stored).
+ * A value computed elsewhere needs no buffer of its own, or no loop of its
+ * own; what it reads lives until it is computed (plan.c). */
 #include <stdlib.h>
 
 #include "compiler/lower/lower_internal.h"
@@ -51,7 +54,7 @@ void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
   for (uint32_t k = 0; k < n->n_in; k++) {
     uint32_t o = ir_in(l->g, n, k);
     if (l->inlined[o] && elementwise_op(ir_node(l->g, l->g->values.a[o].def)->op)) group_leaves(l, o, out);
-    else vec_push(out, o); /* a product summed into its consumer's buffer is not stored: no leaf to write over */
+    else vec_push(out, o); /* a result its op adds into this sum is not stored: no leaf to write over */
   }
 }
 
