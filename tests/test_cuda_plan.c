@@ -519,6 +519,64 @@ static void check_mirrors(void) {
   kir_free(p);
 }
 
+/* Copies into rows mirror when they are whole rows, or parts that tile
+ * them (the gradient of q, k and v copied into their product's):
+ *   parfor p in 0 .. B: copy d0 + p*8 + 4 <- s + p*4, count 4;
+ *                       copy d0 + p*8 <- s + p*4, count n  (n = 4)   parts that tile rows of 8: mirrored
+ *   parfor p in 0 .. B: copy d1 + p*8 <- s + p*4, count 4;
+ *                       copy d1 + p*8 + 5 <- s + p*4, count 4         a gap (8 in all): not
+ *   parfor p in 0 .. B: copy d2 + p*8 <- s + p*8, count 8            whole rows: mirrored
+ *   then products reading d0, d1, d2 (A) with w (B), and a kernel reading s */
+static void check_copy_mirrors(void) {
+  KProgram *p = kir_new();
+  KEntry *e = kir_entry(p, "c");
+  uint32_t B = kdim(e, "B", 4);
+  uint32_t w = kbuf(e, "w", K_F32, KB_PARAM, 0, 0, 64), out = kbuf(e, "out", K_F32, KB_OUTPUT, 0, 0, 64);
+  uint32_t src = kbuf(e, "s", K_F32, KB_ARENA, 0, 0, 64), d[3];
+  for (uint32_t i = 0; i < 3; i++) d[i] = kbuf(e, "d", K_F32, KB_ARENA, 0, 256 * (i + 1), 64);
+  uint32_t n = kvar(e, "n", K_I64), pv[3], stmt[3], row[3];
+  ks_assign(p, e->body, n, kx_i(p, 4));
+  for (int i = 0; i < 3; i++) {
+    pv[i] = kvar(e, "p", K_I64);
+    stmt[i] = (uint32_t)p->stmts.n;
+    row[i] = ks_for(p, e->body, KL_PARALLEL, pv[i], kx_i(p, 0), kx_dim(p, B));
+  }
+#define ROW(i, c) kx_add(p, kx_mul(p, kx_var(p, e, pv[i]), kx_i(p, 8)), kx_i(p, c))
+#define SRC(i, w) kx_mul(p, kx_var(p, e, pv[i]), kx_i(p, w))
+  ks_copy(p, row[0], d[0], ROW(0, 4), src, SRC(0, 4), kx_i(p, 4));
+  ks_copy(p, row[0], d[0], kx_mul(p, kx_var(p, e, pv[0]), kx_i(p, 8)), src, SRC(0, 4), kx_var(p, e, n));
+  ks_copy(p, row[1], d[1], kx_mul(p, kx_var(p, e, pv[1]), kx_i(p, 8)), src, SRC(1, 4), kx_i(p, 4));
+  ks_copy(p, row[1], d[1], ROW(1, 5), src, SRC(1, 4), kx_i(p, 4));
+  ks_copy(p, row[2], d[2], kx_mul(p, kx_var(p, e, pv[2]), kx_i(p, 8)), src, SRC(2, 8), kx_i(p, 8));
+#undef ROW
+#undef SRC
+  for (int i = 0; i < 3; i++) {
+    KGemm g = {.tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 8), .k = kx_i(p, 8), .alpha = 1, .a = d[i], .b = w, .c = out,
+               .a_off = kx_i(p, 0), .b_off = kx_i(p, 0), .c_off = kx_i(p, 0), .lda = kx_i(p, 8), .ldb = kx_i(p, 8),
+               .ldc = kx_i(p, 8)};
+    ks_gemm(p, e->body, &g);
+  }
+  uint32_t qv = kvar(e, "q", K_I64), last = ks_for(p, e->body, KL_PARALLEL, qv, kx_i(p, 0), kx_dim(p, B));
+  ks_store(p, last, out, kx_var(p, e, qv), kx_load(p, e, src, kx_var(p, e, qv)));
+  CudaProgram cp;
+  if (render(p, &cp) < 0) return;
+  for (int i = 0; i < 3; i++) {
+    const CudaLaunch *l = &cp.launches.a[cp.launch_of[stmt[i]]];
+    CHECKF((l->n_m == 1) == (i != 1), "copy kernel %d: %u mirrors", i, l->n_m);
+    if (l->n_m == 1) CHECK(cp.mirrors.a[l->m0].buf == d[i] && cp.mirrors.a[l->m0].alone);
+  }
+  CHECK_STR_CONTAINS(cp.source, "pc_copy_mirror(");
+  MRec rec;
+  PcError err;
+  CudaGemmCtx gc = {.precision = CUDA_BF16};
+  CHECKF(mrec_run(&cp, &rec, 0, &gc, &err) == 0, "%s", err.msg);
+  CHECKF(rec.conversions == 2 && gc.mirrored == 2 * 3 * 8, "%d conversions, %llu elements from mirrors", rec.conversions,
+         (unsigned long long)gc.mirrored); /* w and d1 convert; B = 3 rows of 8 from d0's and d2's mirrors */
+  cuda_gemm_ctx_free(&gc, &rec.base);
+  cuda_program_free(&cp);
+  kir_free(p);
+}
+
 /* An operand-only buffer's mirrored rows are stored in bf16 alone (when
  * the host gives a mirror), and a product that would convert some of them
  * is an error, not a silent read of stale fp32:
@@ -743,6 +801,7 @@ int main(void) {
   check_bytes();
   check_ranges();
   check_mirrors();
+  check_copy_mirrors();
   check_operand_only();
   check_profile();
   check_census();

@@ -11,9 +11,18 @@
  *       buf[c + r * w + j] = ...   (a row of w elements)
  *
  * with c and w computed from the host's values only; variables the row
- * assigns once (n = r * w) are read through. Anything else that writes
- * the buffer in the kernel (a store elsewhere, a fill, a copy) and the
- * kernel mirrors none of it.
+ * assigns once (n = r * w) are read through. So are copies into rows,
+ *
+ *   parfor r in lo .. hi:
+ *     copy buf + (c + r * w) <- src + ..., count w     (a whole row), or
+ *     copy buf + (c_i + r * w) <- src_i + ..., count w_i
+ *                                  (parts that tile each row, c_i, w_i and
+ *                                   w known at compile time: the gradient
+ *                                   of q, k and v copied into their product's)
+ *
+ * from another buffer. Anything else that writes the buffer in the kernel
+ * (a store elsewhere, a fill, another copy) and the kernel mirrors none
+ * of it.
  *
  * Where nothing but products reads what kernels store in the buffer (no
  * load of it anywhere in the entry, no copy from it, no call or product
@@ -21,6 +30,7 @@
  * stores write the mirror alone when there is one. */
 #include "backends/cuda/cuda_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -122,6 +132,71 @@ static int row_store(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, 
   return 1;
 }
 
+/* A copy's part of a row: [c, c + w) of each row of W elements. */
+typedef struct {
+  int64_t c, w, W;
+  uint32_t row_coef, t0, n_t; /* W's expression; c's terms */
+} Part;
+typedef VEC(Part) Parts;
+
+/* x's value when it is known exactly at compile time: constants, and
+ * variables assigned once from such values (not dims: only their maxima are) */
+static int exact(const CudaScan *a, uint32_t x, int64_t *out) {
+  const KExpr *k = &a->p->exprs.a[x];
+  int64_t u, v;
+  switch (k->op) {
+  case KE_ICONST: *out = k->i; return 1;
+  case KE_VAR: return !a->loop_var[k->id] && a->n_assign[k->id] == 1 && exact(a, a->def[k->id], out);
+  case KE_ADD: case KE_SUB: case KE_MUL:
+    if (!exact(a, k->a[0], &u) || !exact(a, k->a[1], &v)) return 0;
+    *out = k->op == KE_ADD ? u + v : k->op == KE_SUB ? u - v : u * v;
+    return 1;
+  default: return 0;
+  }
+}
+
+/* A copy into buf from another buffer: a whole row (appends its record) or
+ * a part of one with everything known (appends to parts)? */
+static int row_copy(const CudaScan *a, const KStmt *parfor, const KStmt *s, uint32_t buf, Parts *parts, CudaProgram *out) {
+  uint32_t c0 = (uint32_t)out->mirror_terms.n;
+  Linear q = {.a = a, .parfor = parfor, .j = UINT32_MAX, .terms = &out->mirror_terms};
+  if (s->buf[1] == buf || !linear(&q, s->e[0], 0) || q.rows != 1 || q.cols != 0 || q.row_coef == UINT32_MAX) {
+    out->mirror_terms.n = c0;
+    return 0;
+  }
+  uint32_t n_t = (uint32_t)out->mirror_terms.n - c0;
+  if (same_expr(a->p, q.row_coef, s->e[2])) {
+    vec_push(&out->mirrors, ((CudaMirror){buf, q.row_coef, c0, n_t, cuda_mirror_alone(a, buf)}));
+    return 1;
+  }
+  Part pt = {0, 0, 0, q.row_coef, c0, n_t};
+  int known = exact(a, q.row_coef, &pt.W) && exact(a, s->e[2], &pt.w);
+  for (uint32_t t = 0; t < n_t && known; t++) {
+    int64_t v;
+    known = exact(a, out->mirror_terms.a[c0 + t], &v);
+    pt.c += v;
+  }
+  if (known) vec_push(parts, pt);
+  return known;
+}
+
+/* Whether parts tile rows of their W, side by side; *first gets the leftmost. */
+static int tile_rows(Parts *parts, const Part **first) {
+  for (size_t i = 1; i < parts->n; i++) /* insertion sort by c */
+    for (size_t j = i; j > 0 && parts->a[j - 1].c > parts->a[j].c; j--) {
+      Part t = parts->a[j];
+      parts->a[j] = parts->a[j - 1];
+      parts->a[j - 1] = t;
+    }
+  int64_t end = parts->a[0].c;
+  for (size_t i = 0; i < parts->n; i++) {
+    if (parts->a[i].W != parts->a[0].W || parts->a[i].c != end || parts->a[i].w <= 0) return 0;
+    end += parts->a[i].w;
+  }
+  *first = &parts->a[0];
+  return end - parts->a[0].c == parts->a[0].W;
+}
+
 static int writes(const KProgram *p, const KStmt *s, uint32_t buf) {
   CudaEffects fx = {0};
   cuda_effects(p, s, &fx);
@@ -131,16 +206,20 @@ static int writes(const KProgram *p, const KStmt *s, uint32_t buf) {
   return w;
 }
 
-/* Every write to buf in block blk (the row's body, or a vector loop's) is a row store. */
-static int rows_only(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, uint32_t blk, uint32_t buf, CudaProgram *out) {
+/* Every write to buf in block blk (the row's body, or a vector loop's) is a
+ * row store, a row copy, or a copy of a part of a row (into parts). */
+static int rows_only(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, uint32_t blk, uint32_t buf, Parts *parts,
+                     CudaProgram *out) {
   const VecU32 *b = &a->p->blocks.a[blk];
   for (size_t i = 0; i < b->n; i++) {
     const KStmt *s = &a->p->stmts.a[b->a[i]];
     if (!writes(a->p, s, buf)) continue;
     if (s->kind == KS_STORE) {
       if (!row_store(a, parfor, vfor, s, buf, out)) return 0;
+    } else if (!vfor && s->kind == KS_COPY) {
+      if (!row_copy(a, parfor, s, buf, parts, out)) return 0;
     } else if (!vfor && s->kind == KS_FOR && s->loop == KL_VECTOR) {
-      if (!rows_only(a, parfor, s, s->body, buf, out)) return 0;
+      if (!rows_only(a, parfor, s, s->body, buf, parts, out)) return 0;
     } else {
       return 0;
     }
@@ -153,7 +232,15 @@ int cuda_mirror_alone(const CudaScan *a, uint32_t buf) { return a->e->bufs.a[buf
 int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaProgram *out) {
   const KBuf *b = &a->e->bufs.a[buf];
   size_t m0 = out->mirrors.n, t0 = out->mirror_terms.n;
-  if (b->kind == KB_ARENA && b->elem == K_F32 && rows_only(a, parfor, NULL, parfor->body, buf, out)) return 1;
+  Parts parts = {0};
+  const Part *first;
+  int ok = b->kind == KB_ARENA && b->elem == K_F32 && rows_only(a, parfor, NULL, parfor->body, buf, &parts, out);
+  if (ok && parts.n) { /* parts of rows, and nothing else, that tile them: one record, from the leftmost */
+    ok = out->mirrors.n == m0 && tile_rows(&parts, &first);
+    if (ok) vec_push(&out->mirrors, ((CudaMirror){buf, first->row_coef, first->t0, first->n_t, cuda_mirror_alone(a, buf)}));
+  }
+  vec_free(&parts);
+  if (ok) return 1;
   out->mirrors.n = m0;
   out->mirror_terms.n = t0;
   return 0;

@@ -162,6 +162,17 @@ static void fill_copy(CR *c, const KStmt *s, const char *lanes) {
     expr(c, s->e[1]);
     fputs(", ", c->f);
     expr(c, s->e[2]);
+  } else if (c->mirror[s->buf[0]]) { /* the copy, and the same elements of the mirror (if the host gave one) */
+    uint32_t k = c->buf_map[s->buf[0]];
+    fputs("pc_copy_mirror(", c->f);
+    at(c, s->buf[0], s->e[0]);
+    fprintf(c->f, ", h%u ? h%u + ", k, k);
+    expr(c, s->e[0]);
+    fputs(" : 0, ", c->f);
+    at(c, s->buf[1], s->e[1]);
+    fputs(", ", c->f);
+    expr(c, s->e[2]);
+    fprintf(c->f, ", %d", cuda_mirror_alone(&c->a, s->buf[0]));
   } else {
     fputs("pc_copy32(", c->f);
     at(c, s->buf[0], s->e[0]);
@@ -714,7 +725,16 @@ static const char prelude[] =
     "    if (lane == 0 && d < s) for (i64 z = 0; z < n; z++) d[z] = s[z];\n"
     "    if (lane == 0 && d > s) for (i64 z = n - 1; z >= 0; z--) d[z] = s[z];\n"
     "  } else {\n"
-    "    for (i64 z = lane; z < n; z += lanes) d[z] = s[z];\n  }\n}\n";
+    "    for (i64 z = lane; z < n; z += lanes) d[z] = s[z];\n  }\n}\n"
+    "/* a copy from another buffer that also writes its bf16 mirror h (when\n"
+    " * the host gave one); alone: the mirror alone (cuda_mirror.c) */\n"
+    "static __device__ __forceinline__ unsigned short pc_bf16(float v);\n"
+    "static __device__ void pc_copy_mirror(float *d, unsigned short *h, const float *s, i64 n, int alone, int lane,\n"
+    "                                      int lanes) {\n"
+    "  for (i64 z = lane; z < n; z += lanes) {\n"
+    "    const float v = s[z];\n"
+    "    if (h) h[z] = pc_bf16(v);\n"
+    "    if (!h || !alone) d[z] = v;\n  }\n}\n";
 
 CudaOptions cuda_options_default(void) { return (CudaOptions){.block_threads = 256, .warp_threads = 128, .thread_threads = 128}; }
 
