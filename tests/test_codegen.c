@@ -149,15 +149,30 @@ static KProgram *lower_text(const char *text) {
   return NULL;
 }
 
+/* Statements of p: parallel loops, copies. */
+static int count_loops(const KProgram *p, int *copies) {
+  int loops = 0;
+  *copies = 0;
+  for (size_t i = 0; i < p->stmts.n; i++) {
+    loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
+    *copies += p->stmts.a[i].kind == KS_COPY;
+  }
+  return loops;
+}
+
 /* The parallel loops of graph `text`; -1 (a failed check) when it does not
  * lower. */
 static int parallel_loops(const char *text) {
   KProgram *p = lower_text(text);
   if (!p) return -1;
-  int loops = 0;
-  for (size_t i = 0; i < p->stmts.n; i++) loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
+  int copies, loops = count_loops(p, &copies);
   kir_free(p);
   return loops;
+}
+
+/* Whether two buffers' bytes do not overlap. */
+static int apart(const KBuf *a, const KBuf *b) {
+  return a->offset + a->numel * 4 <= b->offset || b->offset + b->numel * 4 <= a->offset;
 }
 
 static const KBuf *buf_named(const KEntry *e, const char *name) {
@@ -232,8 +247,7 @@ static void check_group_before_elementwise(void) {
   CHECK(p->gemms.n == 3);
   if (p->gemms.n == 3) { /* %0 is the first product's result, %1 the third's operand */
     const KBuf *b0 = &e->bufs.a[p->gemms.a[0].c], *b1 = &e->bufs.a[p->gemms.a[2].a];
-    CHECKF(b0->offset + b0->numel * 4 <= b1->offset || b1->offset + b1->numel * 4 <= b0->offset,
-           "the bias add takes the bytes of the product that the op after it reads");
+    CHECKF(apart(b0, b1), "the bias add takes the bytes of the product that the op after it reads");
   }
   kir_free(p);
 }
@@ -257,11 +271,7 @@ static void check_products_into_sums(void) {
   snprintf(shared, sizeof shared, fmt, "  output(%0) {name=\"p\"}\n");
   KProgram *p = lower_text(alone);
   if (!p) return;
-  int loops = 0, copies = 0;
-  for (size_t i = 0; i < p->stmts.n; i++) {
-    loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
-    copies += p->stmts.a[i].kind == KS_COPY;
-  }
+  int copies, loops = count_loops(p, &copies);
   CHECKF(loops == 0 && copies == 1 && p->gemms.n == 1 && p->gemms.a[0].beta == 1.0f,
          "a product summed into an input's copy: %d parallel loops, %d copies, %zu products (want 0, 1, 1 with beta 1)",
          loops, copies, p->gemms.n);
@@ -277,11 +287,7 @@ static void check_products_into_sums(void) {
                  "  output(%1) {name=\"s\"}\n"
                  "}\n");
   if (!p) return;
-  loops = copies = 0;
-  for (size_t i = 0; i < p->stmts.n; i++) {
-    loops += p->stmts.a[i].kind == KS_FOR && p->stmts.a[i].loop == KL_PARALLEL;
-    copies += p->stmts.a[i].kind == KS_COPY;
-  }
+  loops = count_loops(p, &copies);
   CHECKF(loops == 0 && copies == 1, "a column sum summed into an input's copy: %d parallel loops, %d copies (want 0, 1)",
          loops, copies);
   kir_free(p);
@@ -296,9 +302,7 @@ static void check_sum_apart_from_dy(KProgram *p) {
   CHECK(p->gemms.n == 2);
   if (p->gemms.n == 2) {
     const KBuf *bd = &e->bufs.a[p->gemms.a[0].c], *bs = &e->bufs.a[p->gemms.a[1].a];
-    CHECKF(bd->kind == KB_ARENA && bs->kind == KB_ARENA &&
-               (bd->offset + bd->numel * 4 <= bs->offset || bs->offset + bs->numel * 4 <= bd->offset),
-           "the sum after the norm gradient takes the bytes of its dy");
+    CHECKF(bd->kind == KB_ARENA && bs->kind == KB_ARENA && apart(bd, bs), "the sum after the norm gradient takes the bytes of its dy");
   }
   kir_free(p);
 }
@@ -374,10 +378,8 @@ static void check_norm_operand_lives(void) {
   const KBuf *bp = buf_named(e, "p"), *bn = buf_named(e, "n");
   if (bp && bn) {
     CHECK(bp->kind == KB_ARENA && bn->kind == KB_ARENA);
-    uint64_t p_end = bp->offset + bp->numel * 4, n_end = bn->offset + bn->numel * 4;
-    CHECKF(p_end <= bn->offset || n_end <= bp->offset, "the norm's output [%llu, %llu) takes bytes of its broadcast operand [%llu, %llu)",
-           (unsigned long long)bn->offset, (unsigned long long)n_end, (unsigned long long)bp->offset,
-           (unsigned long long)p_end);
+    CHECKF(apart(bp, bn), "the norm's output (at %llu) takes bytes of its broadcast operand (at %llu)",
+           (unsigned long long)bn->offset, (unsigned long long)bp->offset);
   }
   kir_free(p);
 }
