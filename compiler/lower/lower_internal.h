@@ -17,10 +17,11 @@ typedef struct Lower {
   uint32_t block;          /* where statements go */
   uint32_t *buf;           /* per graph value: its buffer, or IR_NONE */
   uint32_t *var;           /* per graph value: its variable (loop indices), or IR_NONE */
-  unsigned char *inlined;  /* per graph value: computed inside its consumer's loop */
-  uint32_t *at_row;        /* per graph value: the node next to its elementwise group that computes and stores
-                              it in its own row loop (a norm or elementwise op right after the group, a norm
-                              gradient right before it), or IR_NONE */
+  unsigned char *inlined;  /* per graph value: not stored; computed inside its consumer's loop (elementwise),
+                              or added by its own op into its only consumer, a sum (summed_into) */
+  uint32_t *at_row;        /* per graph value: the node next to it that computes it: in its row loop (a norm
+                              or elementwise op right after the group, a norm gradient right before it), or
+                              by adding its own result into it (a sum right after the op), or IR_NONE */
   uint32_t *uses;          /* per graph value */
   uint32_t *dim;           /* per graph symbolic dim: the entry's dim */
   uint32_t (*scratch)[L_MAX_SCRATCH]; /* per node: scratch buffers its lowering asked for */
@@ -43,6 +44,7 @@ void plan_inline(Lower *l);
  * its own row (a norm's or an elementwise op's input), or after it (a norm
  * gradient's residual sum): a value, or IR_NONE. */
 uint32_t row_group_before(Lower *l, uint32_t node);
+uint32_t row_group_after(Lower *l, uint32_t node);
 /* The sum that value v (an op's result, never stored) is added into by its
  * op, or IR_NONE; *other gets the sum's other operand. */
 uint32_t summed_into(Lower *l, uint32_t v, uint32_t *other);
@@ -50,7 +52,6 @@ uint32_t summed_into(Lower *l, uint32_t v, uint32_t *other);
  * that its op adds it into (*accumulate = 1), which this makes hold the
  * sum's other operand first (a copy, unless the plan put the sum there). */
 uint32_t L_result_buffer(Lower *l, const IrNode *n, uint32_t k, int *accumulate);
-uint32_t row_group_after(Lower *l, uint32_t node);
 /* Operands an elementwise group rooted at v reads from memory (its inlined
  * elementwise values' operands, recursively), appended to out. */
 void group_leaves(Lower *l, uint32_t v, VecU32 *out);
@@ -110,9 +111,6 @@ typedef struct {
 const OpLowering *lower_op(IrOp op);
 const OpLowering *lower_vocab_op(IrOp op); /* lower_vocab.c */
 int lower_elementwise_root(Lower *l, const IrNode *n, PcError *err);
-/* Product node n (linear, matmul, matmul_tn) into buffer c: c = n's
- * result, or with beta 1, c + n's result */
-void lower_product(Lower *l, const IrNode *n, uint32_t c, float beta);
 /* Row r of elementwise group root v, computed and stored by a vector loop
  * (inside a row loop of the caller's) */
 void lower_elementwise_row(Lower *l, uint32_t v, uint32_t r);

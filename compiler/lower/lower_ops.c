@@ -369,7 +369,9 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
 
 /* ---- products --------------------------------------------------------------- */
 
-void lower_product(Lower *l, const IrNode *n, uint32_t c, float beta) {
+/* Product node n (linear, matmul, matmul_tn) into buffer c: c = n's
+ * result, or with beta 1, c + n's result */
+static void lower_product(Lower *l, const IrNode *n, uint32_t c, float beta) {
   const IrShape *x = L_shape(l, IN(0));
   uint32_t a = l->buf[IN(0)], b = l->buf[IN(1)], zero = L_i(l, 0);
   switch (n->op) {

@@ -224,8 +224,10 @@ int plan_memory(Lower *l, PcError *err) {
     int is_index = vi->def == IR_NONE && g->regions.a[vi->region].args.a[0] == v;
     if (is_index) continue; /* a loop index is a variable */
     pl.start[v] = def_pos(&pl, v);
-    if (l->at_row[v] != IR_NONE && pl.node_pos[computed_at(l, ir_node(g, vi->def))] < pl.start[v])
-      pl.start[v] = pl.node_pos[computed_at(l, ir_node(g, vi->def))]; /* made before its place: after a norm gradient */
+    if (l->at_row[v] != IR_NONE) { /* made before its place: by a norm gradient, or by the op before a sum */
+      int32_t at = pl.node_pos[computed_at(l, ir_node(g, vi->def))];
+      if (at < pl.start[v]) pl.start[v] = at;
+    }
     pl.end[v] = pl.start[v];
     pl.bytes[v] = value_bytes(l, v);
     pl.kind[v] = KB_ARENA;
