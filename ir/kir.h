@@ -63,8 +63,8 @@ typedef struct {
  * table entry (kcall_info) says which it reads, which it writes, and what
  * its scalar arguments mean. */
 typedef enum { KC_ATTENTION, KC_ATTENTION_GRAD, KC_ATTENTION_CACHED, KC_NUM } KCallOp;
-#define KCALL_MAX_BUFS 10
-#define KCALL_MAX_ARGS 9
+#define KCALL_MAX_BUFS 13
+#define KCALL_MAX_ARGS 15
 #define KCALL_CACHED_KEYS 8192 /* attention_cached: caches of at most this many positions (a row's scores fit on chip) */
 
 typedef struct {

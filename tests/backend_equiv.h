@@ -23,7 +23,9 @@ int equiv_opts(const EquivCase *c, ModelOpts *o, char (*buf)[64]);
 
 /* Every entry of got (train: loss and every gradient, eval, logits, and
  * cached decode) against ref on the same inputs and parameters, within 1e-4
- * of each output's largest magnitude; prints a line, records failures. */
+ * of each output's largest magnitude; prints a line, records failures.
+ * Parameters initialised to zeros or ones (biases, norm weights) are first
+ * given other values, the same in both. */
 void equiv_models(const char *label, const char *how, LoadedModel *ref, LoadedModel *got);
 /* the same within tol[entry kind] of each output's largest magnitude */
 void equiv_models_within(const char *label, const char *how, LoadedModel *ref, LoadedModel *got, const double *tol);

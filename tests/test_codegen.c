@@ -127,9 +127,9 @@ static void check_pondering_loop(AdLoopMode mode) {
   pc_module_free(&m);
 }
 
-/* Graph `text` lowered with the CPU's schedule (params "w" and "g", dims
- * up to 2); NULL (a failed check) when it does not parse or lower. */
-static KProgram *lower_text(const char *text) {
+/* Graph `text` lowered with schedule s (params "w" and "g", dims up to 2,
+ * then 4); NULL (a failed check) when it does not parse or lower. */
+static KProgram *lower_text_with(const char *text, const KSchedule *s) {
   PcError err;
   IrGraph *g = NULL;
   if (ir_parse(text, "inline", &g, &err) < 0 || ir_verify(g, &err) < 0) {
@@ -139,14 +139,19 @@ static KProgram *lower_text(const char *text) {
   }
   KProgram *p = kir_new();
   const char *names[2] = {"w", "g"};
-  int64_t dim_max[1] = {2};
-  KSchedule s = kschedule_default();
-  int rc = lower_entry(p, "f", g, dim_max, names, 2, &s, &err);
+  int64_t dim_max[2] = {2, 4};
+  int rc = lower_entry(p, "f", g, dim_max, names, 2, s, &err);
   CHECKF(rc == 0, "%s", rc ? err.msg : "");
   ir_graph_free(g);
   if (rc == 0) return p;
   kir_free(p);
   return NULL;
+}
+
+/* with the CPU's schedule */
+static KProgram *lower_text(const char *text) {
+  KSchedule s = kschedule_default();
+  return lower_text_with(text, &s);
 }
 
 /* Statements of p: parallel loops, copies. */
@@ -384,6 +389,50 @@ static void check_norm_operand_lives(void) {
   kir_free(p);
 }
 
+/* With a GPU's schedule, q, k and v sliced from a biased product are read
+ * in place by the attention kernels (views): no loop slices them, and the
+ * call reads the product's buffer in rows of its width from each slice's
+ * first column, adding the bias from the same column. When something else
+ * reads one of them too, all three are stored (one loop slices them), and
+ * read as buffers of their own: the product does not outlive them. */
+static void check_attention_views(void) {
+  static const char *graph = "graph views [B, T] {\n"
+                             "  %w = param() {init=\"normal\", std=0.02} : f32[24,8]\n"
+                             "  %g = param() {init=\"zeros\", std=0.0} : f32[24]\n"
+                             "  %x = input() : f32[B,T,8]\n"
+                             "  %0 = linear(%x, %w) : f32[B,T,24]\n"
+                             "  %1 = add(%0, %g) : f32[B,T,24]\n"
+                             "  %2 = slice(%1) {axis=2, start=0, size=8} : f32[B,T,8]\n"
+                             "  %3 = slice(%1) {axis=2, start=8, size=8} : f32[B,T,8]\n"
+                             "  %4 = slice(%1) {axis=2, start=16, size=8} : f32[B,T,8]\n"
+                             "  %5, %6 = attention(%2, %3, %4) {n_head=2, n_kv_head=2} : f32[B,T,8], f32[B,2,T]\n"
+                             "  output(%5) {name=\"y\"}\n";
+  KSchedule s = kschedule_cuda();
+  for (int q_read = 0; q_read < 2; q_read++) {
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s}\n", graph, q_read ? "  output(%2) {name=\"q\"}\n" : "");
+    KProgram *p = lower_text_with(text, &s);
+    if (!p) return;
+    int copies, loops = count_loops(p, &copies);
+    CHECKF(loops == q_read && p->calls.n == 1, "q %s: %d loops, %zu calls", q_read ? "read" : "a view", loops, p->calls.n);
+    if (p->calls.n == 1) {
+      const KCall *c = &p->calls.a[0];
+      const KEntry *e = &p->entries.a[0];
+      const KExpr *x = p->exprs.a;
+      int64_t at[3] = {0, 8, 16};
+      for (int k = 0; k < 3; k++) {
+        int view = c->buf[k] == c->buf[2] && e->bufs.a[c->buf[3 + k]].kind == KB_PARAM && x[c->arg[6 + k]].i == at[k] &&
+                   x[c->arg[9 + k]].i == 24 && x[c->arg[12 + k]].i == at[k];
+        int own = (k == 2 || c->buf[k] != c->buf[2]) && x[c->arg[6 + k]].i == 0 && x[c->arg[9 + k]].i == 8 &&
+                  x[c->arg[12 + k]].i == -1;
+        CHECKF(q_read ? own : view, "q %s: input %d is %s", q_read ? "read" : "a view", k,
+               q_read ? "not a buffer of its own" : "no view of the product");
+      }
+    }
+    kir_free(p);
+  }
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -411,6 +460,7 @@ int main(void) {
   pc_module_free(&m);
   vec_free(&o.sets);
   check_slice_gradients();
+  check_attention_views();
   check_inlining();
   check_norm_operand_lives();
   check_norm_grad_epilogue();

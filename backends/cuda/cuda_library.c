@@ -38,7 +38,7 @@ int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel 
 /* ---- the device optimizer ---------------------------------------------------------- */
 
 _Static_assert(sizeof(CudaOptTensor) == 64 && sizeof(CudaOptArgs) == 88, "the host's copies of optim.cu's structs");
-_Static_assert(sizeof(CudaAttnArgs) == 144, "the host's copy of attention.cu's PcAttn");
+_Static_assert(sizeof(CudaAttnArgs) == 192, "the host's copy of attention.cu's PcAttn");
 
 int cuda_optim_tensors(CudaOptim *o, CudaDevice *d, const CudaOptTensor *t, size_t n, PcError *err) {
   CudaOptTensor *next = pc_xcalloc(n + 1, sizeof *next);
@@ -197,30 +197,38 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
 int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements) {
   if (op == KC_ATTENTION_GRAD) return -1;
   if (args) *elements = args[0] * args[1] * args[2] * args[4]; /* B T H D */
-  return op == KC_ATTENTION ? 3 : 2;
+  return op == KC_ATTENTION ? 6 : 2;
 }
 
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out) {
   memset(out, 0, sizeof *out);
-  out->q = bufs[0];
-  out->k = bufs[1];
-  out->v = bufs[2];
+  int64_t Cq = args[2] * args[4], Ckv = args[3] * args[4];
   if (op == KC_ATTENTION_CACHED) { /* the slot's keys, then its values, each [B, L, Hkv x D] */
-    uint64_t plane = (uint64_t)(args[0] * args[6] * args[3] * args[4]);
+    uint64_t plane = (uint64_t)(args[0] * args[6] * Ckv);
+    out->q = bufs[0];
     out->k = bufs[1] + 4 * 2 * plane * (uint64_t)args[7];
     out->v = out->k + 4 * plane;
     out->y = bufs[2];
     out->L = args[6];
     out->pos = args[8];
-  } else { /* kcall_info's order: y and lse, then the gradient's dy, dq, dk, dv and delta */
-    out->y = bufs[3];
-    out->lse = bufs[4];
+    out->qrs = Cq;
+    out->krs = out->vrs = Ckv;
+  } else { /* kcall_info's order: q, k, v, their biases, y and lse, then the gradient's dy, dq, dk, dv and delta */
+    CuPtr *in[3] = {&out->q, &out->k, &out->v}, *bias[3] = {&out->qbias, &out->kbias, &out->vbias};
+    int64_t *rs[3] = {&out->qrs, &out->krs, &out->vrs};
+    for (int k = 0; k < 3; k++) { /* views: from their first element, in rows of the whole */
+      *in[k] = bufs[k] + 4 * (uint64_t)args[6 + k];
+      *rs[k] = args[9 + k];
+      *bias[k] = args[12 + k] < 0 ? 0 : bufs[3 + k] + 4 * (uint64_t)args[12 + k];
+    }
+    out->y = bufs[6];
+    out->lse = bufs[7];
     if (op == KC_ATTENTION_GRAD) {
-      out->dy = bufs[5];
-      out->dq = bufs[6];
-      out->dk = bufs[7];
-      out->dv = bufs[8];
-      out->delta = bufs[9];
+      out->dy = bufs[8];
+      out->dq = bufs[9];
+      out->dk = bufs[10];
+      out->dv = bufs[11];
+      out->delta = bufs[12];
     }
   }
   out->B = args[0];

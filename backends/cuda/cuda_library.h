@@ -86,6 +86,8 @@ typedef struct {
   CuPtr yh; /* y's bf16 mirror: cuda_exec sets it */
   int64_t B, T, H, Hkv;
   int64_t L, pos; /* attention_cached: the cache's positions, the first query row's */
+  CuPtr qbias, kbias, vbias; /* added to q, k, v as they load, or 0 */
+  int64_t qrs, krs, vrs;     /* row strides of q, k, v */
   float scale;
 } CudaAttnArgs;
 

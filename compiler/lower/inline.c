@@ -5,7 +5,9 @@
  *    that node's row loop (at_row);
  *  - a sum right after the op that makes one of its operands, by that op
  *    adding its result into the sum's buffer (at_row; the result is
- *    never stored).
+ *    never stored);
+ *  - q, k and v sliced from a product's output, by the attention kernels
+ *    that read them, from the product's buffer and bias (a view).
  * A value computed elsewhere needs no buffer of its own, or no loop of its
  * own; what it reads lives until it is computed (plan.c). */
 #include <stdlib.h>
@@ -47,6 +49,64 @@ static void inline_into_slices(Lower *l) {
   }
   free(slices);
   free(columns);
+}
+
+int view_parts(Lower *l, uint32_t w, uint32_t *whole, uint32_t *bias) {
+  const IrGraph *g = l->g;
+  *whole = w;
+  *bias = IR_NONE;
+  if (!l->inlined[w]) return 1;
+  const IrNode *d = ir_node(g, g->values.a[w].def);
+  if (d->op != IR_ADD) return 0;
+  const IrShape *s = &ir_type(g, w)->shape;
+  for (uint32_t k = 0; k < 2; k++) {
+    uint32_t m = ir_in(g, d, k), b = ir_in(g, d, 1 - k);
+    const IrShape *bs = &ir_type(g, b)->shape;
+    int row = bs->rank >= 1 && bs->dim[bs->rank - 1] == s->dim[s->rank - 1];
+    for (int i = 0; i + 1 < bs->rank; i++) row &= bs->dim[i] == 1;
+    if (!l->inlined[m] && !l->inlined[b] && ir_shape_eq(&ir_type(g, m)->shape, s) && row) {
+      *whole = m;
+      *bias = b;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Whether use k of node n reads q, k or v of an attention that the
+ * backend's kernels run (they read views). */
+static int attention_kernel_input(Lower *l, const IrNode *n, uint32_t k) {
+  if ((n->op != IR_ATTENTION && n->op != IR_ATTENTION_GRAD) || k > 2 || !l->s->attention_kernel) return 0;
+  const IrShape *q = &ir_type(l->g, ir_in(l->g, n, 0))->shape;
+  return q->dim[2] / n->attr[0].i <= 128; /* attention_call's head dims */
+}
+
+/* Slices along the last axis read only as q, k or v by attention kernels,
+ * when they are all that reads their whole (a product's output split in
+ * three): the kernels read them in place, in rows of the whole width,
+ * adding the product's bias as they load where the bias add was computed
+ * in the slices (view_parts), so neither they nor the biased product are
+ * stored. (Where some slice is stored, a rotated q and k, the product
+ * would live as long as the views, for less than it saves.) */
+static void slices_as_views(Lower *l) {
+  const IrGraph *g = l->g;
+  uint32_t *reads = pc_xcalloc(g->values.n + 1, sizeof *reads), *viewed = pc_xcalloc(g->values.n + 1, sizeof *viewed);
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    for (uint32_t k = 0; k < n->n_in; k++) reads[ir_in(g, n, k)] += attention_kernel_input(l, n, k);
+  }
+  for (int mark = 0; mark < 2; mark++) /* count the slices of each whole that may be views, then mark them */
+    for (size_t i = 0; i < g->nodes.n; i++) {
+      const IrNode *n = ir_node(g, (uint32_t)i);
+      uint32_t w = n->op == IR_SLICE ? ir_in(g, n, 0) : IR_NONE, whole, bias;
+      if (w == IR_NONE || n->attr[0].i != ir_type(g, w)->shape.rank - 1 || reads[n->out] != l->uses[n->out] ||
+          !view_parts(l, w, &whole, &bias))
+        continue;
+      if (!mark) viewed[w]++;
+      else if (viewed[w] == l->uses[w]) l->inlined[n->out] = 1;
+    }
+  free(reads);
+  free(viewed);
 }
 
 void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
@@ -235,6 +295,7 @@ uint32_t row_group_after(Lower *l, uint32_t node) { return row_group(l, node, 1)
 void plan_inline(Lower *l) {
   const IrGraph *g = l->g;
   inline_into_slices(l);
+  slices_as_views(l);
   for (size_t i = 0; i < g->nodes.n; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
     if (!elementwise_op(n->op)) continue;

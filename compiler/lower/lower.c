@@ -177,7 +177,8 @@ static int lower_node(Lower *l, const IrNode *n, PcError *err) {
   }
   default: break;
   }
-  if (n->n_out == 1 && l->inlined[n->out] && elementwise_op(n->op)) return 0; /* its consumer computes it */
+  if (n->n_out == 1 && l->inlined[n->out] && (elementwise_op(n->op) || n->op == IR_SLICE))
+    return 0; /* its consumer computes it, or reads it in place (a view) */
   if (n->n_out == 1 && l->at_row[n->out] != IR_NONE) return 0; /* the node next to it does */
   if (elementwise_op(n->op)) return lower_elementwise_root(l, n, err);
   const OpLowering *ol = lower_op(n->op);

@@ -18,7 +18,8 @@ typedef struct Lower {
   uint32_t *buf;           /* per graph value: its buffer, or IR_NONE */
   uint32_t *var;           /* per graph value: its variable (loop indices), or IR_NONE */
   unsigned char *inlined;  /* per graph value: not stored; computed inside its consumer's loop (elementwise),
-                              or added by its own op into its only consumer, a sum (summed_into) */
+                              added by its own op into its only consumer, a sum (summed_into), or read in
+                              place by attention kernels (a slice: slices_as_views) */
   uint32_t *at_row;        /* per graph value: the node next to it that computes it: in its row loop (a norm
                               or elementwise op right after the group, a norm gradient right before it), or
                               by adding its own result into it (a sum right after the op), or IR_NONE */
@@ -52,8 +53,13 @@ uint32_t summed_into(Lower *l, uint32_t v, uint32_t *other);
  * that its op adds it into (*accumulate = 1), which this makes hold the
  * sum's other operand first (a copy, unless the plan put the sum there). */
 uint32_t L_result_buffer(Lower *l, const IrNode *n, uint32_t k, int *accumulate);
+/* A view's whole (slices_as_views): the stored value w, or, for a bias add
+ * computed in its slices, the product it adds to (*whole) and its bias
+ * (*bias, else IR_NONE); 0 when w is neither. */
+int view_parts(Lower *l, uint32_t w, uint32_t *whole, uint32_t *bias);
 /* Operands an elementwise group rooted at v reads from memory (its inlined
- * elementwise values' operands, recursively), appended to out. */
+ * elementwise values' operands, recursively), appended to out; for a view,
+ * what its whole reads. */
 void group_leaves(Lower *l, uint32_t v, VecU32 *out);
 
 /* ---- the memory plan (plan.c) --------------------------------------------- */

@@ -742,6 +742,26 @@ static void attention_mix(Lower *l, uint32_t y, uint32_t y_at, uint32_t vbuf, ui
   l->block = sv;
 }
 
+/* Input k (q, k or v) of attention node n as its call reads it: buffer,
+ * first element and row stride, and its bias buffer and first element (-1:
+ * none; the bias buffer is then the input's own). A view reads its whole's
+ * buffer from the slice's first column (slices_as_views). */
+static void attention_input(Lower *l, const IrNode *n, uint32_t k, KCall *c) {
+  uint32_t v = IN(k), whole = v, bias = IR_NONE, start = 0, rs = L_last(l, L_shape(l, v));
+  const IrNode *d = l->inlined[v] ? ir_node(l->g, l->g->values.a[v].def) : NULL;
+  if (d && d->op == IR_SLICE) {
+    uint32_t w = ir_in(l->g, d, 0);
+    if (!view_parts(l, w, &whole, &bias)) PC_BUG("lowering: a view of a value that is no product's output");
+    start = (uint32_t)d->attr[1].i;
+    rs = L_last(l, L_shape(l, w));
+  }
+  c->buf[k] = l->buf[whole];
+  c->buf[3 + k] = l->buf[bias != IR_NONE ? bias : whole];
+  c->arg[6 + k] = L_i(l, start);
+  c->arg[9 + k] = rs;
+  c->arg[12 + k] = L_i(l, bias != IR_NONE ? (int64_t)start : -1);
+}
+
 /* attention and its gradient as one call of the backend's kernels, where
  * the schedule asks for them (head dims up to 128, what the CUDA library
  * has); returns 0 when it made none. attention_cached has its own. */
@@ -752,9 +772,10 @@ static int attention_call(Lower *l, const IrNode *n, const Heads *hd) {
   KCall c = {.op = n->op == IR_ATTENTION ? KC_ATTENTION : KC_ATTENTION_GRAD,
              .arg = {hd->B, hd->T, hd->H, hd->Hkv, hd->D, L_f(l, hd->scale)}};
   int n_in = n->op == IR_ATTENTION ? 3 : 6, n_out = n->op == IR_ATTENTION ? 2 : 3; /* kcall_info's order */
-  for (int k = 0; k < n_in; k++) c.buf[k] = l->buf[IN(k)];
-  for (int k = 0; k < n_out; k++) c.buf[n_in + k] = l->buf[OUT(k)];
-  if (n->op == IR_ATTENTION_GRAD) c.buf[9] = L_scratch(l, n, 0); /* delta */
+  for (uint32_t k = 0; k < 3; k++) attention_input(l, n, k, &c);
+  for (int k = 3; k < n_in; k++) c.buf[3 + k] = l->buf[IN(k)]; /* after the three biases */
+  for (int k = 0; k < n_out; k++) c.buf[3 + n_in + k] = l->buf[OUT(k)];
+  if (n->op == IR_ATTENTION_GRAD) c.buf[12] = L_scratch(l, n, 0); /* delta */
   ks_call(l->p, l->block, &c);
   return 1;
 }

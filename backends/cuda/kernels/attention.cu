@@ -12,6 +12,10 @@
  * that the gradient's dq and dk/dv kernels read: the log-sum-exp of the
  * scaled scores, which the forward writes beside y (the graph keeps it for
  * the gradient), and dy . y, the gradient's first kernel (pc_attn_delta).
+ * q, k and v may be views (KCall attention): rows qrs, krs, vrs apart (the
+ * whole width of a product they were sliced from), with a bias added as
+ * they load (qbias, kbias, vbias, or none); y, dy and the gradients are
+ * always [B, T, H x D] or [B, T, Hkv x D].
  * Scores use q pre-multiplied by the scale in every kernel, so the
  * backward recomputes exactly the forward's probabilities. Every thread
  * writes whole rows of its own: no atomics, the same bits on every run.
@@ -24,8 +28,19 @@ struct PcAttn {
   unsigned short *yh; /* y's bf16 mirror (cuda_mirror.c), or none */
   i64 B, T, H, Hkv;
   i64 L, pos; /* pc_attn_cached: the cache's positions, the first query row's */
+  const float *qbias, *kbias, *vbias; /* added to q, k, v as they load, or none */
+  i64 qrs, krs, vrs;                  /* row strides of q, k, v */
   float scale;
 };
+
+/* Element c of a row of q, k or v at x (the row's first element of the
+ * head), plus bias[c] where there is one (bias at the head's first column). */
+static __device__ __forceinline__ float pc_attn_ld(const float *x, const float *bias, i64 c) {
+  return bias ? x[c] + bias[c] : x[c];
+}
+
+/* the head's columns of a bias: from column `col` on, or none */
+static __device__ __forceinline__ const float *pc_attn_bias(const float *bias, i64 col) { return bias ? bias + col : nullptr; }
 
 /* y[at] = v, and its mirror's too */
 static __device__ __forceinline__ void pc_attn_store_y(const PcAttn &a, i64 at, float v) {
@@ -46,27 +61,31 @@ template <int D> struct PcAttnShape {
  * rows of a head (the longest, causal) first; its head's KV head's keys
  * and values. */
 struct PcAttnQueryBlock {
-  i64 b, h, bh, first, Cq, Ckv; /* first: its first query row; Cq, Ckv: row strides */
-  const float *k, *v;           /* row 0 of the KV head's keys and values */
+  i64 b, h, bh, first, Cq;  /* first: its first query row; Cq: y's and dy's row stride */
+  const float *q, *qbias;   /* the head's columns of the block's batch's row 0 of q, and of q's bias */
+  const float *k, *v;       /* row 0 of the KV head's keys and values */
+  const float *kbias, *vbias;
 };
 
 static __device__ PcAttnQueryBlock pc_attn_query_block(const PcAttn &a, i64 D, i64 rows) {
   const i64 nb = (a.T + rows - 1) / rows, bh = blockIdx.x / nb, qb = nb - 1 - (i64)blockIdx.x % nb;
-  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv), Cq = a.H * D, Ckv = a.Hkv * D;
-  return PcAttnQueryBlock{b, h, bh, qb * rows, Cq, Ckv, a.k + b * a.T * Ckv + hk * D, a.v + b * a.T * Ckv + hk * D};
+  const i64 b = bh / a.H, h = bh % a.H, hk = h / (a.H / a.Hkv);
+  return PcAttnQueryBlock{b, h, bh, qb * rows, a.H * D, a.q + b * a.T * a.qrs + h * D, pc_attn_bias(a.qbias, h * D),
+                          a.k + b * a.T * a.krs + hk * D, a.v + b * a.T * a.vrs + hk * D,
+                          pc_attn_bias(a.kbias, hk * D), pc_attn_bias(a.vbias, hk * D)};
 }
 
 /* Key and value rows j0 .. j0 + K (zeros past T) into ks and vs, the whole
  * block between two barriers: the last tile is read before it is
  * overwritten, and this one is whole before anyone reads it. */
 template <int D, int K>
-static __device__ void pc_attn_kv_tile(float (*ks)[D], float (*vs)[D], const float *kb, const float *vb, i64 j0, i64 T, i64 Ckv) {
+static __device__ void pc_attn_kv_tile(float (*ks)[D], float (*vs)[D], const PcAttn &a, const PcAttnQueryBlock &blk, i64 j0) {
   __syncthreads();
   for (int z = threadIdx.x; z < K * D; z += blockDim.x) {
     const int r = z / D, c = z % D;
     const i64 j = j0 + r;
-    ks[r][c] = j < T ? kb[j * Ckv + c] : 0.f;
-    vs[r][c] = j < T ? vb[j * Ckv + c] : 0.f;
+    ks[r][c] = j < a.T ? pc_attn_ld(blk.k + j * a.krs, blk.kbias, c) : 0.f;
+    vs[r][c] = j < a.T ? pc_attn_ld(blk.v + j * a.vrs, blk.vbias, c) : 0.f;
   }
   __syncthreads();
 }
@@ -76,19 +95,18 @@ template <int D> static __device__ void pc_attn_fwd(const PcAttn &a) {
   const int R = PcAttnShape<D>::ROWS, K = PcAttnShape<D>::KEYS;
   __shared__ float ks[K][D], vs[K][D];
   const PcAttnQueryBlock blk = pc_attn_query_block(a, D, R);
-  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq, Ckv = blk.Ckv;
-  const float *kb = blk.k, *vb = blk.v;
+  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq;
   const i64 i = blk.first + threadIdx.x, row = (b * a.T + i) * Cq + h * D;
   const bool live = i < a.T;
   float q[D], o[D];
   for (int d = 0; d < D; d++) {
-    q[d] = live ? a.q[row + d] * a.scale : 0.f;
+    q[d] = live ? pc_attn_ld(blk.q + i * a.qrs, blk.qbias, d) * a.scale : 0.f;
     o[d] = 0.f;
   }
   float m = -PC_INF, l = 0.f;
   const i64 end = pc_min64(a.T, blk.first + R);
   for (i64 j0 = 0; j0 < end; j0 += K) {
-    pc_attn_kv_tile<D, K>(ks, vs, kb, vb, j0, a.T, Ckv);
+    pc_attn_kv_tile<D, K>(ks, vs, a, blk, j0);
     const i64 n = live ? pc_min64(K, i - j0 + 1) : 0;
 #pragma unroll 1
     for (int r = 0; r < n; r++) {
@@ -129,20 +147,19 @@ template <int D> static __device__ void pc_attn_dq(const PcAttn &a) {
   const int R = PcAttnShape<D>::ROWS, K = PcAttnShape<D>::KEYS;
   __shared__ float ks[K][D], vs[K][D], dys[R][D + 1]; /* + 1: a thread's own row, no bank conflicts */
   const PcAttnQueryBlock blk = pc_attn_query_block(a, D, R);
-  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq, Ckv = blk.Ckv;
-  const float *kb = blk.k, *vb = blk.v;
+  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq;
   const i64 i = blk.first + threadIdx.x, row = (b * a.T + i) * Cq + h * D;
   const bool live = i < a.T;
   float q[D], dq[D];
   for (int d = 0; d < D; d++) {
-    q[d] = live ? a.q[row + d] * a.scale : 0.f;
+    q[d] = live ? pc_attn_ld(blk.q + i * a.qrs, blk.qbias, d) * a.scale : 0.f;
     dq[d] = 0.f;
     dys[threadIdx.x][d] = live ? a.dy[row + d] : 0.f;
   }
   const float lse = live ? a.lse[bh * a.T + i] : 0.f, delta = live ? a.delta[bh * a.T + i] : 0.f;
   const i64 end = pc_min64(a.T, blk.first + R);
   for (i64 j0 = 0; j0 < end; j0 += K) {
-    pc_attn_kv_tile<D, K>(ks, vs, kb, vb, j0, a.T, Ckv);
+    pc_attn_kv_tile<D, K>(ks, vs, a, blk, j0);
     const i64 n = live ? pc_min64(K, i - j0 + 1) : 0;
 #pragma unroll 1
     for (int r = 0; r < n; r++) {
@@ -168,21 +185,23 @@ template <int D> static __device__ void pc_attn_dkv(const PcAttn &a) {
   const i64 j = kb * R + threadIdx.x, krow = (b * a.T + j) * Ckv + hk * D;
   const bool live = j < a.T;
   const int t = threadIdx.x;
+  const float *kbias = pc_attn_bias(a.kbias, hk * D), *vbias = pc_attn_bias(a.vbias, hk * D);
   float dk[D], dv[D];
   for (int d = 0; d < D; d++) {
-    kr[t][d] = live ? a.k[krow + d] : 0.f;
-    vr[t][d] = live ? a.v[krow + d] : 0.f;
+    kr[t][d] = live ? pc_attn_ld(a.k + (b * a.T + j) * a.krs + hk * D, kbias, d) : 0.f;
+    vr[t][d] = live ? pc_attn_ld(a.v + (b * a.T + j) * a.vrs + hk * D, vbias, d) : 0.f;
     dk[d] = dv[d] = 0.f;
   }
   for (i64 g = 0; g < group; g++) {
     const i64 h = hk * group + g, bh = b * a.H + h;
+    const float *qbias = pc_attn_bias(a.qbias, h * D);
     for (i64 i0 = kb * R; i0 < a.T; i0 += Q) {
       __syncthreads();
       for (int z = threadIdx.x; z < Q * D; z += blockDim.x) {
         const int r = z / D, c = z % D;
-        const i64 i = i0 + r, at = (b * a.T + i) * Cq + h * D + c;
-        qs[r][c] = i < a.T ? a.q[at] * a.scale : 0.f;
-        dys[r][c] = i < a.T ? a.dy[at] : 0.f;
+        const i64 i = i0 + r;
+        qs[r][c] = i < a.T ? pc_attn_ld(a.q + (b * a.T + i) * a.qrs + h * D, qbias, c) * a.scale : 0.f;
+        dys[r][c] = i < a.T ? a.dy[(b * a.T + i) * Cq + h * D + c] : 0.f;
       }
       for (int z = threadIdx.x; z < Q; z += blockDim.x) {
         const i64 i = i0 + z;
@@ -229,8 +248,8 @@ template <int D> static __device__ void pc_attn_cached(const PcAttn &a) {
   __shared__ float s[8192], qs[D], part[128], red[32];
   const i64 h = blockIdx.x % a.H, bt = blockIdx.x / a.H, b = bt / a.T, t = bt % a.T, hk = h / (a.H / a.Hkv);
   const i64 Cq = a.H * D, Ckv = a.Hkv * D, last = a.pos + t;
-  const float *q = a.q + bt * Cq + h * D, *kb = a.k + b * a.L * Ckv + hk * D, *vb = a.v + b * a.L * Ckv + hk * D;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = q[d] * a.scale;
+  const float *q = a.q + bt * a.qrs + h * D, *kb = a.k + b * a.L * Ckv + hk * D, *vb = a.v + b * a.L * Ckv + hk * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = pc_attn_ld(q, pc_attn_bias(a.qbias, h * D), d) * a.scale;
   __syncthreads();
   float m = -PC_INF;
   for (i64 j = threadIdx.x; j <= last; j += blockDim.x) {
@@ -314,17 +333,16 @@ template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
   const int R = PcAttnTcShape<D>::ROWS, K = PcAttnTcShape<D>::KEYS, KW = PcAttnTcShape<D>::KW, VW = PcAttnTcShape<D>::VW;
   __shared__ unsigned ks[K][KW], vt[D][VW]; /* ks[j][c]: k[j][2c, 2c+1]; vt[d][c]: v[2c, 2c+1][d] */
   const PcAttnQueryBlock blk = pc_attn_query_block(a, D, R);
-  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq, Ckv = blk.Ckv;
-  const float *kb = blk.k, *vb = blk.v;
+  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const i64 i0 = blk.first + (threadIdx.x >> 5) * 16 + g, rows[2] = {i0, i0 + 8}; /* this lane's two rows */
   const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
   unsigned qa[D / 16][4];
   for (int kk = 0; kk < D / 16; kk++)
     for (int x = 0; x < 4; x++) {
-      const i64 i = rows[x & 1];
-      const float *qr = a.q + (b * a.T + i) * Cq + h * D + kk * 16 + (x >> 1) * 8 + 2 * t;
-      qa[kk][x] = i < a.T ? pc_bf16x2(qr[0] * sc, qr[1] * sc) : 0u;
+      const i64 i = rows[x & 1], c = kk * 16 + (x >> 1) * 8 + 2 * t;
+      const float *qr = blk.q + i * a.qrs;
+      qa[kk][x] = i < a.T ? pc_bf16x2(pc_attn_ld(qr, blk.qbias, c) * sc, pc_attn_ld(qr, blk.qbias, c + 1) * sc) : 0u;
     }
   float o[D / 8][4], m[2] = {-PC_INF, -PC_INF}, l[2] = {0.f, 0.f};
   for (int nd = 0; nd < D / 8; nd++)
@@ -335,13 +353,14 @@ template <int D> static __device__ void pc_attn_fwd_tc(const PcAttn &a) {
     __syncthreads(); /* the last tile is read */
     for (int z = threadIdx.x; z < K * (D / 2); z += blockDim.x) {
       const int r = z / (D / 2), c = z % (D / 2);
-      const float *kr = kb + (j0 + r) * Ckv + 2 * c;
-      ks[r][c] = j0 + r < a.T ? pc_bf16x2(kr[0], kr[1]) : 0u;
+      const float *kr = blk.k + (j0 + r) * a.krs;
+      ks[r][c] = j0 + r < a.T ? pc_bf16x2(pc_attn_ld(kr, blk.kbias, 2 * c), pc_attn_ld(kr, blk.kbias, 2 * c + 1)) : 0u;
     }
     for (int z = threadIdx.x; z < (K / 2) * D; z += blockDim.x) {
       const int c = z / D, d = z % D;
       const i64 j = j0 + 2 * c;
-      vt[d][c] = pc_bf16x2(j < a.T ? vb[j * Ckv + d] : 0.f, j + 1 < a.T ? vb[(j + 1) * Ckv + d] : 0.f);
+      vt[d][c] = pc_bf16x2(j < a.T ? pc_attn_ld(blk.v + j * a.vrs, blk.vbias, d) : 0.f,
+                           j + 1 < a.T ? pc_attn_ld(blk.v + (j + 1) * a.vrs, blk.vbias, d) : 0.f);
     }
     __syncthreads();
     const bool diag = j0 + K > blk.first; /* the block's own keys: those after a row are masked */
@@ -438,16 +457,16 @@ template <int D> static __device__ void pc_attn_dq_tc(const PcAttn &a) {
             TW = PcAttnTcBwdShape<D>::TW;
   __shared__ unsigned ks[K][RW], vs[K][RW], kt[D][TW]; /* ks[j][c]: k[j][2c, 2c+1]; kt[d][c]: k[2c, 2c+1][d] */
   const PcAttnQueryBlock blk = pc_attn_query_block(a, D, R);
-  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq, Ckv = blk.Ckv;
-  const float *kb = blk.k, *vb = blk.v;
+  const i64 b = blk.b, h = blk.h, bh = blk.bh, Cq = blk.Cq;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const i64 first = blk.first + (threadIdx.x >> 5) * 16, rows[2] = {first + g, first + g + 8}; /* the warp's, this lane's */
   const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
   unsigned qa[D / 16][4], dya[D / 16][4];
   for (int kd = 0; kd < D / 16; kd++)
     for (int x = 0; x < 4; x++) {
-      const i64 i = rows[x & 1], at = (b * a.T + i) * Cq + h * D + kd * 16 + (x >> 1) * 8 + 2 * t;
-      qa[kd][x] = i < a.T ? pc_bf16x2(a.q[at] * sc, a.q[at + 1] * sc) : 0u;
+      const i64 i = rows[x & 1], c = kd * 16 + (x >> 1) * 8 + 2 * t, at = (b * a.T + i) * Cq + h * D + c;
+      const float *qr = blk.q + i * a.qrs;
+      qa[kd][x] = i < a.T ? pc_bf16x2(pc_attn_ld(qr, blk.qbias, c) * sc, pc_attn_ld(qr, blk.qbias, c + 1) * sc) : 0u;
       dya[kd][x] = i < a.T ? pc_bf16x2(a.dy[at], a.dy[at + 1]) : 0u;
     }
   float ls[2], dl[2]; /* lse in log2 units, delta */
@@ -464,15 +483,16 @@ template <int D> static __device__ void pc_attn_dq_tc(const PcAttn &a) {
     __syncthreads(); /* the last tile is read */
     for (int z = threadIdx.x; z < K * (D / 2); z += blockDim.x) {
       const int r = z / (D / 2), c = z % (D / 2);
-      const i64 at = (j0 + r) * Ckv + 2 * c;
+      const float *kr = blk.k + (j0 + r) * a.krs, *vr = blk.v + (j0 + r) * a.vrs;
       const bool in = j0 + r < a.T;
-      ks[r][c] = in ? pc_bf16x2(kb[at], kb[at + 1]) : 0u;
-      vs[r][c] = in ? pc_bf16x2(vb[at], vb[at + 1]) : 0u;
+      ks[r][c] = in ? pc_bf16x2(pc_attn_ld(kr, blk.kbias, 2 * c), pc_attn_ld(kr, blk.kbias, 2 * c + 1)) : 0u;
+      vs[r][c] = in ? pc_bf16x2(pc_attn_ld(vr, blk.vbias, 2 * c), pc_attn_ld(vr, blk.vbias, 2 * c + 1)) : 0u;
     }
     for (int z = threadIdx.x; z < (K / 2) * D; z += blockDim.x) {
       const int c = z / D, d = z % D;
       const i64 j = j0 + 2 * c;
-      kt[d][c] = pc_bf16x2(j < a.T ? kb[j * Ckv + d] : 0.f, j + 1 < a.T ? kb[(j + 1) * Ckv + d] : 0.f);
+      kt[d][c] = pc_bf16x2(j < a.T ? pc_attn_ld(blk.k + j * a.krs, blk.kbias, d) : 0.f,
+                           j + 1 < a.T ? pc_attn_ld(blk.k + (j + 1) * a.krs, blk.kbias, d) : 0.f);
     }
     __syncthreads();
 #pragma unroll 1
@@ -534,12 +554,14 @@ template <int D> static __device__ void pc_attn_dkv_tc(const PcAttn &a) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const i64 first = kb * R + (threadIdx.x >> 5) * 16, rows[2] = {first + g, first + g + 8}; /* key rows */
   const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
+  const float *kbias = pc_attn_bias(a.kbias, hk * D), *vbias = pc_attn_bias(a.vbias, hk * D);
   unsigned ka[D / 16][4], va[D / 16][4];
   for (int kd = 0; kd < D / 16; kd++)
     for (int x = 0; x < 4; x++) {
-      const i64 j = rows[x & 1], at = (b * a.T + j) * Ckv + hk * D + kd * 16 + (x >> 1) * 8 + 2 * t;
-      ka[kd][x] = j < a.T ? pc_bf16x2(a.k[at], a.k[at + 1]) : 0u;
-      va[kd][x] = j < a.T ? pc_bf16x2(a.v[at], a.v[at + 1]) : 0u;
+      const i64 j = rows[x & 1], c = kd * 16 + (x >> 1) * 8 + 2 * t;
+      const float *kr = a.k + (b * a.T + j) * a.krs + hk * D, *vr = a.v + (b * a.T + j) * a.vrs + hk * D;
+      ka[kd][x] = j < a.T ? pc_bf16x2(pc_attn_ld(kr, kbias, c), pc_attn_ld(kr, kbias, c + 1)) : 0u;
+      va[kd][x] = j < a.T ? pc_bf16x2(pc_attn_ld(vr, vbias, c), pc_attn_ld(vr, vbias, c + 1)) : 0u;
     }
   float dk[D / 8][4], dv[D / 8][4];
   for (int nd = 0; nd < D / 8; nd++)
@@ -547,21 +569,23 @@ template <int D> static __device__ void pc_attn_dkv_tc(const PcAttn &a) {
 #pragma unroll 1
   for (i64 gi = 0; gi < group; gi++) {
     const i64 h = hk * group + gi, bh = b * a.H + h;
-    const float *qb = a.q + b * a.T * Cq + h * D, *dyb = a.dy + b * a.T * Cq + h * D;
+    const float *qb = a.q + b * a.T * a.qrs + h * D, *qbias = pc_attn_bias(a.qbias, h * D), *dyb = a.dy + b * a.T * Cq + h * D;
 #pragma unroll 1
     for (i64 i0 = kb * R; i0 < a.T; i0 += Q) {
       __syncthreads(); /* the last tile is read */
       for (int z = threadIdx.x; z < Q * (D / 2); z += blockDim.x) {
         const int r = z / (D / 2), c = z % (D / 2);
         const i64 at = (i0 + r) * Cq + 2 * c;
+        const float *qr = qb + (i0 + r) * a.qrs;
         const bool in = i0 + r < a.T;
-        qs[r][c] = in ? pc_bf16x2(qb[at] * sc, qb[at + 1] * sc) : 0u;
+        qs[r][c] = in ? pc_bf16x2(pc_attn_ld(qr, qbias, 2 * c) * sc, pc_attn_ld(qr, qbias, 2 * c + 1) * sc) : 0u;
         dys[r][c] = in ? pc_bf16x2(dyb[at], dyb[at + 1]) : 0u;
       }
       for (int z = threadIdx.x; z < (Q / 2) * D; z += blockDim.x) {
         const int c = z / D, d = z % D;
         const i64 i = i0 + 2 * c, at = i * Cq + d;
-        qt[d][c] = pc_bf16x2(i < a.T ? qb[at] * sc : 0.f, i + 1 < a.T ? qb[at + Cq] * sc : 0.f);
+        qt[d][c] = pc_bf16x2(i < a.T ? pc_attn_ld(qb + i * a.qrs, qbias, d) * sc : 0.f,
+                             i + 1 < a.T ? pc_attn_ld(qb + (i + 1) * a.qrs, qbias, d) * sc : 0.f);
         dyt[d][c] = pc_bf16x2(i < a.T ? dyb[at] : 0.f, i + 1 < a.T ? dyb[at + Cq] : 0.f);
       }
       for (int z = threadIdx.x; z < Q; z += blockDim.x) {
