@@ -19,16 +19,20 @@ const KOpInfo *kop_info(KOp op) { return &kop_table[op]; }
  * from element x_at of their buffers with rows x_rs apart (a view of a
  * wider product's output: q, k and v of one), plus the bias buffer's
  * elements from x_bias_at on as they load (x_bias_at < 0: no bias; the
- * bias buffer is then any buffer, unread). attention_cached: the T query
+ * bias buffer is then any buffer, unread). attention_grad writes dq, dk
+ * and dv likewise, from element x_at with rows x_rs apart (into their
+ * columns of the gradient of the product that q, k and v were sliced
+ * from). attention_cached: the T query
  * rows at positions pos .. over the KV cache's keys and values, plane
  * `slot` of cache ([slots, 2, B, L, Hkv x D]: keys, then values) */
 #define VIEW_ARGS "q_at", "k_at", "v_at", "q_rs", "k_rs", "v_rs", "q_bias_at", "k_bias_at", "v_bias_at"
 static const KCallInfo kcall_table[KC_NUM] = {
     [KC_ATTENTION] = {"attention", 6, 8, 15, {"q", "k", "v", "q_bias", "k_bias", "v_bias", "y", "lse"},
                       {"B", "T", "H", "Hkv", "D", "scale", VIEW_ARGS}},
-    [KC_ATTENTION_GRAD] = {"attention_grad", 9, 13, 15,
+    [KC_ATTENTION_GRAD] = {"attention_grad", 9, 13, 21,
                            {"q", "k", "v", "q_bias", "k_bias", "v_bias", "y", "lse", "dy", "dq", "dk", "dv", "delta"},
-                           {"B", "T", "H", "Hkv", "D", "scale", VIEW_ARGS}},
+                           {"B", "T", "H", "Hkv", "D", "scale", VIEW_ARGS, "dq_at", "dk_at", "dv_at", "dq_rs", "dk_rs",
+                            "dv_rs"}},
     [KC_ATTENTION_CACHED] = {"attention_cached", 2, 3, 9, {"q", "cache", "y"},
                              {"B", "T", "H", "Hkv", "D", "scale", "L", "slot", "pos"}},
 };

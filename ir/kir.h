@@ -64,7 +64,7 @@ typedef struct {
  * its scalar arguments mean. */
 typedef enum { KC_ATTENTION, KC_ATTENTION_GRAD, KC_ATTENTION_CACHED, KC_NUM } KCallOp;
 #define KCALL_MAX_BUFS 13
-#define KCALL_MAX_ARGS 15
+#define KCALL_MAX_ARGS 21
 #define KCALL_CACHED_KEYS 8192 /* attention_cached: caches of at most this many positions (a row's scores fit on chip) */
 
 typedef struct {

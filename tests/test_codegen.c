@@ -433,6 +433,56 @@ static void check_attention_views(void) {
   }
 }
 
+/* With a GPU's schedule, an attention gradient whose dq, dk and dv are
+ * copied into their columns of one gradient (a covering chain of slice
+ * gradients) writes them there itself, in rows of its width: no copies, no
+ * fill, and one buffer for the whole chain. When something else reads dk
+ * too, dq, dk and dv are buffers of their own and one loop copies them in
+ * (a fourth copy: dk to its output). */
+static void check_attention_gradients_in_place(void) {
+  static const char *graph = "graph grads [B, T] {\n"
+                             "  %w = param() {init=\"normal\", std=0.02} : f32[24,8]\n"
+                             "  %x = input() : f32[B,T,8]\n"
+                             "  %dy = input() : f32[B,T,8]\n"
+                             "  %0 = linear(%x, %w) : f32[B,T,24]\n"
+                             "  %2 = slice(%0) {axis=2, start=0, size=8} : f32[B,T,8]\n"
+                             "  %3 = slice(%0) {axis=2, start=8, size=8} : f32[B,T,8]\n"
+                             "  %4 = slice(%0) {axis=2, start=16, size=8} : f32[B,T,8]\n"
+                             "  %5, %6 = attention(%2, %3, %4) {n_head=2, n_kv_head=2} : f32[B,T,8], f32[B,2,T]\n"
+                             "  %7, %8, %9 = attention_grad(%2, %3, %4, %5, %6, %dy) {n_head=2, n_kv_head=2} : "
+                             "f32[B,T,8], f32[B,T,8], f32[B,T,8]\n"
+                             "  %10 = fill() {value=0.0} : f32[B,T,24]\n"
+                             "  %11 = slice_grad(%10, %9) {axis=2, start=16, size=8} : f32[B,T,24]\n"
+                             "  %12 = slice_grad(%11, %8) {axis=2, start=8, size=8} : f32[B,T,24]\n"
+                             "  %13 = slice_grad(%12, %7) {axis=2, start=0, size=8} : f32[B,T,24]\n"
+                             "  output(%13) {name=\"dqkv\"}\n";
+  KSchedule s = kschedule_cuda();
+  for (int dk_read = 0; dk_read < 2; dk_read++) {
+    char text[2048];
+    snprintf(text, sizeof text, "%s%s}\n", graph, dk_read ? "  output(%8) {name=\"dk\"}\n" : "");
+    KProgram *p = lower_text_with(text, &s);
+    if (!p) return;
+    int copies, fills = 0, loops = count_loops(p, &copies);
+    for (size_t i = 0; i < p->stmts.n; i++) fills += p->stmts.a[i].kind == KS_FILL;
+    CHECKF(loops == dk_read && copies == 4 * dk_read && !fills && p->calls.n == 2, "dk %s: %d loops, %d copies, %d fills",
+           dk_read ? "read" : "in place", loops, copies, fills);
+    if (p->calls.n == 2) {
+      const KCall *c = &p->calls.a[1];
+      const KExpr *x = p->exprs.a;
+      const KEntry *e = &p->entries.a[0];
+      int64_t at[3] = {0, 8, 16};
+      for (int k = 0; k < 3; k++) { /* in place: in the caller's buffer of output 0 */
+        const KBuf *b = &e->bufs.a[c->buf[9 + k]];
+        int in_place = b->kind == KB_OUTPUT && b->index == 0 && x[c->arg[15 + k]].i == at[k] && x[c->arg[18 + k]].i == 24;
+        int own = x[c->arg[15 + k]].i == 0 && x[c->arg[18 + k]].i == 8;
+        CHECKF(dk_read ? own : in_place, "dk %s: output %d is %s", dk_read ? "read" : "in place", k,
+               dk_read ? "not a buffer of its own" : "not written into its columns");
+      }
+    }
+    kir_free(p);
+  }
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -461,6 +511,7 @@ int main(void) {
   vec_free(&o.sets);
   check_slice_gradients();
   check_attention_views();
+  check_attention_gradients_in_place();
   check_inlining();
   check_norm_operand_lives();
   check_norm_grad_epilogue();

@@ -123,18 +123,20 @@ enum { Q, K, V, DY, BIAS, Y, DQ, DK, DV, LSE, DELTA, NBUF };
  * dk, dv 0.46 to 0.57; its delta term dropped, dq, dk 1.0 to 2.9. */
 #define ATTN_BF16_TOL 1e-2
 
-/* Where the call reads q, k and v: their own buffers (view 0), or views
- * of one wider buffer, as a product's output split in three: rows W apart
- * from columns 1, 1 + Cq and 1 + Cq + Ckv, q and v plus a bias as they
- * load, k without one. */
+/* Where the call reads q, k and v and writes dq, dk and dv: their own
+ * buffers (view 0), or views of one wider buffer each, as a product's
+ * output split in three and that output's gradient: q, k, v in rows W
+ * apart from columns 1, 1 + Cq and 1 + Cq + Ckv, q and v plus a bias as
+ * they load, k without one; dv, dk, dq in rows W2 apart from columns 0,
+ * Ckv and 2 Ckv (the last column never written). */
 typedef struct {
-  int64_t W, at[3], bias_at[3];
+  int64_t W, at[3], bias_at[3], W2, dat[3];
 } Views;
 
 static Views views(const Shape *s, int view) {
   int64_t Cq = s->H * s->D, Ckv = s->Hkv * s->D;
-  if (!view) return (Views){0, {0, 0, 0}, {-1, -1, -1}};
-  return (Views){Cq + 2 * Ckv + 3, {1, 1 + Cq, 1 + Cq + Ckv}, {1, -1, 1 + Cq + Ckv}};
+  if (!view) return (Views){0, {0, 0, 0}, {-1, -1, -1}, 0, {0, 0, 0}};
+  return (Views){Cq + 2 * Ckv + 3, {1, 1 + Cq, 1 + Cq + Ckv}, {1, -1, 1 + Cq + Ckv}, Cq + 2 * Ckv + 1, {2 * Ckv, Ckv, 0}};
 }
 
 /* bf16: the executor in bf16 precision, so the tensor-core kernels
@@ -145,7 +147,8 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16, int view) {
   int64_t nq = s->B * s->T * s->H * s->D, nkv = s->B * s->T * s->Hkv * s->D, nrow = s->B * s->H * s->T;
   int64_t Cq = s->H * s->D, Ckv = s->Hkv * s->D, width[3] = {Cq, Ckv, Ckv};
   Views w = views(s, view);
-  int64_t numel[NBUF] = {view ? s->B * s->T * w.W : nq, nkv, nkv, nq, view ? w.W : 1, nq, nq, nkv, nkv, nrow, nrow};
+  int64_t numel[NBUF] = {view ? s->B * s->T * w.W : nq, nkv, nkv, nq, view ? w.W : 1, nq, view ? s->B * s->T * w.W2 : nq,
+                         nkv, nkv, nrow, nrow};
   /* the program: inputs q (or the whole of q, k and v), k, v, dy and the
    * bias; outputs y, dq, dk, dv and lse (the forward's, which the gradient
    * reads); delta in the arena */
@@ -163,10 +166,14 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16, int view) {
     args[6 + k] = kx_i(p, w.at[k]);
     args[9 + k] = kx_i(p, view ? w.W : width[k]);
     args[12 + k] = kx_i(p, w.bias_at[k]);
+    args[15 + k] = kx_i(p, w.dat[k]);
+    args[18 + k] = kx_i(p, view ? w.W2 : width[k]);
   }
   uint32_t in[3] = {Q, view ? Q : K, view ? Q : V}, bias[3] = {BIAS, view ? Q : K, BIAS};
+  uint32_t out[3] = {DQ, view ? DQ : DK, view ? DQ : DV};
   KCall fwd = {.op = KC_ATTENTION, .buf = {in[0], in[1], in[2], bias[0], bias[1], bias[2], Y, LSE}},
-        grad = {.op = KC_ATTENTION_GRAD, .buf = {in[0], in[1], in[2], bias[0], bias[1], bias[2], Y, LSE, DY, DQ, DK, DV, DELTA}};
+        grad = {.op = KC_ATTENTION_GRAD,
+                .buf = {in[0], in[1], in[2], bias[0], bias[1], bias[2], Y, LSE, DY, out[0], out[1], out[2], DELTA}};
   memcpy(fwd.arg, args, sizeof args);
   memcpy(grad.arg, args, sizeof args);
   ks_call(p, e->body, &fwd);
@@ -224,15 +231,26 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16, int view) {
   } else {
     enum { N_OUT = LSE - Y + 1 };
     double *want[N_OUT], worst[N_OUT];
-    for (int i = 0; i < N_OUT; i++) want[i] = malloc(sizeof(double) * (size_t)numel[Y + i]);
+    int64_t n_out[N_OUT] = {nq, nq, nkv, nkv, nrow};
+    for (int i = 0; i < N_OUT; i++) want[i] = malloc(sizeof(double) * (size_t)n_out[i]);
     reference(s, qkv[0], qkv[1], qkv[2], host[DY], want[0], want[1], want[2], want[3], want[4]);
+    float *got[N_OUT] = {host[Y], host[DQ], host[DK], host[DV], host[LSE]};
+    if (view) /* dq, dk and dv out of their columns */
+      for (int k = 0; k < 3; k++) {
+        int64_t rows = s->B * s->T;
+        got[1 + k] = malloc(sizeof(float) * (size_t)(rows * width[k]));
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t c = 0; c < width[k]; c++) got[1 + k][r * width[k] + c] = host[DQ][r * w.W2 + w.dat[k] + c];
+      }
     for (int i = 0; i < N_OUT; i++) {
-      worst[i] = rel_err(host[Y + i], want[i], numel[Y + i]);
+      worst[i] = rel_err(got[i], want[i], n_out[i]);
       double tol = bf16 ? ATTN_BF16_TOL : 1e-5;
       CHECKF(worst[i] < tol, "%s: %s differs by %.2e of its largest magnitude", label, names[Y + i], worst[i]);
     }
     printf("%-56s y %.1e, dq %.1e, dk %.1e, dv %.1e, lse %.1e\n", label, worst[0], worst[1], worst[2], worst[3], worst[4]);
     for (int i = 0; i < N_OUT; i++) free(want[i]);
+    if (view)
+      for (int k = 0; k < 3; k++) free(got[1 + k]);
   }
   if (view)
     for (int k = 0; k < 3; k++) free(qkv[k]);
@@ -728,6 +746,19 @@ static void check_plan(void) {
   args[1] = 0;
   CHECK(cuda_call_plan(KC_ATTENTION, args, 1, kernel, grid, block) == 0);
   CHECK(cuda_call_supported(KC_ATTENTION, 128) && !cuda_call_supported(KC_ATTENTION, 256));
+  /* mirrors: the forward's y; the gradient's dq, dk, dv only where their columns tile one buffer's rows */
+  int64_t m[KCALL_MAX_ARGS] = {2, 100, 4, 2, 64}, elements = 0;
+  CHECK(cuda_call_mirror(KC_ATTENTION, m, &elements) == 6 && elements == 2 * 100 * 4 * 64);
+  int64_t tiled[6] = {128, 0, 384, 512, 512, 512}; /* dq at 128 (256 wide), dk at 0, dv at 384 (128 each), rows of 512 */
+  memcpy(m + 15, tiled, sizeof tiled);
+  CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == 9 && elements == 2 * 100 * 512);
+  m[17] = 256; /* dv over dq's columns */
+  CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == -1);
+  m[17] = 384;
+  m[20] = 128; /* dv in its own rows */
+  CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == -1);
+  m[18] = m[19] = m[20] = 513; /* a column left over */
+  CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == -1);
 }
 
 /* The checks on one device */

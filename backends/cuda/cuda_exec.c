@@ -201,7 +201,8 @@ static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   int64_t n_mirrored = 0;
   int mb = x->mirror0 && l->n_m ? cuda_call_mirror(c->op, args, &n_mirrored) : -1;
   const KBuf *mbuf = mb < 0 ? NULL : &x->e->bufs.a[c->buf[mb]];
-  if (mbuf) a.yh = x->mirror0 + mbuf->offset / 2;
+  PC_ASSERT(mbuf || !x->mirror0 || !l->n_m); /* the renderer saw the same constants */
+  if (mbuf) cuda_call_mirror_args(c->op, args, x->mirror0 + mbuf->offset / 2, &a);
   int kernel[CUDA_CALL_MAX_KERNELS];
   uint32_t grid[CUDA_CALL_MAX_KERNELS], block[CUDA_CALL_MAX_KERNELS];
   int n = cuda_call_plan(c->op, args, x->gc && x->gc->precision == CUDA_BF16, kernel, grid, block);

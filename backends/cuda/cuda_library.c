@@ -38,7 +38,7 @@ int cuda_runtime_launch(const CudaProgram *cp, CudaDevice *d, CudaRuntimeKernel 
 /* ---- the device optimizer ---------------------------------------------------------- */
 
 _Static_assert(sizeof(CudaOptTensor) == 64 && sizeof(CudaOptArgs) == 88, "the host's copies of optim.cu's structs");
-_Static_assert(sizeof(CudaAttnArgs) == 192, "the host's copy of attention.cu's PcAttn");
+_Static_assert(sizeof(CudaAttnArgs) == 240, "the host's copy of attention.cu's PcAttn");
 
 int cuda_optim_tensors(CudaOptim *o, CudaDevice *d, const CudaOptTensor *t, size_t n, PcError *err) {
   CudaOptTensor *next = pc_xcalloc(n + 1, sizeof *next);
@@ -194,10 +194,37 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
   return n;
 }
 
+/* Whether columns [at[k], at[k] + w[k]) for k < 3 tile [0, rs) */
+static int tiles(const int64_t *at, const int64_t *w, int64_t rs) {
+  int64_t total = 0;
+  for (int k = 0; k < 3; k++) {
+    if (at[k] < 0 || at[k] + w[k] > rs) return 0;
+    for (int j = 0; j < k; j++)
+      if (at[j] < at[k] + w[k] && at[k] < at[j] + w[j]) return 0;
+    total += w[k];
+  }
+  return total == rs;
+}
+
 int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements) {
-  if (op == KC_ATTENTION_GRAD) return -1;
-  if (args) *elements = args[0] * args[1] * args[2] * args[4]; /* B T H D */
+  if (op == KC_ATTENTION_GRAD) { /* dq, dk, dv: bufs 9 to 11, at args[15 ..], rows args[18 ..] apart */
+    int64_t w[3] = {args[2] * args[4], args[3] * args[4], args[3] * args[4]}, rs = args[18];
+    if (args[19] != rs || args[20] != rs || !tiles(args + 15, w, rs)) return -1;
+    *elements = args[0] * args[1] * rs;
+    return 9;
+  }
+  *elements = args[0] * args[1] * args[2] * args[4]; /* y: B T H D */
   return op == KC_ATTENTION ? 6 : 2;
+}
+
+void cuda_call_mirror_args(KCallOp op, const int64_t *args, CuPtr mirror, CudaAttnArgs *a) {
+  if (op != KC_ATTENTION_GRAD) {
+    a->yh = mirror;
+    return;
+  }
+  a->dqh = mirror + 2 * (uint64_t)args[15];
+  a->dkh = mirror + 2 * (uint64_t)args[16];
+  a->dvh = mirror + 2 * (uint64_t)args[17];
 }
 
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out) {
@@ -223,11 +250,14 @@ void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float sc
     }
     out->y = bufs[6];
     out->lse = bufs[7];
-    if (op == KC_ATTENTION_GRAD) {
+    if (op == KC_ATTENTION_GRAD) { /* dq, dk and dv from their first elements, in rows dq_rs .. apart */
+      CuPtr *grad[3] = {&out->dq, &out->dk, &out->dv};
+      int64_t *grs[3] = {&out->dqrs, &out->dkrs, &out->dvrs};
       out->dy = bufs[8];
-      out->dq = bufs[9];
-      out->dk = bufs[10];
-      out->dv = bufs[11];
+      for (int k = 0; k < 3; k++) {
+        *grad[k] = bufs[9 + k] + 4 * (uint64_t)args[15 + k];
+        *grs[k] = args[18 + k];
+      }
       out->delta = bufs[12];
     }
   }

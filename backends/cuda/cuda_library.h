@@ -83,11 +83,12 @@ void cuda_optim_free(CudaOptim *o, CudaDevice *d);
  * device addresses, the same layout on a 64-bit host and device. */
 typedef struct {
   CuPtr q, k, v, dy, y, dq, dk, dv, lse, delta; /* attention_cached: k, v are the cache's planes */
-  CuPtr yh; /* y's bf16 mirror: cuda_exec sets it */
+  CuPtr yh, dqh, dkh, dvh; /* bf16 mirrors of y, or of dq, dk, dv: cuda_call_mirror_args sets them */
   int64_t B, T, H, Hkv;
   int64_t L, pos; /* attention_cached: the cache's positions, the first query row's */
   CuPtr qbias, kbias, vbias; /* added to q, k, v as they load, or 0 */
   int64_t qrs, krs, vrs;     /* row strides of q, k, v */
+  int64_t dqrs, dkrs, dvrs;  /* of dq, dk, dv */
   float scale;
 } CudaAttnArgs;
 
@@ -110,9 +111,14 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
 /* The argument struct of a call: its buffers' addresses, its scalars. */
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out);
 
-/* The buffer of a call that its kernels can store with a bf16 mirror (the
- * forward's y, every element of it), and, given the argument values, its
- * elements; -1 if none. */
+/* The buffer of a call that its kernels can store with a bf16 mirror, for
+ * its argument values (those not known: 0), and its elements from element
+ * 0; -1 if none. The forward's y, every element of it; the gradient's dq,
+ * dk and dv when they are one buffer whose rows their columns tile (the
+ * gradient of a product that q, k and v were sliced from). */
 int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements);
+/* Points the struct's mirrors (yh, or dqh, dkh, dvh) into the mirror of
+ * cuda_call_mirror's buffer, which starts at `mirror`. */
+void cuda_call_mirror_args(KCallOp op, const int64_t *args, CuPtr mirror, CudaAttnArgs *a);
 
 #endif

@@ -610,10 +610,16 @@ static void library_call(CR *c, uint32_t stmt) {
   int n = cuda_call_kernels(call->op, dx->i, fn, threads);
   CudaLaunch l = {.entry = c->entry, .stmt = stmt, .mode = CM_CALL, .arg0 = (uint32_t)c->out->args.n, .n_args = (uint32_t)n,
                   .m0 = (uint32_t)c->out->mirrors.n};
-  int mb = cuda_call_mirror(call->op, NULL, NULL);
+  int64_t known[KCALL_MAX_ARGS] = {0}, elements; /* the arguments' constants (the mirror's layout is one) */
+  for (int k = 0; k < ci->n_arg; k++) {
+    const KExpr *x = &c->p->exprs.a[call->arg[k]];
+    if (x->op == KE_ICONST) known[k] = x->i;
+  }
+  int mb = cuda_call_mirror(call->op, known, &elements);
+  if (call->op == KC_ATTENTION_GRAD && (call->buf[9] != call->buf[10] || call->buf[10] != call->buf[11])) mb = -1;
   const KBuf *y = mb < 0 ? NULL : &c->e->bufs.a[call->buf[mb]];
   if (y && y->kind == KB_ARENA && y->elem == K_F32 && c->a.operand[call->buf[mb]]) { /* its kernels know the rows */
-    vec_push(&c->out->mirrors, ((CudaMirror){call->buf[mb], UINT32_MAX, 0, 0, 0})); /* y in fp32 too */
+    vec_push(&c->out->mirrors, ((CudaMirror){call->buf[mb], UINT32_MAX, 0, 0, 0})); /* in fp32 too */
     l.n_m = 1;
   }
   for (int i = 0; i < n; i++) {

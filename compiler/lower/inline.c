@@ -7,7 +7,9 @@
  *    adding its result into the sum's buffer (at_row; the result is
  *    never stored);
  *  - q, k and v sliced from a product's output, by the attention kernels
- *    that read them, from the product's buffer and bias (a view).
+ *    that read them, from the product's buffer and bias (a view); and
+ *    their gradients by the attention gradient's kernels, in their
+ *    columns of the product's gradient.
  * A value computed elsewhere needs no buffer of its own, or no loop of its
  * own; what it reads lives until it is computed (plan.c). */
 #include <stdlib.h>
@@ -49,6 +51,62 @@ static void inline_into_slices(Lower *l) {
   }
   free(slices);
   free(columns);
+}
+
+/* The slice_grad node that takes v as its `into`, when that is v's only use; IR_NONE otherwise. */
+static uint32_t next_slice_grad(Lower *l, uint32_t v) {
+  if (l->uses[v] != 1) return IR_NONE;
+  const IrRegion *r = &l->g->regions.a[l->g->values.a[v].region];
+  for (size_t i = 0; i < r->nodes.n; i++) {
+    const IrNode *n = ir_node(l->g, r->nodes.a[i]);
+    if (n->op == IR_SLICE_GRAD && ir_in(l->g, n, 0) == v) return r->nodes.a[i];
+  }
+  return IR_NONE;
+}
+
+/* Whether v, zeros from a fill, starts a chain of slice gradients (each
+ * result the next one's `into` and used by nothing else) along one static
+ * axis whose slices cover it exactly once: then every element gets one
+ * slice and none keeps the fill, so the fill is left out and each slice is
+ * copied in rather than added (the gradient of a product's output split
+ * into q, k and v). */
+int covering_chain(Lower *l, uint32_t v) {
+  uint32_t def = l->g->values.a[v].def;
+  if (def == IR_NONE || ir_node(l->g, def)->op != IR_FILL || ir_node(l->g, def)->attr[0].f != 0) return 0;
+  const IrShape *s = L_shape(l, v);
+  int64_t axis = -1, D = 0, covered = 0;
+  unsigned char *hit = NULL;
+  int ok = 1;
+  uint32_t id;
+  for (uint32_t at = v; ok && (id = next_slice_grad(l, at)) != IR_NONE; at = ir_node(l->g, id)->out) {
+    const IrNode *n = ir_node(l->g, id);
+    if (axis < 0) {
+      axis = n->attr[0].i;
+      D = axis < s->rank ? s->dim[axis] : -1;
+      if (D <= 0) break; /* symbolic: no proof */
+      hit = pc_xcalloc((size_t)D, 1);
+    }
+    int64_t start = n->attr[1].i, size = n->attr[2].i;
+    ok = n->attr[0].i == axis && start >= 0 && size >= 0 && start + size <= D;
+    for (int64_t d = start; ok && d < start + size; d++) ok = !hit[d]++;
+    covered += ok ? size : 0;
+  }
+  free(hit);
+  return ok && D > 0 && covered == D;
+}
+
+/* The value that the chain of slice gradients through n starts from: n's
+ * `into`, back through slice gradients that only the next one reads. */
+static uint32_t chain_head(Lower *l, const IrNode *n) {
+  uint32_t v = ir_in(l->g, n, 0), def;
+  while ((def = l->g->values.a[v].def) != IR_NONE && ir_node(l->g, def)->op == IR_SLICE_GRAD && l->uses[v] == 1)
+    v = ir_in(l->g, ir_node(l->g, def), 0);
+  return v;
+}
+
+int on_covering_chain(Lower *l, const IrNode *n) {
+  uint32_t v = chain_head(l, n);
+  return l->uses[v] == 1 && covering_chain(l, v);
 }
 
 int view_parts(Lower *l, uint32_t w, uint32_t *whole, uint32_t *bias) {
@@ -107,6 +165,39 @@ static void slices_as_views(Lower *l) {
     }
   free(reads);
   free(viewed);
+}
+
+/* The slice gradient in v's region that adds v in as its piece, or NULL. */
+static const IrNode *slice_grad_of(Lower *l, uint32_t v) {
+  const IrRegion *r = &l->g->regions.a[l->g->values.a[v].region];
+  for (size_t i = 0; i < r->nodes.n; i++) {
+    const IrNode *n = ir_node(l->g, r->nodes.a[i]);
+    if (n->op == IR_SLICE_GRAD && ir_in(l->g, n, 1) == v) return n;
+  }
+  return NULL;
+}
+
+/* Attention gradients whose dq, dk and dv are each copied, along the last
+ * axis, into their columns of one covering chain of slice gradients (the
+ * gradient of q, k and v sliced from one product): the kernels write them
+ * there, in rows of the chain's width, and nothing copies them (the slice
+ * gradients and the chain's fill make no statements; the plan gives the
+ * chain one buffer from the attention gradient on). */
+static void gradients_in_place(Lower *l) {
+  const IrGraph *g = l->g;
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->op != IR_ATTENTION_GRAD || !attention_kernel_input(l, n, 0)) continue;
+    uint32_t head = IR_NONE;
+    int ok = 1;
+    for (uint32_t k = 0; k < 3 && ok; k++) {
+      const IrNode *sg = l->uses[n->out + k] == 1 ? slice_grad_of(l, n->out + k) : NULL;
+      ok = sg && sg->attr[0].i == ir_type(g, sg->out)->shape.rank - 1 && on_covering_chain(l, sg) &&
+           (k == 0 || chain_head(l, sg) == head);
+      if (ok) head = chain_head(l, sg);
+    }
+    for (uint32_t k = 0; k < 3 && ok; k++) l->inlined[n->out + k] = 1;
+  }
 }
 
 void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
@@ -296,6 +387,7 @@ void plan_inline(Lower *l) {
   const IrGraph *g = l->g;
   inline_into_slices(l);
   slices_as_views(l);
+  gradients_in_place(l);
   for (size_t i = 0; i < g->nodes.n; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
     if (!elementwise_op(n->op)) continue;

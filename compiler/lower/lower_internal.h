@@ -18,8 +18,9 @@ typedef struct Lower {
   uint32_t *buf;           /* per graph value: its buffer, or IR_NONE */
   uint32_t *var;           /* per graph value: its variable (loop indices), or IR_NONE */
   unsigned char *inlined;  /* per graph value: not stored; computed inside its consumer's loop (elementwise),
-                              added by its own op into its only consumer, a sum (summed_into), or read in
-                              place by attention kernels (a slice: slices_as_views) */
+                              added by its own op into its only consumer, a sum (summed_into), read in
+                              place by attention kernels (a slice: slices_as_views), or written by them
+                              into the columns of the slice gradient that adds it in (gradients_in_place) */
   uint32_t *at_row;        /* per graph value: the node next to it that computes it: in its row loop (a norm
                               or elementwise op right after the group, a norm gradient right before it), or
                               by adding its own result into it (a sum right after the op), or IR_NONE */
@@ -53,6 +54,11 @@ uint32_t summed_into(Lower *l, uint32_t v, uint32_t *other);
  * that its op adds it into (*accumulate = 1), which this makes hold the
  * sum's other operand first (a copy, unless the plan put the sum there). */
 uint32_t L_result_buffer(Lower *l, const IrNode *n, uint32_t k, int *accumulate);
+/* Whether v, zeros from a fill, starts a chain of slice gradients that
+ * covers its axis exactly once (each slice copied in, no fill); whether
+ * slice gradient n is on such a chain. */
+int covering_chain(Lower *l, uint32_t v);
+int on_covering_chain(Lower *l, const IrNode *n);
 /* A view's whole (slices_as_views): the stored value w, or, for a bias add
  * computed in its slices, the product it adds to (*whole) and its bias
  * (*bias, else IR_NONE); 0 when w is neither. */

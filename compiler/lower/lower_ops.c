@@ -62,58 +62,6 @@ static int64_t column_sum_scratch(Lower *l, int64_t GW, int64_t W, int n_sums) {
   return n_sums * (GW / l->s->colsum_rows + W);
 }
 
-/* ---- gradients of slices ------------------------------------------------------------ */
-
-/* The slice_grad node that takes v as its `into`, when that is v's only use; IR_NONE otherwise. */
-static uint32_t next_slice_grad(Lower *l, uint32_t v) {
-  if (l->uses[v] != 1) return IR_NONE;
-  const IrRegion *r = &l->g->regions.a[l->g->values.a[v].region];
-  for (size_t i = 0; i < r->nodes.n; i++) {
-    const IrNode *n = ir_node(l->g, r->nodes.a[i]);
-    if (n->op == IR_SLICE_GRAD && ir_in(l->g, n, 0) == v) return r->nodes.a[i];
-  }
-  return IR_NONE;
-}
-
-/* Whether v, zeros from a fill, starts a chain of slice gradients (each
- * result the next one's `into` and used by nothing else) along one static
- * axis whose slices cover it exactly once: then every element gets one
- * slice and none keeps the fill, so the fill is left out and each slice is
- * copied in rather than added (the gradient of a product's output split
- * into q, k and v). */
-static int covering_chain(Lower *l, uint32_t v) {
-  uint32_t def = l->g->values.a[v].def;
-  if (def == IR_NONE || ir_node(l->g, def)->op != IR_FILL || ir_node(l->g, def)->attr[0].f != 0) return 0;
-  const IrShape *s = L_shape(l, v);
-  int64_t axis = -1, D = 0, covered = 0;
-  unsigned char *hit = NULL;
-  int ok = 1;
-  uint32_t id;
-  for (uint32_t at = v; ok && (id = next_slice_grad(l, at)) != IR_NONE; at = ir_node(l->g, id)->out) {
-    const IrNode *n = ir_node(l->g, id);
-    if (axis < 0) {
-      axis = n->attr[0].i;
-      D = axis < s->rank ? s->dim[axis] : -1;
-      if (D <= 0) break; /* symbolic: no proof */
-      hit = pc_xcalloc((size_t)D, 1);
-    }
-    int64_t start = n->attr[1].i, size = n->attr[2].i;
-    ok = n->attr[0].i == axis && start >= 0 && size >= 0 && start + size <= D;
-    for (int64_t d = start; ok && d < start + size; d++) ok = !hit[d]++;
-    covered += ok ? size : 0;
-  }
-  free(hit);
-  return ok && D > 0 && covered == D;
-}
-
-/* The chain of slice gradients that n is on starts from a fill that covering_chain accepts. */
-static int on_covering_chain(Lower *l, const IrNode *n) {
-  uint32_t v = ir_in(l->g, n, 0), def;
-  while ((def = l->g->values.a[v].def) != IR_NONE && ir_node(l->g, def)->op == IR_SLICE_GRAD && l->uses[v] == 1)
-    v = ir_in(l->g, ir_node(l->g, def), 0);
-  return l->uses[v] == 1 && covering_chain(l, v);
-}
-
 /* Whether v only starts a loop's stack that every iteration sets at its
  * own index and nothing else in the body touches (autodiff's stacks of a
  * loop's activations): every slot is written before the loop ends, and
@@ -505,6 +453,7 @@ static uint32_t slice_rows_joined(Lower *l, int grad, uint32_t whole, int axis, 
  * inner = 1) computes its columns instead of copying them. */
 static int lo_slice(Lower *l, const IrNode *n, PcError *err) {
   int grad = n->op == IR_SLICE_GRAD;
+  if (grad && l->inlined[IN(1)]) return 0; /* the attention gradient's kernels wrote it in (gradients_in_place) */
   const IrShape *x = L_shape(l, IN(0));
   int axis = (int)n->attr[0].i;
   uint32_t outer = L_i(l, 1), inner = L_i(l, 1);
@@ -762,6 +711,26 @@ static void attention_input(Lower *l, const IrNode *n, uint32_t k, KCall *c) {
   c->arg[12 + k] = L_i(l, bias != IR_NONE ? (int64_t)start : -1);
 }
 
+/* Output k (dq, dk or dv) of attention gradient n as its call writes it:
+ * buffer, first element and row stride; into the columns of the slice
+ * gradient that adds it in, where the lowering left it to the kernels
+ * (gradients_in_place). */
+static void attention_output(Lower *l, const IrNode *n, uint32_t k, KCall *c) {
+  uint32_t v = OUT(k), start = 0, rs = L_last(l, L_shape(l, v));
+  if (l->inlined[v]) {
+    const IrRegion *r = &l->g->regions.a[l->g->values.a[v].region];
+    for (size_t i = 0; i < r->nodes.n; i++) {
+      const IrNode *sg = ir_node(l->g, r->nodes.a[i]);
+      if (sg->op != IR_SLICE_GRAD || ir_in(l->g, sg, 1) != v) continue;
+      c->buf[9 + k] = l->buf[sg->out];
+      start = (uint32_t)sg->attr[1].i;
+      rs = L_last(l, L_shape(l, sg->out));
+    }
+  }
+  c->arg[15 + k] = L_i(l, start);
+  c->arg[18 + k] = rs;
+}
+
 /* attention and its gradient as one call of the backend's kernels, where
  * the schedule asks for them (head dims up to 128, what the CUDA library
  * has); returns 0 when it made none. attention_cached has its own. */
@@ -775,7 +744,10 @@ static int attention_call(Lower *l, const IrNode *n, const Heads *hd) {
   for (uint32_t k = 0; k < 3; k++) attention_input(l, n, k, &c);
   for (int k = 3; k < n_in; k++) c.buf[3 + k] = l->buf[IN(k)]; /* after the three biases */
   for (int k = 0; k < n_out; k++) c.buf[3 + n_in + k] = l->buf[OUT(k)];
-  if (n->op == IR_ATTENTION_GRAD) c.buf[12] = L_scratch(l, n, 0); /* delta */
+  if (n->op == IR_ATTENTION_GRAD) {
+    c.buf[12] = L_scratch(l, n, 0); /* delta */
+    for (uint32_t k = 0; k < 3; k++) attention_output(l, n, k, &c);
+  }
   ks_call(l->p, l->block, &c);
   return 1;
 }

@@ -124,6 +124,13 @@ static int read_along(const Lower *l, uint32_t v, uint32_t o) {
   return 0;
 }
 
+/* Whether v is an attention gradient's result that its kernels write into
+ * the slice gradient that reads it (gradients_in_place). */
+static int written_in_place(const Lower *l, uint32_t v) {
+  uint32_t d = l->g->values.a[v].def;
+  return l->inlined[v] && d != IR_NONE && ir_node(l->g, d)->op == IR_ATTENTION_GRAD;
+}
+
 /* ---- the plan ------------------------------------------------------------------ */
 
 static uint64_t value_bytes(Lower *l, uint32_t v) {
@@ -252,7 +259,7 @@ int plan_memory(Lower *l, PcError *err) {
     if (n->n_out == 1 && l->inlined[n->out]) continue;
     VecU32 leaves = {0};
     for (uint32_t k = 0; k < n->n_in; k++)
-      if (l->inlined[ir_in(g, n, k)]) group_leaves(l, ir_in(g, n, k), &leaves);
+      if (l->inlined[ir_in(g, n, k)] && !written_in_place(l, ir_in(g, n, k))) group_leaves(l, ir_in(g, n, k), &leaves);
     uint32_t user = computed_at(l, n);
     int32_t at = pl.node_pos[user];
     for (size_t k = 0; k < leaves.n; k++)
@@ -276,9 +283,15 @@ int plan_memory(Lower *l, PcError *err) {
   memcpy(pl.own_end, pl.end, sizeof(int32_t) * nv);
   mark_chains(&pl);
 
-  /* aliases: stacks in place, carried values */
+  /* aliases: stacks in place, carried values, chains of slice gradients
+   * that an attention gradient wrote into (from its node on) */
   for (size_t i = 0; i < nn; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->op == IR_SLICE_GRAD && written_in_place(l, ir_in(g, n, 1))) {
+      int32_t at = pl.node_pos[g->values.a[ir_in(g, n, 1)].def];
+      if (at < pl.start[n->out]) pl.start[n->out] = at;
+      unite(&pl, ir_in(g, n, 0), n->out);
+    }
     if (n->op == IR_STACK_SET && pl.kind[find(&pl, ir_in(g, n, 0))] == KB_ARENA) unite(&pl, ir_in(g, n, 0), n->out);
     if (n->op == IR_LOOP) {
       const IrRegion *body = &g->regions.a[n->body];

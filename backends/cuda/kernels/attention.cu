@@ -14,8 +14,9 @@
  * the gradient), and dy . y, the gradient's first kernel (pc_attn_delta).
  * q, k and v may be views (KCall attention): rows qrs, krs, vrs apart (the
  * whole width of a product they were sliced from), with a bias added as
- * they load (qbias, kbias, vbias, or none); y, dy and the gradients are
- * always [B, T, H x D] or [B, T, Hkv x D].
+ * they load (qbias, kbias, vbias, or none); dq, dk and dv too (dqrs,
+ * dkrs, dvrs: their columns of that product's gradient); y and dy are
+ * always [B, T, H x D].
  * Scores use q pre-multiplied by the scale in every kernel, so the
  * backward recomputes exactly the forward's probabilities. Every thread
  * writes whole rows of its own: no atomics, the same bits on every run.
@@ -25,11 +26,12 @@
 struct PcAttn {
   const float *q, *k, *v, *dy; /* pc_attn_cached: k, v are the cache's planes, [B, L, Hkv x D] */
   float *y, *dq, *dk, *dv, *lse, *delta;
-  unsigned short *yh; /* y's bf16 mirror (cuda_mirror.c), or none */
+  unsigned short *yh, *dqh, *dkh, *dvh; /* bf16 mirrors (cuda_mirror.c) of y, or of dq, dk, dv, or none */
   i64 B, T, H, Hkv;
   i64 L, pos; /* pc_attn_cached: the cache's positions, the first query row's */
   const float *qbias, *kbias, *vbias; /* added to q, k, v as they load, or none */
   i64 qrs, krs, vrs;                  /* row strides of q, k, v */
+  i64 dqrs, dkrs, dvrs;               /* of dq, dk, dv */
   float scale;
 };
 
@@ -42,11 +44,13 @@ static __device__ __forceinline__ float pc_attn_ld(const float *x, const float *
 /* the head's columns of a bias: from column `col` on, or none */
 static __device__ __forceinline__ const float *pc_attn_bias(const float *bias, i64 col) { return bias ? bias + col : nullptr; }
 
-/* y[at] = v, and its mirror's too */
-static __device__ __forceinline__ void pc_attn_store_y(const PcAttn &a, i64 at, float v) {
-  a.y[at] = v;
-  if (a.yh) a.yh[at] = pc_bf16(v);
+/* x[at] = v, and its mirror's too */
+static __device__ __forceinline__ void pc_attn_store(float *x, unsigned short *xh, i64 at, float v) {
+  x[at] = v;
+  if (xh) xh[at] = pc_bf16(v);
 }
+
+static __device__ __forceinline__ void pc_attn_store_y(const PcAttn &a, i64 at, float v) { pc_attn_store(a.y, a.yh, at, v); }
 
 /* Block shape by head dim, sized so that registers (two rows of D) and
  * static shared memory (under 48 KiB) fit up to D = 128. */
@@ -171,7 +175,7 @@ template <int D> static __device__ void pc_attn_dq(const PcAttn &a) {
     }
   }
   if (live)
-    for (int d = 0; d < D; d++) a.dq[row + d] = dq[d];
+    for (int d = 0; d < D; d++) pc_attn_store(a.dq, a.dqh, (b * a.T + i) * a.dqrs + h * D + d, dq[d]);
 }
 
 /* dk_j = scale sum_i ds_ij q_i, dv_j = sum_i p_ij dy_i over i >= j and every
@@ -181,8 +185,8 @@ template <int D> static __device__ void pc_attn_dkv(const PcAttn &a) {
   const int R = PcAttnShape<D>::ROWS, Q = PcAttnShape<D>::QROWS;
   __shared__ float kr[R][D + 1], vr[R][D + 1], qs[Q][D], dys[Q][D], ls[Q], dl[Q];
   const i64 nb = (a.T + R - 1) / R, bg = blockIdx.x / nb, kb = (i64)blockIdx.x % nb; /* most queries first */
-  const i64 b = bg / a.Hkv, hk = bg % a.Hkv, group = a.H / a.Hkv, Cq = a.H * D, Ckv = a.Hkv * D;
-  const i64 j = kb * R + threadIdx.x, krow = (b * a.T + j) * Ckv + hk * D;
+  const i64 b = bg / a.Hkv, hk = bg % a.Hkv, group = a.H / a.Hkv, Cq = a.H * D;
+  const i64 j = kb * R + threadIdx.x;
   const bool live = j < a.T;
   const int t = threadIdx.x;
   const float *kbias = pc_attn_bias(a.kbias, hk * D), *vbias = pc_attn_bias(a.vbias, hk * D);
@@ -227,8 +231,8 @@ template <int D> static __device__ void pc_attn_dkv(const PcAttn &a) {
   }
   if (live)
     for (int d = 0; d < D; d++) {
-      a.dk[krow + d] = dk[d];
-      a.dv[krow + d] = dv[d];
+      pc_attn_store(a.dk, a.dkh, (b * a.T + j) * a.dkrs + hk * D + d, dk[d]);
+      pc_attn_store(a.dv, a.dvh, (b * a.T + j) * a.dvrs + hk * D + d, dv[d]);
     }
 }
 
@@ -525,11 +529,11 @@ template <int D> static __device__ void pc_attn_dq_tc(const PcAttn &a) {
     }
   }
   for (int r = 0; r < 2; r++) {
-    const i64 i = rows[r], row = (b * a.T + i) * Cq + h * D + 2 * t;
+    const i64 i = rows[r], row = (b * a.T + i) * a.dqrs + h * D + 2 * t;
     if (i >= a.T) continue;
     for (int nd = 0; nd < D / 8; nd++) {
-      a.dq[row + nd * 8] = dq[nd][2 * r] * a.scale;
-      a.dq[row + nd * 8 + 1] = dq[nd][2 * r + 1] * a.scale;
+      pc_attn_store(a.dq, a.dqh, row + nd * 8, dq[nd][2 * r] * a.scale);
+      pc_attn_store(a.dq, a.dqh, row + nd * 8 + 1, dq[nd][2 * r + 1] * a.scale);
     }
   }
 }
@@ -550,7 +554,7 @@ template <int D> static __device__ void pc_attn_dkv_tc(const PcAttn &a) {
   __shared__ unsigned qs[Q][RW], dys[Q][RW], qt[D][TW], dyt[D][TW]; /* qs[i][c]: q[i][2c, 2c+1]; qt[d][c]: q[2c, 2c+1][d] */
   __shared__ float ls[Q], dl[Q];
   const i64 nb = (a.T + R - 1) / R, bg = blockIdx.x / nb, kb = (i64)blockIdx.x % nb; /* most queries first */
-  const i64 b = bg / a.Hkv, hk = bg % a.Hkv, group = a.H / a.Hkv, Cq = a.H * D, Ckv = a.Hkv * D;
+  const i64 b = bg / a.Hkv, hk = bg % a.Hkv, group = a.H / a.Hkv, Cq = a.H * D;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const i64 first = kb * R + (threadIdx.x >> 5) * 16, rows[2] = {first + g, first + g + 8}; /* key rows */
   const float sc = a.scale * 1.4426950408889634f; /* log2(e) */
@@ -632,13 +636,13 @@ template <int D> static __device__ void pc_attn_dkv_tc(const PcAttn &a) {
     }
   }
   for (int r = 0; r < 2; r++) {
-    const i64 j = rows[r], row = (b * a.T + j) * Ckv + hk * D + 2 * t;
+    const i64 j = rows[r], krow = (b * a.T + j) * a.dkrs + hk * D + 2 * t, vrow = (b * a.T + j) * a.dvrs + hk * D + 2 * t;
     if (j >= a.T) continue;
     for (int nd = 0; nd < D / 8; nd++) {
-      a.dk[row + nd * 8] = dk[nd][2 * r] * 0.6931471805599453f; /* ln 2: Q carried log2 e */
-      a.dk[row + nd * 8 + 1] = dk[nd][2 * r + 1] * 0.6931471805599453f;
-      a.dv[row + nd * 8] = dv[nd][2 * r];
-      a.dv[row + nd * 8 + 1] = dv[nd][2 * r + 1];
+      pc_attn_store(a.dk, a.dkh, krow + nd * 8, dk[nd][2 * r] * 0.6931471805599453f); /* ln 2: Q carried log2 e */
+      pc_attn_store(a.dk, a.dkh, krow + nd * 8 + 1, dk[nd][2 * r + 1] * 0.6931471805599453f);
+      pc_attn_store(a.dv, a.dvh, vrow + nd * 8, dv[nd][2 * r]);
+      pc_attn_store(a.dv, a.dvh, vrow + nd * 8 + 1, dv[nd][2 * r + 1]);
     }
   }
 }
