@@ -395,22 +395,25 @@ static void check_norm_operand_lives(void) {
  * first column, adding the bias from the same column. When something else
  * reads one of them too, all three are stored (one loop slices them), and
  * read as buffers of their own: the product does not outlive them. */
+/* q, k and v sliced from a biased product of 24 columns, and their
+ * attention (graph text to go on, then "}") */
+static const char attention_graph[] = "graph views [B, T] {\n"
+                                      "  %w = param() {init=\"normal\", std=0.02} : f32[24,8]\n"
+                                      "  %g = param() {init=\"zeros\", std=0.0} : f32[24]\n"
+                                      "  %x = input() : f32[B,T,8]\n"
+                                      "  %0 = linear(%x, %w) : f32[B,T,24]\n"
+                                      "  %1 = add(%0, %g) : f32[B,T,24]\n"
+                                      "  %2 = slice(%1) {axis=2, start=0, size=8} : f32[B,T,8]\n"
+                                      "  %3 = slice(%1) {axis=2, start=8, size=8} : f32[B,T,8]\n"
+                                      "  %4 = slice(%1) {axis=2, start=16, size=8} : f32[B,T,8]\n"
+                                      "  %5, %6 = attention(%2, %3, %4) {n_head=2, n_kv_head=2} : f32[B,T,8], f32[B,2,T]\n";
+
 static void check_attention_views(void) {
-  static const char *graph = "graph views [B, T] {\n"
-                             "  %w = param() {init=\"normal\", std=0.02} : f32[24,8]\n"
-                             "  %g = param() {init=\"zeros\", std=0.0} : f32[24]\n"
-                             "  %x = input() : f32[B,T,8]\n"
-                             "  %0 = linear(%x, %w) : f32[B,T,24]\n"
-                             "  %1 = add(%0, %g) : f32[B,T,24]\n"
-                             "  %2 = slice(%1) {axis=2, start=0, size=8} : f32[B,T,8]\n"
-                             "  %3 = slice(%1) {axis=2, start=8, size=8} : f32[B,T,8]\n"
-                             "  %4 = slice(%1) {axis=2, start=16, size=8} : f32[B,T,8]\n"
-                             "  %5, %6 = attention(%2, %3, %4) {n_head=2, n_kv_head=2} : f32[B,T,8], f32[B,2,T]\n"
-                             "  output(%5) {name=\"y\"}\n";
   KSchedule s = kschedule_cuda();
   for (int q_read = 0; q_read < 2; q_read++) {
     char text[1024];
-    snprintf(text, sizeof text, "%s%s}\n", graph, q_read ? "  output(%2) {name=\"q\"}\n" : "");
+    snprintf(text, sizeof text, "%s  output(%%5) {name=\"y\"}\n%s}\n", attention_graph,
+             q_read ? "  output(%2) {name=\"q\"}\n" : "");
     KProgram *p = lower_text_with(text, &s);
     if (!p) return;
     int copies, loops = count_loops(p, &copies);
@@ -440,26 +443,18 @@ static void check_attention_views(void) {
  * too, dq, dk and dv are buffers of their own and one loop copies them in
  * (a fourth copy: dk to its output). */
 static void check_attention_gradients_in_place(void) {
-  static const char *graph = "graph grads [B, T] {\n"
-                             "  %w = param() {init=\"normal\", std=0.02} : f32[24,8]\n"
-                             "  %x = input() : f32[B,T,8]\n"
-                             "  %dy = input() : f32[B,T,8]\n"
-                             "  %0 = linear(%x, %w) : f32[B,T,24]\n"
-                             "  %2 = slice(%0) {axis=2, start=0, size=8} : f32[B,T,8]\n"
-                             "  %3 = slice(%0) {axis=2, start=8, size=8} : f32[B,T,8]\n"
-                             "  %4 = slice(%0) {axis=2, start=16, size=8} : f32[B,T,8]\n"
-                             "  %5, %6 = attention(%2, %3, %4) {n_head=2, n_kv_head=2} : f32[B,T,8], f32[B,2,T]\n"
-                             "  %7, %8, %9 = attention_grad(%2, %3, %4, %5, %6, %dy) {n_head=2, n_kv_head=2} : "
-                             "f32[B,T,8], f32[B,T,8], f32[B,T,8]\n"
-                             "  %10 = fill() {value=0.0} : f32[B,T,24]\n"
-                             "  %11 = slice_grad(%10, %9) {axis=2, start=16, size=8} : f32[B,T,24]\n"
-                             "  %12 = slice_grad(%11, %8) {axis=2, start=8, size=8} : f32[B,T,24]\n"
-                             "  %13 = slice_grad(%12, %7) {axis=2, start=0, size=8} : f32[B,T,24]\n"
-                             "  output(%13) {name=\"dqkv\"}\n";
+  static const char *grad = "  %dy = input() : f32[B,T,8]\n"
+                            "  %7, %8, %9 = attention_grad(%2, %3, %4, %5, %6, %dy) {n_head=2, n_kv_head=2} : "
+                            "f32[B,T,8], f32[B,T,8], f32[B,T,8]\n"
+                            "  %10 = fill() {value=0.0} : f32[B,T,24]\n"
+                            "  %11 = slice_grad(%10, %9) {axis=2, start=16, size=8} : f32[B,T,24]\n"
+                            "  %12 = slice_grad(%11, %8) {axis=2, start=8, size=8} : f32[B,T,24]\n"
+                            "  %13 = slice_grad(%12, %7) {axis=2, start=0, size=8} : f32[B,T,24]\n"
+                            "  output(%13) {name=\"dqkv\"}\n";
   KSchedule s = kschedule_cuda();
   for (int dk_read = 0; dk_read < 2; dk_read++) {
     char text[2048];
-    snprintf(text, sizeof text, "%s%s}\n", graph, dk_read ? "  output(%8) {name=\"dk\"}\n" : "");
+    snprintf(text, sizeof text, "%s%s%s}\n", attention_graph, grad, dk_read ? "  output(%8) {name=\"dk\"}\n" : "");
     KProgram *p = lower_text_with(text, &s);
     if (!p) return;
     int copies, fills = 0, loops = count_loops(p, &copies);
