@@ -15,8 +15,9 @@ const KOpInfo *kop_info(KOp op) { return &kop_table[op]; }
 
 /* causal attention of queries [B, T, H x D] over keys and values [B, T, Hkv x D]
  * (query head h reads kv head h / (H / Hkv)); lse and delta: [B, H, T] row
- * statistics the gradient keeps between its kernels. q, k and v are read
- * from element x_at of their buffers with rows x_rs apart (a view of a
+ * statistics the gradient keeps between its kernels. q, k and v (q of
+ * attention_cached) are read from element x_at of their buffers with rows
+ * x_rs apart (a view of a
  * wider product's output: q, k and v of one), plus the bias buffer's
  * elements from x_bias_at on as they load (x_bias_at < 0: no bias; the
  * bias buffer is then any buffer, unread). attention_grad writes dq, dk
@@ -25,16 +26,16 @@ const KOpInfo *kop_info(KOp op) { return &kop_table[op]; }
  * from). attention_cached: the T query
  * rows at positions pos .. over the KV cache's keys and values, plane
  * `slot` of cache ([slots, 2, B, L, Hkv x D]: keys, then values) */
-#define VIEW_ARGS "q_at", "k_at", "v_at", "q_rs", "k_rs", "v_rs", "q_bias_at", "k_bias_at", "v_bias_at"
+#define VIEW_ARGS "q_at", "q_rs", "q_bias_at", "k_at", "k_rs", "k_bias_at", "v_at", "v_rs", "v_bias_at"
 static const KCallInfo kcall_table[KC_NUM] = {
     [KC_ATTENTION] = {"attention", 6, 8, 15, {"q", "k", "v", "q_bias", "k_bias", "v_bias", "y", "lse"},
                       {"B", "T", "H", "Hkv", "D", "scale", VIEW_ARGS}},
     [KC_ATTENTION_GRAD] = {"attention_grad", 9, 13, 21,
                            {"q", "k", "v", "q_bias", "k_bias", "v_bias", "y", "lse", "dy", "dq", "dk", "dv", "delta"},
-                           {"B", "T", "H", "Hkv", "D", "scale", VIEW_ARGS, "dq_at", "dk_at", "dv_at", "dq_rs", "dk_rs",
+                           {"B", "T", "H", "Hkv", "D", "scale", VIEW_ARGS, "dq_at", "dq_rs", "dk_at", "dk_rs", "dv_at",
                             "dv_rs"}},
-    [KC_ATTENTION_CACHED] = {"attention_cached", 2, 3, 9, {"q", "cache", "y"},
-                             {"B", "T", "H", "Hkv", "D", "scale", "L", "slot", "pos"}},
+    [KC_ATTENTION_CACHED] = {"attention_cached", 3, 4, 12, {"q", "q_bias", "cache", "y"},
+                             {"B", "T", "H", "Hkv", "D", "scale", "q_at", "q_rs", "q_bias_at", "L", "slot", "pos"}},
 };
 #undef VIEW_ARGS
 

@@ -424,10 +424,10 @@ static void check_attention_views(void) {
       const KExpr *x = p->exprs.a;
       int64_t at[3] = {0, 8, 16};
       for (int k = 0; k < 3; k++) {
-        int view = c->buf[k] == c->buf[2] && e->bufs.a[c->buf[3 + k]].kind == KB_PARAM && x[c->arg[6 + k]].i == at[k] &&
-                   x[c->arg[9 + k]].i == 24 && x[c->arg[12 + k]].i == at[k];
-        int own = (k == 2 || c->buf[k] != c->buf[2]) && x[c->arg[6 + k]].i == 0 && x[c->arg[9 + k]].i == 8 &&
-                  x[c->arg[12 + k]].i == -1;
+        int view = c->buf[k] == c->buf[2] && e->bufs.a[c->buf[3 + k]].kind == KB_PARAM && x[c->arg[6 + 3 * k]].i == at[k] &&
+                   x[c->arg[7 + 3 * k]].i == 24 && x[c->arg[8 + 3 * k]].i == at[k];
+        int own = (k == 2 || c->buf[k] != c->buf[2]) && x[c->arg[6 + 3 * k]].i == 0 && x[c->arg[7 + 3 * k]].i == 8 &&
+                  x[c->arg[8 + 3 * k]].i == -1;
         CHECKF(q_read ? own : view, "q %s: input %d is %s", q_read ? "read" : "a view", k,
                q_read ? "not a buffer of its own" : "no view of the product");
       }
@@ -468,8 +468,8 @@ static void check_attention_gradients_in_place(void) {
       int64_t at[3] = {0, 8, 16};
       for (int k = 0; k < 3; k++) { /* in place: in the caller's buffer of output 0 */
         const KBuf *b = &e->bufs.a[c->buf[9 + k]];
-        int in_place = b->kind == KB_OUTPUT && b->index == 0 && x[c->arg[15 + k]].i == at[k] && x[c->arg[18 + k]].i == 24;
-        int own = x[c->arg[15 + k]].i == 0 && x[c->arg[18 + k]].i == 8;
+        int in_place = b->kind == KB_OUTPUT && b->index == 0 && x[c->arg[15 + 2 * k]].i == at[k] && x[c->arg[16 + 2 * k]].i == 24;
+        int own = x[c->arg[15 + 2 * k]].i == 0 && x[c->arg[16 + 2 * k]].i == 8;
         CHECKF(dk_read ? own : in_place, "dk %s: output %d is %s", dk_read ? "read" : "in place", k,
                dk_read ? "not a buffer of its own" : "not written into its columns");
       }

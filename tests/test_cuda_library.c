@@ -163,11 +163,11 @@ static void check_shape(CudaDevice *d, const Shape *s, int bf16, int view) {
   uint32_t args[KCALL_MAX_ARGS] = {kx_i(p, s->B), kx_i(p, s->T), kx_i(p, s->H), kx_i(p, s->Hkv), kx_i(p, s->D),
                                    kx_f(p, 1.0 / sqrt((double)s->D))};
   for (int k = 0; k < 3; k++) {
-    args[6 + k] = kx_i(p, w.at[k]);
-    args[9 + k] = kx_i(p, view ? w.W : width[k]);
-    args[12 + k] = kx_i(p, w.bias_at[k]);
-    args[15 + k] = kx_i(p, w.dat[k]);
-    args[18 + k] = kx_i(p, view ? w.W2 : width[k]);
+    args[6 + 3 * k] = kx_i(p, w.at[k]);
+    args[7 + 3 * k] = kx_i(p, view ? w.W : width[k]);
+    args[8 + 3 * k] = kx_i(p, w.bias_at[k]);
+    args[15 + 2 * k] = kx_i(p, w.dat[k]);
+    args[16 + 2 * k] = kx_i(p, view ? w.W2 : width[k]);
   }
   uint32_t in[3] = {Q, view ? Q : K, view ? Q : V}, bias[3] = {BIAS, view ? Q : K, BIAS};
   uint32_t out[3] = {DQ, view ? DQ : DK, view ? DQ : DV};
@@ -296,36 +296,44 @@ static void cached_reference(const Cached *s, const float *q, const float *cache
   free(p);
 }
 
-/* One attention_cached call, through the whole backend, against the reference (y in fp32, within 1e-5). */
-static void check_cached(CudaDevice *d, const Cached *s) {
-  int64_t nq = s->B * s->T * s->H * s->D, ncache = 2 * 2 * s->B * s->L * s->Hkv * s->D;
+/* One attention_cached call, through the whole backend, against the
+ * reference (y in fp32, within 1e-5). view: q read as a view, rows of
+ * Cq + 3 from column 1, plus a bias that follows the rows in the same buffer. */
+static void check_cached(CudaDevice *d, const Cached *s, int view) {
+  int64_t Cq = s->H * s->D, rows = s->B * s->T, nq = rows * Cq, ncache = 2 * 2 * s->B * s->L * s->Hkv * s->D;
+  int64_t W = view ? Cq + 3 : Cq, nin = view ? (rows + 1) * W : nq;
   KProgram *p = kir_new();
   KEntry *e = kir_entry(p, "decode");
-  uint32_t Q = kbuf(e, "q", K_F32, KB_INPUT, 0, 0, (uint64_t)nq), C = kbuf(e, "cache", K_F32, KB_INPUT, 1, 0, (uint64_t)ncache),
+  uint32_t Q = kbuf(e, "q", K_F32, KB_INPUT, 0, 0, (uint64_t)nin), C = kbuf(e, "cache", K_F32, KB_INPUT, 1, 0, (uint64_t)ncache),
            Y = kbuf(e, "y", K_F32, KB_OUTPUT, 0, 0, (uint64_t)nq);
-  KCall call = {.op = KC_ATTENTION_CACHED, .buf = {Q, C, Y},
+  KCall call = {.op = KC_ATTENTION_CACHED, .buf = {Q, Q, C, Y},
                 .arg = {kx_i(p, s->B), kx_i(p, s->T), kx_i(p, s->H), kx_i(p, s->Hkv), kx_i(p, s->D),
-                        kx_f(p, 1.0 / sqrt((double)s->D)), kx_i(p, s->L), kx_i(p, s->slot), kx_i(p, s->pos)}};
+                        kx_f(p, 1.0 / sqrt((double)s->D)), kx_i(p, view), kx_i(p, W), kx_i(p, view ? rows * W + 1 : -1),
+                        kx_i(p, s->L), kx_i(p, s->slot), kx_i(p, s->pos)}};
   ks_call(p, e->body, &call);
   char label[96];
-  snprintf(label, sizeof label, "%scached: B %lld, T %lld, H %lld, Hkv %lld, D %lld, pos %lld", strstr(d->name, "reverse") ? "reverse: " : "",
-           (long long)s->B, (long long)s->T, (long long)s->H, (long long)s->Hkv, (long long)s->D, (long long)s->pos);
+  snprintf(label, sizeof label, "%scached: %sB %lld, T %lld, H %lld, Hkv %lld, D %lld, pos %lld",
+           strstr(d->name, "reverse") ? "reverse: " : "", view ? "view: " : "", (long long)s->B, (long long)s->T,
+           (long long)s->H, (long long)s->Hkv, (long long)s->D, (long long)s->pos);
   CudaOptions o = cuda_options_default();
   CudaProgram cp;
   PcError err;
-  float *q = malloc(sizeof(float) * (size_t)nq), *cache = malloc(sizeof(float) * (size_t)ncache), *y = malloc(sizeof(float) * (size_t)nq);
+  float *in = malloc(sizeof(float) * (size_t)nin), *q = malloc(sizeof(float) * (size_t)nq);
+  float *cache = malloc(sizeof(float) * (size_t)ncache), *y = malloc(sizeof(float) * (size_t)nq);
   double *want = malloc(sizeof(double) * (size_t)nq);
   uint64_t seed = (uint64_t)(s->L * 7 + s->D);
-  for (int64_t i = 0; i < nq; i++) q[i] = frand(&seed) * 3.f;
+  for (int64_t i = 0; i < nin; i++) in[i] = frand(&seed) * (view && i >= rows * W ? 1.f : 3.f);
   for (int64_t i = 0; i < ncache; i++) cache[i] = frand(&seed);
+  for (int64_t r = 0; r < rows; r++) /* what the kernel should read as q */
+    for (int64_t c = 0; c < Cq; c++) q[r * Cq + c] = view ? in[r * W + 1 + c] + in[rows * W + 1 + c] : in[r * Cq + c];
   CuPtr dev[3] = {0}, bufs[3];
   int rc = cuda_render(p, &o, &cp, &err);
   if (!rc) {
     rc = load_kernels(d, &cp, &err);
-    if (!rc) rc = d->alloc(d, sizeof(float) * (size_t)nq, &dev[0], &err);
+    if (!rc) rc = d->alloc(d, sizeof(float) * (size_t)nin, &dev[0], &err);
     if (!rc) rc = d->alloc(d, sizeof(float) * (size_t)ncache, &dev[1], &err);
     if (!rc) rc = d->alloc(d, sizeof(float) * (size_t)nq, &dev[2], &err);
-    if (!rc) rc = d->upload(d, dev[0], q, sizeof(float) * (size_t)nq, &err);
+    if (!rc) rc = d->upload(d, dev[0], in, sizeof(float) * (size_t)nin, &err);
     if (!rc) rc = d->upload(d, dev[1], cache, sizeof(float) * (size_t)ncache, &err);
     if (!rc) cuda_buffer_addresses(e, NULL, dev, dev + 2, 0, bufs);
     if (!rc) rc = cuda_exec(&cp, d, 0, NULL, bufs, 0, NULL, NULL, &err);
@@ -342,6 +350,7 @@ static void check_cached(CudaDevice *d, const Cached *s) {
   }
   for (int i = 0; i < 3; i++)
     if (dev[i]) d->release(d, dev[i]);
+  free(in);
   free(q);
   free(cache);
   free(y);
@@ -749,16 +758,18 @@ static void check_plan(void) {
   /* mirrors: the forward's y; the gradient's dq, dk, dv only where their columns tile one buffer's rows */
   int64_t m[KCALL_MAX_ARGS] = {2, 100, 4, 2, 64}, elements = 0;
   CHECK(cuda_call_mirror(KC_ATTENTION, m, &elements) == 6 && elements == 2 * 100 * 4 * 64);
-  int64_t tiled[6] = {128, 0, 384, 512, 512, 512}; /* dq at 128 (256 wide), dk at 0, dv at 384 (128 each), rows of 512 */
+  int64_t tiled[6] = {128, 512, 0, 512, 384, 512}; /* dq at 128 (256 wide), dk at 0, dv at 384 (128 each), rows of 512 */
   memcpy(m + 15, tiled, sizeof tiled);
   CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == 9 && elements == 2 * 100 * 512);
-  m[17] = 256; /* dv over dq's columns */
+  m[19] = 256; /* dv over dq's columns */
   CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == -1);
-  m[17] = 384;
+  m[19] = 384;
   m[20] = 128; /* dv in its own rows */
   CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == -1);
-  m[18] = m[19] = m[20] = 513; /* a column left over */
+  m[16] = m[18] = m[20] = 513; /* a column left over */
   CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == -1);
+  int64_t cached[KCALL_MAX_ARGS] = {2, 3, 4, 2, 64, 0, 0, 256, -1, 40, 1, 7};
+  CHECK(cuda_call_mirror(KC_ATTENTION_CACHED, cached, &elements) == 3 && elements == 2 * 3 * 4 * 64);
 }
 
 /* The checks on one device */
@@ -780,7 +791,8 @@ static void check_device(CudaDevice *d) {
       {3, 2, 2, 1, 128, 64, 1, 61},     /* the cache's last positions, one group */
       {1, 1, 3, 3, 96, 20, 0, 7},       /* 96 columns: one group, 32 threads idle */
   };
-  for (size_t i = 0; i < sizeof cached / sizeof *cached; i++) check_cached(d, &cached[i]);
+  for (int view = 0; view < 2; view++)
+    for (size_t i = 0; i < sizeof cached / sizeof *cached; i++) check_cached(d, &cached[i], view);
   check_to_bf16(d);
   check_bf16(d);
   check_optim(d);

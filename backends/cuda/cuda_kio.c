@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char magic[8] = "PCKIR\0\0\7";
+static const char magic[8] = "PCKIR\0\0\10";
 
 /* ---- writing ------------------------------------------------------------------ */
 

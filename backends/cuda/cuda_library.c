@@ -195,7 +195,7 @@ int cuda_call_plan(KCallOp op, const int64_t *args, int tensor_cores, int *kerne
 }
 
 /* Whether columns [at[k], at[k] + w[k]) for k < 3 tile [0, rs) */
-static int tiles(const int64_t *at, const int64_t *w, int64_t rs) {
+static int tiles(const int64_t at[3], const int64_t w[3], int64_t rs) {
   int64_t total = 0;
   for (int k = 0; k < 3; k++) {
     if (at[k] < 0 || at[k] + w[k] > rs) return 0;
@@ -207,14 +207,15 @@ static int tiles(const int64_t *at, const int64_t *w, int64_t rs) {
 }
 
 int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements) {
-  if (op == KC_ATTENTION_GRAD) { /* dq, dk, dv: bufs 9 to 11, at args[15 ..], rows args[18 ..] apart */
-    int64_t w[3] = {args[2] * args[4], args[3] * args[4], args[3] * args[4]}, rs = args[18];
-    if (args[19] != rs || args[20] != rs || !tiles(args + 15, w, rs)) return -1;
+  if (op == KC_ATTENTION_GRAD) { /* dq, dk, dv: bufs 9 to 11, each at args[15 + 2 k] in rows args[16 + 2 k] apart */
+    int64_t w[3] = {args[2] * args[4], args[3] * args[4], args[3] * args[4]}, at[3] = {args[15], args[17], args[19]};
+    int64_t rs = args[16];
+    if (args[18] != rs || args[20] != rs || !tiles(at, w, rs)) return -1;
     *elements = args[0] * args[1] * rs;
     return 9;
   }
   *elements = args[0] * args[1] * args[2] * args[4]; /* y: B T H D */
-  return op == KC_ATTENTION ? 6 : 2;
+  return op == KC_ATTENTION ? 6 : 3;
 }
 
 void cuda_call_mirror_args(KCallOp op, const int64_t *args, CuPtr mirror, CudaAttnArgs *a) {
@@ -223,30 +224,31 @@ void cuda_call_mirror_args(KCallOp op, const int64_t *args, CuPtr mirror, CudaAt
     return;
   }
   a->dqh = mirror + 2 * (uint64_t)args[15];
-  a->dkh = mirror + 2 * (uint64_t)args[16];
-  a->dvh = mirror + 2 * (uint64_t)args[17];
+  a->dkh = mirror + 2 * (uint64_t)args[17];
+  a->dvh = mirror + 2 * (uint64_t)args[19];
 }
 
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out) {
   memset(out, 0, sizeof *out);
-  int64_t Cq = args[2] * args[4], Ckv = args[3] * args[4];
-  if (op == KC_ATTENTION_CACHED) { /* the slot's keys, then its values, each [B, L, Hkv x D] */
-    uint64_t plane = (uint64_t)(args[0] * args[6] * Ckv);
-    out->q = bufs[0];
-    out->k = bufs[1] + 4 * 2 * plane * (uint64_t)args[7];
+  int64_t Ckv = args[3] * args[4];
+  if (op == KC_ATTENTION_CACHED) { /* q (perhaps a view), its bias, the cache, y; the slot's keys, then its values, each [B, L, Hkv x D] */
+    uint64_t plane = (uint64_t)(args[0] * args[9] * Ckv);
+    out->q = bufs[0] + 4 * (uint64_t)args[6];
+    out->qrs = args[7];
+    out->qbias = args[8] < 0 ? 0 : bufs[1] + 4 * (uint64_t)args[8];
+    out->k = bufs[2] + 4 * 2 * plane * (uint64_t)args[10];
     out->v = out->k + 4 * plane;
-    out->y = bufs[2];
-    out->L = args[6];
-    out->pos = args[8];
-    out->qrs = Cq;
+    out->y = bufs[3];
+    out->L = args[9];
+    out->pos = args[11];
     out->krs = out->vrs = Ckv;
   } else { /* kcall_info's order: q, k, v, their biases, y and lse, then the gradient's dy, dq, dk, dv and delta */
     CuPtr *in[3] = {&out->q, &out->k, &out->v}, *bias[3] = {&out->qbias, &out->kbias, &out->vbias};
     int64_t *rs[3] = {&out->qrs, &out->krs, &out->vrs};
     for (int k = 0; k < 3; k++) { /* views: from their first element, in rows of the whole */
-      *in[k] = bufs[k] + 4 * (uint64_t)args[6 + k];
-      *rs[k] = args[9 + k];
-      *bias[k] = args[12 + k] < 0 ? 0 : bufs[3 + k] + 4 * (uint64_t)args[12 + k];
+      *in[k] = bufs[k] + 4 * (uint64_t)args[6 + 3 * k];
+      *rs[k] = args[7 + 3 * k];
+      *bias[k] = args[8 + 3 * k] < 0 ? 0 : bufs[3 + k] + 4 * (uint64_t)args[8 + 3 * k];
     }
     out->y = bufs[6];
     out->lse = bufs[7];
@@ -255,8 +257,8 @@ void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float sc
       int64_t *grs[3] = {&out->dqrs, &out->dkrs, &out->dvrs};
       out->dy = bufs[8];
       for (int k = 0; k < 3; k++) {
-        *grad[k] = bufs[9 + k] + 4 * (uint64_t)args[15 + k];
-        *grs[k] = args[18 + k];
+        *grad[k] = bufs[9 + k] + 4 * (uint64_t)args[15 + 2 * k];
+        *grs[k] = args[16 + 2 * k];
       }
       out->delta = bufs[12];
     }

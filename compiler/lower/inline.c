@@ -132,11 +132,15 @@ int view_parts(Lower *l, uint32_t w, uint32_t *whole, uint32_t *bias) {
 }
 
 /* Whether use k of node n reads q, k or v of an attention that the
- * backend's kernels run (they read views). */
+ * backend's kernels run (they read views; so do the copies of a decoding
+ * step's keys and values into its cache). */
 static int attention_kernel_input(Lower *l, const IrNode *n, uint32_t k) {
-  if ((n->op != IR_ATTENTION && n->op != IR_ATTENTION_GRAD) || k > 2 || !l->s->attention_kernel) return 0;
+  if ((n->op != IR_ATTENTION && n->op != IR_ATTENTION_GRAD && n->op != IR_ATTENTION_CACHED) || k > 2 ||
+      !l->s->attention_kernel)
+    return 0;
   const IrShape *q = &ir_type(l->g, ir_in(l->g, n, 0))->shape;
-  return q->dim[2] / n->attr[0].i <= 128; /* attention_call's head dims */
+  if (n->op == IR_ATTENTION_CACHED && ir_type(l->g, ir_in(l->g, n, 3))->shape.dim[3] > KCALL_CACHED_KEYS) return 0;
+  return q->dim[2] / n->attr[0].i <= 128; /* the head dims of the calls (attention_call, lo_attention_cached) */
 }
 
 /* Slices along the last axis read only as q, k or v by attention kernels,

@@ -695,20 +695,49 @@ static void attention_mix(Lower *l, uint32_t y, uint32_t y_at, uint32_t vbuf, ui
  * first element and row stride, and its bias buffer and first element (-1:
  * none; the bias buffer is then the input's own). A view reads its whole's
  * buffer from the slice's first column (slices_as_views). */
-static void attention_input(Lower *l, const IrNode *n, uint32_t k, KCall *c) {
-  uint32_t v = IN(k), whole = v, bias = IR_NONE, start = 0, rs = L_last(l, L_shape(l, v));
+typedef struct {
+  uint32_t whole, bias; /* values: what is read, its bias (IR_NONE: none) */
+  int64_t start;        /* the first column */
+  uint32_t rs;          /* the row stride (an expr) */
+} View;
+
+/* Where v is read: itself, or for a view (slices_as_views) its whole from
+ * the slice's first column, in rows of the whole's width, and its bias. */
+static View view_of(Lower *l, uint32_t v) {
+  View w = {v, IR_NONE, 0, L_last(l, L_shape(l, v))};
   const IrNode *d = l->inlined[v] ? ir_node(l->g, l->g->values.a[v].def) : NULL;
   if (d && d->op == IR_SLICE) {
-    uint32_t w = ir_in(l->g, d, 0);
-    if (!view_parts(l, w, &whole, &bias)) PC_BUG("lowering: a view of a value that is no product's output");
-    start = (uint32_t)d->attr[1].i;
-    rs = L_last(l, L_shape(l, w));
+    if (!view_parts(l, ir_in(l->g, d, 0), &w.whole, &w.bias)) PC_BUG("lowering: a view of a value that is no product's output");
+    w.start = d->attr[1].i;
+    w.rs = L_last(l, L_shape(l, ir_in(l->g, d, 0)));
   }
-  c->buf[k] = l->buf[whole];
-  c->buf[3 + k] = l->buf[bias != IR_NONE ? bias : whole];
-  c->arg[6 + k] = L_i(l, start);
-  c->arg[9 + k] = rs;
-  c->arg[12 + k] = L_i(l, bias != IR_NONE ? (int64_t)start : -1);
+  return w;
+}
+
+/* Input v of a call as it reads it: buffer buf[b], bias buffer buf[bias_b]
+ * (its own when none), and arg[a], [a + 1], [a + 2]: its first element, row
+ * stride and its bias's first element (-1: none). */
+static void call_input(Lower *l, uint32_t v, KCall *c, int b, int bias_b, int a) {
+  View w = view_of(l, v);
+  c->buf[b] = l->buf[w.whole];
+  c->buf[bias_b] = l->buf[w.bias != IR_NONE ? w.bias : w.whole];
+  c->arg[a] = L_i(l, w.start);
+  c->arg[a + 1] = w.rs;
+  c->arg[a + 2] = L_i(l, w.bias != IR_NONE ? w.start : -1);
+}
+
+/* dst[at + c] = row `row` of v, c < width: a copy, or where v is a view of a
+ * biased product, a loop adding the bias */
+static void copy_row(Lower *l, uint32_t dst, uint32_t at, uint32_t v, uint32_t row, uint32_t width) {
+  View w = view_of(l, v);
+  uint32_t from = L_ivar(l, L_add(l, L_mul(l, row, w.rs), L_i(l, w.start))), sv;
+  if (w.bias == IR_NONE) {
+    ks_copy(l->p, l->block, dst, at, l->buf[w.whole], from, width);
+    return;
+  }
+  uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), width, &sv);
+  L_stb(l, dst, L_add(l, at, c), L_add(l, L_load(l, w.whole, L_add(l, from, c)), L_load(l, w.bias, L_add(l, L_i(l, w.start), c))));
+  l->block = sv;
 }
 
 /* Output k (dq, dk or dv) of attention gradient n as its call writes it:
@@ -727,8 +756,8 @@ static void attention_output(Lower *l, const IrNode *n, uint32_t k, KCall *c) {
       rs = L_last(l, L_shape(l, sg->out));
     }
   }
-  c->arg[15 + k] = L_i(l, start);
-  c->arg[18 + k] = rs;
+  c->arg[15 + 2 * k] = L_i(l, start);
+  c->arg[16 + 2 * k] = rs;
 }
 
 /* attention and its gradient as one call of the backend's kernels, where
@@ -741,7 +770,7 @@ static int attention_call(Lower *l, const IrNode *n, const Heads *hd) {
   KCall c = {.op = n->op == IR_ATTENTION ? KC_ATTENTION : KC_ATTENTION_GRAD,
              .arg = {hd->B, hd->T, hd->H, hd->Hkv, hd->D, L_f(l, hd->scale)}};
   int n_in = n->op == IR_ATTENTION ? 3 : 6, n_out = n->op == IR_ATTENTION ? 2 : 3; /* kcall_info's order */
-  for (uint32_t k = 0; k < 3; k++) attention_input(l, n, k, &c);
+  for (int k = 0; k < 3; k++) call_input(l, IN(k), &c, k, 3 + k, 6 + 3 * k);
   for (int k = 3; k < n_in; k++) c.buf[3 + k] = l->buf[IN(k)]; /* after the three biases */
   for (int k = 0; k < n_out; k++) c.buf[3 + n_in + k] = l->buf[OUT(k)];
   if (n->op == IR_ATTENTION_GRAD) {
@@ -793,13 +822,14 @@ static int lo_attention_cached(Lower *l, const IrNode *n, PcError *err) {
   uint32_t bt = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, hd.B, hd.T), &saved); /* rows go to their own positions */
   uint32_t b = L_ivar(l, L_div(l, bt, hd.T)), t = L_ivar(l, L_op(l, KE_REM, bt, hd.T));
   uint32_t row = L_ivar(l, L_mul(l, L_add(l, L_mul(l, b, L), L_add(l, pos, t)), hd.Ckv));
-  ks_copy(l->p, l->block, cache, L_add(l, kbase0, row), l->buf[IN(1)], L_mul(l, bt, hd.Ckv), hd.Ckv);
-  ks_copy(l->p, l->block, cache, L_add(l, vbase0, row), l->buf[IN(2)], L_mul(l, bt, hd.Ckv), hd.Ckv);
+  copy_row(l, cache, L_add(l, kbase0, row), IN(1), bt, hd.Ckv);
+  copy_row(l, cache, L_add(l, vbase0, row), IN(2), bt, hd.Ckv);
   l->block = saved;
   int64_t D = L_shape(l, IN(0))->dim[2] / n->attr[0].i, Lmax = L_shape(l, IN(3))->dim[3];
   if (l->s->attention_kernel && D <= 128 && Lmax <= KCALL_CACHED_KEYS) { /* the backend's decoding kernel */
-    KCall c = {.op = KC_ATTENTION_CACHED, .buf = {l->buf[IN(0)], cache, l->buf[OUT(0)]},
-               .arg = {hd.B, hd.T, hd.H, hd.Hkv, hd.D, L_f(l, hd.scale), L, slot, pos}};
+    KCall c = {.op = KC_ATTENTION_CACHED, .buf = {0, 0, cache, l->buf[OUT(0)]},
+               .arg = {hd.B, hd.T, hd.H, hd.Hkv, hd.D, L_f(l, hd.scale), 0, 0, 0, L, slot, pos}};
+    call_input(l, IN(0), &c, 0, 1, 6);
     ks_call(l->p, l->block, &c);
     return 0;
   }
