@@ -227,16 +227,16 @@ static int parse_attrs(Parser *ps, IrOp op, IrAttr *attr, const char *op_at) {
         free(s);
         continue;
       }
-      n = word(ps, &w);
-      char *num = strndup(w, n), *end;
+      skip_space(ps); /* a number, read as C reads it: 1e+04 too, which the printer writes */
+      char *end;
       errno = 0;
       if (info->attr[k].kind == IR_ATTR_INT)
-        attr[k].i = strtoll(num, &end, 10);
+        attr[k].i = strtoll(ps->p, &end, 10);
       else
-        attr[k].f = strtod(num, &end);
-      int bad = !n || *end || errno;
-      free(num);
-      if (bad) return fail(ps, "bad value for attribute %s", info->attr[k].name);
+        attr[k].f = strtod(ps->p, &end);
+      if (end == ps->p || errno || ir_text_word_char((unsigned char)*end))
+        return fail(ps, "bad value for attribute %s", info->attr[k].name);
+      ps->p = end;
     } while (accept(ps, ','));
     if (expect(ps, '}', "to close the attributes") < 0) return -1;
   }
