@@ -436,6 +436,46 @@ static void check_attention_views(void) {
   }
 }
 
+/* With a GPU's schedule, q and k sliced from a biased product and rotated
+ * (Pythia) are read in place by their ropes, the bias added as they load:
+ * no buffer for either slice. v, read by attention alone, stays a slice of
+ * its own (a view would keep the product alive as long as the attention's
+ * readers, beside the rotated q and k). */
+static void check_rope_views(void) {
+  static const char *text = "graph ropes [B, T] {\n"
+                            "  %w = param() {init=\"normal\", std=0.02} : f32[24,8]\n"
+                            "  %g = param() {init=\"zeros\", std=0.0} : f32[24]\n"
+                            "  %x = input() : f32[B,T,8]\n"
+                            "  %ids = input() : i32[B,T]\n"
+                            "  %p = positions(%ids) : i32[T]\n"
+                            "  %0 = linear(%x, %w) : f32[B,T,24]\n"
+                            "  %1 = add(%0, %g) : f32[B,T,24]\n"
+                            "  %2 = slice(%1) {axis=2, start=0, size=8} : f32[B,T,8]\n"
+                            "  %3 = slice(%1) {axis=2, start=8, size=8} : f32[B,T,8]\n"
+                            "  %4 = slice(%1) {axis=2, start=16, size=8} : f32[B,T,8]\n"
+                            "  %q = rope(%2, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
+                            "  %k = rope(%3, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
+                            "  %5, %6 = attention(%q, %k, %4) {n_head=2, n_kv_head=2} : f32[B,T,8], f32[B,2,T]\n"
+                            "  output(%5) {name=\"y\"}\n"
+                            "}\n";
+  KSchedule s = kschedule_cuda();
+  KProgram *p = lower_text_with(text, &s);
+  if (!p) return;
+  const KEntry *e = &p->entries.a[0];
+  int slices = 0; /* arena buffers of [B, T, 8]: the rotated q and k, and v */
+  for (size_t i = 0; i < e->bufs.n; i++) slices += e->bufs.a[i].kind == KB_ARENA && e->bufs.a[i].numel == 2 * 4 * 8;
+  CHECKF(slices == 3, "%d buffers of [B, T, 8], not 3 (q and k rotated, v)", slices);
+  CHECKF(p->calls.n == 1, "%zu calls", p->calls.n);
+  if (p->calls.n == 1) {
+    const KCall *c = &p->calls.a[0];
+    const KExpr *x = p->exprs.a;
+    CHECKF(c->buf[2] != c->buf[0] && c->buf[2] != c->buf[1] && x[c->arg[12]].i == 0 && x[c->arg[13]].i == 8 &&
+               x[c->arg[14]].i == -1,
+           "v is not a buffer of its own");
+  }
+  kir_free(p);
+}
+
 /* With a GPU's schedule, an attention gradient whose dq, dk and dv are
  * copied into their columns of one gradient (a covering chain of slice
  * gradients) writes them there itself, in rows of its width: no copies, no
@@ -506,6 +546,7 @@ int main(void) {
   vec_free(&o.sets);
   check_slice_gradients();
   check_attention_views();
+  check_rope_views();
   check_attention_gradients_in_place();
   check_inlining();
   check_norm_operand_lives();

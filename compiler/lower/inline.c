@@ -143,31 +143,38 @@ static int attention_kernel_input(Lower *l, const IrNode *n, uint32_t k) {
   return q->dim[2] / n->attr[0].i <= 128; /* the head dims of the calls (attention_call, lo_attention_cached) */
 }
 
-/* Slices along the last axis read only as q, k or v by attention kernels,
- * when they are all that reads their whole (a product's output split in
- * three): the kernels read them in place, in rows of the whole width,
- * adding the product's bias as they load where the bias add was computed
- * in the slices (view_parts), so neither they nor the biased product are
- * stored. (Where some slice is stored, a rotated q and k, the product
- * would live as long as the views, for less than it saves.) */
+/* Slices along the last axis of a product's output (view_parts; the
+ * product split in q, k and v) that their readers read in place, in rows
+ * of the whole width, adding the product's bias as they load where the
+ * bias add was computed in the slices, so that the slice is not stored: a
+ * slice read only by ropes (lo_rope; rotated next to the product, so the
+ * product lives no longer for it), and slices read only as q, k or v by
+ * attention kernels when every slice of their whole is such a one (else
+ * the product would live as long as the attention gradient that reads
+ * them, beside the slices stored, for less than it saves: Pythia's v
+ * stays a slice of its own). */
 static void slices_as_views(Lower *l) {
   const IrGraph *g = l->g;
-  uint32_t *reads = pc_xcalloc(g->values.n + 1, sizeof *reads), *viewed = pc_xcalloc(g->values.n + 1, sizeof *viewed);
+  uint32_t *attention = pc_xcalloc(g->values.n + 1, sizeof *attention), *rope = pc_xcalloc(g->values.n + 1, sizeof *rope);
+  uint32_t *viewed = pc_xcalloc(g->values.n + 1, sizeof *viewed);
   for (size_t i = 0; i < g->nodes.n; i++) {
     const IrNode *n = ir_node(g, (uint32_t)i);
-    for (uint32_t k = 0; k < n->n_in; k++) reads[ir_in(g, n, k)] += attention_kernel_input(l, n, k);
+    for (uint32_t k = 0; k < n->n_in; k++) {
+      attention[ir_in(g, n, k)] += attention_kernel_input(l, n, k);
+      rope[ir_in(g, n, k)] += n->op == IR_ROPE && k == 0 && l->s->attention_kernel;
+    }
   }
-  for (int mark = 0; mark < 2; mark++) /* count the slices of each whole that may be views, then mark them */
+  for (int mark = 0; mark < 2; mark++) /* count the slices of each whole that attention reads, then mark the views */
     for (size_t i = 0; i < g->nodes.n; i++) {
       const IrNode *n = ir_node(g, (uint32_t)i);
       uint32_t w = n->op == IR_SLICE ? ir_in(g, n, 0) : IR_NONE, whole, bias;
-      if (w == IR_NONE || n->attr[0].i != ir_type(g, w)->shape.rank - 1 || reads[n->out] != l->uses[n->out] ||
-          !view_parts(l, w, &whole, &bias))
-        continue;
-      if (!mark) viewed[w]++;
-      else if (viewed[w] == l->uses[w]) l->inlined[n->out] = 1;
+      if (w == IR_NONE || n->attr[0].i != ir_type(g, w)->shape.rank - 1 || !view_parts(l, w, &whole, &bias)) continue;
+      if (!mark) viewed[w] += attention[n->out] == l->uses[n->out];
+      else if (rope[n->out] == l->uses[n->out] || (attention[n->out] == l->uses[n->out] && viewed[w] == l->uses[w]))
+        l->inlined[n->out] = 1;
     }
-  free(reads);
+  free(attention);
+  free(rope);
   free(viewed);
 }
 

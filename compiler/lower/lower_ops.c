@@ -691,10 +691,8 @@ static void attention_mix(Lower *l, uint32_t y, uint32_t y_at, uint32_t vbuf, ui
   l->block = sv;
 }
 
-/* Input k (q, k or v) of attention node n as its call reads it: buffer,
- * first element and row stride, and its bias buffer and first element (-1:
- * none; the bias buffer is then the input's own). A view reads its whole's
- * buffer from the slice's first column (slices_as_views). */
+/* How a value is read: from its own buffer, or for a view (slices_as_views)
+ * from its whole's, from the slice's first column on, plus the bias. */
 typedef struct {
   uint32_t whole, bias; /* values: what is read, its bias (IR_NONE: none) */
   int64_t start;        /* the first column */
@@ -712,6 +710,13 @@ static View view_of(Lower *l, uint32_t v) {
     w.rs = L_last(l, L_shape(l, ir_in(l->g, d, 0)));
   }
   return w;
+}
+
+/* Element `at` of w's whole, which is column col of the value it stands
+ * for, with its bias where w has one */
+static uint32_t view_load(Lower *l, const View *w, uint32_t at, uint32_t col) {
+  uint32_t x = L_load(l, w->whole, at);
+  return w->bias == IR_NONE ? x : L_add(l, x, L_load(l, w->bias, L_add(l, L_i(l, w->start), col)));
 }
 
 /* Input v of a call as it reads it: buffer buf[b], bias buffer buf[bias_b]
@@ -736,7 +741,7 @@ static void copy_row(Lower *l, uint32_t dst, uint32_t at, uint32_t v, uint32_t r
     return;
   }
   uint32_t c = L_loop(l, KL_VECTOR, L_i(l, 0), width, &sv);
-  L_stb(l, dst, L_add(l, at, c), L_add(l, L_load(l, w.whole, L_add(l, from, c)), L_load(l, w.bias, L_add(l, L_i(l, w.start), c))));
+  L_stb(l, dst, L_add(l, at, c), view_load(l, &w, L_add(l, from, c), c));
   l->block = sv;
 }
 
@@ -905,25 +910,30 @@ static int lo_rope(Lower *l, const IrNode *n, PcError *err) {
   int grad = n->op == IR_ROPE_GRAD;
   uint32_t x = grad ? IN(1) : IN(0), positions = grad ? IN(0) : IN(1);
   const IrShape *s = L_shape(l, x);
+  View w = view_of(l, x); /* q or k sliced from a product: read in place */
   int64_t H = n->attr[0].i, R = n->attr[1].i, C = s->dim[2], D = C / H, half = R / 2;
   uint32_t T = L_ivar(l, L_dimx(l, s->dim[1])), saved, sh, si;
   uint32_t bt = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, L_dimx(l, s->dim[0]), T), &saved);
   uint32_t pos = L_fvar(l, L_ex(l, KE_ITOF, L_load(l, positions, L_op(l, KE_REM, bt, T))));
+  uint32_t from = L_ivar(l, L_add(l, L_mul(l, bt, w.rs), L_i(l, w.start)));
   uint32_t h = L_loop(l, KL_SERIAL, L_i(l, 0), L_i(l, H), &sh);
-  uint32_t base = L_ivar(l, L_add(l, L_mul(l, bt, L_i(l, C)), L_mul(l, h, L_i(l, D))));
+  uint32_t hD = L_ivar(l, L_mul(l, h, L_i(l, D)));
+  uint32_t base = L_ivar(l, L_add(l, L_mul(l, bt, L_i(l, C)), hD)), in = L_ivar(l, L_add(l, from, hD));
   uint32_t i = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, half), &si);
   uint32_t inv = L_div(l, L_f(l, 1.0), kx_op(l->p, KE_POW, L_f(l, n->attr[2].f),
                                                 L_div(l, L_ex(l, KE_ITOF, L_mul(l, L_i(l, 2), i)), L_f(l, (double)R)), 0));
   uint32_t angle = L_fvar(l, L_mul(l, pos, inv));
   uint32_t c = L_fvar(l, L_ex(l, KE_COS, angle)), sn = L_fvar(l, L_ex(l, KE_SIN, angle));
   if (grad) sn = L_fvar(l, L_ex(l, KE_NEG, sn));
-  uint32_t lo = L_fvar(l, L_load(l, x, L_add(l, base, i))), hi = L_fvar(l, L_load(l, x, L_add(l, L_add(l, base, i), L_i(l, half))));
+  uint32_t i2 = L_add(l, i, L_i(l, half));
+  uint32_t lo = L_fvar(l, view_load(l, &w, L_add(l, in, i), L_add(l, hD, i)));
+  uint32_t hi = L_fvar(l, view_load(l, &w, L_add(l, in, i2), L_add(l, hD, i2)));
   L_store(l, OUT(0), L_add(l, base, i), L_sub(l, L_mul(l, lo, c), L_mul(l, hi, sn)));
   L_store(l, OUT(0), L_add(l, L_add(l, base, i), L_i(l, half)), L_add(l, L_mul(l, hi, c), L_mul(l, lo, sn)));
   l->block = si;
   if (R < D) {
     i = L_loop(l, KL_VECTOR, L_i(l, R), L_i(l, D), &si);
-    L_store(l, OUT(0), L_add(l, base, i), L_load(l, x, L_add(l, base, i)));
+    L_store(l, OUT(0), L_add(l, base, i), view_load(l, &w, L_add(l, in, i), L_add(l, hD, i)));
     l->block = si;
   }
   l->block = sh;
