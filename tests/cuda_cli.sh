@@ -12,7 +12,7 @@
 #     asked; --profile FILE (PONDER_CUDA_PROFILE) writes the device time of every op (train, eval
 #     and the optimizer, each summing to its total); ponder generate --device cuda --precision fp32
 #     gives the interpreter's tokens (cached decoding) and uploads the weights once; in bf16 it
-#     rounds them once.
+#     rounds them once; scripts/gpu-check's bench.py turns such a run into its table's row.
 # Usage: tests/cuda_cli.sh BUILD_DIR   (run from the repository root)
 set -u
 build=${1:?usage: cuda_cli.sh BUILD_DIR}
@@ -94,6 +94,27 @@ else
     fail "a train or eval call moved more than the batch and the loss: $(head -3 "$tmp/moved")"
   [[ $(grep -c '^cuda: train:' "$tmp/err") -eq 8 ]] || fail "expected 8 timed train calls: $(head -5 "$tmp/err")"
   train_within bf16 1e-3
+  # what scripts/gpu-check makes of such a run (bench.py reads the metrics and the timing lines):
+  # a row with ms/step and device ms in the table, and a row that says so when the engine ran
+  # other products than the label's
+  if command -v python3 >/dev/null; then
+    bench() { python3 scripts/gpu_check/bench.py "$@" >>"$tmp/bench.out" 2>&1 || fail "bench.py $1: $(tail -3 "$tmp/bench.out")"; }
+    for p in bf16 fp32; do
+      bench ponder --label "ponder, $p" --precision "$p" --K 2 --B 2 --T 32 --metrics "$tmp/gpu-bf16/metrics.jsonl" \
+        --timing "$tmp/err" --results "$tmp/rows.jsonl" --error ""
+    done
+    grep '"label": "ponder, bf16"' "$tmp/rows.jsonl" | grep '"ms": ' | grep '"device_ms": ' | grep -qv '"error"' ||
+      fail "bench.py ponder: no timed row from an emulated bf16 run: $(cat "$tmp/rows.jsonl")"
+    grep -q '"label": "ponder, fp32".*"error": "asked for fp32 products, the engine ran bf16"' "$tmp/rows.jsonl" ||
+      fail "bench.py ponder: a bf16 run passed as fp32: $(cat "$tmp/rows.jsonl")"
+    echo "(no GPU: the kernels' checks are not run)" >"$tmp/equiv"
+    bench table --results "$tmp/rows.jsonl" --gpu "NVIDIA H100 80GB HBM3, 580.00, 81559 MiB" --equiv "$tmp/equiv" \
+      --out "$tmp/table.md" --quiet
+    grep -Eq '^\| ponder, bf16 \| 2 \| 2 x 32 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$tmp/table.md" ||
+      fail "bench.py table: no row for the bf16 run: $(cat "$tmp/table.md")"
+  else
+    echo "no python3: scripts/gpu-check's rows are not checked"
+  fi
   # in bf16 the products read what kernels stored with bf16 mirrors, converting little else
   grep '^cuda: train:' "$tmp/err" | grep -q ', 0 read from mirrors' &&
     fail "a bf16 train call read no operand from a mirror: $(grep -m1 '^cuda: train:' "$tmp/err")"
