@@ -179,6 +179,25 @@ void kir_set_origin(KProgram *p, size_t first, uint32_t origin);
 const char *kir_origin_text(const KProgram *p, uint32_t origin); /* "" for 0 or one out of range */
 
 /* ---- text (--emit kir) ---------------------------------------------------- */
+/* Buffers read and written by a statement, with everything nested in it
+ * (ir/kir_effects.c) */
+typedef struct {
+  VecU32 r, w;
+} KEffects;
+void kir_effects(const KProgram *p, const KStmt *s, KEffects *out); /* appends */
+void kir_effects_expr(const KProgram *p, uint32_t x, KEffects *out);
+/* Whether running b after a in another order, or together, could change
+ * what either sees: a write of one to memory the other reads or writes
+ * (arena buffers that share bytes too). */
+int kir_effects_conflict(const KEntry *e, const KEffects *a, const KEffects *b);
+void kir_effects_clear(KEffects *x);
+void kir_effects_free(KEffects *x);
+int kstmt_n_exprs(const KStmt *s); /* how many of e[] a statement uses */
+int kexpr_uses_var(const KProgram *p, uint32_t x, uint32_t var);
+/* x and y compute the same: the same expression, reading a variable v as
+ * its value def[v] where def is given and def[v] != UINT32_MAX */
+int kexpr_same(const KProgram *p, uint32_t x, uint32_t y, const uint32_t *def);
+
 void kir_print(const KProgram *p, FILE *f);
 
 #endif

@@ -441,25 +441,26 @@ static void check_attention_views(void) {
  * no buffer for either slice. v, read by attention alone, stays a slice of
  * its own (a view would keep the product alive as long as the attention's
  * readers, beside the rotated q and k). */
+static const char rope_graph[] = "graph ropes [B, T] {\n"
+                              "  %w = param() {init=\"normal\", std=0.02} : f32[24,8]\n"
+                              "  %g = param() {init=\"zeros\", std=0.0} : f32[24]\n"
+                              "  %x = input() : f32[B,T,8]\n"
+                              "  %ids = input() : i32[B,T]\n"
+                              "  %p = positions(%ids) : i32[T]\n"
+                              "  %0 = linear(%x, %w) : f32[B,T,24]\n"
+                              "  %1 = add(%0, %g) : f32[B,T,24]\n"
+                              "  %2 = slice(%1) {axis=2, start=0, size=8} : f32[B,T,8]\n"
+                              "  %3 = slice(%1) {axis=2, start=8, size=8} : f32[B,T,8]\n"
+                              "  %4 = slice(%1) {axis=2, start=16, size=8} : f32[B,T,8]\n"
+                              "  %q = rope(%2, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
+                              "  %k = rope(%3, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
+                              "  %5, %6 = attention(%q, %k, %4) {n_head=2, n_kv_head=2} : f32[B,T,8], f32[B,2,T]\n"
+                              "  output(%5) {name=\"y\"}\n"
+                              "}\n";
+
 static void check_rope_views(void) {
-  static const char *text = "graph ropes [B, T] {\n"
-                            "  %w = param() {init=\"normal\", std=0.02} : f32[24,8]\n"
-                            "  %g = param() {init=\"zeros\", std=0.0} : f32[24]\n"
-                            "  %x = input() : f32[B,T,8]\n"
-                            "  %ids = input() : i32[B,T]\n"
-                            "  %p = positions(%ids) : i32[T]\n"
-                            "  %0 = linear(%x, %w) : f32[B,T,24]\n"
-                            "  %1 = add(%0, %g) : f32[B,T,24]\n"
-                            "  %2 = slice(%1) {axis=2, start=0, size=8} : f32[B,T,8]\n"
-                            "  %3 = slice(%1) {axis=2, start=8, size=8} : f32[B,T,8]\n"
-                            "  %4 = slice(%1) {axis=2, start=16, size=8} : f32[B,T,8]\n"
-                            "  %q = rope(%2, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
-                            "  %k = rope(%3, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
-                            "  %5, %6 = attention(%q, %k, %4) {n_head=2, n_kv_head=2} : f32[B,T,8], f32[B,2,T]\n"
-                            "  output(%5) {name=\"y\"}\n"
-                            "}\n";
   KSchedule s = kschedule_cuda();
-  KProgram *p = lower_text_with(text, &s);
+  KProgram *p = lower_text_with(rope_graph, &s);
   if (!p) return;
   const KEntry *e = &p->entries.a[0];
   int slices = 0; /* arena buffers of [B, T, 8]: the rotated q and k, and v */
@@ -474,6 +475,58 @@ static void check_rope_views(void) {
            "v is not a buffer of its own");
   }
   kir_free(p);
+}
+
+/* Parallel loops an entry runs (inside host-level loops too) */
+static int host_parallel_loops(const KProgram *p, uint32_t block) {
+  int n = 0;
+  const VecU32 *b = &p->blocks.a[block];
+  for (size_t i = 0; i < b->n; i++) {
+    const KStmt *s = &p->stmts.a[b->a[i]];
+    if (s->kind == KS_FOR && s->loop == KL_PARALLEL)
+      n++;
+    else if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE)
+      n += host_parallel_loops(p, s->body);
+  }
+  return n;
+}
+
+static int merged_loops(const char *text, int merge) {
+  KSchedule s = kschedule_cuda();
+  s.merge_rows = merge;
+  KProgram *p = lower_text_with(text, &s);
+  if (!p) return -1;
+  int n = host_parallel_loops(p, p->entries.a[0].body);
+  kir_free(p);
+  return n;
+}
+
+/* With a GPU's schedule, sibling row loops over the same rows that share
+ * no written memory run as one (merge_rows): v's slice and the ropes of q
+ * and k. Not loops over other rows, nor a rope of what the other wrote. */
+static void check_merge_rows(void) {
+  int apart = merged_loops(rope_graph, 0), merged = merged_loops(rope_graph, 1);
+  CHECKF(apart == 3 && merged == 1, "v's slice and two ropes: %d loops apart, %d merged (not 3, 1)", apart, merged);
+  merged = merged_loops("graph other_rows [B, T] {\n"
+                        "  %a = input() : f32[B,T,8]\n"
+                        "  %b = input() : f32[B,8]\n"
+                        "  %0 = gelu(%a) : f32[B,T,8]\n"
+                        "  %1 = gelu(%b) : f32[B,8]\n"
+                        "  output(%0) {name=\"y\"}\n"
+                        "  output(%1) {name=\"z\"}\n"
+                        "}\n",
+                        1);
+  CHECKF(merged == 2, "gelu over [B, T] rows and over [B]: %d loops (not 2)", merged);
+  merged = merged_loops("graph twice [B, T] {\n"
+                        "  %x = input() : f32[B,T,8]\n"
+                        "  %ids = input() : i32[B,T]\n"
+                        "  %p = positions(%ids) : i32[T]\n"
+                        "  %0 = rope(%x, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
+                        "  %1 = rope(%0, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
+                        "  output(%1) {name=\"y\"}\n"
+                        "}\n",
+                        1);
+  CHECKF(merged == 2, "a rope of a rope: %d loops (not 2)", merged);
 }
 
 /* With a GPU's schedule, an attention gradient whose dq, dk and dv are
@@ -547,6 +600,7 @@ int main(void) {
   check_slice_gradients();
   check_attention_views();
   check_rope_views();
+  check_merge_rows();
   check_attention_gradients_in_place();
   check_inlining();
   check_norm_operand_lives();

@@ -49,16 +49,5 @@ CudaMode cuda_choose_mode(const CudaScan *a, const KStmt *parfor, const CudaOpti
  * when it holds vector loops that spread. */
 CudaMode cuda_choose_serial_mode(const CudaScan *a, const KStmt *s, const CudaOptions *o, uint32_t *threads);
 
-/* Buffers read and written by a statement (with everything nested). */
-typedef struct {
-  VecU32 r, w;
-} CudaEffects;
-void cuda_effects(const KProgram *p, const KStmt *s, CudaEffects *out); /* appends */
-void cuda_effects_expr(const KProgram *p, uint32_t x, CudaEffects *out);
-/* Whether running b after a needs a barrier between them: a write of one
- * to memory the other reads or writes. */
-int cuda_effects_conflict(const KEntry *e, const CudaEffects *a, const CudaEffects *b);
-void cuda_effects_clear(CudaEffects *x);
-void cuda_effects_free(CudaEffects *x);
 
 #endif

@@ -98,22 +98,6 @@ static int linear(Linear *q, uint32_t x, int depth) {
   }
 }
 
-static int same_expr(const KProgram *p, uint32_t x, uint32_t y) {
-  const KExpr *a = &p->exprs.a[x], *b = &p->exprs.a[y];
-  if (x == y) return 1;
-  if (a->op != b->op || a->type != b->type) return 0;
-  switch (a->op) {
-  case KE_ICONST: return a->i == b->i;
-  case KE_FCONST: return a->f == b->f;
-  case KE_VAR:
-  case KE_DIM: return a->id == b->id;
-  default: break;
-  }
-  for (int i = 0; i < kop_info(a->op)->n; i++)
-    if (!same_expr(p, a->a[i], b->a[i])) return 0;
-  return 1;
-}
-
 static int is_zero(const KProgram *p, uint32_t x) { return p->exprs.a[x].op == KE_ICONST && p->exprs.a[x].i == 0; }
 
 /* A store to buf: a whole row (vfor: the loop writing it, NULL directly in
@@ -122,7 +106,7 @@ static int row_store(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, 
   uint32_t c0 = (uint32_t)out->mirror_terms.n;
   Linear q = {.a = a, .parfor = parfor, .j = vfor ? vfor->var : UINT32_MAX, .terms = &out->mirror_terms};
   int ok = linear(&q, s->e[0], 0) && q.rows == 1 &&
-           (vfor ? q.cols == 1 && q.row_coef != UINT32_MAX && is_zero(a->p, vfor->e[0]) && same_expr(a->p, q.row_coef, vfor->e[1])
+           (vfor ? q.cols == 1 && q.row_coef != UINT32_MAX && is_zero(a->p, vfor->e[0]) && kexpr_same(a->p, q.row_coef, vfor->e[1], NULL)
                  : q.cols == 0 && q.row_coef == UINT32_MAX);
   if (!ok) {
     out->mirror_terms.n = c0;
@@ -165,7 +149,7 @@ static int row_copy(const CudaScan *a, const KStmt *parfor, const KStmt *s, uint
     return 0;
   }
   uint32_t n_t = (uint32_t)out->mirror_terms.n - c0;
-  if (same_expr(a->p, q.row_coef, s->e[2])) {
+  if (kexpr_same(a->p, q.row_coef, s->e[2], NULL)) {
     vec_push(&out->mirrors, ((CudaMirror){buf, q.row_coef, c0, n_t, cuda_mirror_alone(a, buf)}));
     return 1;
   }
@@ -198,11 +182,11 @@ static int tile_rows(Parts *parts, const Part **first) {
 }
 
 static int writes(const KProgram *p, const KStmt *s, uint32_t buf) {
-  CudaEffects fx = {0};
-  cuda_effects(p, s, &fx);
+  KEffects fx = {0};
+  kir_effects(p, s, &fx);
   int w = 0;
   for (size_t i = 0; i < fx.w.n; i++) w |= fx.w.a[i] == buf;
-  cuda_effects_free(&fx);
+  kir_effects_free(&fx);
   return w;
 }
 

@@ -254,7 +254,7 @@ static void block_serial(CR *c, uint32_t blk, int depth) {
   for (size_t i = 0; i < b->n; i++) stmt_serial(c, &c->p->stmts.a[b->a[i]], depth);
 }
 
-static void block_uniform(CR *c, uint32_t blk, int depth, CudaEffects *pend);
+static void block_uniform(CR *c, uint32_t blk, int depth, KEffects *pend);
 
 static void barrier(CR *c, int depth) {
   indent(c, depth);
@@ -309,7 +309,7 @@ static void spread_loop(CR *c, const KStmt *s, int depth) {
 }
 
 /* Uniform code: every thread of the row runs it. */
-static void stmt_uniform(CR *c, const KStmt *s, int depth, const CudaEffects *eff) {
+static void stmt_uniform(CR *c, const KStmt *s, int depth, const KEffects *eff) {
   switch (s->kind) {
   case KS_ASSIGN: stmt_serial(c, s, depth); return;
   case KS_STORE:
@@ -340,30 +340,30 @@ static void stmt_uniform(CR *c, const KStmt *s, int depth, const CudaEffects *ef
     fputs(") {\n", c->f);
     break;
   }
-  CudaEffects pend = {0};
+  KEffects pend = {0};
   block_uniform(c, s->body, depth + 1, &pend);
   /* a loop's next iteration after this one's writes */
-  if (s->kind != KS_IF && cuda_effects_conflict(c->e, &pend, eff)) barrier(c, depth + 1);
-  cuda_effects_free(&pend);
+  if (s->kind != KS_IF && kir_effects_conflict(c->e, &pend, eff)) barrier(c, depth + 1);
+  kir_effects_free(&pend);
   indent(c, depth);
   fputs("}\n", c->f);
 }
 
-static void block_uniform(CR *c, uint32_t blk, int depth, CudaEffects *pend) {
+static void block_uniform(CR *c, uint32_t blk, int depth, KEffects *pend) {
   declare(c, blk, depth);
   const VecU32 *b = &c->p->blocks.a[blk];
   for (size_t i = 0; i < b->n; i++) {
     const KStmt *s = &c->p->stmts.a[b->a[i]];
-    CudaEffects eff = {0};
-    cuda_effects(c->p, s, &eff);
-    if (cuda_effects_conflict(c->e, pend, &eff)) {
+    KEffects eff = {0};
+    kir_effects(c->p, s, &eff);
+    if (kir_effects_conflict(c->e, pend, &eff)) {
       barrier(c, depth);
-      cuda_effects_clear(pend);
+      kir_effects_clear(pend);
     }
     stmt_uniform(c, s, depth, &eff);
     for (size_t k = 0; k < eff.r.n; k++) vec_push(&pend->r, eff.r.a[k]);
     for (size_t k = 0; k < eff.w.n; k++) vec_push(&pend->w, eff.w.a[k]);
-    cuda_effects_free(&eff);
+    kir_effects_free(&eff);
   }
 }
 
@@ -427,10 +427,10 @@ static void kernel_body(CR *c, const KStmt *s) {
     if (c->mode == CM_SERIAL) {
       stmt_serial(c, s, 1);
     } else {
-      CudaEffects eff = {0};
-      cuda_effects(c->p, s, &eff);
+      KEffects eff = {0};
+      kir_effects(c->p, s, &eff);
       stmt_uniform(c, s, 1, &eff);
-      cuda_effects_free(&eff);
+      kir_effects_free(&eff);
     }
     for (size_t i = 0; i < c->vars.n; i++)
       if (c->var_kind[c->vars.a[i]] == 'r')
@@ -443,9 +443,9 @@ static void kernel_body(CR *c, const KStmt *s) {
   if (c->mode == CM_THREAD) {
     block_serial(c, s->body, 2);
   } else {
-    CudaEffects pend = {0};
+    KEffects pend = {0};
     block_uniform(c, s->body, 2, &pend);
-    cuda_effects_free(&pend);
+    kir_effects_free(&pend);
   }
   fputs("  }\n", c->f);
 }
@@ -457,12 +457,12 @@ static char *mem_text(FILE *f, char **buf) {
 
 /* Appends launch l, with the buffers its statement writes. */
 static void add_launch(CR *c, uint32_t stmt, CudaLaunch l) {
-  CudaEffects fx = {0};
-  cuda_effects(c->p, &c->p->stmts.a[stmt], &fx);
+  KEffects fx = {0};
+  kir_effects(c->p, &c->p->stmts.a[stmt], &fx);
   l.w0 = (uint32_t)c->out->writes.n;
   l.n_w = (uint32_t)fx.w.n;
   for (size_t i = 0; i < fx.w.n; i++) vec_push(&c->out->writes, fx.w.a[i]);
-  cuda_effects_free(&fx);
+  kir_effects_free(&fx);
   c->out->launch_of[stmt] = (uint32_t)c->out->launches.n;
   vec_push(&c->out->launches, l);
 }

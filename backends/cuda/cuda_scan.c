@@ -30,19 +30,6 @@ static void scan_expr(CudaScan *a, uint32_t x, uint32_t block) {
   for (int i = 0; i < kop_info(k->op)->n; i++) scan_expr(a, k->a[i], block);
 }
 
-static int n_exprs(const KStmt *s) {
-  switch (s->kind) {
-  case KS_FOR:
-  case KS_STORE: return 2;
-  case KS_ASSIGN:
-  case KS_IF:
-  case KS_WHILE: return 1;
-  case KS_FILL:
-  case KS_COPY: return 3;
-  default: return 0;
-  }
-}
-
 static void gemm_exprs(const KGemm *g, uint32_t xs[9]) {
   uint32_t v[9] = {g->m, g->n, g->k, g->a_off, g->b_off, g->c_off, g->lda, g->ldb, g->ldc};
   memcpy(xs, v, sizeof v);
@@ -52,7 +39,7 @@ static void scan_block(CudaScan *a, uint32_t block) {
   const VecU32 *b = &a->p->blocks.a[block];
   for (size_t i = 0; i < b->n; i++) {
     const KStmt *s = &a->p->stmts.a[b->a[i]];
-    for (int k = 0; k < n_exprs(s); k++) scan_expr(a, s->e[k], block);
+    for (int k = 0; k < kstmt_n_exprs(s); k++) scan_expr(a, s->e[k], block);
     if (s->kind == KS_GEMM) {
       uint32_t xs[9];
       gemm_exprs(&a->p->gemms.a[s->gemm], xs);
@@ -137,7 +124,7 @@ int cuda_stmt_launches(const KProgram *p, const KStmt *s) {
 
 int cuda_stmt_touches(const KProgram *p, const KStmt *s) {
   if (s->kind == KS_STORE || s->kind == KS_FILL || s->kind == KS_COPY || s->kind == KS_GEMM || s->kind == KS_CALL) return 1;
-  for (int k = 0; k < n_exprs(s); k++)
+  for (int k = 0; k < kstmt_n_exprs(s); k++)
     if (cuda_expr_loads(p, s->e[k])) return 1;
   return (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && block_any(p, s->body, cuda_stmt_touches);
 }
@@ -173,19 +160,11 @@ int cuda_estimate(const CudaScan *a, uint32_t x, int64_t *out) { return estimate
 
 /* ---- vector loops ------------------------------------------------------------ */
 
-static int expr_uses(const KProgram *p, uint32_t x, uint32_t var) {
-  const KExpr *k = &p->exprs.a[x];
-  if (k->op == KE_VAR && k->id == var) return 1;
-  for (int i = 0; i < kop_info(k->op)->n; i++)
-    if (expr_uses(p, k->a[i], var)) return 1;
-  return 0;
-}
-
 int cuda_reduction_op(const CudaScan *a, const KStmt *s) {
   const KExpr *x = &a->p->exprs.a[s->e[0]];
   if (x->op != KE_ADD && x->op != KE_MAX) return -1;
   const KExpr *lhs = &a->p->exprs.a[x->a[0]];
-  if (lhs->op != KE_VAR || lhs->id != s->var || expr_uses(a->p, x->a[1], s->var)) return -1;
+  if (lhs->op != KE_VAR || lhs->id != s->var || kexpr_uses_var(a->p, x->a[1], s->var)) return -1;
   KType t = a->e->vars.a[s->var].type;
   return t == K_F32 || t == K_I64 ? (int)x->op : -1;
 }
@@ -202,8 +181,8 @@ int cuda_vfor_spreads(const CudaScan *a, const KStmt *s) {
       const KStmt *u = &a->p->stmts.a[b->a[j]];
       if (j == i) continue;
       if (u->kind == KS_ASSIGN && u->var == t->var) return 0;
-      for (int k = 0; k < n_exprs(u); k++)
-        if (expr_uses(a->p, u->e[k], t->var)) return 0;
+      for (int k = 0; k < kstmt_n_exprs(u); k++)
+        if (kexpr_uses_var(a->p, u->e[k], t->var)) return 0;
     }
   }
   return 1;
@@ -260,88 +239,11 @@ CudaMode cuda_choose_serial_mode(const CudaScan *a, const KStmt *s, const CudaOp
   return n < 0 ? CM_SERIAL : CM_GROUP;
 }
 
-/* ---- effects ----------------------------------------------------------------- */
-
-static void push_unique(VecU32 *v, uint32_t x) {
-  for (size_t i = 0; i < v->n; i++)
-    if (v->a[i] == x) return;
-  vec_push(v, x);
-}
-
-void cuda_effects_expr(const KProgram *p, uint32_t x, CudaEffects *out) {
-  const KExpr *k = &p->exprs.a[x];
-  if (k->op == KE_LOAD) push_unique(&out->r, k->id);
-  for (int i = 0; i < kop_info(k->op)->n; i++) cuda_effects_expr(p, k->a[i], out);
-}
-
-void cuda_effects(const KProgram *p, const KStmt *s, CudaEffects *out) {
-  for (int k = 0; k < n_exprs(s); k++) cuda_effects_expr(p, s->e[k], out);
-  switch (s->kind) {
-  case KS_STORE:
-  case KS_FILL: push_unique(&out->w, s->buf[0]); break;
-  case KS_COPY:
-    push_unique(&out->w, s->buf[0]);
-    push_unique(&out->r, s->buf[1]);
-    break;
-  case KS_GEMM: {
-    const KGemm *g = &p->gemms.a[s->gemm];
-    push_unique(&out->r, g->a);
-    push_unique(&out->r, g->b);
-    push_unique(&out->w, g->c);
-    if (g->beta != 0) push_unique(&out->r, g->c);
-    break;
-  }
-  case KS_CALL: {
-    const KCall *c = &p->calls.a[s->call];
-    const KCallInfo *ci = kcall_info(c->op);
-    for (int k = 0; k < ci->n_buf; k++) push_unique(k < ci->n_read ? &out->r : &out->w, c->buf[k]);
-    for (int k = 0; k < ci->n_arg; k++) cuda_effects_expr(p, c->arg[k], out);
-    break;
-  }
-  case KS_FOR:
-  case KS_IF:
-  case KS_WHILE: {
-    const VecU32 *b = &p->blocks.a[s->body];
-    for (size_t i = 0; i < b->n; i++) cuda_effects(p, &p->stmts.a[b->a[i]], out);
-    break;
-  }
-  default: break;
-  }
-}
-
-/* Two buffers of an entry may share memory: the same caller buffer, or
- * overlapping slices of the arena (the memory plan reuses it). */
-static int may_alias(const KEntry *e, uint32_t x, uint32_t y) {
-  const KBuf *a = &e->bufs.a[x], *b = &e->bufs.a[y];
-  if (x == y) return 1;
-  if (a->kind != b->kind) return 0;
-  if (a->kind != KB_ARENA) return a->index == b->index;
-  return a->offset < b->offset + 4 * b->numel && b->offset < a->offset + 4 * a->numel;
-}
-
-static int any_alias(const KEntry *e, const VecU32 *x, const VecU32 *y) {
-  for (size_t i = 0; i < x->n; i++)
-    for (size_t j = 0; j < y->n; j++)
-      if (may_alias(e, x->a[i], y->a[j])) return 1;
-  return 0;
-}
-
-int cuda_effects_conflict(const KEntry *e, const CudaEffects *a, const CudaEffects *b) {
-  return any_alias(e, &a->w, &b->r) || any_alias(e, &a->w, &b->w) || any_alias(e, &a->r, &b->w);
-}
-
-void cuda_effects_clear(CudaEffects *x) { x->r.n = x->w.n = 0; }
-
-void cuda_effects_free(CudaEffects *x) {
-  vec_free(&x->r);
-  vec_free(&x->w);
-}
-
 void cuda_written_inputs(const KProgram *p, const KEntry *e, unsigned char *out) {
-  CudaEffects eff = {0};
+  KEffects eff = {0};
   const VecU32 *body = &p->blocks.a[e->body];
-  for (size_t i = 0; i < body->n; i++) cuda_effects(p, &p->stmts.a[body->a[i]], &eff);
+  for (size_t i = 0; i < body->n; i++) kir_effects(p, &p->stmts.a[body->a[i]], &eff);
   for (size_t i = 0; i < eff.w.n; i++)
     if (e->bufs.a[eff.w.a[i]].kind == KB_INPUT) out[e->bufs.a[eff.w.a[i]].index] = 1;
-  cuda_effects_free(&eff);
+  kir_effects_free(&eff);
 }

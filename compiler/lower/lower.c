@@ -12,6 +12,8 @@ KSchedule kschedule_cuda(void) {
   KSchedule s = kschedule_default();
   s.attention_kernel = 1;
   s.colsum_rows = 64;
+  s.wide_rows = 1;
+  s.merge_rows = 1;
   /* 256 MiB of fp32: 16 x 1024 rows take chunks of 4096 vocabulary rows (13
    * at V = 50257). Each chunk rescales and adds into the running [rows,
    * width] output once, so fewer chunks move fewer bytes. */
@@ -252,6 +254,7 @@ int lower_entry(KProgram *p, const char *name, const IrGraph *g, const int64_t *
   int rc = plan_memory(&l, err);
   if (!rc) rc = bind_external(&l, param_names, n_params, err);
   if (!rc) rc = lower_region(&l, 0, err);
+  if (!rc && s->merge_rows) merge_rows(p, l.entry);
   free(l.buf);
   free(l.var);
   free(l.inlined);

@@ -906,37 +906,67 @@ static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
 /* rope(x, positions) and rope_grad(positions, dy): per head, the first
  * rotary_dims dims rotate in pairs (i, i + half) by pos / theta^(2i/R)
  * (HF's rotate_half pairing); rope_grad rotates back. */
+typedef struct {
+  const IrNode *n;
+  View x;                   /* read in place where it is q or k sliced from a product */
+  uint32_t pos, from, to;   /* the row's position (f32), its first element in x's whole and in the output */
+  int64_t R, half;
+} Rope;
+
+/* columns col and col + half, rotated by the angle of pair i */
+static void rope_rotate(Lower *l, const Rope *r, uint32_t col, uint32_t i) {
+  const IrNode *n = r->n;
+  uint32_t inv = L_div(l, L_f(l, 1.0), kx_op(l->p, KE_POW, L_f(l, n->attr[2].f),
+                                                L_div(l, L_ex(l, KE_ITOF, L_mul(l, L_i(l, 2), i)), L_f(l, (double)r->R)), 0));
+  uint32_t angle = L_fvar(l, L_mul(l, r->pos, inv));
+  uint32_t c = L_fvar(l, L_ex(l, KE_COS, angle)), sn = L_fvar(l, L_ex(l, KE_SIN, angle));
+  if (n->op == IR_ROPE_GRAD) sn = L_fvar(l, L_ex(l, KE_NEG, sn));
+  uint32_t col2 = L_ivar(l, L_add(l, col, L_i(l, r->half)));
+  uint32_t lo = L_fvar(l, view_load(l, &r->x, L_add(l, r->from, col), col));
+  uint32_t hi = L_fvar(l, view_load(l, &r->x, L_add(l, r->from, col2), col2));
+  L_store(l, OUT(0), L_add(l, r->to, col), L_sub(l, L_mul(l, lo, c), L_mul(l, hi, sn)));
+  L_store(l, OUT(0), L_add(l, r->to, col2), L_add(l, L_mul(l, hi, c), L_mul(l, lo, sn)));
+}
+
+static void rope_keep(Lower *l, const Rope *r, uint32_t col) {
+  const IrNode *n = r->n;
+  L_store(l, OUT(0), L_add(l, r->to, col), view_load(l, &r->x, L_add(l, r->from, col), col));
+}
+
 static int lo_rope(Lower *l, const IrNode *n, PcError *err) {
   int grad = n->op == IR_ROPE_GRAD;
   uint32_t x = grad ? IN(1) : IN(0), positions = grad ? IN(0) : IN(1);
   const IrShape *s = L_shape(l, x);
-  View w = view_of(l, x); /* q or k sliced from a product: read in place */
   int64_t H = n->attr[0].i, R = n->attr[1].i, C = s->dim[2], D = C / H, half = R / 2;
+  Rope r = {.n = n, .x = view_of(l, x), .R = R, .half = half};
   uint32_t T = L_ivar(l, L_dimx(l, s->dim[1])), saved, sh, si;
   uint32_t bt = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, L_dimx(l, s->dim[0]), T), &saved);
-  uint32_t pos = L_fvar(l, L_ex(l, KE_ITOF, L_load(l, positions, L_op(l, KE_REM, bt, T))));
-  uint32_t from = L_ivar(l, L_add(l, L_mul(l, bt, w.rs), L_i(l, w.start)));
-  uint32_t h = L_loop(l, KL_SERIAL, L_i(l, 0), L_i(l, H), &sh);
-  uint32_t hD = L_ivar(l, L_mul(l, h, L_i(l, D)));
-  uint32_t base = L_ivar(l, L_add(l, L_mul(l, bt, L_i(l, C)), hD)), in = L_ivar(l, L_add(l, from, hD));
-  uint32_t i = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, half), &si);
-  uint32_t inv = L_div(l, L_f(l, 1.0), kx_op(l->p, KE_POW, L_f(l, n->attr[2].f),
-                                                L_div(l, L_ex(l, KE_ITOF, L_mul(l, L_i(l, 2), i)), L_f(l, (double)R)), 0));
-  uint32_t angle = L_fvar(l, L_mul(l, pos, inv));
-  uint32_t c = L_fvar(l, L_ex(l, KE_COS, angle)), sn = L_fvar(l, L_ex(l, KE_SIN, angle));
-  if (grad) sn = L_fvar(l, L_ex(l, KE_NEG, sn));
-  uint32_t i2 = L_add(l, i, L_i(l, half));
-  uint32_t lo = L_fvar(l, view_load(l, &w, L_add(l, in, i), L_add(l, hD, i)));
-  uint32_t hi = L_fvar(l, view_load(l, &w, L_add(l, in, i2), L_add(l, hD, i2)));
-  L_store(l, OUT(0), L_add(l, base, i), L_sub(l, L_mul(l, lo, c), L_mul(l, hi, sn)));
-  L_store(l, OUT(0), L_add(l, L_add(l, base, i), L_i(l, half)), L_add(l, L_mul(l, hi, c), L_mul(l, lo, sn)));
-  l->block = si;
-  if (R < D) {
-    i = L_loop(l, KL_VECTOR, L_i(l, R), L_i(l, D), &si);
-    L_store(l, OUT(0), L_add(l, base, i), view_load(l, &w, L_add(l, in, i), L_add(l, hD, i)));
+  r.pos = L_fvar(l, L_ex(l, KE_ITOF, L_load(l, positions, L_op(l, KE_REM, bt, T))));
+  r.from = L_ivar(l, L_add(l, L_mul(l, bt, r.x.rs), L_i(l, r.x.start)));
+  r.to = L_ivar(l, L_mul(l, bt, L_i(l, C)));
+  if (l->s->wide_rows) { /* the whole row's pairs in one vector loop, then its unrotated columns in another */
+    uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, H * half), &si), i = L_ivar(l, L_op(l, KE_REM, j, L_i(l, half)));
+    rope_rotate(l, &r, L_ivar(l, L_add(l, L_mul(l, L_div(l, j, L_i(l, half)), L_i(l, D)), i)), i);
     l->block = si;
+    if (R < D) {
+      j = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, H * (D - R)), &si);
+      uint32_t head = L_div(l, j, L_i(l, D - R));
+      rope_keep(l, &r, L_ivar(l, L_add(l, L_mul(l, head, L_i(l, D)), L_add(l, L_i(l, R), L_op(l, KE_REM, j, L_i(l, D - R))))));
+      l->block = si;
+    }
+  } else { /* head by head: each head's pairs, then its unrotated columns */
+    uint32_t h = L_loop(l, KL_SERIAL, L_i(l, 0), L_i(l, H), &sh);
+    uint32_t hD = L_ivar(l, L_mul(l, h, L_i(l, D)));
+    uint32_t i = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, half), &si);
+    rope_rotate(l, &r, L_ivar(l, L_add(l, hD, i)), i);
+    l->block = si;
+    if (R < D) {
+      i = L_loop(l, KL_VECTOR, L_i(l, R), L_i(l, D), &si);
+      rope_keep(l, &r, L_ivar(l, L_add(l, hD, i)));
+      l->block = si;
+    }
+    l->block = sh;
   }
-  l->block = sh;
   l->block = saved;
   return 0;
 }
