@@ -170,6 +170,18 @@ uint32_t kx_op(KProgram *p, KOp op, uint32_t a, uint32_t b, uint32_t c) {
   return push_expr(p, x);
 }
 
+uint32_t kx_subst_var(KProgram *p, uint32_t x, uint32_t var, uint32_t with) {
+  KExpr k = p->exprs.a[x];
+  if (k.op == KE_VAR) return k.id == var ? with : x;
+  int changed = 0;
+  for (int i = 0; i < kop_info(k.op)->n; i++) {
+    uint32_t a = kx_subst_var(p, k.a[i], var, with);
+    changed |= a != k.a[i];
+    k.a[i] = a;
+  }
+  return changed ? push_expr(p, k) : x;
+}
+
 uint32_t kvar(KEntry *e, const char *name, KType type) {
   KVar v = {pc_xstrdup(name), type};
   vec_push(&e->vars, v);

@@ -151,6 +151,8 @@ uint32_t kx_var(KProgram *p, const KEntry *e, uint32_t var);
 uint32_t kx_dim(KProgram *p, uint32_t dim);
 uint32_t kx_load(KProgram *p, const KEntry *e, uint32_t buf, uint32_t index);
 uint32_t kx_op(KProgram *p, KOp op, uint32_t a, uint32_t b, uint32_t c); /* unused operands: 0 */
+/* x with expression `with` wherever it reads variable var (x itself where it does not) */
+uint32_t kx_subst_var(KProgram *p, uint32_t x, uint32_t var, uint32_t with);
 #define kx_add(p, a, b) kx_op(p, KE_ADD, a, b, 0)
 #define kx_sub(p, a, b) kx_op(p, KE_SUB, a, b, 0)
 #define kx_mul(p, a, b) kx_op(p, KE_MUL, a, b, 0)

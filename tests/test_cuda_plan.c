@@ -15,6 +15,8 @@
 #include "backends/cuda/cuda_kio.h"
 #include "backends/cuda/cuda_library.h"
 #include "backends/cuda/cuda_profile.h"
+#include "compiler/lower/lower.h"
+#include "ir/ir.h"
 #include "tests/check.h"
 
 /* ---- launch shapes, addresses, arguments, gemm ---------------------------------- */
@@ -577,6 +579,53 @@ static void check_copy_mirrors(void) {
   kir_free(p);
 }
 
+/* Row loops merged on a GPU's schedule (merge_rows) keep their mirrors:
+ * gelu(x) and gelu(a) over the same rows are one kernel, and h, which a
+ * product reads, is stored there with its bf16 mirror as when its loop
+ * ran alone (its stores read the merged loop's variable, not a copy of it). */
+static void check_merged_mirror(void) {
+  static const char *text = "graph merged [B, T] {\n"
+                            "  %w = param() {init=\"normal\", std=0.02} : f32[8,8]\n"
+                            "  %x = input() : f32[B,T,8]\n"
+                            "  %a = input() : f32[B,T,8]\n"
+                            "  %y = gelu(%x) : f32[B,T,8]\n"
+                            "  %h = gelu(%a) : f32[B,T,8]\n"
+                            "  %z = linear(%h, %w) : f32[B,T,8]\n"
+                            "  output(%y) {name=\"y\"}\n"
+                            "  output(%z) {name=\"z\"}\n"
+                            "}\n";
+  PcError err;
+  IrGraph *g = NULL;
+  if (ir_parse(text, "merged", &g, &err) < 0 || ir_verify(g, &err) < 0) {
+    CHECKF(0, "%s", err.msg);
+    ir_graph_free(g);
+    return;
+  }
+  KProgram *p = kir_new();
+  KSchedule s = kschedule_cuda();
+  const char *names[1] = {"w"};
+  int64_t dim_max[2] = {2, 4};
+  int rc = lower_entry(p, "f", g, dim_max, names, 1, &s, &err);
+  ir_graph_free(g);
+  CHECKF(rc == 0, "%s", rc ? err.msg : "");
+  CudaProgram cp;
+  if (rc || render(p, &cp) < 0) return;
+  const KEntry *e = &p->entries.a[0];
+  uint32_t loops = 0, h = UINT32_MAX;
+  for (size_t i = 0; i < e->bufs.n; i++)
+    if (!strcmp(e->bufs.a[i].name, "h")) h = (uint32_t)i;
+  int mirrored = 0;
+  for (size_t i = 0; i < cp.launches.n; i++) {
+    const CudaLaunch *l = &cp.launches.a[i];
+    loops += l->mode != CM_CALL && l->mode != CM_SERIAL;
+    for (uint32_t k = 0; k < l->n_m; k++) mirrored |= cp.mirrors.a[l->m0 + k].buf == h;
+  }
+  CHECKF(loops == 1, "gelu(x) and gelu(a): %u kernels, not one", loops);
+  CHECKF(h != UINT32_MAX && mirrored, "h, read by a product, is stored without its mirror in the merged kernel");
+  cuda_program_free(&cp);
+  kir_free(p);
+}
+
 /* An operand-only buffer's mirrored rows are stored in bf16 alone (when
  * the host gives a mirror), and a product that would convert some of them
  * is an error, not a silent read of stale fp32:
@@ -802,6 +851,7 @@ int main(void) {
   check_ranges();
   check_mirrors();
   check_copy_mirrors();
+  check_merged_mirror();
   check_operand_only();
   check_profile();
   check_census();

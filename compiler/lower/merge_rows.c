@@ -3,8 +3,8 @@
  * after the other in a host-level block, over the same range, that share
  * no memory either of them writes (kir_effects_conflict, arena bytes
  * included) and hold no serial loops, become one: each iteration runs
- * the first's body, then the second's with its loop variable set to the
- * first's. A rope of q and one
+ * the first's body, then the second's reading the first's loop variable
+ * for its own. A rope of q and one
  * of k, or a rope and the slice beside it, are then one kernel. Host
  * assignments between the two that load nothing (the dims a loop's bounds
  * come from) move in front of the first, which does not read them. */
@@ -89,14 +89,22 @@ static int can_join(const Merge *m, uint32_t s, uint32_t t) {
   return ok;
 }
 
-/* t's body after s's, t's variable set to s's */
+/* The statements of block with expression `with` for variable var (a row
+ * loop holds no products or calls: they run on the host) */
+static void subst_block(KProgram *p, uint32_t block, uint32_t var, uint32_t with) {
+  for (size_t i = 0; i < p->blocks.a[block].n; i++) {
+    KStmt *s = &p->stmts.a[p->blocks.a[block].a[i]]; /* only p->exprs grows below */
+    if (s->kind == KS_GEMM || s->kind == KS_CALL) PC_BUG("merge_rows: a product or call inside a row loop");
+    for (int k = 0; k < kstmt_n_exprs(s); k++) s->e[k] = kx_subst_var(p, s->e[k], var, with);
+    if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) subst_block(p, s->body, var, with);
+  }
+}
+
+/* t's body after s's, reading s's variable where it read its own */
 static void join(Merge *m, uint32_t s, uint32_t t) {
   KProgram *p = m->p;
-  uint32_t body = p->stmts.a[s].body, tbody = p->stmts.a[t].body, tvar = p->stmts.a[t].var;
-  uint32_t origin = p->stmts.a[t].origin;
-  size_t first = p->stmts.n;
-  ks_assign(p, body, tvar, kx_var(p, &p->entries.a[m->entry], p->stmts.a[s].var));
-  kir_set_origin(p, first, origin);
+  uint32_t body = p->stmts.a[s].body, tbody = p->stmts.a[t].body;
+  subst_block(p, tbody, p->stmts.a[t].var, kx_var(p, &p->entries.a[m->entry], p->stmts.a[s].var));
   for (size_t i = 0; i < p->blocks.a[tbody].n; i++) vec_push(&p->blocks.a[body], p->blocks.a[tbody].a[i]);
   p->blocks.a[tbody].n = 0;
 }
