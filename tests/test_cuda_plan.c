@@ -579,51 +579,83 @@ static void check_copy_mirrors(void) {
   kir_free(p);
 }
 
-/* Row loops merged on a GPU's schedule (merge_rows) keep their mirrors:
- * gelu(x) and gelu(a) over the same rows are one kernel, and h, which a
- * product reads, is stored there with its bf16 mirror as when its loop
- * ran alone (its stores read the merged loop's variable, not a copy of it). */
-static void check_merged_mirror(void) {
-  static const char *text = "graph merged [B, T] {\n"
-                            "  %w = param() {init=\"normal\", std=0.02} : f32[8,8]\n"
-                            "  %x = input() : f32[B,T,8]\n"
-                            "  %a = input() : f32[B,T,8]\n"
-                            "  %y = gelu(%x) : f32[B,T,8]\n"
-                            "  %h = gelu(%a) : f32[B,T,8]\n"
-                            "  %z = linear(%h, %w) : f32[B,T,8]\n"
-                            "  output(%y) {name=\"y\"}\n"
-                            "  output(%z) {name=\"z\"}\n"
-                            "}\n";
+/* graph text lowered with the CUDA schedule into *p and rendered into *cp */
+static int lower_render(const char *text, KProgram **p, CudaProgram *cp) {
   PcError err;
   IrGraph *g = NULL;
-  if (ir_parse(text, "merged", &g, &err) < 0 || ir_verify(g, &err) < 0) {
+  if (ir_parse(text, "lowered", &g, &err) < 0 || ir_verify(g, &err) < 0) {
     CHECKF(0, "%s", err.msg);
     ir_graph_free(g);
-    return;
+    return -1;
   }
-  KProgram *p = kir_new();
+  *p = kir_new();
   KSchedule s = kschedule_cuda();
   const char *names[1] = {"w"};
   int64_t dim_max[2] = {2, 4};
-  int rc = lower_entry(p, "f", g, dim_max, names, 1, &s, &err);
+  int rc = lower_entry(*p, "f", g, dim_max, names, 1, &s, &err);
   ir_graph_free(g);
   CHECKF(rc == 0, "%s", rc ? err.msg : "");
-  CudaProgram cp;
-  if (rc || render(p, &cp) < 0) return;
+  if (rc) kir_free(*p);
+  return rc || render(*p, cp) < 0 ? -1 : 0;
+}
+
+/* Whether some kernel of cp stores buffer `name` of p's entry with its mirror; *kernels gets how many
+ * generated kernels there are */
+static int mirrored(const KProgram *p, const CudaProgram *cp, const char *name, uint32_t *kernels) {
   const KEntry *e = &p->entries.a[0];
-  uint32_t loops = 0, h = UINT32_MAX;
+  uint32_t b = UINT32_MAX;
+  int found = 0;
   for (size_t i = 0; i < e->bufs.n; i++)
-    if (!strcmp(e->bufs.a[i].name, "h")) h = (uint32_t)i;
-  int mirrored = 0;
-  for (size_t i = 0; i < cp.launches.n; i++) {
-    const CudaLaunch *l = &cp.launches.a[i];
-    loops += l->mode != CM_CALL && l->mode != CM_SERIAL;
-    for (uint32_t k = 0; k < l->n_m; k++) mirrored |= cp.mirrors.a[l->m0 + k].buf == h;
+    if (!strcmp(e->bufs.a[i].name, name)) b = (uint32_t)i;
+  *kernels = 0;
+  for (size_t i = 0; i < cp->launches.n; i++) {
+    const CudaLaunch *l = &cp->launches.a[i];
+    *kernels += l->mode != CM_CALL && l->mode != CM_SERIAL;
+    for (uint32_t k = 0; k < l->n_m; k++) found |= cp->mirrors.a[l->m0 + k].buf == b;
   }
-  CHECKF(loops == 1, "gelu(x) and gelu(a): %u kernels, not one", loops);
-  CHECKF(h != UINT32_MAX && mirrored, "h, read by a product, is stored without its mirror in the merged kernel");
-  cuda_program_free(&cp);
-  kir_free(p);
+  return b != UINT32_MAX && found;
+}
+
+/* Row loops merged on a GPU's schedule (merge_rows) keep their mirrors:
+ * gelu(x) and gelu(a) over the same rows are one kernel, and h, which a
+ * product reads, is stored there with its bf16 mirror as when its loop
+ * ran alone (its stores read the merged loop's variable, not a copy of
+ * it). So is a rotated value a product reads (wide_rows: the rope's
+ * stores run along the row). */
+static void check_merged_mirror(void) {
+  static const char *merged = "graph merged [B, T] {\n"
+                              "  %w = param() {init=\"normal\", std=0.02} : f32[8,8]\n"
+                              "  %x = input() : f32[B,T,8]\n"
+                              "  %a = input() : f32[B,T,8]\n"
+                              "  %y = gelu(%x) : f32[B,T,8]\n"
+                              "  %h = gelu(%a) : f32[B,T,8]\n"
+                              "  %z = linear(%h, %w) : f32[B,T,8]\n"
+                              "  output(%y) {name=\"y\"}\n"
+                              "  output(%z) {name=\"z\"}\n"
+                              "}\n";
+  static const char *rotated = "graph rotated [B, T] {\n"
+                               "  %w = param() {init=\"normal\", std=0.02} : f32[8,8]\n"
+                               "  %x = input() : f32[B,T,8]\n"
+                               "  %ids = input() : i32[B,T]\n"
+                               "  %p = positions(%ids) : i32[T]\n"
+                               "  %r = rope(%x, %p) {n_head=2, rotary_dims=2, theta=10000.0} : f32[B,T,8]\n"
+                               "  %z = linear(%r, %w) : f32[B,T,8]\n"
+                               "  output(%z) {name=\"z\"}\n"
+                               "}\n";
+  KProgram *p;
+  CudaProgram cp;
+  uint32_t kernels;
+  if (lower_render(merged, &p, &cp) == 0) {
+    CHECKF(mirrored(p, &cp, "h", &kernels), "h, read by a product, is stored without its mirror in the merged kernel");
+    CHECKF(kernels == 1, "gelu(x) and gelu(a): %u kernels, not one", kernels);
+    cuda_program_free(&cp);
+    kir_free(p);
+  }
+  if (lower_render(rotated, &p, &cp) == 0) {
+    CHECKF(mirrored(p, &cp, "r", &kernels), "r, rotated and read by a product, is stored without its mirror");
+    cuda_program_free(&cp);
+    kir_free(p);
+  }
 }
 
 /* An operand-only buffer's mirrored rows are stored in bf16 alone (when

@@ -17,8 +17,8 @@ typedef struct {
   int64_t colsum_rows;  /* sums over rows spread over threads, the GPU's choice: bias and norm-weight gradients in
                            chunks of this many rows, then the chunks in order; embedding gradients a thread per
                            column; 0: one serial loop over the rows, each row's columns spread */
-  int wide_rows;        /* a row's heads in one vector loop over the row, not a serial loop of short ones (the GPU's
-                           choice: a block's threads over the row; rope) */
+  int wide_rows;        /* a row's heads in one vector loop over its columns, not a serial loop of short ones (the
+                           GPU's choice: a block's threads over the row, stores along it; rope) */
   int merge_rows;       /* sibling parallel loops over the same rows, sharing no written memory, as one loop (the
                            GPU's choice: a kernel launch each; merge_rows.c) */
 } KSchedule;

@@ -908,64 +908,77 @@ static int lo_attention_grad(Lower *l, const IrNode *n, PcError *err) {
  * (HF's rotate_half pairing); rope_grad rotates back. */
 typedef struct {
   const IrNode *n;
-  View x;                   /* read in place where it is q or k sliced from a product */
-  uint32_t pos, from, to;   /* the row's position (f32), its first element in x's whole and in the output */
+  View x;                 /* read in place where it is q or k sliced from a product */
+  uint32_t pos, from, to; /* the row's position (f32), its first element in x's whole and in the output */
   int64_t R, half;
 } Rope;
 
-/* columns col and col + half, rotated by the angle of pair i */
-static void rope_rotate(Lower *l, const Rope *r, uint32_t col, uint32_t i) {
+/* cos and sin of pair i's angle (sin negated for rope_grad: the rotation back) */
+static void rope_angle(Lower *l, const Rope *r, uint32_t i, uint32_t *c, uint32_t *sn) {
   const IrNode *n = r->n;
   uint32_t inv = L_div(l, L_f(l, 1.0), kx_op(l->p, KE_POW, L_f(l, n->attr[2].f),
                                                 L_div(l, L_ex(l, KE_ITOF, L_mul(l, L_i(l, 2), i)), L_f(l, (double)r->R)), 0));
   uint32_t angle = L_fvar(l, L_mul(l, r->pos, inv));
-  uint32_t c = L_fvar(l, L_ex(l, KE_COS, angle)), sn = L_fvar(l, L_ex(l, KE_SIN, angle));
-  if (n->op == IR_ROPE_GRAD) sn = L_fvar(l, L_ex(l, KE_NEG, sn));
-  uint32_t col2 = L_ivar(l, L_add(l, col, L_i(l, r->half)));
-  uint32_t lo = L_fvar(l, view_load(l, &r->x, L_add(l, r->from, col), col));
-  uint32_t hi = L_fvar(l, view_load(l, &r->x, L_add(l, r->from, col2), col2));
+  *c = L_fvar(l, L_ex(l, KE_COS, angle));
+  *sn = L_fvar(l, L_ex(l, KE_SIN, angle));
+  if (n->op == IR_ROPE_GRAD) *sn = L_fvar(l, L_ex(l, KE_NEG, *sn));
+}
+
+static uint32_t rope_load(Lower *l, const Rope *r, uint32_t col) {
+  return L_fvar(l, view_load(l, &r->x, L_add(l, r->from, col), col));
+}
+
+/* head by head: columns col and col + half, rotated by the angle of pair i */
+static void rope_pair(Lower *l, const Rope *r, uint32_t col, uint32_t i) {
+  const IrNode *n = r->n;
+  uint32_t c, sn, col2 = L_ivar(l, L_add(l, col, L_i(l, r->half)));
+  rope_angle(l, r, i, &c, &sn);
+  uint32_t lo = rope_load(l, r, col), hi = rope_load(l, r, col2);
   L_store(l, OUT(0), L_add(l, r->to, col), L_sub(l, L_mul(l, lo, c), L_mul(l, hi, sn)));
   L_store(l, OUT(0), L_add(l, r->to, col2), L_add(l, L_mul(l, hi, c), L_mul(l, lo, sn)));
 }
 
-static void rope_keep(Lower *l, const Rope *r, uint32_t col) {
+/* the whole row at once: column col (d in its head) from itself and its
+ * pair's other column, or as it is past the rotary dims; stores along the
+ * row, so a product reading the result finds it with its bf16 mirror */
+static void rope_column(Lower *l, const Rope *r, uint32_t col, int64_t D) {
   const IrNode *n = r->n;
-  L_store(l, OUT(0), L_add(l, r->to, col), view_load(l, &r->x, L_add(l, r->from, col), col));
+  uint32_t d = L_ivar(l, L_op(l, KE_REM, col, L_i(l, D))), c, sn;
+  uint32_t first = kx_op(l->p, KE_LT, d, L_i(l, r->half), 0);
+  rope_angle(l, r, L_ivar(l, L_op(l, KE_REM, d, L_i(l, r->half))), &c, &sn);
+  uint32_t other = L_ivar(l, kx_op(l->p, KE_SELECT, first, L_add(l, col, L_i(l, r->half)), L_sub(l, col, L_i(l, r->half))));
+  uint32_t x = rope_load(l, r, col), y = rope_load(l, r, other);
+  uint32_t turned = L_add(l, L_mul(l, x, c), L_mul(l, kx_op(l->p, KE_SELECT, first, L_ex(l, KE_NEG, sn), sn), y));
+  L_store(l, OUT(0), L_add(l, r->to, col), kx_op(l->p, KE_SELECT, kx_op(l->p, KE_LT, d, L_i(l, r->R), 0), turned, x));
 }
 
 static int lo_rope(Lower *l, const IrNode *n, PcError *err) {
   int grad = n->op == IR_ROPE_GRAD;
   uint32_t x = grad ? IN(1) : IN(0), positions = grad ? IN(0) : IN(1);
   const IrShape *s = L_shape(l, x);
-  int64_t H = n->attr[0].i, R = n->attr[1].i, C = s->dim[2], D = C / H, half = R / 2;
-  Rope r = {.n = n, .x = view_of(l, x), .R = R, .half = half};
-  uint32_t T = L_ivar(l, L_dimx(l, s->dim[1])), saved, sh, si;
+  int64_t H = n->attr[0].i, R = n->attr[1].i, C = s->dim[2], D = C / H;
+  Rope r = {.n = n, .x = view_of(l, x), .R = R, .half = R / 2};
+  uint32_t T = L_ivar(l, L_dimx(l, s->dim[1])), saved, sv;
   uint32_t bt = L_loop(l, KL_PARALLEL, L_i(l, 0), L_mul(l, L_dimx(l, s->dim[0]), T), &saved);
   r.pos = L_fvar(l, L_ex(l, KE_ITOF, L_load(l, positions, L_op(l, KE_REM, bt, T))));
   r.from = L_ivar(l, L_add(l, L_mul(l, bt, r.x.rs), L_i(l, r.x.start)));
   r.to = L_ivar(l, L_mul(l, bt, L_i(l, C)));
-  if (l->s->wide_rows) { /* the whole row's pairs in one vector loop, then its unrotated columns in another */
-    uint32_t j = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, H * half), &si), i = L_ivar(l, L_op(l, KE_REM, j, L_i(l, half)));
-    rope_rotate(l, &r, L_ivar(l, L_add(l, L_mul(l, L_div(l, j, L_i(l, half)), L_i(l, D)), i)), i);
-    l->block = si;
-    if (R < D) {
-      j = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, H * (D - R)), &si);
-      uint32_t head = L_div(l, j, L_i(l, D - R));
-      rope_keep(l, &r, L_ivar(l, L_add(l, L_mul(l, head, L_i(l, D)), L_add(l, L_i(l, R), L_op(l, KE_REM, j, L_i(l, D - R))))));
-      l->block = si;
-    }
+  if (l->s->wide_rows) {
+    rope_column(l, &r, L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, C), &sv), D);
+    l->block = sv;
   } else { /* head by head: each head's pairs, then its unrotated columns */
-    uint32_t h = L_loop(l, KL_SERIAL, L_i(l, 0), L_i(l, H), &sh);
+    uint32_t h = L_loop(l, KL_SERIAL, L_i(l, 0), L_i(l, H), &sv), si;
     uint32_t hD = L_ivar(l, L_mul(l, h, L_i(l, D)));
-    uint32_t i = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, half), &si);
-    rope_rotate(l, &r, L_ivar(l, L_add(l, hD, i)), i);
+    uint32_t i = L_loop(l, KL_VECTOR, L_i(l, 0), L_i(l, r.half), &si);
+    rope_pair(l, &r, L_ivar(l, L_add(l, hD, i)), i);
     l->block = si;
     if (R < D) {
       i = L_loop(l, KL_VECTOR, L_i(l, R), L_i(l, D), &si);
-      rope_keep(l, &r, L_ivar(l, L_add(l, hD, i)));
+      uint32_t col = L_ivar(l, L_add(l, hD, i));
+      L_store(l, OUT(0), L_add(l, r.to, col), rope_load(l, &r, col));
       l->block = si;
     }
-    l->block = sh;
+    l->block = sv;
   }
   l->block = saved;
   return 0;
