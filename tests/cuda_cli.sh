@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend from the command line, without a GPU:
-#  1. pondercc --emit cuda prints kernels, --emit cuda-census what each entry asks of a GPU (GPT-2's
-#     and Pythia's steps converting nothing to bf16 but their parameters); bad
+#  1. pondercc --emit cuda prints kernels, --emit cuda-census what each entry asks of a GPU (the
+#     models' steps converting nothing to bf16 but their parameters); bad
 #     --target / --device uses are refused;
 #  2. without a driver, ponder --device cuda says so on one line (skipped where one exists);
 #     a --target cuda library run without --device cuda says how to run it;
@@ -41,9 +41,9 @@ for want in "entry train at B = 8, T = 64 (bf16 products" "entry decode at B = 8
   "library" " products, " "device memory: arena " "pc_attn_cached (k"; do
   grep -qF -- "$want" "$tmp/out" || fail "--emit cuda-census: no '$want' in: $(head -c 400 "$tmp/out")"
 done
-# GPT-2's and Pythia's kernels store every activation a product reads with its bf16 mirror: a training
+# Every model's kernels store every activation a product reads with its bf16 mirror: a training
 # step converts its parameters and nothing else (a lost mirror shows here as more elements converted)
-for m in gpt2 pythia; do
+for m in gpt2 pythia llama; do
   run "$pondercc" models/$m.lua --config tiny --ponder 2 --emit cuda-census --entries train
   grep -Eq 'bf16 operands: ([0-9.e+-]+) G elements converted \(\1 G of parameters' "$tmp/out" ||
     fail "$m: a train step converts more than its parameters: $(grep 'bf16 operands' "$tmp/out")"

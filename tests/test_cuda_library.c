@@ -755,7 +755,7 @@ static void check_plan(void) {
   args[1] = 0;
   CHECK(cuda_call_plan(KC_ATTENTION, args, 1, kernel, grid, block) == 0);
   CHECK(cuda_call_supported(KC_ATTENTION, 128) && !cuda_call_supported(KC_ATTENTION, 256));
-  /* mirrors: the forward's y; the gradient's dq, dk, dv only where their columns tile one buffer's rows */
+  /* mirrors: the forward's y; the gradient's dq, dk, dv where their columns tile one buffer's rows, else dv alone */
   int64_t m[KCALL_MAX_ARGS] = {2, 100, 4, 2, 64}, elements = 0;
   CHECK(cuda_call_mirror(KC_ATTENTION, m, &elements) == 6 && elements == 2 * 100 * 4 * 64);
   int64_t tiled[6] = {128, 512, 0, 512, 384, 512}; /* dq at 128 (256 wide), dk at 0, dv at 384 (128 each), rows of 512 */
@@ -768,6 +768,12 @@ static void check_plan(void) {
   CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == -1);
   m[16] = m[18] = m[20] = 513; /* a column left over */
   CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == -1);
+  int64_t own[6] = {0, 256, 0, 128, 0, 128}; /* dq, dk and dv each in rows of their own width: dv's mirror alone */
+  memcpy(m + 15, own, sizeof own);
+  CudaAttnArgs a = {0};
+  CHECK(cuda_call_mirror(KC_ATTENTION_GRAD, m, &elements) == 11 && elements == 2 * 100 * 128);
+  cuda_call_mirror_args(KC_ATTENTION_GRAD, m, 0x1000, &a);
+  CHECK(a.dvh == 0x1000 && !a.dqh && !a.dkh && !a.yh);
   int64_t cached[KCALL_MAX_ARGS] = {2, 3, 4, 2, 64, 0, 0, 256, -1, 40, 1, 7};
   CHECK(cuda_call_mirror(KC_ATTENTION_CACHED, cached, &elements) == 3 && elements == 2 * 3 * 4 * 64);
 }

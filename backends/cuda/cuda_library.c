@@ -210,22 +210,29 @@ int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements) {
   if (op == KC_ATTENTION_GRAD) { /* dq, dk, dv: bufs 9 to 11, each at args[15 + 2 k] in rows args[16 + 2 k] apart */
     int64_t w[3] = {args[2] * args[4], args[3] * args[4], args[3] * args[4]}, at[3] = {args[15], args[17], args[19]};
     int64_t rs = args[16];
-    if (args[18] != rs || args[20] != rs || !tiles(at, w, rs)) return -1;
-    *elements = args[0] * args[1] * rs;
-    return 9;
+    if (args[18] == rs && args[20] == rs && tiles(at, w, rs)) { /* columns of one buffer: its whole rows */
+      *elements = args[0] * args[1] * rs;
+      return 9;
+    }
+    if (at[2] != 0 || args[20] != w[2]) return -1;
+    *elements = args[0] * args[1] * w[2]; /* dv in a buffer of its own (LLaMA's: dq and dk are rotated back first) */
+    return 11;
   }
   *elements = args[0] * args[1] * args[2] * args[4]; /* y: B T H D */
   return op == KC_ATTENTION ? 6 : 3;
 }
 
 void cuda_call_mirror_args(KCallOp op, const int64_t *args, CuPtr mirror, CudaAttnArgs *a) {
-  if (op != KC_ATTENTION_GRAD) {
-    a->yh = mirror;
-    return;
+  int64_t elements;
+  switch (cuda_call_mirror(op, args, &elements)) {
+  case 9:
+    a->dqh = mirror + 2 * (uint64_t)args[15];
+    a->dkh = mirror + 2 * (uint64_t)args[17];
+    a->dvh = mirror + 2 * (uint64_t)args[19];
+    break;
+  case 11: a->dvh = mirror; break;
+  default: a->yh = mirror; break;
   }
-  a->dqh = mirror + 2 * (uint64_t)args[15];
-  a->dkh = mirror + 2 * (uint64_t)args[17];
-  a->dvh = mirror + 2 * (uint64_t)args[19];
 }
 
 void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float scale, CudaAttnArgs *out) {

@@ -115,7 +115,8 @@ void cuda_call_args(KCallOp op, const CuPtr *bufs, const int64_t *args, float sc
  * its argument values (those not known: 0), and its elements from element
  * 0; -1 if none. The forward's y, every element of it; the gradient's dq,
  * dk and dv when they are one buffer whose rows their columns tile (the
- * gradient of a product that q, k and v were sliced from). */
+ * gradient of a product that q, k and v were sliced from), else dv where
+ * it is a buffer of its own. */
 int cuda_call_mirror(KCallOp op, const int64_t *args, int64_t *elements);
 /* Points the struct's mirrors (yh, or dqh, dkh, dvh) into the mirror of
  * cuda_call_mirror's buffer, which starts at `mirror`. */

@@ -616,7 +616,7 @@ static void library_call(CR *c, uint32_t stmt) {
     if (x->op == KE_ICONST) known[k] = x->i;
   }
   int mb = cuda_call_mirror(call->op, known, &elements);
-  if (call->op == KC_ATTENTION_GRAD && (call->buf[9] != call->buf[10] || call->buf[10] != call->buf[11])) mb = -1;
+  if (mb == 9 && (call->buf[9] != call->buf[10] || call->buf[10] != call->buf[11])) mb = -1; /* columns of one buffer */
   const KBuf *y = mb < 0 ? NULL : &c->e->bufs.a[call->buf[mb]];
   if (y && y->kind == KB_ARENA && y->elem == K_F32 && c->a.operand[call->buf[mb]]) { /* its kernels know the rows */
     vec_push(&c->out->mirrors, ((CudaMirror){call->buf[mb], UINT32_MAX, 0, 0, 0})); /* in fp32 too */
