@@ -195,6 +195,7 @@ int kir_effects_conflict(const KEntry *e, const KEffects *a, const KEffects *b);
 void kir_effects_clear(KEffects *x);
 void kir_effects_free(KEffects *x);
 int kstmt_n_exprs(const KStmt *s); /* how many of e[] a statement uses */
+int kexpr_loads(const KProgram *p, uint32_t x); /* reads a buffer */
 int kexpr_uses_var(const KProgram *p, uint32_t x, uint32_t var);
 /* x and y compute the same: the same expression, reading a variable v as
  * its value def[v] where def is given and def[v] != UINT32_MAX */

@@ -94,6 +94,14 @@ void kir_effects_free(KEffects *x) {
   vec_free(&x->w);
 }
 
+int kexpr_loads(const KProgram *p, uint32_t x) {
+  const KExpr *k = &p->exprs.a[x];
+  if (k->op == KE_LOAD) return 1;
+  for (int i = 0; i < kop_info(k->op)->n; i++)
+    if (kexpr_loads(p, k->a[i])) return 1;
+  return 0;
+}
+
 int kexpr_uses_var(const KProgram *p, uint32_t x, uint32_t var) {
   const KExpr *k = &p->exprs.a[x];
   if (k->op == KE_VAR && k->id == var) return 1;

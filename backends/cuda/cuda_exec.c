@@ -136,7 +136,7 @@ static void forget(Exec *x, CuPtr lo, CuPtr hi) {
 static CuPtr scalar_load(const Exec *x, const KStmt *s, KType *elem) {
   if (s->kind != KS_ASSIGN) return 0;
   const KExpr *k = &x->p->exprs.a[s->e[0]];
-  if (k->op != KE_LOAD || cuda_expr_loads(x->p, k->a[0])) return 0;
+  if (k->op != KE_LOAD || kexpr_loads(x->p, k->a[0])) return 0;
   const KBuf *b = &x->e->bufs.a[k->id];
   if (x->e->vars.a[s->var].type != (b->elem == K_F32 ? K_F32 : K_I64)) return 0;
   int64_t i = eval_i(x, k->a[0]);

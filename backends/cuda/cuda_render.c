@@ -600,7 +600,7 @@ static void library_call(CR *c, uint32_t stmt) {
   const KCall *call = &c->p->calls.a[s->call];
   const KCallInfo *ci = kcall_info(call->op);
   int loads = 0;
-  for (int k = 0; k < ci->n_arg; k++) loads |= cuda_expr_loads(c->p, call->arg[k]);
+  for (int k = 0; k < ci->n_arg; k++) loads |= kexpr_loads(c->p, call->arg[k]);
   if (loads) failf(c, "a call's arguments are read from device memory", s);
   const KExpr *dx = &c->p->exprs.a[call->arg[4]];
   if (dx->op != KE_ICONST || !cuda_call_supported(call->op, dx->i)) failf(c, "a call without library kernels for its head dim", s);
@@ -660,7 +660,7 @@ static void host_block(CR *c, uint32_t blk) {
     uint32_t id = b->a[i];
     const KStmt *s = &c->p->stmts.a[id];
     if (s->kind == KS_FOR && s->loop == KL_PARALLEL) {
-      if (cuda_expr_loads(c->p, s->e[0]) || cuda_expr_loads(c->p, s->e[1]))
+      if (kexpr_loads(c->p, s->e[0]) || kexpr_loads(c->p, s->e[1]))
         failf(c, "a parallel loop's bounds are read from device memory", s);
       if (has_host_call(c->p, s->body)) failf(c, "a gemm or call inside a parallel loop", s);
       uint32_t threads;
@@ -670,17 +670,17 @@ static void host_block(CR *c, uint32_t blk) {
       library_call(c, id);
     } else if (cuda_stmt_launches(c->p, s)) { /* the host runs it: its own expressions must not read memory */
       int loads = 0;
-      for (int k = 0; k < (s->kind == KS_FOR ? 2 : s->kind == KS_GEMM ? 0 : 1); k++) loads |= cuda_expr_loads(c->p, s->e[k]);
+      for (int k = 0; k < (s->kind == KS_FOR ? 2 : s->kind == KS_GEMM ? 0 : 1); k++) loads |= kexpr_loads(c->p, s->e[k]);
       if (s->kind == KS_GEMM) {
         const KGemm *g = &c->p->gemms.a[s->gemm];
         uint32_t xs[] = {g->m, g->n, g->k, g->a_off, g->b_off, g->c_off, g->lda, g->ldb, g->ldc};
-        for (size_t k = 0; k < sizeof xs / sizeof *xs; k++) loads |= cuda_expr_loads(c->p, xs[k]);
+        for (size_t k = 0; k < sizeof xs / sizeof *xs; k++) loads |= kexpr_loads(c->p, xs[k]);
       }
       if (loads) failf(c, "a loop bound, condition or matrix size is read from device memory", s);
       else if (s->kind != KS_GEMM) host_block(c, s->body);
     } else if (cuda_stmt_touches(c->p, s)) {
-      int host_op = (s->kind == KS_FILL || s->kind == KS_COPY) && !cuda_expr_loads(c->p, s->e[0]) &&
-                    !cuda_expr_loads(c->p, s->e[1]) && !cuda_expr_loads(c->p, s->e[2]);
+      int host_op = (s->kind == KS_FILL || s->kind == KS_COPY) && !kexpr_loads(c->p, s->e[0]) &&
+                    !kexpr_loads(c->p, s->e[1]) && !kexpr_loads(c->p, s->e[2]);
       uint32_t threads;
       CudaMode mode = cuda_choose_serial_mode(&c->a, s, c->o, &threads);
       if (!host_op) kernel(c, id, mode, threads);

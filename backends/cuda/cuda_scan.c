@@ -102,14 +102,6 @@ int cuda_block_inside(const CudaScan *a, uint32_t blk, uint32_t outer) {
 
 /* ---- what a statement holds ------------------------------------------------ */
 
-int cuda_expr_loads(const KProgram *p, uint32_t x) {
-  const KExpr *k = &p->exprs.a[x];
-  if (k->op == KE_LOAD) return 1;
-  for (int i = 0; i < kop_info(k->op)->n; i++)
-    if (cuda_expr_loads(p, k->a[i])) return 1;
-  return 0;
-}
-
 static int block_any(const KProgram *p, uint32_t blk, int (*f)(const KProgram *, const KStmt *)) {
   const VecU32 *b = &p->blocks.a[blk];
   for (size_t i = 0; i < b->n; i++)
@@ -125,7 +117,7 @@ int cuda_stmt_launches(const KProgram *p, const KStmt *s) {
 int cuda_stmt_touches(const KProgram *p, const KStmt *s) {
   if (s->kind == KS_STORE || s->kind == KS_FILL || s->kind == KS_COPY || s->kind == KS_GEMM || s->kind == KS_CALL) return 1;
   for (int k = 0; k < kstmt_n_exprs(s); k++)
-    if (cuda_expr_loads(p, s->e[k])) return 1;
+    if (kexpr_loads(p, s->e[k])) return 1;
   return (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && block_any(p, s->body, cuda_stmt_touches);
 }
 

@@ -38,6 +38,9 @@ typedef struct Lower {
 
 static inline KEntry *L_entry(Lower *l) { return &l->p->entries.a[l->entry]; }
 
+/* merge_rows.c: the entry's sibling row loops as one (KSchedule.merge_rows) */
+void merge_rows(KProgram *p, uint32_t entry);
+
 /* ---- where values are computed (inline.c) ---------------------------------- */
 /* Which values are computed inside their consumer (elementwise groups), and
  * which groups the node next to them computes in its row loop (at_row). */
@@ -45,8 +48,6 @@ void plan_inline(Lower *l);
 /* The elementwise group that node `node` computes in its row loop before
  * its own row (a norm's or an elementwise op's input), or after it (a norm
  * gradient's residual sum): a value, or IR_NONE. */
-/* merge_rows.c: entry's sibling row loops as one (KSchedule.merge_rows) */
-void merge_rows(KProgram *p, uint32_t entry);
 uint32_t row_group_before(Lower *l, uint32_t node);
 uint32_t row_group_after(Lower *l, uint32_t node);
 /* The sum that value v (an op's result, never stored) is added into by its

@@ -19,38 +19,22 @@ typedef struct {
   uint32_t *value; /* per variable: its value where the entry assigns it once, from values that load nothing */
 } Merge;
 
-static int loads_nothing(const KProgram *p, uint32_t x) {
-  const KExpr *k = &p->exprs.a[x];
-  if (k->op == KE_LOAD) return 0;
-  for (int i = 0; i < kop_info(k->op)->n; i++)
-    if (!loads_nothing(p, k->a[i])) return 0;
-  return 1;
-}
-
 /* n[v]: how often block assigns v (a loop's variable: twice, it has no one value) */
 static void count_assigns(const KProgram *p, uint32_t block, uint32_t *n, uint32_t *value) {
   const VecU32 *b = &p->blocks.a[block];
   for (size_t i = 0; i < b->n; i++) {
     const KStmt *s = &p->stmts.a[b->a[i]];
-    if (s->kind == KS_ASSIGN && n[s->var]++ == 0 && loads_nothing(p, s->e[0])) value[s->var] = s->e[0];
+    if (s->kind == KS_ASSIGN && n[s->var]++ == 0 && !kexpr_loads(p, s->e[0])) value[s->var] = s->e[0];
     if (s->kind == KS_FOR) n[s->var] += 2;
     if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) count_assigns(p, s->body, n, value);
   }
 }
 
-/* Whether statement s (with everything nested) reads variable var */
+/* Whether statement s (a row loop, with everything nested: no products or
+ * calls, which run on the host) reads variable var */
 static int stmt_reads(const KProgram *p, const KStmt *s, uint32_t var) {
   for (int k = 0; k < kstmt_n_exprs(s); k++)
     if (kexpr_uses_var(p, s->e[k], var)) return 1;
-  if (s->kind == KS_CALL)
-    for (int k = 0; k < kcall_info(p->calls.a[s->call].op)->n_arg; k++)
-      if (kexpr_uses_var(p, p->calls.a[s->call].arg[k], var)) return 1;
-  if (s->kind == KS_GEMM) {
-    const KGemm *g = &p->gemms.a[s->gemm];
-    uint32_t xs[9] = {g->m, g->n, g->k, g->a_off, g->b_off, g->c_off, g->lda, g->ldb, g->ldc};
-    for (int k = 0; k < 9; k++)
-      if (kexpr_uses_var(p, xs[k], var)) return 1;
-  }
   if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) {
     const VecU32 *b = &p->blocks.a[s->body];
     for (size_t i = 0; i < b->n; i++)
@@ -125,7 +109,7 @@ static void merge_block(Merge *m, uint32_t block) {
     }
     for (;;) { /* join the loops after s while they can, moving host assignments between them in front */
       size_t k = i;
-      while (k < in.n && p->stmts.a[in.a[k]].kind == KS_ASSIGN && loads_nothing(p, p->stmts.a[in.a[k]].e[0]) &&
+      while (k < in.n && p->stmts.a[in.a[k]].kind == KS_ASSIGN && !kexpr_loads(p, p->stmts.a[in.a[k]].e[0]) &&
              !stmt_reads(p, &p->stmts.a[s], p->stmts.a[in.a[k]].var))
         k++;
       if (k == in.n || !can_join(m, s, in.a[k])) break;
