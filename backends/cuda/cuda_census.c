@@ -100,6 +100,13 @@ int cuda_census(const CudaProgram *cp, uint32_t entry, const int64_t *dims, Cuda
   out->arena_bytes = e->arena_bytes;
   out->mirror_bytes = gc.mirror_bytes;
   out->scratch_bytes = cuda_gemm_ctx_bytes(&gc) - gc.mirror_bytes;
+  for (size_t i = 0; i < out->ops.rows.n; i++) {
+    const CudaProfRow *r = &out->ops.rows.a[i];
+    double flops = r->key.kind == CP_GEMM ? 2.0 * r->key.m * r->key.n * r->key.k * (double)r->count : 0;
+    double mem_ms = r->bytes / (CENSUS_GBS * 1e6), math_ms = flops / (CENSUS_TFLOPS * 1e9);
+    out->traffic[r->key.kind] += r->bytes;
+    out->bound_ms += mem_ms > math_ms ? mem_ms : math_ms;
+  }
   cuda_gemm_ctx_free(&gc, &t.base);
   free(bufs);
   free(t.mode);
@@ -107,6 +114,29 @@ int cuda_census(const CudaProgram *cp, uint32_t entry, const int64_t *dims, Cuda
 }
 
 void cuda_census_free(CudaCensus *c) { cuda_profile_free(&c->ops); }
+
+/* the max_rows ops launched most (by_count) or moving the most bytes */
+static void print_rows(const CudaCensus *c, const CudaProgram *cp, int by_count, size_t max_rows, FILE *f) {
+  VEC(CudaProfRow) rows = {0}; /* ranked by ms: the count or the bytes */
+  for (size_t i = 0; i < c->ops.rows.n; i++) {
+    CudaProfRow r = c->ops.rows.a[i];
+    r.ms = by_count ? (double)r.count : r.bytes;
+    vec_push(&rows, r);
+  }
+  uint32_t *order = cuda_profile_order(rows.a, rows.n, 0);
+  if (rows.n) fprintf(f, by_count ? "  most frequent ops:\n" : "  most traffic (GB, ops):\n");
+  for (size_t i = 0; i < rows.n && i < max_rows; i++) {
+    const CudaProfRow *r = &rows.a[order[i]];
+    char what[160], n[32];
+    cuda_profile_what(cp, &r->key, what, sizeof what);
+    const char *o = kir_origin_text(cp->prog, r->key.origin);
+    if (by_count) snprintf(n, sizeof n, "%6llu", (unsigned long long)r->count);
+    else snprintf(n, sizeof n, "%7.2f %4llu", r->bytes / 1e9, (unsigned long long)r->count);
+    fprintf(f, "    %s  %-40s %s\n", n, what, *o ? o : "(the entry's own)");
+  }
+  free(order);
+  vec_free(&rows);
+}
 
 void cuda_census_print(const CudaCensus *c, const CudaProgram *cp, size_t max_rows, FILE *f) {
   uint64_t launches = 0;
@@ -122,14 +152,16 @@ void cuda_census_print(const CudaCensus *c, const CudaProgram *cp, size_t max_ro
           (unsigned long long)c->read_backs, c->read_backs == 1 ? "" : "s");
   fprintf(f, "  device memory: arena %.3g GiB, bf16 mirror %.3g GiB, bf16 copies of parameters and scratch %.3g GiB\n",
           c->arena_bytes / 1073741824.0, c->mirror_bytes / 1073741824.0, c->scratch_bytes / 1073741824.0);
-  uint32_t *order = cuda_profile_order(c->ops.rows.a, c->ops.rows.n, 1);
-  if (c->ops.rows.n) fprintf(f, "  most frequent ops:\n");
-  for (size_t i = 0; i < c->ops.rows.n && i < max_rows; i++) {
-    const CudaProfRow *r = &c->ops.rows.a[order[i]];
-    char what[160];
-    cuda_profile_what(cp, &r->key, what, sizeof what);
-    const char *o = kir_origin_text(cp->prog, r->key.origin);
-    fprintf(f, "    %6llu  %-40s %s\n", (unsigned long long)r->count, what, *o ? o : "(the entry's own)");
-  }
-  free(order);
+  double total = 0;
+  for (int k = 0; k < CP_KIND_NUM; k++) total += c->traffic[k];
+  fprintf(f, "  traffic (estimated): %.4g GB read and written: kernels %.4g, attention %.4g, products %.4g, bf16 conversions "
+             "%.3g, fills and copies %.3g",
+          total / 1e9, c->traffic[CP_KERNEL] / 1e9, c->traffic[CP_CALL] / 1e9, c->traffic[CP_GEMM] / 1e9,
+          c->traffic[CP_CONVERT] / 1e9, (c->traffic[CP_FILL] + c->traffic[CP_COPY]) / 1e9);
+  if (c->ops.guesses) fprintf(f, " (%llu launches with a loop counted once: its bound is not the host's)", (unsigned long long)c->ops.guesses);
+  fprintf(f, "\n  on an %s (%.0f GB/s, %.1f bf16 TFLOP/s): at least %.2f ms, each op at the longer of its bytes and its "
+             "FLOPs (launch gaps not counted)\n",
+          CENSUS_CHIP, CENSUS_GBS, CENSUS_TFLOPS, c->bound_ms);
+  print_rows(c, cp, 1, max_rows, f);
+  print_rows(c, cp, 0, max_rows, f);
 }

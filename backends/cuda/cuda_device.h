@@ -101,6 +101,12 @@ void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d);
 void cuda_gemm_ctx_params_changed(CudaGemmCtx *g, uint32_t index); /* parameter index's device values (or every one's) */
 size_t cuda_gemm_ctx_bytes(const CudaGemmCtx *g); /* the device memory it holds */
 
+/* The value of expression id where the host knows it: dims, and vars but
+ * those marked in unknown (NULL: none). 0 where it needs a load, an
+ * unknown variable or an integer division by 0. */
+int cuda_eval(const KProgram *p, const int64_t *dims, const CudaValue *vars, const unsigned char *unknown, uint32_t id,
+              CudaValue *out);
+
 /* Runs entry `entry` of cp on d: the host walks the entry's statements,
  * evaluating its own scalars, launching kernels and calling gemm, fill and
  * copy. bufs: every buffer's address (cuda_buffer_addresses); slots: 8

@@ -11,6 +11,7 @@
 #include "backends/cuda/cuda_internal.h"
 #include "backends/cuda/cuda_library.h"
 #include "backends/cuda/cuda_profile.h"
+#include "backends/cuda/cuda_traffic.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -87,32 +88,44 @@ typedef struct {
   CudaGemmCtx *gc; /* NULL: fp32 */
   CuPtr mirror0;   /* where arena byte 0's mirror would be; 0: no mirrors */
   CudaProfile *prof; /* NULL: no timing */
+  CudaTraffic *traffic; /* with prof: the bytes each op moves */
   Known known[CUDA_KNOWN];
   uint64_t known_clock;
   PcError *err;
 } Exec;
 
-/* With a profile, the device time since the last stamp is the op's that just ran. */
-static int mark(Exec *x, CudaProfKind kind, const KStmt *s, uint32_t kernel, const char *fn) {
+/* With a profile, the device time since the last stamp is the op's that
+ * just ran, which moved about `bytes`. */
+static int mark(Exec *x, CudaProfKind kind, const KStmt *s, uint32_t kernel, const char *fn, double bytes) {
   if (!x->prof) return 0;
   CudaProfKey k = {.kind = kind, .kernel = kernel, .origin = s->origin, .fn = fn};
-  return cuda_profile_mark(x->prof, x->d, &k, x->err);
+  return cuda_profile_mark(x->prof, x->d, &k, bytes, x->err);
 }
 
-static CudaValue eval(const Exec *x, uint32_t id) {
-  const KExpr *k = &x->p->exprs.a[id];
+int cuda_eval(const KProgram *p, const int64_t *dims, const CudaValue *vars, const unsigned char *unknown, uint32_t id,
+              CudaValue *out) {
+  const KExpr *k = &p->exprs.a[id];
   switch (k->op) {
-  case KE_FCONST: return (CudaValue){.f = (float)k->f};
-  case KE_ICONST: return (CudaValue){.i = k->i};
-  case KE_VAR: return x->vars[k->id];
-  case KE_DIM: return (CudaValue){.i = x->dims[k->id]};
-  case KE_LOAD: PC_BUG("cuda: the host reads device memory");
+  case KE_FCONST: *out = (CudaValue){.f = (float)k->f}; return 1;
+  case KE_ICONST: *out = (CudaValue){.i = k->i}; return 1;
+  case KE_VAR: *out = vars[k->id]; return !unknown || !unknown[k->id];
+  case KE_DIM: *out = (CudaValue){.i = dims[k->id]}; return 1;
+  case KE_LOAD: return 0;
   default: break;
   }
   CudaValue v[3] = {{0}};
-  for (int i = 0; i < kop_info(k->op)->n; i++) v[i] = eval(x, k->a[i]);
-  KType t = x->p->exprs.a[k->a[k->op == KE_SELECT ? 1 : 0]].type;
-  return eval_op[k->op](t, v[0], v[1], v[2]);
+  for (int i = 0; i < kop_info(k->op)->n; i++)
+    if (!cuda_eval(p, dims, vars, unknown, k->a[i], &v[i])) return 0;
+  KType t = p->exprs.a[k->a[k->op == KE_SELECT ? 1 : 0]].type;
+  if ((k->op == KE_DIV || k->op == KE_REM) && t != K_F32 && v[1].i == 0) return 0;
+  *out = eval_op[k->op](t, v[0], v[1], v[2]);
+  return 1;
+}
+
+static CudaValue eval(const Exec *x, uint32_t id) {
+  CudaValue v;
+  if (!cuda_eval(x->p, x->dims, x->vars, NULL, id, &v)) PC_BUG("cuda: the host reads device memory");
+  return v;
 }
 
 static int64_t eval_i(const Exec *x, uint32_t id) { return eval(x, id).i; }
@@ -165,6 +178,33 @@ static uint32_t value_bits(KType elem, CudaValue v) {
   return bits;
 }
 
+/* The elements [*from, *to) of m's buffer that the rows of parallel loop s
+ * store with their mirror: row r writes [c + r w, c + (r + 1) w). 0: none. */
+static int mirror_rows(const Exec *x, const KStmt *s, const CudaMirror *m, uint64_t *from, uint64_t *to) {
+  int64_t lo = eval_i(x, s->e[0]), hi = eval_i(x, s->e[1]);
+  int64_t w = m->w == UINT32_MAX ? 1 : eval_i(x, m->w), c = 0;
+  for (uint32_t t = 0; t < m->n_c; t++) c += eval_i(x, x->cp->mirror_terms.a[m->c0 + t]);
+  if (w <= 0 || lo >= hi || c + lo * w < 0 || (uint64_t)(c + hi * w) > x->e->bufs.a[m->buf].numel) return 0;
+  *from = (uint64_t)(c + lo * w);
+  *to = (uint64_t)(c + hi * w);
+  return 1;
+}
+
+/* The bytes launch l of statement s moves (cuda_traffic.h), with the
+ * mirrors it stores. */
+static double launch_bytes(Exec *x, const KStmt *s, const CudaLaunch *l) {
+  CudaMirrored *m = pc_xcalloc(l->n_m + 1, sizeof *m);
+  size_t n = 0;
+  for (uint32_t k = 0; x->mirror0 && k < l->n_m; k++) {
+    const CudaMirror *r = &x->cp->mirrors.a[l->m0 + k];
+    uint64_t from, to;
+    if (mirror_rows(x, s, r, &from, &to)) m[n++] = (CudaMirrored){r->buf, to - from, (int)r->alone};
+  }
+  double bytes = cuda_traffic_launch(x->traffic, s, x->dims, x->vars, m, n);
+  free(m);
+  return bytes;
+}
+
 static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
   KType elem = K_F32;
   CuPtr at = l->mode == CM_SERIAL ? scalar_load(x, s, &elem) : 0;
@@ -172,6 +212,7 @@ static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
   int64_t n = l->mode == CM_SERIAL || l->mode == CM_GROUP ? 1 : eval_i(x, s->e[1]) - eval_i(x, s->e[0]);
   uint32_t grid, block;
   if (!cuda_launch_shape(l, n, &grid, &block)) return 0;
+  double bytes = x->traffic ? launch_bytes(x, s, l) : 0;
   cuda_pack_args(x->cp, l, x->dims, x->bufs, x->vars, x->slots, x->mirror0, x->values, x->params);
   if (x->d->launch(x->d, l->kernel, grid, block, x->params, x->err) < 0) return -1;
   for (uint32_t i = 0; i < l->n_args; i++) { /* host variables it assigned */
@@ -180,7 +221,7 @@ static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
     if (x->d->download(x->d, &x->vars[a->id], x->slots + 8 * (uint64_t)a->id, a->type == K_F32 ? 4 : 8, x->err) < 0) return -1;
   }
   if (at) know(x, at, at + 4, value_bits(elem, x->vars[s->var]), elem);
-  return mark(x, CP_KERNEL, s, l->kernel, NULL);
+  return mark(x, CP_KERNEL, s, l->kernel, NULL, bytes);
 }
 
 /* a call: the launches of its plan (the tensor-core forward in bf16), each given the op's struct */
@@ -212,7 +253,9 @@ static int call(Exec *x, const KStmt *s, const CudaLaunch *l) {
   void *params[1] = {&a};
   for (int i = 0; i < n; i++) {
     uint32_t k = x->cp->args.a[l->arg0 + (uint32_t)kernel[i]].id;
-    if (x->d->launch(x->d, k, grid[i], block[i], params, x->err) < 0 || mark(x, CP_CALL, s, k, fn[kernel[i]]) < 0) return -1;
+    double bytes = x->prof ? cuda_traffic_call(c->op, i, args, mb, n_mirrored) : 0;
+    if (x->d->launch(x->d, k, grid[i], block[i], params, x->err) < 0 || mark(x, CP_CALL, s, k, fn[kernel[i]], bytes) < 0)
+      return -1;
   }
   if (mbuf && n) { /* fp32 and mirror */
     cuda_ranges_add(&x->gc->fresh, mbuf->offset, mbuf->offset + 4 * (uint64_t)n_mirrored);
@@ -262,21 +305,16 @@ static void written(Exec *x, uint32_t buf, int mirrored) {
   }
 }
 
-/* Launch l of a parallel loop stored its rows with their mirrors: row r
- * wrote elements [c + r w, c + (r + 1) w) of the buffer, and they are
- * fresh; stale too where it stored the mirror alone. */
+/* Launch l of a parallel loop stored its rows with their mirrors: they
+ * are fresh; stale too where it stored the mirror alone. */
 static void mark_rows(Exec *x, const KStmt *s, const CudaLaunch *l) {
-  int64_t lo = eval_i(x, s->e[0]), hi = eval_i(x, s->e[1]);
   for (uint32_t k = 0; k < l->n_m; k++) {
     const CudaMirror *m = &x->cp->mirrors.a[l->m0 + k];
-    int64_t w = m->w == UINT32_MAX ? 1 : eval_i(x, m->w), c = 0;
-    for (uint32_t t = 0; t < m->n_c; t++) c += eval_i(x, x->cp->mirror_terms.a[m->c0 + t]);
-    const KBuf *b = &x->e->bufs.a[m->buf];
-    if (w <= 0 || lo >= hi || c + lo * w < 0 || (uint64_t)(c + hi * w) > b->numel) continue;
-    uint64_t from = b->offset + 4 * (uint64_t)(c + lo * w), to = b->offset + 4 * (uint64_t)(c + hi * w);
-    cuda_ranges_add(&x->gc->fresh, from, to);
-    if (m->alone) cuda_ranges_add(&x->gc->stale, from, to);
-    else cuda_ranges_remove(&x->gc->stale, from, to);
+    uint64_t from, to, at = x->e->bufs.a[m->buf].offset;
+    if (!mirror_rows(x, s, m, &from, &to)) continue;
+    cuda_ranges_add(&x->gc->fresh, at + 4 * from, at + 4 * to);
+    if (m->alone) cuda_ranges_add(&x->gc->stale, at + 4 * from, at + 4 * to);
+    else cuda_ranges_remove(&x->gc->stale, at + 4 * from, at + 4 * to);
   }
 }
 
@@ -355,7 +393,9 @@ static int gemm(Exec *x, const KStmt *s) {
       (bf16_operand(x, g->a, a_off, g->ta ? k : m, g->ta ? m : k, lda, &a) < 0 ||
        bf16_operand(x, g->b, b_off, g->tb ? n : k, g->tb ? k : n, ldb, &b) < 0))
     return -1;
-  if (x->prof && x->gc && x->gc->converted != converted && mark(x, CP_CONVERT, s, 0, NULL) < 0) return -1;
+  if (x->prof && x->gc && x->gc->converted != converted && /* 4 bytes read, 2 written */
+      mark(x, CP_CONVERT, s, 0, NULL, 6.0 * (double)(x->gc->converted - converted)) < 0)
+    return -1;
   CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, a, lda, b, ldb, g->beta,
                                   x->bufs[g->c] + 4 * (uint64_t)eval_i(x, g->c_off), eval_i(x, g->ldc));
   c.precision = precision;
@@ -363,7 +403,7 @@ static int gemm(Exec *x, const KStmt *s) {
   if (x->d->gemm(x->d, &c, x->err) < 0) return -1;
   if (!x->prof) return 0;
   CudaProfKey key = {.kind = CP_GEMM, .origin = s->origin, .precision = precision, .ta = g->ta, .tb = g->tb, .m = m, .n = n, .k = k};
-  return cuda_profile_mark(x->prof, x->d, &key, x->err);
+  return cuda_profile_mark(x->prof, x->d, &key, cuda_traffic_gemm(m, n, k, precision, g->beta != 0), x->err);
 }
 
 void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
@@ -456,7 +496,10 @@ static int run_block(Exec *x, uint32_t blk) {
       case KS_COPY:
         written(x, s->buf[0], 0); /* first: a fill then knows what it wrote */
         rc = s->kind == KS_FILL ? fill(x, s) : copy(x, s);
-        if (!rc) rc = mark(x, s->kind == KS_FILL ? CP_FILL : CP_COPY, s, 0, NULL);
+        if (!rc) { /* a fill writes its elements; a copy reads and writes them */
+          int64_t count = eval_i(x, s->e[s->kind == KS_FILL ? 1 : 2]);
+          rc = mark(x, s->kind == KS_FILL ? CP_FILL : CP_COPY, s, 0, NULL, count > 0 ? 4.0 * (double)count * (s->kind == KS_FILL ? 1 : 2) : 0);
+        }
         break;
       case KS_STORE: PC_BUG("cuda: a store left to the host");
       case KS_CALL: PC_BUG("cuda: a call without its launch");
@@ -489,6 +532,7 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
   x.values = pc_xcalloc(most, sizeof *x.values);
   x.params = pc_xcalloc(most, sizeof *x.params);
+  x.traffic = prof ? cuda_traffic_new(cp->prog, e) : NULL;
   int rc = prof ? cuda_profile_start(prof, d, err) : 0;
   if (!rc) rc = run_block(&x, e->body);
   if (prof && prof->started) { /* after a failure too, so that the device forgets its stamps */
@@ -496,6 +540,8 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
     int done = cuda_profile_finish(prof, d, rc ? &ignored : err);
     if (!rc) rc = done;
   }
+  if (prof) prof->guesses += cuda_traffic_guesses(x.traffic);
+  cuda_traffic_free(x.traffic);
   free(x.vars);
   free(x.values);
   free(x.params);

@@ -33,7 +33,7 @@ static uint32_t row_of(CudaProfile *pf, const CudaProfKey *key) {
     for (size_t i = key_hash(key) & mask; pf->index[i]; i = (i + 1) & mask)
       if (same_key(&pf->rows.a[pf->index[i] - 1].key, key)) return pf->index[i] - 1;
   }
-  vec_push(&pf->rows, ((CudaProfRow){*key, 0, 0}));
+  vec_push(&pf->rows, ((CudaProfRow){.key = *key}));
   if (2 * pf->rows.n > pf->index_cap) { /* grow and place every row again */
     free(pf->index);
     pf->index_cap = pf->index_cap ? 2 * pf->index_cap : 64;
@@ -52,9 +52,11 @@ int cuda_profile_start(CudaProfile *pf, CudaDevice *d, PcError *err) {
   return d->stamp(d, err);
 }
 
-int cuda_profile_mark(CudaProfile *pf, CudaDevice *d, const CudaProfKey *key, PcError *err) {
+int cuda_profile_mark(CudaProfile *pf, CudaDevice *d, const CudaProfKey *key, double bytes, PcError *err) {
   PC_ASSERT(pf->started);
-  vec_push(&pf->marks, row_of(pf, key));
+  uint32_t row = row_of(pf, key);
+  pf->rows.a[row].bytes += bytes;
+  vec_push(&pf->marks, row);
   return d->stamp(d, err);
 }
 
@@ -144,7 +146,7 @@ static void print_by_op(const CudaProfile *pf, const CudaProgram *cp, FILE *f) {
       const char *p = q->key.kind == CP_RUNTIME ? q->key.fn : kir_origin_text(cp->prog, q->key.origin);
       if (op_len(p) == op_len(o) && !memcmp(p, o, op_len(o))) break;
     }
-    if (j == ops.n) vec_push(&ops, ((CudaProfRow){r->key, 0, 0}));
+    if (j == ops.n) vec_push(&ops, ((CudaProfRow){.key = r->key}));
     ops.a[j].count += r->count;
     ops.a[j].ms += r->ms;
   }
@@ -167,7 +169,7 @@ void cuda_profile_print(const CudaProfile *pf, const CudaProgram *cp, const char
   double per_call = pf->ms / pf->calls;
   fprintf(f, "\n### cuda profile: %s: %llu %s%s, %.3f ms of device time a %s\n\n", title, (unsigned long long)pf->calls, unit,
           pf->calls == 1 ? "" : "s", per_call, unit);
-  fprintf(f, "| ms a call | %% | ops a call | what | graph op | TFLOP/s |\n|---:|---:|---:|---|---|---:|\n");
+  fprintf(f, "| ms a call | %% | ops a call | what | graph op | TFLOP/s | GB/s |\n|---:|---:|---:|---|---|---:|---:|\n");
   uint32_t *order = cuda_profile_order(pf->rows.a, pf->rows.n, 0);
   double rest_ms = 0;
   uint64_t rest_ops = 0;
@@ -178,16 +180,18 @@ void cuda_profile_print(const CudaProfile *pf, const CudaProgram *cp, const char
       rest_ops += r->count;
       continue;
     }
-    char w[160], rate[32] = "";
+    char w[160], rate[32] = "", bandwidth[32] = "";
     cuda_profile_what(cp, &r->key, w, sizeof w);
     if (r->key.kind == CP_GEMM && r->ms > 0)
       snprintf(rate, sizeof rate, "%.1f", 2.0 * r->key.m * r->key.n * r->key.k * r->count / (r->ms * 1e-3) / 1e12);
+    if (r->bytes > 0 && r->ms > 0) snprintf(bandwidth, sizeof bandwidth, "%.0f", r->bytes / (r->ms * 1e-3) / 1e9);
     const char *o = kir_origin_text(cp->prog, r->key.origin);
-    fprintf(f, "| %.3f | %.1f%% | %.4g | %s | %s | %s |\n", r->ms / pf->calls, pf->ms > 0 ? 100 * r->ms / pf->ms : 0,
-            (double)r->count / pf->calls, w, *o ? o : r->key.kind == CP_RUNTIME ? "(runtime)" : "(the entry's own)", rate);
+    fprintf(f, "| %.3f | %.1f%% | %.4g | %s | %s | %s | %s |\n", r->ms / pf->calls, pf->ms > 0 ? 100 * r->ms / pf->ms : 0,
+            (double)r->count / pf->calls, w, *o ? o : r->key.kind == CP_RUNTIME ? "(runtime)" : "(the entry's own)", rate,
+            bandwidth);
   }
   if (rest_ops)
-    fprintf(f, "| %.3f | %.1f%% | %.4g | %zu more rows | | |\n", rest_ms / pf->calls, pf->ms > 0 ? 100 * rest_ms / pf->ms : 0,
+    fprintf(f, "| %.3f | %.1f%% | %.4g | %zu more rows | | | |\n", rest_ms / pf->calls, pf->ms > 0 ? 100 * rest_ms / pf->ms : 0,
             (double)rest_ops / pf->calls, pf->rows.n - max_rows);
   free(order);
   print_by_op(pf, cp, f);

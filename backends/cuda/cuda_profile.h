@@ -38,6 +38,7 @@ typedef struct {
   CudaProfKey key;
   uint64_t count; /* ops */
   double ms;
+  double bytes;   /* of device memory they read and write, estimated (cuda_traffic.h; 0: not known) */
 } CudaProfRow;
 
 typedef struct CudaProfile {
@@ -48,17 +49,20 @@ typedef struct CudaProfile {
   int started;
   uint64_t calls;   /* what the owner counts: an entry's calls, the optimizer's steps (times are per call) */
   double ms;        /* every finished call's */
+  uint64_t guesses; /* launches whose bytes rest on a guessed trip count (cuda_traffic_guesses) */
 } CudaProfile;
 
-/* A call's first stamp; then a stamp after each op, charged to key's row;
- * then finish waits for the device and adds the times up. The device must
- * have stamp and elapsed. */
+/* A call's first stamp; then a stamp after each op, charged to key's row
+ * with the bytes it moved (an estimate; 0: not known); then finish waits
+ * for the device and adds the times up. The device must have stamp and
+ * elapsed. */
 int cuda_profile_start(CudaProfile *pf, CudaDevice *d, PcError *err);
-int cuda_profile_mark(CudaProfile *pf, CudaDevice *d, const CudaProfKey *key, PcError *err);
+int cuda_profile_mark(CudaProfile *pf, CudaDevice *d, const CudaProfKey *key, double bytes, PcError *err);
 int cuda_profile_finish(CudaProfile *pf, CudaDevice *d, PcError *err);
 
 /* The rows as a markdown table, the slowest first (max_rows of them, the
- * rest summed in one line), and the time by graph op. cp names the kernels
+ * rest summed in one line; a product's TFLOP/s, and the GB/s of the bytes
+ * an op moves by cuda_traffic.h's estimate), and the time by graph op. cp names the kernels
  * and origins; title heads it; unit names what calls counts ("call"). */
 void cuda_profile_print(const CudaProfile *pf, const CudaProgram *cp, const char *title, const char *unit, size_t max_rows,
                         FILE *f);

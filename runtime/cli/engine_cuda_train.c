@@ -134,7 +134,7 @@ static int opt_end(CudaEngine *c, int rc, const char *what, PcError *err) {
   CudaProfile *pf = cuda_engine_opt_profile(c);
   if (!pf || !pf->started) return rc;
   CudaProfKey key = {.kind = CP_RUNTIME, .fn = what};
-  if (!rc) rc = cuda_profile_mark(pf, c->dev, &key, err);
+  if (!rc) rc = cuda_profile_mark(pf, c->dev, &key, 0, err);
   PcError ignored;
   int done = cuda_profile_finish(pf, c->dev, rc ? &ignored : err);
   return rc ? rc : done;
