@@ -699,6 +699,60 @@ static void check_operand_only(void) {
   kir_free(p);
 }
 
+/* A mirror that a later kernel stores again before any product reads it is not written:
+ *   parfor p in 0 .. B: vfor j in 0 .. 8: a[p*8 + j] = 1              mirror overwritten below
+ *   (read_between: out = a w^T)                                        then it is read: kept
+ *   parfor p in 0 .. B: vfor j in 0 .. 8: a[p*8 + j] = a[p*8 + j] * 2  mirrored
+ *   out = a w^T                                                         from the second kernel's mirror */
+static void check_overwritten_mirror(void) {
+  for (int read_between = 0; read_between < 2; read_between++) {
+    KProgram *p = kir_new();
+    KEntry *e = kir_entry(p, "o");
+    uint32_t B = kdim(e, "B", 4);
+    uint32_t w = kbuf(e, "w", K_F32, KB_PARAM, 0, 0, 64), out = kbuf(e, "out", K_F32, KB_OUTPUT, 0, 0, 64);
+    uint32_t a = kbuf(e, "a", K_F32, KB_ARENA, 0, 0, 64);
+    uint32_t pv = kvar(e, "p", K_I64), jv = kvar(e, "j", K_I64), p2 = kvar(e, "p2", K_I64), j2 = kvar(e, "j2", K_I64);
+    KGemm g = {.tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 8), .k = kx_i(p, 8), .alpha = 1, .a = a, .b = w, .c = out,
+               .a_off = kx_i(p, 0), .b_off = kx_i(p, 0), .c_off = kx_i(p, 0), .lda = kx_i(p, 8), .ldb = kx_i(p, 8), .ldc = kx_i(p, 8)};
+    uint32_t first = (uint32_t)p->stmts.n;
+    uint32_t row = ks_for(p, e->body, KL_PARALLEL, pv, kx_i(p, 0), kx_dim(p, B));
+    uint32_t v = ks_for(p, row, KL_VECTOR, jv, kx_i(p, 0), kx_i(p, 8));
+    ks_store(p, v, a, kx_add(p, kx_mul(p, kx_var(p, e, pv), kx_i(p, 8)), kx_var(p, e, jv)), kx_f(p, 1));
+    if (read_between) ks_gemm(p, e->body, &g);
+    uint32_t second = (uint32_t)p->stmts.n;
+    row = ks_for(p, e->body, KL_PARALLEL, p2, kx_i(p, 0), kx_dim(p, B));
+    v = ks_for(p, row, KL_VECTOR, j2, kx_i(p, 0), kx_i(p, 8));
+    uint32_t at = kx_add(p, kx_mul(p, kx_var(p, e, p2), kx_i(p, 8)), kx_var(p, e, j2));
+    ks_store(p, v, a, at, kx_mul(p, kx_load(p, e, a, at), kx_f(p, 2)));
+    ks_gemm(p, e->body, &g);
+    CudaProgram cp;
+    PcError err;
+    if (render(p, &cp) < 0) return;
+    const CudaLaunch *l1 = &cp.launches.a[cp.launch_of[first]], *l2 = &cp.launches.a[cp.launch_of[second]];
+    CHECK(l1->n_m == 1 && l2->n_m == 1);
+    CHECKF(cp.mirrors.a[l1->m0].overwritten == !read_between, "read between: %d", read_between);
+    CHECK(!cp.mirrors.a[l2->m0].overwritten && !cp.mirrors.a[l1->m0].alone);
+    /* the first launch gets no mirror address; the products read mirrors, converting only w */
+    uint64_t values[16];
+    void *params[16];
+    CudaValue vars[8] = {{0}};
+    CuPtr bufs[3] = {0x100000, 0x200000, 0x300000};
+    int64_t dims[1] = {3};
+    PC_ASSERT(l1->n_args <= 16);
+    cuda_pack_args(&cp, l1, dims, bufs, vars, 0x800000, 0x700000, values, params);
+    for (uint32_t i = 0; i < l1->n_args; i++)
+      if (cp.args.a[l1->arg0 + i].kind == CA_MIRROR) CHECKF((values[i] != 0) == read_between, "mirror arg %llx", (unsigned long long)values[i]);
+    MRec rec;
+    CudaGemmCtx gc = {.precision = CUDA_BF16};
+    CHECK(mrec_run(&cp, &rec, 0, &gc, &err) == 0 && rec.n_gemm == 1 + read_between);
+    CHECKF(gc.converted == 64 && gc.mirrored == 24 * (1 + (uint64_t)read_between), "%llu converted, %llu from mirrors",
+           (unsigned long long)gc.converted, (unsigned long long)gc.mirrored);
+    cuda_gemm_ctx_free(&gc, &rec.base);
+    cuda_program_free(&cp);
+    kir_free(p);
+  }
+}
+
 /* ---- profiles ------------------------------------------------------------------------ */
 
 /* a recording device whose clock reads n^2 ms at its n-th stamp: the op
@@ -929,6 +983,7 @@ int main(void) {
   check_copy_mirrors();
   check_merged_mirror();
   check_operand_only();
+  check_overwritten_mirror();
   check_profile();
   check_census();
   check_traffic();

@@ -56,6 +56,7 @@ typedef struct {
   uint32_t w;       /* an expression; UINT32_MAX: 1 */
   uint32_t c0, n_c; /* c, a sum of expressions: CudaProgram.mirror_terms[c0 ..] */
   uint32_t alone;   /* the mirror alone, no fp32 (given a mirror): nothing but products reads buf */
+  uint32_t overwritten; /* a later kernel mirrors the same rows before a product reads them: the host passes no mirror */
 } CudaMirror;
 
 /* Threads per block by mode; the kernels read blockDim, so these are the
@@ -119,6 +120,9 @@ typedef union {
   float f;
   int64_t i;
 } CudaValue;
+
+/* Whether launch l stores buf's mirror (a record of it, not overwritten). */
+int cuda_launch_mirrors(const CudaProgram *cp, const CudaLaunch *l, uint32_t buf);
 
 /* The argument values of a launch, 8 bytes each (an f32 in the first 4),
  * and kernelParams pointing at them, as cuLaunchKernel takes them.

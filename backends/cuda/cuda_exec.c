@@ -198,7 +198,7 @@ static double launch_bytes(Exec *x, const KStmt *s, const CudaLaunch *l) {
   for (uint32_t k = 0; x->mirror0 && k < l->n_m; k++) {
     const CudaMirror *r = &x->cp->mirrors.a[l->m0 + k];
     uint64_t from, to;
-    if (mirror_rows(x, s, r, &from, &to)) m[n++] = (CudaMirrored){r->buf, to - from, (int)r->alone};
+    if (!r->overwritten && mirror_rows(x, s, r, &from, &to)) m[n++] = (CudaMirrored){r->buf, to - from, (int)r->alone};
   }
   double bytes = cuda_traffic_launch(x->traffic, s, x->dims, x->vars, m, n);
   free(m);
@@ -311,7 +311,7 @@ static void mark_rows(Exec *x, const KStmt *s, const CudaLaunch *l) {
   for (uint32_t k = 0; k < l->n_m; k++) {
     const CudaMirror *m = &x->cp->mirrors.a[l->m0 + k];
     uint64_t from, to, at = x->e->bufs.a[m->buf].offset;
-    if (!mirror_rows(x, s, m, &from, &to)) continue;
+    if (m->overwritten || !mirror_rows(x, s, m, &from, &to)) continue;
     cuda_ranges_add(&x->gc->fresh, at + 4 * from, at + 4 * to);
     if (m->alone) cuda_ranges_add(&x->gc->stale, at + 4 * from, at + 4 * to);
     else cuda_ranges_remove(&x->gc->stale, at + 4 * from, at + 4 * to);
@@ -324,9 +324,7 @@ static void launch_written(Exec *x, const KStmt *s, const CudaLaunch *l) {
   if (x->mirror0 && l->n_m && l->mode != CM_CALL) mark_rows(x, s, l);
   for (uint32_t i = 0; i < l->n_w; i++) {
     uint32_t buf = x->cp->writes.a[l->w0 + i];
-    int mirrored = 0;
-    for (uint32_t k = 0; k < l->n_m; k++) mirrored |= x->cp->mirrors.a[l->m0 + k].buf == buf;
-    written(x, buf, mirrored);
+    written(x, buf, cuda_launch_mirrors(x->cp, l, buf));
   }
 }
 

@@ -41,6 +41,10 @@ int cuda_reduction_op(const CudaScan *a, const KStmt *assign);
 int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaProgram *out);
 /* Whether mirrored stores to buf may write the mirror alone (cuda_mirror.c). */
 int cuda_mirror_alone(const CudaScan *a, uint32_t buf);
+/* Marks the mirror records of the launches in block blk (and the host's
+ * blocks in it) whose rows a later launch in the same block mirrors again
+ * before any product could read them (CudaMirror.overwritten). */
+void cuda_mirror_overwritten(const CudaScan *a, uint32_t blk, CudaProgram *out);
 
 /* How a parallel loop maps onto threads, and its block size. */
 CudaMode cuda_choose_mode(const CudaScan *a, const KStmt *parfor, const CudaOptions *o, uint32_t *threads);

@@ -27,7 +27,15 @@
  * Where nothing but products reads what kernels store in the buffer (no
  * load of it anywhere in the entry, no copy from it, no call or product
  * adding into it; or the lowering's promise, KBuf.operand_only), the
- * stores write the mirror alone when there is one. */
+ * stores write the mirror alone when there is one.
+ *
+ * A mirror is worth its stores only if a product reads it before the rows
+ * are stored again: a forward's pre-activation, which its gradient later
+ * overwrites in place, is no product's operand, though the buffer's
+ * gradient is. Where the next statement of the same block that writes the
+ * buffer, or reads it in a product, is a kernel mirroring the same rows
+ * (the same loop bounds, w and c, with no variable among them assigned
+ * twice), the first launch writes no mirror (CudaMirror.overwritten). */
 #include "backends/cuda/cuda_internal.h"
 
 #include <stdlib.h>
@@ -112,7 +120,7 @@ static int row_store(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, 
     out->mirror_terms.n = c0;
     return 0;
   }
-  vec_push(&out->mirrors, ((CudaMirror){buf, q.row_coef, c0, (uint32_t)out->mirror_terms.n - c0, cuda_mirror_alone(a, buf)}));
+  vec_push(&out->mirrors, ((CudaMirror){.buf = buf, .w = q.row_coef, .c0 = c0, .n_c = (uint32_t)out->mirror_terms.n - c0, .alone = cuda_mirror_alone(a, buf)}));
   return 1;
 }
 
@@ -150,7 +158,7 @@ static int row_copy(const CudaScan *a, const KStmt *parfor, const KStmt *s, uint
   }
   uint32_t n_t = (uint32_t)out->mirror_terms.n - c0;
   if (kexpr_same(a->p, q.row_coef, s->e[2], NULL)) {
-    vec_push(&out->mirrors, ((CudaMirror){buf, q.row_coef, c0, n_t, cuda_mirror_alone(a, buf)}));
+    vec_push(&out->mirrors, ((CudaMirror){.buf = buf, .w = q.row_coef, .c0 = c0, .n_c = n_t, .alone = cuda_mirror_alone(a, buf)}));
     return 1;
   }
   Part pt = {0, 0, 0, q.row_coef, c0, n_t};
@@ -221,11 +229,88 @@ int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaP
   int ok = b->kind == KB_ARENA && b->elem == K_F32 && rows_only(a, parfor, NULL, parfor->body, buf, &parts, out);
   if (ok && parts.n) { /* parts of rows, and nothing else, that tile them: one record, from the leftmost */
     ok = out->mirrors.n == m0 && tile_rows(&parts, &first);
-    if (ok) vec_push(&out->mirrors, ((CudaMirror){buf, first->row_coef, first->t0, first->n_t, cuda_mirror_alone(a, buf)}));
+    if (ok) vec_push(&out->mirrors, ((CudaMirror){.buf = buf, .w = first->row_coef, .c0 = first->t0, .n_c = first->n_t, .alone = cuda_mirror_alone(a, buf)}));
   }
   vec_free(&parts);
   if (ok) return 1;
   out->mirrors.n = m0;
   out->mirror_terms.n = t0;
   return 0;
+}
+
+/* x has one value wherever the entry reads it: no loads, and its variables assigned at most once */
+static int fixed(const CudaScan *a, uint32_t x) {
+  const KExpr *k = &a->p->exprs.a[x];
+  if (k->op == KE_LOAD || (k->op == KE_VAR && a->n_assign[k->id] > 1)) return 0;
+  for (int i = 0; i < kop_info(k->op)->n; i++)
+    if (!fixed(a, k->a[i])) return 0;
+  return 1;
+}
+
+static int same_fixed(const CudaScan *a, uint32_t x, uint32_t y) {
+  if (x == UINT32_MAX || y == UINT32_MAX) return x == y; /* w: UINT32_MAX for 1 */
+  return fixed(a, x) && fixed(a, y) && kexpr_same(a->p, x, y, a->def);
+}
+
+/* records m of parallel loop s and n of parallel loop t mirror the same elements */
+static int same_rows(const CudaScan *a, const CudaProgram *cp, const KStmt *s, const CudaMirror *m, const KStmt *t,
+                     const CudaMirror *n) {
+  if (m->buf != n->buf || m->n_c != n->n_c || !same_fixed(a, s->e[0], t->e[0]) || !same_fixed(a, s->e[1], t->e[1]) ||
+      !same_fixed(a, m->w, n->w))
+    return 0;
+  for (uint32_t i = 0; i < m->n_c; i++)
+    if (!same_fixed(a, cp->mirror_terms.a[m->c0 + i], cp->mirror_terms.a[n->c0 + i])) return 0;
+  return 1;
+}
+
+static int holds_gemm(const KProgram *p, const KStmt *s) {
+  if (s->kind == KS_GEMM) return 1;
+  if (s->kind != KS_FOR && s->kind != KS_IF && s->kind != KS_WHILE) return 0;
+  const VecU32 *b = &p->blocks.a[s->body];
+  for (size_t i = 0; i < b->n; i++)
+    if (holds_gemm(p, &p->stmts.a[b->a[i]])) return 1;
+  return 0;
+}
+
+/* Statements blk[i + 1 ..] store m's rows (of launch statement s) again, mirrored, before a product may read them. */
+static int overwritten(const CudaScan *a, const CudaProgram *cp, const VecU32 *blk, size_t i, const CudaMirror *m) {
+  const KStmt *s = &a->p->stmts.a[blk->a[i]];
+  KEffects mine = {0}, fx = {0};
+  vec_push(&mine.w, m->buf);
+  int again = 0;
+  for (size_t j = i + 1; j < blk->n; j++) {
+    const KStmt *t = &a->p->stmts.a[blk->a[j]];
+    uint32_t l = cp->launch_of[blk->a[j]];
+    if (l != UINT32_MAX && cp->launches.a[l].mode != CM_CALL) {
+      const CudaLaunch *tl = &cp->launches.a[l];
+      for (uint32_t k = 0; k < tl->n_m && !again; k++) again = same_rows(a, cp, s, m, t, &cp->mirrors.a[tl->m0 + k]);
+      if (again) break;
+    }
+    kir_effects_clear(&fx);
+    kir_effects(a->p, t, &fx);
+    KEffects reads = {.r = fx.r};
+    if (kir_effects_conflict(a->e, &mine, &(KEffects){.w = fx.w}) || (holds_gemm(a->p, t) && kir_effects_conflict(a->e, &mine, &reads)))
+      break; /* written otherwise, or perhaps read by a product */
+  }
+  kir_effects_free(&mine);
+  kir_effects_free(&fx);
+  return again;
+}
+
+void cuda_mirror_overwritten(const CudaScan *a, uint32_t blk, CudaProgram *out) {
+  const VecU32 *b = &a->p->blocks.a[blk];
+  for (size_t i = 0; i < b->n; i++) {
+    const KStmt *s = &a->p->stmts.a[b->a[i]];
+    uint32_t l = out->launch_of[b->a[i]];
+    if (l == UINT32_MAX) {
+      if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) cuda_mirror_overwritten(a, s->body, out);
+      continue;
+    }
+    const CudaLaunch *sl = &out->launches.a[l];
+    if (sl->mode == CM_CALL || s->kind != KS_FOR) continue;
+    for (uint32_t k = 0; k < sl->n_m; k++) {
+      CudaMirror *m = &out->mirrors.a[sl->m0 + k];
+      m->overwritten = !m->alone && overwritten(a, out, b, i, m);
+    }
+  }
 }

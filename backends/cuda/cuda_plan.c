@@ -25,6 +25,12 @@ void cuda_buffer_addresses(const KEntry *e, const CuPtr *params, const CuPtr *in
   }
 }
 
+int cuda_launch_mirrors(const CudaProgram *cp, const CudaLaunch *l, uint32_t buf) {
+  for (uint32_t k = 0; k < l->n_m; k++)
+    if (cp->mirrors.a[l->m0 + k].buf == buf && !cp->mirrors.a[l->m0 + k].overwritten) return 1;
+  return 0;
+}
+
 void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *dims, const CuPtr *bufs,
                     const CudaValue *vars, CuPtr slots, CuPtr mirror0, uint64_t *values, void **params) {
   for (uint32_t i = 0; i < l->n_args; i++) {
@@ -38,7 +44,9 @@ void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *d
       else memcpy(&values[i], &vars[a->id].i, 8);
       break;
     case CA_SLOT: values[i] = slots + 8 * (uint64_t)a->id; break;
-    case CA_MIRROR: values[i] = mirror0 ? mirror0 + cp->prog->entries.a[l->entry].bufs.a[a->id].offset / 2 : 0; break;
+    case CA_MIRROR:
+      if (mirror0 && cuda_launch_mirrors(cp, l, a->id)) values[i] = mirror0 + cp->prog->entries.a[l->entry].bufs.a[a->id].offset / 2;
+      break;
     case CA_KERNEL: PC_BUG("cuda: packing a call's kernels as arguments");
     }
     params[i] = &values[i];

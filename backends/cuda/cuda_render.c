@@ -759,6 +759,7 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
     c.part = pc_xmalloc(sizeof(uint32_t) * (c.e->vars.n + 1));
     memset(c.part, 0xff, sizeof(uint32_t) * (c.e->vars.n + 1));
     host_block(&c, c.e->body);
+    if (!c.failed) cuda_mirror_overwritten(&c.a, c.e->body, out);
     mirror_span(&c);
     free(c.part);
     cuda_scan_free(&c.a);
