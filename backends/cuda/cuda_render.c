@@ -619,7 +619,7 @@ static void library_call(CR *c, uint32_t stmt) {
   if (mb == 9 && (call->buf[9] != call->buf[10] || call->buf[10] != call->buf[11])) mb = -1; /* columns of one buffer */
   const KBuf *y = mb < 0 ? NULL : &c->e->bufs.a[call->buf[mb]];
   if (y && y->kind == KB_ARENA && y->elem == K_F32 && c->a.operand[call->buf[mb]]) { /* its kernels know the rows */
-    vec_push(&c->out->mirrors, ((CudaMirror){call->buf[mb], UINT32_MAX, 0, 0, 0})); /* in fp32 too */
+    vec_push(&c->out->mirrors, ((CudaMirror){.buf = call->buf[mb], .w = UINT32_MAX})); /* in fp32 too */
     l.n_m = 1;
   }
   for (int i = 0; i < n; i++) {
