@@ -107,12 +107,15 @@ else
   # other products than the label's
   if command -v python3 >/dev/null; then
     bench() { python3 scripts/gpu_check/bench.py "$@" >>"$tmp/bench.out" 2>&1 || fail "bench.py $1: $(tail -3 "$tmp/bench.out")"; }
+    "$pondercc" "${tiny[@]}" --ponder 2 --set vocab_size=300 --emit cuda-census --max-batch 2 --max-seq 32 --entries train \
+      >"$tmp/census" 2>&1 || fail "the census of the emulated step: $(tail -3 "$tmp/census")"
     for p in bf16 fp32; do
       bench ponder --label "ponder, $p" --precision "$p" --K 2 --B 2 --T 32 --metrics "$tmp/gpu-bf16/metrics.jsonl" \
-        --timing "$tmp/err" --results "$tmp/rows.jsonl" --error ""
+        --timing "$tmp/err" --results "$tmp/rows.jsonl" --error "" --census "$tmp/census"
     done
-    grep '"label": "ponder, bf16"' "$tmp/rows.jsonl" | grep '"ms": ' | grep '"device_ms": ' | grep -qv '"error"' ||
-      fail "bench.py ponder: no timed row from an emulated bf16 run: $(cat "$tmp/rows.jsonl")"
+    grep '"label": "ponder, bf16"' "$tmp/rows.jsonl" | grep '"ms": ' | grep '"device_ms": ' | grep '"bound_ms": ' |
+      grep -qv '"error"' ||
+      fail "bench.py ponder: no timed row with the census's bound from an emulated bf16 run: $(cat "$tmp/rows.jsonl")"
     grep -q '"label": "ponder, fp32".*"error": "asked for fp32 products, the engine ran bf16"' "$tmp/rows.jsonl" ||
       fail "bench.py ponder: a bf16 run passed as fp32: $(cat "$tmp/rows.jsonl")"
     echo "(no GPU: the kernels' checks are not run)" >"$tmp/equiv"
@@ -120,6 +123,8 @@ else
       --out "$tmp/table.md" --quiet
     grep -Eq '^\| ponder, bf16 \| 2 \| 2 x 32 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$tmp/table.md" ||
       fail "bench.py table: no row for the bf16 run: $(cat "$tmp/table.md")"
+    grep -Eq "^\| ponder, bf16 \|.* train entry [0-9]+ ms against the census's [0-9]+ ms lower bound on an H100 SXM \([0-9]+ GB" \
+      "$tmp/table.md" || fail "bench.py table: the bf16 row does not set its train entry against the census: $(cat "$tmp/table.md")"
   else
     echo "no python3: scripts/gpu-check's rows are not checked"
   fi

@@ -3,9 +3,12 @@
 
   bench.py shard --vocab V --tokens N --out FILE      a token shard of random ids (docs/data-format.md)
   bench.py ponder --label L --precision P --K K --B B --T T --metrics RUN/metrics.jsonl --timing LOG
-           --results FILE                             one `ponder train --device cuda` row from its metrics
+           --results FILE [--census FILE]             one `ponder train --device cuda` row from its metrics
                                                       and PONDER_CUDA_TIMING lines, which name the precision
-                                                      the engine ran its matrix products in (checked against P)
+                                                      the engine ran its matrix products in (checked against P);
+                                                      --census: `pondercc --emit cuda-census --entries train`
+                                                      of the same step, whose lower bound the train entry's
+                                                      device time is set against
   bench.py torch --mode eager|compile --dtype bf16|fp32 --K K --B B --T T --results FILE --budget S
                                                       one PyTorch row (the model of scripts/bench_cpu/torch_step.py
                                                       on the GPU)
@@ -96,6 +99,15 @@ def cmd_ponder(a):
             runs = [r + o for r, o in zip(runs, opt_ms[1:])]
         row["device_ms"] = statistics.median(runs)
         row["transfer_ms"] = statistics.median(r[0] + r[2] for r in run_ms[1:])
+        row["train_ms"] = statistics.median(r[1] for r in run_ms[1:])
+    if a.census and os.path.exists(a.census):
+        text = open(a.census).read()
+        bound = re.search(r"on an (.+?) \(.*\): at least ([\d.]+) ms", text)
+        traffic = re.search(r"traffic \(estimated\): ([\d.]+) GB", text)
+        if bound and traffic:
+            row["census"] = {"chip": bound[1], "bound_ms": float(bound[2]), "traffic_gb": float(traffic[1])}
+        else:
+            row["census"] = {"error": "no bound in the census output"}
     append(a.results, row)
 
 
@@ -191,6 +203,13 @@ def cmd_table(a):
             notes.append(f"bf16 operands {r['bf16_mib']:.0f} MiB, {r.get('converted_g', 0):.3g} G converted per call")
         if "peak_gb" in r:
             notes.append(f"{r['peak_gb']:.1f} GiB")
+        census = r.get("census", {})
+        if "error" in census:
+            notes.append(f"census: {census['error']}")
+        elif census and r.get("train_ms", 0) > 0:
+            notes.append(f"train entry {r['train_ms']:.0f} ms against the census's {census['bound_ms']:.0f} ms lower "
+                         f"bound on an {census['chip']} ({census['traffic_gb']:.0f} GB estimated traffic): "
+                         f"{census['bound_ms'] / r['train_ms'] * 100:.0f}% of it")
         lines.append(f"| {r['label']} | {r['K']} | {bt} | {gflop:.0f} | {ms:.0f} | {r['B'] * r['T'] / (ms / 1e3):.0f} | "
                      f"{mfu} | {dev} | {', '.join(notes)} |")
     lines += ["", "ponder rows: a `ponder train --device cuda` step (the train entry and AdamW on the GPU, parameters "
@@ -219,6 +238,7 @@ def main():
     for name in ["K", "B", "T"]:
         s.add_argument("--" + name, type=int, required=True)
     s.add_argument("--error", default="")
+    s.add_argument("--census", default="", help="pondercc --emit cuda-census --entries train of the same step")
     s = sub.add_parser("torch")
     s.add_argument("--mode", choices=["eager", "compile"], required=True)
     s.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
