@@ -21,6 +21,7 @@ void cuda_scan_init(CudaScan *a, const KProgram *p, const KEntry *e);
 void cuda_scan_free(CudaScan *a);
 
 int cuda_stmt_launches(const KProgram *p, const KStmt *s);    /* holds a parallel loop or a gemm */
+int cuda_stmt_multiplies(const KProgram *p, const KStmt *s);  /* holds a gemm */
 int cuda_stmt_touches(const KProgram *p, const KStmt *s);     /* reads or writes device memory */
 int cuda_block_inside(const CudaScan *a, uint32_t blk, uint32_t outer); /* blk is outer or nested in it */
 

@@ -263,15 +263,6 @@ static int same_rows(const CudaScan *a, const CudaProgram *cp, const KStmt *s, c
   return 1;
 }
 
-static int holds_gemm(const KProgram *p, const KStmt *s) {
-  if (s->kind == KS_GEMM) return 1;
-  if (s->kind != KS_FOR && s->kind != KS_IF && s->kind != KS_WHILE) return 0;
-  const VecU32 *b = &p->blocks.a[s->body];
-  for (size_t i = 0; i < b->n; i++)
-    if (holds_gemm(p, &p->stmts.a[b->a[i]])) return 1;
-  return 0;
-}
-
 /* Statements blk[i + 1 ..] store m's rows (of launch statement s) again, mirrored, before a product may read them. */
 static int overwritten(const CudaScan *a, const CudaProgram *cp, const VecU32 *blk, size_t i, const CudaMirror *m) {
   const KStmt *s = &a->p->stmts.a[blk->a[i]];
@@ -288,8 +279,8 @@ static int overwritten(const CudaScan *a, const CudaProgram *cp, const VecU32 *b
     }
     kir_effects_clear(&fx);
     kir_effects(a->p, t, &fx);
-    KEffects reads = {.r = fx.r};
-    if (kir_effects_conflict(a->e, &mine, &(KEffects){.w = fx.w}) || (holds_gemm(a->p, t) && kir_effects_conflict(a->e, &mine, &reads)))
+    if (kir_effects_conflict(a->e, &mine, &(KEffects){.w = fx.w}) ||
+        (cuda_stmt_multiplies(a->p, t) && kir_effects_conflict(a->e, &mine, &(KEffects){.r = fx.r})))
       break; /* written otherwise, or perhaps read by a product */
   }
   kir_effects_free(&mine);

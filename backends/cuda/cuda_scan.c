@@ -114,6 +114,11 @@ int cuda_stmt_launches(const KProgram *p, const KStmt *s) {
   return (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && block_any(p, s->body, cuda_stmt_launches);
 }
 
+int cuda_stmt_multiplies(const KProgram *p, const KStmt *s) {
+  if (s->kind == KS_GEMM) return 1;
+  return (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) && block_any(p, s->body, cuda_stmt_multiplies);
+}
+
 int cuda_stmt_touches(const KProgram *p, const KStmt *s) {
   if (s->kind == KS_STORE || s->kind == KS_FILL || s->kind == KS_COPY || s->kind == KS_GEMM || s->kind == KS_CALL) return 1;
   for (int k = 0; k < kstmt_n_exprs(s); k++)
