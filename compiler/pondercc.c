@@ -39,7 +39,8 @@ static void usage(FILE *f) {
           "compiled model:\n"
           "  -o FILE            compile to a shared library (the model ABI: docs/abi.md) with\n"
           "                     --backend llvm (the default: docs/llvm-backend.md) or --backend c\n"
-          "  --target cuda      -o makes a library for GPUs: PTX for sm_80 and sm_90 (docs/cuda-backend.md)\n"
+          "  --target cuda      -o makes a library for GPUs: PTX for sm_80 and sm_90 (docs/cuda-backend.md);\n"
+          "                     --emit kir prints the kernel IR as it is lowered for them\n"
           "  --max-batch N      the largest batch it is planned for (default 8)\n"
           "  --max-seq N        the longest sequence, and the KV caches' length (default: the context)\n"
           "  --entries LIST     any of train,eval,logits,decode (default: all)\n"
@@ -162,9 +163,10 @@ static int module_mode(const ModelOpts *o, const PcModuleOptions *mo, const char
   PcModule m;
   if (pc_module_build(o, mo, &m, err) < 0) return -1;
   int rc = 0;
-  if (cuda || (emit && !strncmp(emit, "cuda", 4))) {
+  if (emit && !strcmp(emit, "kir")) { /* as the CUDA schedule lowers it with --target cuda */
+    kir_print(m.prog, stdout);
+  } else if (cuda || (emit && !strncmp(emit, "cuda", 4))) {
     rc = cuda_mode(&m, emit, out, t0, err);
-  } else if (emit && !strcmp(emit, "kir")) {
     kir_print(m.prog, stdout);
   } else if (emit && !strncmp(emit, "llvm", 4)) {
     rc = llvm_print(&m, !strcmp(emit, "llvm-opt"), stdout, err);
@@ -295,7 +297,9 @@ int main(int argc, char **argv) {
   int cuda = target && !strcmp(target, "cuda");
   if (cuda || (emit && !strncmp(emit, "cuda", 4))) mo.schedule = kschedule_cuda();
   if (!bad && cuda && o.backend) fprintf(stderr, "pondercc: --target cuda has its own backend: drop --backend %s\n", o.backend), bad = 1;
-  if (!bad && cuda && !out) fprintf(stderr, "pondercc: --target cuda goes with -o MODEL.so (--emit cuda prints the CUDA C)\n"), bad = 1;
+  int kir = emit && !strcmp(emit, "kir");
+  if (!bad && cuda && !out && !kir)
+    fprintf(stderr, "pondercc: --target cuda goes with -o MODEL.so or --emit kir (--emit cuda prints the CUDA C)\n"), bad = 1;
   if (!bad && o.device) fprintf(stderr, "pondercc: --device is for ponder; pondercc compiles for GPUs with --target cuda\n"), bad = 1;
   if (!bad && o.precision)
     fprintf(stderr, "pondercc: --precision is for ponder --device cuda (a --target cuda library takes it when it runs)\n"), bad = 1;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend from the command line, without a GPU:
-#  1. pondercc --emit cuda prints kernels, --emit cuda-census what each entry asks of a GPU (the
+#  1. pondercc --emit cuda prints kernels, --target cuda --emit kir the CUDA schedule's kernel IR
+#     (bias gradients as products), --emit cuda-census what each entry asks of a GPU (the
 #     models' steps converting nothing to bf16 but their parameters); bad
 #     --target / --device uses are refused;
 #  2. without a driver, ponder --device cuda says so on one line (skipped where one exists);
@@ -48,8 +49,14 @@ for m in gpt2 pythia llama; do
   grep -Eq 'bf16 operands: ([0-9.e+-]+) G elements converted \(\1 G of parameters' "$tmp/out" ||
     fail "$m: a train step converts more than its parameters: $(grep 'bf16 operands' "$tmp/out")"
 done
+# --target cuda --emit kir prints the kernel IR as the CUDA schedule lowers it: bias gradients as
+# products of a row of ones, which the CPU's schedule sums in loops
+run "$pondercc" models/gpt2.lua --config tiny --entries train --target cuda --emit kir
+grep -q 'gemm nn m=1 ' "$tmp/out" || fail "--target cuda --emit kir: no bias gradient as a product of one row"
+run "$pondercc" models/gpt2.lua --config tiny --entries train --emit kir
+grep -q 'gemm nn m=1 ' "$tmp/out" && fail "--emit kir: a bias gradient as a product on the CPU's schedule"
 refused "--target gpu: expected cpu or cuda" "$pondercc" "${tiny[@]}" --target gpu -o "$tmp/x.so"
-refused "--target cuda goes with -o" "$pondercc" "${tiny[@]}" --target cuda
+refused "--target cuda goes with -o MODEL.so or --emit kir" "$pondercc" "${tiny[@]}" --target cuda
 refused "drop --backend c" "$pondercc" "${tiny[@]}" --target cuda --backend c -o "$tmp/x.so"
 refused "--device is for ponder" "$pondercc" "${tiny[@]}" --device cuda -o "$tmp/x.so"
 refused "--device gpu: expected cpu or cuda" "$ponder" forward "${tiny[@]}" --device gpu

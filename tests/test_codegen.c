@@ -571,6 +571,61 @@ static void check_attention_gradients_in_place(void) {
   }
 }
 
+/* With a GPU's schedule a bias's gradient (sum_to into a fixed shape) is a
+ * product of a row of ones and the gradient: one product of one row, whose
+ * ones a kernel stores into a buffer only products read, and no column-sum
+ * loops; and the GELU's gradient, which only products read, gets a buffer
+ * of its own, not its pre-activation's (which kernels load), so in bf16 it
+ * can store its mirror alone. Without the two knobs: column sums, and the
+ * gradient written over the pre-activation. */
+static const char bias_grad_graph[] = "graph bias_grad [B, T] {\n"
+                                      "  %w = param() {init=\"normal\", std=0.02} : f32[8,8]\n"
+                                      "  %g = param() {init=\"zeros\", std=0.0} : f32[8]\n"
+                                      "  %x = input() : f32[B,T,8]\n"
+                                      "  %dy = input() : f32[B,T,8]\n"
+                                      "  %0 = linear(%x, %w) : f32[B,T,8]\n"
+                                      "  %1 = gelu_tanh_grad(%0, %dy) : f32[B,T,8]\n"
+                                      "  %2 = sum_to(%1, %g) : f32[8]\n"
+                                      "  %3 = matmul_tn(%1, %x) : f32[8,8]\n"
+                                      "  output(%2) {name=\"db\"}\n"
+                                      "  output(%3) {name=\"dw\"}\n"
+                                      "}\n";
+
+static void check_bias_gradient_products(void) {
+  for (int gpu = 0; gpu < 2; gpu++) {
+    KSchedule s = kschedule_cuda();
+    s.sums_as_products = s.operands_apart = gpu;
+    KProgram *p = lower_text_with(bias_grad_graph, &s);
+    if (!p) return;
+    const KEntry *e = &p->entries.a[0];
+    uint32_t pre = UINT32_MAX, grad = UINT32_MAX;
+    int row_products = 0, ones_only_products = 0;
+    for (size_t i = 0; i < p->gemms.n; i++) {
+      if (!p->gemms.a[i].ta && p->gemms.a[i].tb) pre = p->gemms.a[i].c; /* the linear */
+      if (p->gemms.a[i].ta) grad = p->gemms.a[i].a;                     /* matmul_tn reads the gradient */
+    }
+    for (size_t i = 0; i < p->gemms.n; i++) {
+      const KGemm *gm = &p->gemms.a[i];
+      if (p->exprs.a[gm->m].op == KE_ICONST && p->exprs.a[gm->m].i == 1) {
+        row_products++;
+        ones_only_products += e->bufs.a[gm->a].operand_only && gm->b == grad;
+      }
+    }
+    int loops = host_parallel_loops(p, e->body);
+    if (gpu)
+      CHECKF(row_products == 1 && ones_only_products == 1 && grad != pre && loops == 2,
+             "GPU: %d products of a row (%d of operand-only ones and the gradient; not 1, 1), gradient %s, %d loops "
+             "(not 2: the gradient, the ones)",
+             row_products, ones_only_products, grad == pre ? "over its pre-activation" : "apart", loops);
+    else
+      CHECKF(row_products == 0 && grad == pre && loops == 3,
+             "without the knobs: %d products of a row, gradient %s, %d loops (not 0, in place, 3: the gradient and two "
+             "column-sum stages)",
+             row_products, grad == pre ? "in place" : "apart", loops);
+    kir_free(p);
+  }
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -607,6 +662,7 @@ int main(void) {
   check_norm_grad_epilogue();
   check_group_before_elementwise();
   check_products_into_sums();
+  check_bias_gradient_products();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();

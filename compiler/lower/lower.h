@@ -21,12 +21,18 @@ typedef struct {
                            GPU's choice: a block's threads over the row, stores along it; rope) */
   int merge_rows;       /* sibling parallel loops over the same rows, sharing no written memory, as one loop (the
                            GPU's choice: a kernel launch each; merge_rows.c) */
+  int sums_as_products; /* a bias's gradient (sum_to over rows into a fixed shape) as a product with a row of ones
+                           (the GPU's choice: in bf16 it reads x's mirror, half the bytes, and x may need no fp32) */
+  int operands_apart;   /* an elementwise result that only products read is not written over its operand's buffer
+                           (the GPU's choice: nothing then loads its buffer, so in bf16 its stores write the mirror
+                           alone; the GELU's gradient, 4 bytes an element fewer to store) */
 } KSchedule;
 
 KSchedule kschedule_default(void);
 /* The CUDA backend's: attention through its FlashAttention-style kernels,
- * column sums over chunks of 64 rows, vocabulary chunks sized by rows,
- * sibling row loops merged. */
+ * column sums over chunks of 64 rows, bias gradients as products,
+ * vocabulary chunks sized by rows, sibling row loops merged, results only
+ * products read in buffers of their own. */
 KSchedule kschedule_cuda(void);
 
 /* Lowers g into a new entry `name` of p. dim_max[k] bounds the graph's

@@ -71,6 +71,10 @@ int view_parts(Lower *l, uint32_t w, uint32_t *whole, uint32_t *bias);
  * what its whole reads. */
 void group_leaves(Lower *l, uint32_t v, VecU32 *out);
 
+/* Whether sum_to node n is lowered as a product (KSchedule.sums_as_products;
+ * lower_ops.c). */
+int sum_to_as_product(Lower *l, const IrNode *n);
+
 /* ---- the memory plan (plan.c) --------------------------------------------- */
 /* Gives every value that needs storage a buffer: external (parameters,
  * inputs, outputs) or a slice of the arena, sharing slices between values

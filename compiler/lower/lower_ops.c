@@ -526,33 +526,64 @@ static int lo_sum(Lower *l, const IrNode *n, PcError *err) {
 }
 
 /* sum_to(x, like): y[broadcast index of i] += x[i], row by row */
-/* sum_to(x, like) as a column sum: the schedule asks for one, and y's dims
- * (leading 1s aside) are x's last ones, so x is [G, W] summed into y [W] */
-static int sum_to_columns(Lower *l, const IrNode *n) {
+/* Whether sum_to(x, like) sums columns: y's dims (leading 1s aside) are
+ * x's last ones, so x is [G, W] summed into y [W]. */
+static int sums_columns(Lower *l, const IrNode *n) {
   const IrShape *x = L_shape(l, IN(0)), *y = L_shape(l, OUT(0));
   int lead = 0;
   while (lead < y->rank && y->dim[lead] == 1) lead++;
   int m = y->rank - lead;
-  if (l->s->colsum_rows <= 0 || m > x->rank) return 0;
+  if (m > x->rank) return 0;
   for (int k = 0; k < m; k++)
     if (y->dim[y->rank - 1 - k] != x->dim[x->rank - 1 - k]) return 0;
   return 1;
 }
+
+/* ... as a product, where the schedule asks for one (sums_as_products) and
+ * y's size is fixed (a bias): y [1, W] = ones [1, G] x [G, W] */
+int sum_to_as_product(Lower *l, const IrNode *n) {
+  const IrShape *y = L_shape(l, OUT(0));
+  int fixed = 1;
+  for (int d = 0; d < y->rank; d++) fixed &= !IR_IS_SYM(y->dim[d]);
+  return l->s->sums_as_products && fixed && sums_columns(l, n);
+}
+
+/* ... as column sums, where the schedule asks for them (colsum_rows > 0) */
+static int sum_to_columns(Lower *l, const IrNode *n) { return l->s->colsum_rows > 0 && sums_columns(l, n); }
 
 static uint32_t sum_to_term(Lower *l, const IrNode *n, uint32_t g, uint32_t j) {
   return L_load(l, IN(0), L_add(l, L_mul(l, g, L_numel(l, L_shape(l, OUT(0)))), j));
 }
 
 static int scratch_sum_to(Lower *l, const IrNode *n, int64_t *elems) {
-  if (sum_to_columns(l, n))
+  if (sum_to_as_product(l, n)) /* the ones: G at the maximum dims */
+    elems[0] = L_max_numel(l, L_shape(l, IN(0))) / L_max_numel(l, L_shape(l, OUT(0)));
+  else if (sum_to_columns(l, n))
     elems[0] = column_sum_scratch(l, L_max_numel(l, L_shape(l, IN(0))), L_max_numel(l, L_shape(l, OUT(0))), 1);
   return 0;
+}
+
+/* The ones are stored by a kernel (a row of one element each) and read by
+ * the product alone, so in bf16 the product reads both operands from
+ * mirrors: x's as its maker stored it, with no fp32 pass over x. */
+static void sum_to_product(Lower *l, const IrNode *n, uint32_t out, int accumulate) {
+  uint32_t W = L_ivar(l, L_numel(l, L_shape(l, OUT(0)))), G = L_ivar(l, L_div(l, L_numel(l, L_shape(l, IN(0))), W));
+  uint32_t ones = L_scratch(l, n, 0), saved, zero = L_i(l, 0);
+  L_operand_only(l, ones);
+  uint32_t r = L_loop(l, KL_PARALLEL, zero, G, &saved);
+  L_stb(l, ones, r, L_f(l, 1));
+  l->block = saved;
+  L_gemm(l, 0, 0, L_i(l, 1), W, G, 1.0f, ones, zero, G, l->buf[IN(0)], zero, W, accumulate ? 1.0f : 0.0f, out, zero, W);
 }
 
 static int lo_sum_to(Lower *l, const IrNode *n, PcError *err) {
   const IrShape *x = L_shape(l, IN(0)), *y = L_shape(l, OUT(0));
   int accumulate;
   uint32_t out = L_result_buffer(l, n, 0, &accumulate);
+  if (sum_to_as_product(l, n)) {
+    sum_to_product(l, n, out, accumulate);
+    return 0;
+  }
   if (sum_to_columns(l, n)) {
     uint32_t W = L_ivar(l, L_numel(l, y));
     const TermFn terms[1] = {sum_to_term};

@@ -9,7 +9,8 @@
  * updated in place, a loop's carried value (its body argument, the loop's
  * result, and an initial value that dies at the loop: one "carry" buffer),
  * and a result written over an operand of its type that dies there (an
- * elementwise group's, or a gradient added into: ir_accumulates). A body
+ * elementwise group's, unless only products read it and the schedule keeps
+ * such results apart; or a gradient added into: ir_accumulates). A body
  * value joins a carry only on a chain of such steps from the body argument
  * to the yield of the same carry, so the yield needs no copy and no carry
  * is overwritten before another is read. A graph output that nothing else
@@ -154,6 +155,24 @@ static int in_place_ok(Plan *pl, uint32_t r, uint32_t o, int32_t at) {
       l->g->values.a[o].region != l->g->values.a[r].region)
     return 0;
   return pl->end[go] == at || passed_on;
+}
+
+/* Whether every reader of v reads it as a product's operand: a linear's,
+ * matmul's or matmul_tn's, or a sum_to's that is lowered as a product. */
+static int only_products_read(Lower *l, uint32_t v) {
+  const IrGraph *g = l->g;
+  if (!l->uses[v]) return 0;
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    for (uint32_t k = 0; k < n->n_in; k++) {
+      if (ir_in(g, n, k) != v) continue;
+      int product = n->op == IR_LINEAR || n->op == IR_MATMUL || n->op == IR_MATMUL_TN
+                        ? k < 2
+                        : n->op == IR_SUM_TO && k == 0 && sum_to_as_product(l, n);
+      if (!product) return 0;
+    }
+  }
+  return 1;
 }
 
 /* The operand a result may be written over as a step of a chain: an
@@ -319,6 +338,7 @@ int plan_memory(Lower *l, PcError *err) {
           unite(&pl, v, n->out + k);
       }
     if (!elementwise_op(n->op) || l->inlined[n->out]) continue;
+    if (l->s->operands_apart && only_products_read(l, n->out)) continue; /* its buffer only products read */
     at = pl.node_pos[computed_at(l, n)];
     VecU32 leaves = {0};
     group_leaves(l, n->out, &leaves);
