@@ -626,6 +626,51 @@ static void check_bias_gradient_products(void) {
   }
 }
 
+/* Stores into buf in block, nested blocks included */
+static int stores_into(const KProgram *p, uint32_t block, uint32_t buf) {
+  int n = 0;
+  const VecU32 *b = &p->blocks.a[block];
+  for (size_t i = 0; i < b->n; i++) {
+    const KStmt *s = &p->stmts.a[b->a[i]];
+    n += s->kind == KS_STORE && s->buf[0] == buf;
+    if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) n += stores_into(p, s->body, buf);
+  }
+  return n;
+}
+
+/* With a GPU's schedule a bias add that the activation and its gradient
+ * both read is computed again in each (recompute_shared): the activation's
+ * loop stores nothing into the product's buffer, which both read. Without:
+ * it stores the bias add there for the gradient. */
+static void check_shared_bias_add(void) {
+  static const char graph[] = "graph shared [B, T] {\n"
+                              "  %w = param() {init=\"normal\", std=0.02} : f32[8,8]\n"
+                              "  %g = param() {init=\"zeros\", std=0.0} : f32[8]\n"
+                              "  %x = input() : f32[B,T,8]\n"
+                              "  %dy = input() : f32[B,T,8]\n"
+                              "  %0 = linear(%x, %w) : f32[B,T,8]\n"
+                              "  %1 = add(%0, %g) : f32[B,T,8]\n"
+                              "  %2 = gelu_tanh(%1) : f32[B,T,8]\n"
+                              "  %3 = gelu_tanh_grad(%1, %dy) : f32[B,T,8]\n"
+                              "  output(%2) {name=\"y\"}\n"
+                              "  output(%3) {name=\"dx\"}\n"
+                              "}\n";
+  for (int recompute = 0; recompute < 2; recompute++) {
+    KSchedule s = kschedule_cuda();
+    s.recompute_shared = recompute;
+    KProgram *p = lower_text_with(graph, &s);
+    if (!p) return;
+    const VecU32 *body = &p->blocks.a[p->entries.a[0].body];
+    const KStmt *activation = NULL; /* the first row loop */
+    for (size_t i = 0; i < body->n && !activation; i++)
+      if (p->stmts.a[body->a[i]].kind == KS_FOR) activation = &p->stmts.a[body->a[i]];
+    int stores = activation && p->gemms.n == 1 ? stores_into(p, activation->body, p->gemms.a[0].c) : -1;
+    CHECKF(stores == !recompute, "recompute_shared %d: the activation's loop stores %d times into the product's buffer "
+           "(not %d)", recompute, stores, !recompute);
+    kir_free(p);
+  }
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -663,6 +708,7 @@ int main(void) {
   check_group_before_elementwise();
   check_products_into_sums();
   check_bias_gradient_products();
+  check_shared_bias_add();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();

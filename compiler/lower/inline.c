@@ -394,6 +394,42 @@ static uint32_t row_group(Lower *l, uint32_t id, int step) {
 uint32_t row_group_before(Lower *l, uint32_t node) { return row_group(l, node, -1); }
 uint32_t row_group_after(Lower *l, uint32_t node) { return row_group(l, node, 1); }
 
+/* Elementwise values that several elementwise ops of their shape read, in
+ * their region, and that read at most one operand of their size (a bias
+ * add of a product's result): each reader computes the value again from
+ * that operand, which lives instead of the value, and the value is never
+ * stored (KSchedule.recompute_shared; the GPU's choice: an activation's
+ * pre-activation, read by the activation and by its gradient, costs no
+ * store, 4 bytes an element). */
+static void recompute_shared(Lower *l) {
+  const IrGraph *g = l->g;
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *d = ir_node(g, (uint32_t)i);
+    uint32_t v = d->out;
+    if (!elementwise_op(d->op) || d->n_out != 1 || l->inlined[v] || l->uses[v] < 2) continue;
+    int readers = 0;
+    for (size_t j = 0; j < g->nodes.n; j++) {
+      const IrNode *n = ir_node(g, (uint32_t)j);
+      int reads = 0;
+      for (uint32_t k = 0; k < n->n_in; k++) reads |= ir_in(g, n, k) == v;
+      if (!reads) continue;
+      if (!elementwise_op(n->op) || n->n_out != 1 || g->values.a[n->out].region != g->values.a[v].region ||
+          !ir_shape_eq(&ir_type(g, n->out)->shape, &ir_type(g, v)->shape)) {
+        readers = -1;
+        break;
+      }
+      readers++;
+    }
+    if (readers < 2) continue;
+    VecU32 leaves = {0};
+    group_leaves(l, v, &leaves);
+    int full = 0;
+    for (size_t k = 0; k < leaves.n; k++) full += ir_shape_eq(&ir_type(g, leaves.a[k])->shape, &ir_type(g, v)->shape);
+    vec_free(&leaves);
+    if (full <= 1) l->inlined[v] = 1;
+  }
+}
+
 void plan_inline(Lower *l) {
   const IrGraph *g = l->g;
   inline_into_slices(l);
@@ -412,6 +448,7 @@ void plan_inline(Lower *l) {
         l->inlined[v] = 1;
     }
   }
+  if (l->s->recompute_shared) recompute_shared(l);
   fuse_into_row_loops(l);
   sums_into_ops(l);
 }

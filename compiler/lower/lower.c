@@ -16,6 +16,7 @@ KSchedule kschedule_cuda(void) {
   s.merge_rows = 1;
   s.sums_as_products = 1;
   s.operands_apart = 1;
+  s.recompute_shared = 1;
   /* 256 MiB of fp32: 16 x 1024 rows take chunks of 4096 vocabulary rows (13
    * at V = 50257). Each chunk rescales and adds into the running [rows,
    * width] output once, so fewer chunks move fewer bytes. */

@@ -23,6 +23,8 @@ typedef struct {
                            GPU's choice: a kernel launch each; merge_rows.c) */
   int sums_as_products; /* a bias's gradient (sum_to over rows into a fixed shape) as a product with a row of ones
                            (the GPU's choice: in bf16 it reads x's mirror, half the bytes, and x may need no fp32) */
+  int recompute_shared; /* an elementwise value that several elementwise ops read and that reads at most one operand
+                            of its size (a bias add) is computed in each of them, never stored (the GPU's choice) */
   int operands_apart;   /* an elementwise result that only products read is not written over its operand's buffer
                            (the GPU's choice: nothing then loads its buffer, so in bf16 its stores write the mirror
                            alone; the GELU's gradient, 4 bytes an element fewer to store) */
