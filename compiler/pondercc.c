@@ -167,7 +167,6 @@ static int module_mode(const ModelOpts *o, const PcModuleOptions *mo, const char
     kir_print(m.prog, stdout);
   } else if (cuda || (emit && !strncmp(emit, "cuda", 4))) {
     rc = cuda_mode(&m, emit, out, t0, err);
-    kir_print(m.prog, stdout);
   } else if (emit && !strncmp(emit, "llvm", 4)) {
     rc = llvm_print(&m, !strcmp(emit, "llvm-opt"), stdout, err);
   } else if (emit) {

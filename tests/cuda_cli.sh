@@ -35,9 +35,11 @@ tiny=(models/gpt2.lua --config tiny)
 run "$pondercc" "${tiny[@]}" --ponder 2 --emit cuda
 grep -q 'extern "C" __global__ void __launch_bounds__([0-9]*) k0(' "$tmp/out" || fail "--emit cuda printed no kernel k0"
 grep -q "pc_warp_sum_f(q" "$tmp/out" || fail "--emit cuda: no warp reduction"
+grep -q '^entry ' "$tmp/out" && fail "--emit cuda: kernel IR printed too"
 # the census: every entry at the largest dims, decode a step of one token, with its products and memory
 run "$pondercc" "${tiny[@]}" --ponder 2 --emit cuda-census
 [[ $(grep -c '^  [0-9]* launches: ' "$tmp/out") -eq 4 ]] || fail "--emit cuda-census: not four entries: $(head -c 400 "$tmp/out")"
+grep -q '^entry [a-z]* \[' "$tmp/out" && fail "--emit cuda-census: kernel IR printed too"
 for want in "entry train at B = 8, T = 64 (bf16 products" "entry decode at B = 8, T = 1 (bf16 products" \
   "library" " products, " "device memory: arena " "pc_attn_cached (k"; do
   grep -qF -- "$want" "$tmp/out" || fail "--emit cuda-census: no '$want' in: $(head -c 400 "$tmp/out")"
@@ -53,6 +55,7 @@ done
 # products of a row of ones, which the CPU's schedule sums in loops
 run "$pondercc" models/gpt2.lua --config tiny --entries train --target cuda --emit kir
 grep -q 'gemm nn m=1 ' "$tmp/out" || fail "--target cuda --emit kir: no bias gradient as a product of one row"
+grep -q 'extern "C"' "$tmp/out" && fail "--target cuda --emit kir: CUDA C printed too"
 run "$pondercc" models/gpt2.lua --config tiny --entries train --emit kir
 grep -q 'gemm nn m=1 ' "$tmp/out" && fail "--emit kir: a bias gradient as a product on the CPU's schedule"
 refused "--target gpu: expected cpu or cuda" "$pondercc" "${tiny[@]}" --target gpu -o "$tmp/x.so"

@@ -671,6 +671,43 @@ static void check_shared_bias_add(void) {
   }
 }
 
+/* A norm gradient whose dx only a sum with a value that dies there reads
+ * adds dx into that value's buffer in its row loop (sums_into_ops), on any
+ * schedule: dx has no buffer and no store of its own. When the value lives
+ * on (an output), the row loop stores dx and computes the sum after it. */
+static void check_norm_grad_sum(void) {
+  for (int lives = 0; lives < 2; lives++) {
+    char text[1200];
+    snprintf(text, sizeof text,
+             "graph norm_grad_sum [B, T] {\n"
+             "  %%w = param() {init=\"ones\", std=0.0} : f32[8]\n"
+             "  %%g = param() {init=\"zeros\", std=0.0} : f32[8]\n"
+             "  %%x = input() : f32[B,T,8]\n"
+             "  %%dy = input() : f32[B,T,8]\n"
+             "  %%a = input() : f32[B,T,8]\n"
+             "  %%m = input() : f32[8,8]\n"
+             "  %%r = matmul(%%a, %%m) : f32[B,T,8]\n"
+             "  %%0, %%1, %%2 = layernorm_grad(%%x, %%w, %%dy) {eps=1e-05} : f32[B,T,8], f32[8], f32[8]\n"
+             "  %%3 = add(%%r, %%0) : f32[B,T,8]\n"
+             "  output(%%3) {name=\"dx\"}\n"
+             "  output(%%1) {name=\"dw\"}\n"
+             "  output(%%2) {name=\"db\"}\n"
+             "%s}\n",
+             lives ? "  output(%r) {name=\"r\"}\n" : "");
+    for (int gpu = 0; gpu < 2; gpu++) {
+      KSchedule s = gpu ? kschedule_cuda() : kschedule_default();
+      KProgram *p = lower_text_with(text, &s);
+      if (!p) return;
+      const KEntry *e = &p->entries.a[0];
+      int full = 0; /* buffers of [B, T, 8] besides the inputs and outputs: dx's own */
+      for (size_t i = 0; i < e->bufs.n; i++) full += e->bufs.a[i].kind == KB_ARENA && e->bufs.a[i].numel == 2 * 4 * 8;
+      CHECKF(full == lives, "%s, the product's result %s: %d arena buffers of [B, T, 8] (not %d)", gpu ? "GPU" : "CPU",
+             lives ? "an output" : "dying at the sum", full, lives);
+      kir_free(p);
+    }
+  }
+}
+
 int main(void) {
   char sets[2][32] = {"ponderinglm=true", "pondering_steps=3"};
   ModelOpts o = {.script = "models/gpt2.lua", .config = "tiny"};
@@ -709,6 +746,7 @@ int main(void) {
   check_products_into_sums();
   check_bias_gradient_products();
   check_shared_bias_add();
+  check_norm_grad_sum();
   check_pondering_loop(AD_LOOPS_RECOMPUTE);
   check_pondering_loop(AD_LOOPS_SAVE);
   return check_exit();

@@ -222,12 +222,13 @@ void group_leaves(Lower *l, uint32_t v, VecU32 *out) {
 
 /* Whether result k of node d may be added by its op into the buffer of a
  * sum of it (a product with beta = 1, a column sum's last stage adding to
- * what is there): the products, sum_to, and a norm's weight gradients. */
+ * what is there, a norm gradient's row loop adding dx): the products,
+ * sum_to, and a norm's gradients. */
 static int sums_itself(const IrNode *d, uint32_t k) {
   switch (d->op) {
   case IR_LINEAR: case IR_MATMUL: case IR_MATMUL_TN: case IR_SUM_TO: return k == 0;
-  case IR_LAYERNORM_GRAD: return k == 1 || k == 2;
-  case IR_RMSNORM_GRAD: return k == 1;
+  case IR_LAYERNORM_GRAD: return k <= 2;
+  case IR_RMSNORM_GRAD: return k <= 1;
   default: return 0;
   }
 }
@@ -352,12 +353,41 @@ static int before_row_op_ok(Lower *l, const IrNode *n, const IrNode *d) {
   return reads;
 }
 
+/* Whether node i of region reg, right after norm gradient d, adds d's dx,
+ * read nowhere else, to a value of its shape that an op made and that
+ * dies there (the region's nodes before it read it, nothing else):
+ * sums_into_ops makes d add dx into the sum, which the plan puts in that
+ * value's buffer (where the value lived on, it would be copied there
+ * first, and the row group that reads both costs less). */
+static int dx_summed(Lower *l, const IrRegion *reg, size_t i, const IrNode *d) {
+  const IrGraph *g = l->g;
+  const IrNode *n = ir_node(g, reg->nodes.a[i]);
+  if (n->op != IR_ADD || l->uses[d->out] != 1 || ir_in(g, n, 0) == ir_in(g, n, 1)) return 0;
+  const IrShape *s = &ir_type(g, n->out)->shape;
+  for (uint32_t k = 0; k < 2; k++) {
+    uint32_t o = ir_in(g, n, 1 - k), before = 0;
+    const IrValueInfo *oi = &g->values.a[o];
+    if (ir_in(g, n, k) != d->out) continue;
+    if (!ir_shape_eq(&ir_type(g, o)->shape, s) || !ir_shape_eq(&ir_type(g, d->out)->shape, s) || l->inlined[o] || oi->def == IR_NONE ||
+        ir_node(g, oi->def)->op == IR_PARAM || ir_node(g, oi->def)->op == IR_INPUT)
+      return 0;
+    for (size_t j = 0; j < i; j++) {
+      const IrNode *m = ir_node(g, reg->nodes.a[j]);
+      for (uint32_t q = 0; q < m->n_in; q++) before += ir_in(g, m, q) == o;
+    }
+    return before + 1 == l->uses[o];
+  }
+  return 0;
+}
+
 /* Elementwise groups that the node next to them computes in its row loop,
  * storing each row beside its own: the group right before a norm that
  * reads it (the residual sum) or before an elementwise op that reads it
  * (a bias add that the activation after it and the backward both read),
  * and the group right after a norm gradient that reads its dx (the sum of
- * the residual's gradients). */
+ * the residual's gradients), unless that group is dx plus another value
+ * and nothing else reads dx: the norm gradient then adds dx into the sum
+ * itself and never stores it (sums_into_ops). */
 static void fuse_into_row_loops(Lower *l) {
   const IrGraph *g = l->g;
   for (size_t r = 0; r < g->regions.n; r++) {
@@ -367,7 +397,7 @@ static void fuse_into_row_loops(Lower *l) {
       if (before_row_op_ok(l, n, d))
         l->at_row[d->out] = reg->nodes.a[i];
       else if (is_norm_grad(d->op) && elementwise_op(n->op) && n->n_out == 1 && !l->inlined[n->out] &&
-               after_norm_grad_ok(l, d, n->out))
+               after_norm_grad_ok(l, d, n->out) && !dx_summed(l, reg, i, d))
         l->at_row[n->out] = reg->nodes.a[i - 1];
     }
   }

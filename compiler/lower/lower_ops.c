@@ -264,6 +264,8 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
   int rms = n->op == IR_RMSNORM_GRAD;
   const IrShape *s = L_shape(l, IN(0));
   uint32_t C = L_ivar(l, L_last(l, s)), N = L_ivar(l, L_rows(l, s)), saved, sv;
+  int acc_x;
+  uint32_t dx_buf = L_result_buffer(l, n, 0, &acc_x); /* perhaps added into the residual's gradient */
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), N, &saved);
   uint32_t base = L_ivar(l, L_mul(l, r, C)), mean, rstd;
   row_stats(l, IN(0), base, C, n->attr[0].f, rms, &mean, &rstd);
@@ -280,7 +282,8 @@ static int lo_norm_grad(Lower *l, const IrNode *n, PcError *err) {
   at = L_add(l, base, c);
   uint32_t xhat = L_mul(l, L_sub(l, L_load(l, IN(0), at), mean), rstd);
   uint32_t gg = L_mul(l, L_load(l, IN(2), at), L_load(l, IN(1), c));
-  L_store(l, OUT(0), at, L_mul(l, rstd, L_sub(l, L_sub(l, gg, mg), L_mul(l, xhat, mgx))));
+  uint32_t dx = L_mul(l, rstd, L_sub(l, L_sub(l, gg, mg), L_mul(l, xhat, mgx)));
+  L_stb(l, dx_buf, at, acc_x ? L_add(l, L_ldb(l, dx_buf, at), dx) : dx);
   l->block = sv;
   uint32_t after = row_group_after(l, (uint32_t)(n - l->g->nodes.a)); /* the residual gradient's sum, dx from cache */
   if (after != IR_NONE) lower_elementwise_row(l, after, r);
