@@ -234,6 +234,17 @@ static int bind_external(Lower *l, const char *const *param_names, size_t n_para
   return 0;
 }
 
+/* The entry's row of ones that bias gradients multiply (sums_as_products),
+ * stored at its start by a kernel, so that in bf16 it has its mirror;
+ * only products read it. */
+static void lower_entry_ones(Lower *l) {
+  uint32_t ones = l->scratch[l->g->nodes.n][0], saved;
+  L_operand_only(l, ones);
+  uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_i(l, l->n_ones), &saved);
+  L_stb(l, ones, r, L_f(l, 1));
+  l->block = saved;
+}
+
 int lower_entry(KProgram *p, const char *name, const IrGraph *g, const int64_t *dim_max, const char *const *param_names,
                 size_t n_params, const KSchedule *s, PcError *err) {
   Lower l = {.p = p, .g = g, .s = s, .dim_max = dim_max, .slice_rows.stmt = UINT32_MAX};
@@ -256,6 +267,7 @@ int lower_entry(KProgram *p, const char *name, const IrGraph *g, const int64_t *
   plan_inline(&l);
   int rc = plan_memory(&l, err);
   if (!rc) rc = bind_external(&l, param_names, n_params, err);
+  if (!rc && l.n_ones) lower_entry_ones(&l);
   if (!rc) rc = lower_region(&l, 0, err);
   if (!rc && s->merge_rows) merge_rows(p, l.entry);
   free(l.buf);

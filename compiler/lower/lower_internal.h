@@ -26,7 +26,9 @@ typedef struct Lower {
                               by adding its own result into it (a sum right after the op), or IR_NONE */
   uint32_t *uses;          /* per graph value */
   uint32_t *dim;           /* per graph symbolic dim: the entry's dim */
-  uint32_t (*scratch)[L_MAX_SCRATCH]; /* per node: scratch buffers its lowering asked for */
+  uint32_t (*scratch)[L_MAX_SCRATCH]; /* per node: scratch buffers its lowering asked for; after the last node,
+                              the entry's own: [0] the row of ones that bias gradients multiply (sums_as_products) */
+  int64_t n_ones;          /* that row's length (0: none), the most rows any such gradient sums */
   int tmp;                 /* names of new variables */
   uint32_t n_outputs;      /* outputs lowered so far */
   struct {                 /* the last slice copied row by row: the next one of the same rows may join its loop */

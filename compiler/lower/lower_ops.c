@@ -559,23 +559,17 @@ static uint32_t sum_to_term(Lower *l, const IrNode *n, uint32_t g, uint32_t j) {
 }
 
 static int scratch_sum_to(Lower *l, const IrNode *n, int64_t *elems) {
-  if (sum_to_as_product(l, n)) /* the ones: G at the maximum dims */
-    elems[0] = L_max_numel(l, L_shape(l, IN(0))) / L_max_numel(l, L_shape(l, OUT(0)));
-  else if (sum_to_columns(l, n))
+  if (sum_to_columns(l, n) && !sum_to_as_product(l, n))
     elems[0] = column_sum_scratch(l, L_max_numel(l, L_shape(l, IN(0))), L_max_numel(l, L_shape(l, OUT(0))), 1);
   return 0;
 }
 
-/* The ones are stored by a kernel (a row of one element each) and read by
- * the product alone, so in bf16 the product reads both operands from
- * mirrors: x's as its maker stored it, with no fp32 pass over x. */
+/* The entry's ones (lower_entry_ones), read by products alone, so in bf16
+ * the product reads both operands from mirrors: x's as its maker stored
+ * it, with no fp32 pass over x. */
 static void sum_to_product(Lower *l, const IrNode *n, uint32_t out, int accumulate) {
   uint32_t W = L_ivar(l, L_numel(l, L_shape(l, OUT(0)))), G = L_ivar(l, L_div(l, L_numel(l, L_shape(l, IN(0))), W));
-  uint32_t ones = L_scratch(l, n, 0), saved, zero = L_i(l, 0);
-  L_operand_only(l, ones);
-  uint32_t r = L_loop(l, KL_PARALLEL, zero, G, &saved);
-  L_stb(l, ones, r, L_f(l, 1));
-  l->block = saved;
+  uint32_t ones = l->scratch[l->g->nodes.n][0], zero = L_i(l, 0);
   L_gemm(l, 0, 0, L_i(l, 1), W, G, 1.0f, ones, zero, G, l->buf[IN(0)], zero, W, accumulate ? 1.0f : 0.0f, out, zero, W);
 }
 

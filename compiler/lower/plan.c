@@ -222,7 +222,7 @@ static void mark_chains(Plan *pl) {
 int plan_memory(Lower *l, PcError *err) {
   const IrGraph *g = l->g;
   size_t nv = g->values.n, nn = g->nodes.n;
-  Plan pl = {.l = l, .n_units = (uint32_t)(nv + nn * L_MAX_SCRATCH)};
+  Plan pl = {.l = l, .n_units = (uint32_t)(nv + (nn + 1) * L_MAX_SCRATCH)}; /* the entry's scratch after the nodes' */
   pl.parent = pc_xmalloc(sizeof(uint32_t) * pl.n_units);
   pl.start = pc_xmalloc(sizeof(int32_t) * pl.n_units);
   pl.end = pc_xmalloc(sizeof(int32_t) * pl.n_units);
@@ -366,6 +366,21 @@ int plan_memory(Lower *l, PcError *err) {
     }
   }
 
+  /* the entry's row of ones, alive throughout: stored once, read by every bias gradient */
+  for (size_t i = 0; i < nn; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    if (n->op != IR_SUM_TO || !sum_to_as_product(l, n)) continue;
+    int64_t rows = L_max_numel(l, L_shape(l, ir_in(g, n, 0))) / L_max_numel(l, L_shape(l, n->out));
+    if (rows > l->n_ones) l->n_ones = rows;
+  }
+  if (l->n_ones) {
+    uint32_t u = (uint32_t)(nv + nn * L_MAX_SCRATCH);
+    pl.start[u] = 0;
+    pl.end[u] = pl.pos;
+    pl.bytes[u] = (uint64_t)l->n_ones * 4;
+    pl.kind[u] = KB_ARENA;
+  }
+
   /* offsets: largest first, lowest offset that no overlapping group uses */
   VecU32 roots = {0};
   for (uint32_t u = 0; u < pl.n_units; u++)
@@ -414,6 +429,8 @@ int plan_memory(Lower *l, PcError *err) {
         snprintf(name, sizeof name, "%s", vi->name != IR_NONE ? ir_str(g, vi->name) : "");
         if (!name[0]) snprintf(name, sizeof name, "v%u", u);
         if (pl.kind[root] == KB_PARAM || pl.kind[root] == KB_INPUT) index = UINT32_MAX; /* set below */
+      } else if (u == nv + nn * L_MAX_SCRATCH) {
+        snprintf(name, sizeof name, "ones");
       } else {
         snprintf(name, sizeof name, "scratch%u.%u", (u - (uint32_t)nv) / L_MAX_SCRATCH, (u - (uint32_t)nv) % L_MAX_SCRATCH);
       }
