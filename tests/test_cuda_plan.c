@@ -55,7 +55,7 @@ static void check_addresses_and_args(void) {
   CudaValue vars[2] = {{.f = 2.5f}, {.i = -9}};
   uint64_t values[5];
   void *ptrs[5];
-  cuda_pack_args(&cp, &l, dims, bufs, vars, 0x9000, 0, values, ptrs);
+  cuda_pack_args(&cp, &l, dims, bufs, vars, 0x9000, 0, 0, values, ptrs);
   float f;
   memcpy(&f, ptrs[2], 4);
   CHECK(*(int64_t *)ptrs[0] == 7 && *(uint64_t *)ptrs[1] == 0x10000 + 4096 && f == 2.5f && *(int64_t *)ptrs[3] == -9 &&
@@ -371,7 +371,8 @@ typedef struct {
   CudaDevice base;
   uint32_t to_bf16;
   int conversions, n_gemm;
-  CuPtr a[16], next;
+  CuPtr a[16], c[16], next;
+  int c_bf16[16];
   size_t most; /* allocations above this many bytes fail (0: none do) */
 } MRec;
 
@@ -381,11 +382,17 @@ static int mrec_launch(CudaDevice *d, uint32_t k, uint32_t grid, uint32_t block,
 }
 static int mrec_gemm(CudaDevice *d, const CudaGemm *g, PcError *err) {
   MRec *r = (MRec *)d;
-  if (r->n_gemm < 16) r->a[r->n_gemm] = g->b; /* row-major A */
+  if (r->n_gemm < 16) { /* row-major A, and C */
+    r->a[r->n_gemm] = g->b;
+    r->c[r->n_gemm] = g->c;
+    r->c_bf16[r->n_gemm] = g->c_bf16;
+  }
   r->n_gemm++;
   return 0;
 }
 static int mrec_fill(CudaDevice *d, CuPtr dst, uint32_t bits, size_t count, PcError *err) { return 0; }
+static void mrec_release(CudaDevice *d, CuPtr p) {} /* its own: rec_release would write into a Rec */
+static int mrec_copy(CudaDevice *d, CuPtr dst, CuPtr src, size_t bytes, PcError *err) { return 0; }
 static int mrec_alloc(CudaDevice *d, size_t bytes, CuPtr *out, PcError *err) {
   MRec *r = (MRec *)d;
   if (r->most && bytes > r->most) return pc_errorf(err, "out of memory");
@@ -398,14 +405,80 @@ static int mrec_alloc(CudaDevice *d, size_t bytes, CuPtr *out, PcError *err) {
  * 0x200000, its arena at 0x300000) on a new recording device, whose
  * allocations start at 0x900000 and fail above `most` bytes (0: never). */
 static int mrec_run(const CudaProgram *cp, MRec *rec, size_t most, CudaGemmCtx *gc, PcError *err) {
-  *rec = (MRec){.base = {.name = "mrec", .launch = mrec_launch, .gemm = mrec_gemm, .fill32 = mrec_fill, .alloc = mrec_alloc,
-                         .release = rec_release, .sync = rec_sync},
+  *rec = (MRec){.base = {.name = "mrec", .launch = mrec_launch, .gemm = mrec_gemm, .fill32 = mrec_fill, .copy = mrec_copy,
+                         .alloc = mrec_alloc,
+                         .release = mrec_release, .sync = rec_sync},
                 .to_bf16 = cp->runtime_kernel[CR_TO_BF16], .next = 0x900000, .most = most};
   CuPtr params[1] = {0x100000}, outputs[1] = {0x200000}, bufs[16];
   PC_ASSERT(cp->prog->entries.a[0].bufs.n <= 16);
   cuda_buffer_addresses(&cp->prog->entries.a[0], params, NULL, outputs, 0x300000, bufs);
   int64_t dims[1] = {3};
   return cuda_exec(cp, &rec->base, 0, dims, bufs, 0x800000, gc, NULL, err);
+}
+
+/* A buffer that a product writes and parallel loops load and store in
+ * rows lives in its bf16 mirror:
+ *   entry h [B <= 4]; parameter w (8 x 8), arena buffer a (64), output out (64)
+ *   a = w[rows 0 .. B] w^T                                   the product, beta 0
+ *   parfor p in 0 .. B: vfor j in 0 .. 8: a[p*8 + j] = a[p*8 + j] * 2
+ *   parfor p in 0 .. B: vfor j in 0 .. 8: out[p*8 + j] = a[p*8 + j]
+ * The product writes C in bf16 into a's mirror, the kernels load a from
+ * it (and store it there alone); with no_half, a stays fp32. With a copy
+ * from a into out added, a cannot live in its mirror. */
+static void check_half(void) {
+  for (int copied = 0; copied < 2; copied++) {
+    KProgram *p = kir_new();
+    KEntry *e = kir_entry(p, "h");
+    uint32_t B = kdim(e, "B", 4);
+    uint32_t w = kbuf(e, "w", K_F32, KB_PARAM, 0, 0, 64), out = kbuf(e, "out", K_F32, KB_OUTPUT, 0, 0, 64);
+    uint32_t a = kbuf(e, "a", K_F32, KB_ARENA, 0, 256, 64);
+    KGemm g = {.tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 8), .k = kx_i(p, 8), .alpha = 1, .a = w, .b = w, .c = a,
+               .a_off = kx_i(p, 0), .b_off = kx_i(p, 0), .c_off = kx_i(p, 0), .lda = kx_i(p, 8), .ldb = kx_i(p, 8), .ldc = kx_i(p, 8)};
+    ks_gemm(p, e->body, &g);
+    uint32_t stmt[2];
+    for (int i = 0; i < 2; i++) {
+      uint32_t pv = kvar(e, "p", K_I64), jv = kvar(e, "j", K_I64);
+      stmt[i] = (uint32_t)p->stmts.n;
+      uint32_t row = ks_for(p, e->body, KL_PARALLEL, pv, kx_i(p, 0), kx_dim(p, B));
+      uint32_t v = ks_for(p, row, KL_VECTOR, jv, kx_i(p, 0), kx_i(p, 8));
+      uint32_t at = kx_add(p, kx_mul(p, kx_var(p, e, pv), kx_i(p, 8)), kx_var(p, e, jv));
+      if (i == 0) ks_store(p, v, a, at, kx_mul(p, kx_load(p, e, a, at), kx_f(p, 2)));
+      else ks_store(p, v, out, at, kx_load(p, e, a, at));
+    }
+    if (copied) ks_copy(p, e->body, out, kx_i(p, 0), a, kx_i(p, 0), kx_i(p, 8));
+    CudaProgram cp;
+    if (render(p, &cp) < 0) return;
+    CHECKF(cuda_buf_half(&cp, 0, a) == !copied && !cuda_buf_half(&cp, 0, out), "copied %d: a %s", copied,
+           cuda_buf_half(&cp, 0, a) ? "lives in its mirror" : "does not live in its mirror");
+    if (!copied) CHECK_STR_CONTAINS(cp.source, " ? pc_f32(h");
+    for (int no_half = 0; no_half < 2; no_half++) {
+      MRec rec;
+      PcError err;
+      CudaGemmCtx gc = {.precision = CUDA_BF16, .no_half = no_half};
+      if (mrec_run(&cp, &rec, 0, &gc, &err) < 0) CHECKF(0, "exec: %s", err.msg);
+      int half = !copied && !no_half;
+      CuPtr mirror = gc.mirror + (256 - cp.mirror_span[0]) / 2, arena = 0x300000 + 256;
+      CHECKF(rec.n_gemm == 1 && rec.c_bf16[0] == half && rec.c[0] == (half ? mirror : arena),
+             "copied %d, no_half %d: the product writes %s at %#llx", copied, no_half, rec.c_bf16[0] ? "bf16" : "fp32",
+             (unsigned long long)rec.c[0]);
+      const CudaLaunch *l = &cp.launches.a[cp.launch_of[stmt[1]]];
+      uint64_t values[16];
+      void *params[16];
+      int64_t dims[1] = {3};
+      CuPtr bufs[3] = {0x100000, 0x200000, arena};
+      CudaValue vars[8] = {0};
+      PC_ASSERT(l->n_args <= 16);
+      cuda_pack_args(&cp, l, dims, bufs, vars, 0x800000, gc.mirror ? gc.mirror - cp.mirror_span[0] / 2 : 0, !no_half, values,
+                     params);
+      int given = 0; /* the loading kernel gets a's mirror */
+      for (uint32_t i = 0; i < l->n_args; i++)
+        given |= cp.args.a[l->arg0 + i].kind == CA_MIRROR && cp.args.a[l->arg0 + i].id == a && values[i] == mirror;
+      CHECKF(given == half, "copied %d, no_half %d: the loading kernel %s a's mirror", copied, no_half, given ? "gets" : "does not get");
+      cuda_gemm_ctx_free(&gc, &rec.base);
+    }
+    cuda_program_free(&cp);
+    kir_free(p);
+  }
 }
 
 /*   entry m [B <= 4], n = 8 on the host; arena buffers a0 .. a6 of 64 elements
@@ -418,7 +491,7 @@ static int mrec_run(const CudaProgram *cp, MRec *rec, size_t most, CudaGemmCtx *
  *                         vfor j in 0 .. 4: a5[p*8 + 2j] = 7             one store not a row: not
  *     parfor p in 0 .. B: vfor j in 0 .. 8: a6[p*8 + j] = 8              no product reads a6: not
  *     then products reading a0 .. a5 (A) with w (B), a fill of a0 between two that read a0, and a
- *     product writing a2 between two that read a2; last, parfor q in 0 .. B: out[q] = a2[q]
+ *     product adding into a2 between two that read a2; last, parfor q in 0 .. B: out[q] = a2[q]
  *   Stores to a0 and a1, which only products read, write the mirror alone; a2's write both. */
 static void check_mirrors(void) {
   KProgram *p = kir_new();
@@ -468,8 +541,8 @@ static void check_mirrors(void) {
       ks_fill(p, e->body, a[0], kx_i(p, 0), kx_i(p, 8), kx_f(p, 0));
       ks_gemm(p, e->body, &g);
     }
-    if (i == 2) { /* a product writing a2, then one reading it */
-      KGemm over = {.tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 1), .k = kx_i(p, 8), .alpha = 1, .a = w, .b = w, .c = a[2],
+    if (i == 2) { /* a product adding into a2 (so a2 cannot live in its mirror), then one reading it */
+      KGemm over = {.tb = 1, .m = kx_dim(p, B), .n = kx_i(p, 1), .k = kx_i(p, 8), .alpha = 1, .beta = 1, .a = w, .b = w, .c = a[2],
                     .a_off = kx_i(p, 0), .b_off = kx_i(p, 0), .c_off = kx_i(p, 0), .lda = kx_i(p, 8), .ldb = kx_i(p, 8),
                     .ldc = kx_i(p, 1)};
       ks_gemm(p, e->body, &over);
@@ -739,7 +812,7 @@ static void check_overwritten_mirror(void) {
     CuPtr bufs[3] = {0x100000, 0x200000, 0x300000};
     int64_t dims[1] = {3};
     PC_ASSERT(l1->n_args <= 16);
-    cuda_pack_args(&cp, l1, dims, bufs, vars, 0x800000, 0x700000, values, params);
+    cuda_pack_args(&cp, l1, dims, bufs, vars, 0x800000, 0x700000, 1, values, params);
     for (uint32_t i = 0; i < l1->n_args; i++)
       if (cp.args.a[l1->arg0 + i].kind == CA_MIRROR) CHECKF((values[i] != 0) == read_between, "mirror arg %llx", (unsigned long long)values[i]);
     MRec rec;
@@ -984,6 +1057,7 @@ int main(void) {
   check_merged_mirror();
   check_operand_only();
   check_overwritten_mirror();
+  check_half();
   check_profile();
   check_census();
   check_traffic();

@@ -82,6 +82,9 @@ typedef struct {
   VEC(CudaMirror) mirrors;
   VecU32 mirror_terms;
   uint64_t *mirror_span;     /* per entry, arena bytes [lo, hi) of the buffers with mirrors (lo = hi: none) */
+  VEC(unsigned char) half;   /* per entry and buffer (from half0[entry]): it lives in its mirror alone, given one:
+                                products write it in bf16 there, kernels load and store it there (cuda_mirror.c) */
+  uint32_t *half0;
   uint32_t runtime_kernel[CUDA_MAX_RUNTIME_KERNELS]; /* the runtime's kernels' numbers (cuda_library.h) */
 } CudaProgram;
 
@@ -121,15 +124,20 @@ typedef union {
   int64_t i;
 } CudaValue;
 
-/* Whether launch l stores buf's mirror (a record of it, not overwritten). */
-int cuda_launch_mirrors(const CudaProgram *cp, const CudaLaunch *l, uint32_t buf);
+/* Whether buffer buf of entry e lives in its mirror alone (CudaProgram.half). */
+int cuda_buf_half(const CudaProgram *cp, uint32_t entry, uint32_t buf);
+/* Whether launch l gets buf's mirror's address: buf lives there and the
+ * run keeps such buffers there (half), or l stores buf's mirror (a record
+ * of it, not overwritten) and buf does not live there. */
+int cuda_launch_mirrors(const CudaProgram *cp, const CudaLaunch *l, uint32_t buf, int half);
 
 /* The argument values of a launch, 8 bytes each (an f32 in the first 4),
  * and kernelParams pointing at them, as cuLaunchKernel takes them.
  * mirror0: where the mirror of arena byte 0 would be (an arena buffer's
- * mirror is at mirror0 + offset / 2), 0 for no mirrors. */
+ * mirror is at mirror0 + offset / 2), 0 for no mirrors; half: buffers
+ * that can live in their mirrors do (cuda_launch_mirrors). */
 void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *dims, const CuPtr *bufs,
-                    const CudaValue *vars, CuPtr slots, CuPtr mirror0, uint64_t *values, void **params);
+                    const CudaValue *vars, CuPtr slots, CuPtr mirror0, int half, uint64_t *values, void **params);
 
 /* What matrix products compute in (--precision; docs/cuda-backend.md):
  * bf16 tensor cores (operands rounded to bf16, products and sums in fp32),
@@ -141,9 +149,11 @@ int cuda_precision_from_name(const char *name, CudaPrecision *out); /* -1 if non
 
 /* A row-major sgemm (the kernel IR's) as cuBLAS's column-major call:
  * C^T = op(B)^T op(A)^T, so the operands and m, n swap. Addresses in bytes;
- * a and b hold bf16 when precision is CUDA_BF16, c is always fp32. */
+ * a and b hold bf16 when precision is CUDA_BF16, c fp32 unless c_bf16 (a
+ * buffer living in its mirror, beta 0). */
 typedef struct {
   CudaPrecision precision;
+  int c_bf16;
   int transa, transb; /* 0: N, 1: T */
   int m, n, k;
   float alpha, beta;

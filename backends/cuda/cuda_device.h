@@ -83,6 +83,7 @@ typedef struct {
 typedef struct {
   CudaPrecision precision;
   int convert_only;     /* no mirrors: every activation converted at its product (tests compare) */
+  int no_half;          /* buffers that could live in their mirrors stay fp32 (tests compare, cuda_mirror.c) */
   CudaActBf16 act[CUDA_ACT_SLOTS];
   uint64_t clock;
   CudaParamBf16 *param; /* by parameter index, n_param of them */

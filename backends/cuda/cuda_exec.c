@@ -87,6 +87,7 @@ typedef struct {
   void **params;
   CudaGemmCtx *gc; /* NULL: fp32 */
   CuPtr mirror0;   /* where arena byte 0's mirror would be; 0: no mirrors */
+  int half;        /* with mirrors: buffers that can live in their mirrors do (CudaProgram.half) */
   CudaProfile *prof; /* NULL: no timing */
   CudaTraffic *traffic; /* with prof: the bytes each op moves */
   Known known[CUDA_KNOWN];
@@ -198,7 +199,7 @@ static double launch_bytes(Exec *x, const KStmt *s, const CudaLaunch *l) {
   for (uint32_t k = 0; x->mirror0 && k < l->n_m; k++) {
     const CudaMirror *r = &x->cp->mirrors.a[l->m0 + k];
     uint64_t from, to;
-    if (!r->overwritten && mirror_rows(x, s, r, &from, &to)) m[n++] = (CudaMirrored){r->buf, to - from, (int)r->alone};
+    if (!r->overwritten && cuda_launch_mirrors(x->cp, l, r->buf, x->half) && mirror_rows(x, s, r, &from, &to)) m[n++] = (CudaMirrored){r->buf, to - from, (int)r->alone};
   }
   double bytes = cuda_traffic_launch(x->traffic, s, x->dims, x->vars, m, n);
   free(m);
@@ -213,7 +214,7 @@ static int launch(Exec *x, const KStmt *s, const CudaLaunch *l) {
   uint32_t grid, block;
   if (!cuda_launch_shape(l, n, &grid, &block)) return 0;
   double bytes = x->traffic ? launch_bytes(x, s, l) : 0;
-  cuda_pack_args(x->cp, l, x->dims, x->bufs, x->vars, x->slots, x->mirror0, x->values, x->params);
+  cuda_pack_args(x->cp, l, x->dims, x->bufs, x->vars, x->slots, x->mirror0, x->half, x->values, x->params);
   if (x->d->launch(x->d, l->kernel, grid, block, x->params, x->err) < 0) return -1;
   for (uint32_t i = 0; i < l->n_args; i++) { /* host variables it assigned */
     const CudaArg *a = &x->cp->args.a[l->arg0 + i];
@@ -311,7 +312,7 @@ static void mark_rows(Exec *x, const KStmt *s, const CudaLaunch *l) {
   for (uint32_t k = 0; k < l->n_m; k++) {
     const CudaMirror *m = &x->cp->mirrors.a[l->m0 + k];
     uint64_t from, to, at = x->e->bufs.a[m->buf].offset;
-    if (m->overwritten || !mirror_rows(x, s, m, &from, &to)) continue;
+    if (m->overwritten || !cuda_launch_mirrors(x->cp, l, m->buf, x->half) || !mirror_rows(x, s, m, &from, &to)) continue;
     cuda_ranges_add(&x->gc->fresh, at + 4 * from, at + 4 * to);
     if (m->alone) cuda_ranges_add(&x->gc->stale, at + 4 * from, at + 4 * to);
     else cuda_ranges_remove(&x->gc->stale, at + 4 * from, at + 4 * to);
@@ -324,7 +325,7 @@ static void launch_written(Exec *x, const KStmt *s, const CudaLaunch *l) {
   if (x->mirror0 && l->n_m && l->mode != CM_CALL) mark_rows(x, s, l);
   for (uint32_t i = 0; i < l->n_w; i++) {
     uint32_t buf = x->cp->writes.a[l->w0 + i];
-    written(x, buf, cuda_launch_mirrors(x->cp, l, buf));
+    written(x, buf, cuda_launch_mirrors(x->cp, l, buf, x->half));
   }
 }
 
@@ -394,14 +395,23 @@ static int gemm(Exec *x, const KStmt *s) {
   if (x->prof && x->gc && x->gc->converted != converted && /* 4 bytes read, 2 written */
       mark(x, CP_CONVERT, s, 0, NULL, 6.0 * (double)(x->gc->converted - converted)) < 0)
     return -1;
+  int64_t c_off = eval_i(x, g->c_off), ldc = eval_i(x, g->ldc);
+  const KBuf *cb = &x->e->bufs.a[g->c];
+  int half = x->half && cuda_buf_half(x->cp, (uint32_t)(x->e - x->p->entries.a), g->c); /* C lives in its mirror */
   CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, a, lda, b, ldb, g->beta,
-                                  x->bufs[g->c] + 4 * (uint64_t)eval_i(x, g->c_off), eval_i(x, g->ldc));
+                                  half ? x->mirror0 + cb->offset / 2 + 2 * (uint64_t)c_off : x->bufs[g->c] + 4 * (uint64_t)c_off, ldc);
   c.precision = precision;
+  c.c_bf16 = half;
   written(x, g->c, 0);
   if (x->d->gemm(x->d, &c, x->err) < 0) return -1;
+  if (half) { /* rows m of ldc from c_off: fresh, in the mirror alone */
+    uint64_t lo = cb->offset + 4 * (uint64_t)c_off, hi = lo + 4 * (uint64_t)((m - 1) * ldc + n);
+    cuda_ranges_add(&x->gc->fresh, lo, hi);
+    cuda_ranges_add(&x->gc->stale, lo, hi);
+  }
   if (!x->prof) return 0;
   CudaProfKey key = {.kind = CP_GEMM, .origin = s->origin, .precision = precision, .ta = g->ta, .tb = g->tb, .m = m, .n = n, .k = k};
-  return cuda_profile_mark(x->prof, x->d, &key, cuda_traffic_gemm(m, n, k, precision, g->beta != 0), x->err);
+  return cuda_profile_mark(x->prof, x->d, &key, cuda_traffic_gemm(m, n, k, precision, g->beta != 0, half), x->err);
 }
 
 void cuda_gemm_ctx_free(CudaGemmCtx *g, CudaDevice *d) {
@@ -524,13 +534,14 @@ int cuda_exec(const CudaProgram *cp, CudaDevice *d, uint32_t entry, const int64_
       gc->mirror_refused = (span[1] - span[0]) / 2; /* too big for the device: convert, as without mirrors */
     } else {
       x.mirror0 = gc->mirror - span[0] / 2; /* wraps below the arena's first mirrored byte; never read there */
+      x.half = !gc->no_half;
       gc->fresh.n = gc->stale.n = 0;
     }
   }
   x.vars = pc_xcalloc(e->vars.n + 1, sizeof *x.vars);
   x.values = pc_xcalloc(most, sizeof *x.values);
   x.params = pc_xcalloc(most, sizeof *x.params);
-  x.traffic = prof ? cuda_traffic_new(cp->prog, e) : NULL;
+  x.traffic = prof ? cuda_traffic_new(cp->prog, e, x.half ? cp->half.a + cp->half0[entry] : NULL) : NULL;
   int rc = prof ? cuda_profile_start(prof, d, err) : 0;
   if (!rc) rc = run_block(&x, e->body);
   if (prof && prof->started) { /* after a failure too, so that the device forgets its stamps */

@@ -15,6 +15,9 @@ typedef struct {
   uint32_t *def;         /* per variable assigned once: its value */
   unsigned char *operand;/* per buffer: a matrix product reads it (as A or B) */
   unsigned char *loaded; /* per buffer: read otherwise (a load, a copy's source, a call's input, a product adding into it) */
+  unsigned char *product_out; /* per buffer: a product writes it, beta 0 */
+  unsigned char *no_half;     /* per buffer: touched other than by a product or a parallel loop's loads and stores */
+  unsigned char *half;        /* per buffer: lives in its bf16 mirror alone, given one (cuda_half_find) */
 } CudaScan;
 
 void cuda_scan_init(CudaScan *a, const KProgram *p, const KEntry *e);
@@ -40,6 +43,10 @@ int cuda_reduction_op(const CudaScan *a, const KStmt *assign);
 /* Whether every store of parallel loop `parfor` to buffer buf writes
  * whole rows (cuda_mirror.c); if so, appends their CudaMirror records. */
 int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaProgram *out);
+/* The buffers that live in their bf16 mirror alone (CudaScan.half;
+ * cuda_mirror.c): arena buffers that products write (beta 0) and that
+ * otherwise only parallel loops touch, storing whole rows. */
+void cuda_half_find(CudaScan *a);
 /* Whether mirrored stores to buf may write the mirror alone (cuda_mirror.c). */
 int cuda_mirror_alone(const CudaScan *a, uint32_t buf);
 /* Marks the mirror records of the launches in block blk (and the host's

@@ -29,6 +29,12 @@
  * adding into it; or the lowering's promise, KBuf.operand_only), the
  * stores write the mirror alone when there is one.
  *
+ * A buffer that products write (beta 0) and that otherwise only parallel
+ * loops load and store, storing whole rows (no fill, copy, call, product
+ * adding into it, host's read), lives in its mirror alone (half): its
+ * products write C in bf16 there, its kernels load it from there, and its
+ * stores write the mirror alone; without a mirror it is fp32 as before.
+ *
  * A mirror is worth its stores only if a product reads it before the rows
  * are stored again: a forward's pre-activation, which its gradient later
  * overwrites in place, is no product's operand, though the buffer's
@@ -219,7 +225,9 @@ static int rows_only(const CudaScan *a, const KStmt *parfor, const KStmt *vfor, 
   return 1;
 }
 
-int cuda_mirror_alone(const CudaScan *a, uint32_t buf) { return a->e->bufs.a[buf].operand_only || !a->loaded[buf]; }
+int cuda_mirror_alone(const CudaScan *a, uint32_t buf) {
+  return a->e->bufs.a[buf].operand_only || !a->loaded[buf] || a->half[buf];
+}
 
 int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaProgram *out) {
   const KBuf *b = &a->e->bufs.a[buf];
@@ -236,6 +244,32 @@ int cuda_mirror_find(const CudaScan *a, const KStmt *parfor, uint32_t buf, CudaP
   out->mirrors.n = m0;
   out->mirror_terms.n = t0;
   return 0;
+}
+
+/* Clears half[b] for the buffers that a parallel loop of block blk (or
+ * below it, outside parallel loops) writes other than in whole rows. */
+static void half_rows(CudaScan *a, uint32_t blk, CudaProgram *scratch) {
+  const VecU32 *b = &a->p->blocks.a[blk];
+  for (size_t i = 0; i < b->n; i++) {
+    const KStmt *s = &a->p->stmts.a[b->a[i]];
+    if (s->kind == KS_FOR && s->loop == KL_PARALLEL) {
+      for (uint32_t buf = 0; buf < a->e->bufs.n; buf++)
+        if (a->half[buf] && writes(a->p, s, buf) && !cuda_mirror_find(a, s, buf, scratch)) a->half[buf] = 0;
+    } else if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) {
+      half_rows(a, s->body, scratch);
+    }
+  }
+}
+
+void cuda_half_find(CudaScan *a) {
+  for (uint32_t buf = 0; buf < a->e->bufs.n; buf++) {
+    const KBuf *b = &a->e->bufs.a[buf];
+    a->half[buf] = b->kind == KB_ARENA && b->elem == K_F32 && a->product_out[buf] && !a->no_half[buf];
+  }
+  CudaProgram scratch = {0};
+  half_rows(a, a->e->body, &scratch);
+  vec_free(&scratch.mirrors);
+  vec_free(&scratch.mirror_terms);
 }
 
 /* x has one value wherever the entry reads it: no loads, and its variables assigned at most once */

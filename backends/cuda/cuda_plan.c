@@ -25,14 +25,17 @@ void cuda_buffer_addresses(const KEntry *e, const CuPtr *params, const CuPtr *in
   }
 }
 
-int cuda_launch_mirrors(const CudaProgram *cp, const CudaLaunch *l, uint32_t buf) {
+int cuda_buf_half(const CudaProgram *cp, uint32_t entry, uint32_t buf) { return cp->half.a[cp->half0[entry] + buf]; }
+
+int cuda_launch_mirrors(const CudaProgram *cp, const CudaLaunch *l, uint32_t buf, int half) {
+  if (cuda_buf_half(cp, l->entry, buf)) return half;
   for (uint32_t k = 0; k < l->n_m; k++)
     if (cp->mirrors.a[l->m0 + k].buf == buf && !cp->mirrors.a[l->m0 + k].overwritten) return 1;
   return 0;
 }
 
 void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *dims, const CuPtr *bufs,
-                    const CudaValue *vars, CuPtr slots, CuPtr mirror0, uint64_t *values, void **params) {
+                    const CudaValue *vars, CuPtr slots, CuPtr mirror0, int half, uint64_t *values, void **params) {
   for (uint32_t i = 0; i < l->n_args; i++) {
     const CudaArg *a = &cp->args.a[l->arg0 + i];
     values[i] = 0;
@@ -45,7 +48,7 @@ void cuda_pack_args(const CudaProgram *cp, const CudaLaunch *l, const int64_t *d
       break;
     case CA_SLOT: values[i] = slots + 8 * (uint64_t)a->id; break;
     case CA_MIRROR:
-      if (mirror0 && cuda_launch_mirrors(cp, l, a->id)) values[i] = mirror0 + cp->prog->entries.a[l->entry].bufs.a[a->id].offset / 2;
+      if (mirror0 && cuda_launch_mirrors(cp, l, a->id, half)) values[i] = mirror0 + cp->prog->entries.a[l->entry].bufs.a[a->id].offset / 2;
       break;
     case CA_KERNEL: PC_BUG("cuda: packing a call's kernels as arguments");
     }

@@ -115,6 +115,15 @@ static void expr(CR *c, uint32_t x) {
   case KE_VAR: var_name(c, k->id); return;
   case KE_DIM: fprintf(c->f, "d%u", k->id); return;
   case KE_LOAD:
+    if (c->a.half[k->id]) { /* from the mirror when the host gave one: it lives there */
+      uint32_t n = c->buf_map[k->id];
+      fprintf(c->f, "(h%u ? pc_f32(h%u[", n, n);
+      expr(c, k->a[0]);
+      fprintf(c->f, "]) : p%u[", n);
+      expr(c, k->a[0]);
+      fputs("])", c->f);
+      return;
+    }
     fprintf(c->f, c->e->bufs.a[k->id].elem == K_I32 ? "((i64)p%u[" : "p%u[", c->buf_map[k->id]);
     expr(c, k->a[0]);
     fputs(c->e->bufs.a[k->id].elem == K_I32 ? "])" : "]", c->f);
@@ -488,7 +497,8 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
   uint32_t m0 = (uint32_t)c->out->mirrors.n;
   for (size_t i = 0; i < c->bufs.n && mode != CM_SERIAL && mode != CM_GROUP; i++) {
     uint32_t b = c->bufs.a[i];
-    c->mirror[b] = c->buf_written[b] && c->a.operand[b] && cuda_mirror_find(&c->a, s, b, c->out);
+    c->mirror[b] = c->buf_written[b] && (c->a.operand[b] || c->a.half[b]) && cuda_mirror_find(&c->a, s, b, c->out);
+    PC_ASSERT(c->mirror[b] || !c->buf_written[b] || !c->a.half[b]); /* cuda_half_find saw the same rows */
   }
   uint32_t n_kind[128] = {0};
   for (size_t i = 0; i < c->vars.n; i++) {
@@ -523,8 +533,8 @@ static void kernel(CR *c, uint32_t stmt, CudaMode mode, uint32_t threads) {
     vec_push(&types, pc_xstrdup(t));
     fprintf(g, "%s%s p%zu", types.n > 1 ? ", " : "", t, i);
   }
-  for (size_t i = 0; i < c->bufs.n; i++) {
-    if (!c->mirror[c->bufs.a[i]]) continue;
+  for (size_t i = 0; i < c->bufs.n; i++) { /* mirrors stored, and those of buffers living there (loaded) */
+    if (!c->mirror[c->bufs.a[i]] && !c->a.half[c->bufs.a[i]]) continue;
     vec_push(&c->out->args, ((CudaArg){CA_MIRROR, 0, c->bufs.a[i]}));
     vec_push(&types, pc_xstrdup("unsigned short *__restrict__"));
     fprintf(g, ", unsigned short *__restrict__ h%zu", i);
@@ -650,6 +660,12 @@ static void mirror_span(CR *c) {
       if (b->offset + 4 * b->numel > hi) hi = b->offset + 4 * b->numel;
     }
   }
+  for (uint32_t i = 0; i < c->e->bufs.n; i++) {
+    const KBuf *b = &c->e->bufs.a[i];
+    if (!c->a.half[i]) continue;
+    if (b->offset < lo) lo = b->offset;
+    if (b->offset + 4 * b->numel > hi) hi = b->offset + 4 * b->numel;
+  }
   c->out->mirror_span[2 * c->entry] = lo < hi ? lo : 0;
   c->out->mirror_span[2 * c->entry + 1] = lo < hi ? hi : 0;
 }
@@ -735,6 +751,7 @@ static const char prelude[] =
     "/* a copy from another buffer that also writes its bf16 mirror h (when\n"
     " * the host gave one); alone: the mirror alone (cuda_mirror.c) */\n"
     "static __device__ __forceinline__ unsigned short pc_bf16(float v);\n"
+    "static __device__ __forceinline__ float pc_f32(unsigned short h);\n"
     "static __device__ void pc_copy_mirror(float *d, unsigned short *h, const float *s, i64 n, int alone, int lane,\n"
     "                                      int lanes) {\n"
     "  for (i64 z = lane; z < n; z += lanes) {\n"
@@ -748,6 +765,11 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
   *out = (CudaProgram){.prog = p};
   out->launch_of = pc_xmalloc(sizeof(uint32_t) * (p->stmts.n + 1));
   out->mirror_span = pc_xcalloc(2 * p->entries.n + 1, sizeof(uint64_t));
+  out->half0 = pc_xcalloc(p->entries.n + 1, sizeof(uint32_t));
+  for (size_t i = 0; i < p->entries.n; i++) {
+    out->half0[i] = (uint32_t)out->half.n;
+    for (size_t b = 0; b < p->entries.a[i].bufs.n; b++) vec_push(&out->half, 0);
+  }
   memset(out->launch_of, 0xff, sizeof(uint32_t) * (p->stmts.n + 1));
   char *kernels = NULL, *emu = NULL;
   size_t kn = 0, en = 0;
@@ -756,6 +778,8 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
     c.e = &p->entries.a[i];
     c.entry = (uint32_t)i;
     cuda_scan_init(&c.a, p, c.e);
+    cuda_half_find(&c.a);
+    memcpy(out->half.a + out->half0[i], c.a.half, c.e->bufs.n);
     c.part = pc_xmalloc(sizeof(uint32_t) * (c.e->vars.n + 1));
     memset(c.part, 0xff, sizeof(uint32_t) * (c.e->vars.n + 1));
     host_block(&c, c.e->body);
@@ -802,5 +826,7 @@ void cuda_program_free(CudaProgram *cp) {
   vec_free(&cp->mirrors);
   vec_free(&cp->mirror_terms);
   free(cp->mirror_span);
+  vec_free(&cp->half);
+  free(cp->half0);
   *cp = (CudaProgram){0};
 }

@@ -23,11 +23,16 @@ static void note_use(CudaScan *a, uint32_t var, uint32_t block) {
   a->owner[var] = a->e->body;
 }
 
-static void scan_expr(CudaScan *a, uint32_t x, uint32_t block) {
+/* in_par: inside a parallel loop (a load there is a kernel's; elsewhere the
+ * host's or a one-thread kernel's) */
+static void scan_expr(CudaScan *a, uint32_t x, uint32_t block, int in_par) {
   const KExpr *k = &a->p->exprs.a[x];
   if (k->op == KE_VAR) note_use(a, k->id, block);
-  if (k->op == KE_LOAD) a->loaded[k->id] = 1;
-  for (int i = 0; i < kop_info(k->op)->n; i++) scan_expr(a, k->a[i], block);
+  if (k->op == KE_LOAD) {
+    a->loaded[k->id] = 1;
+    if (!in_par) a->no_half[k->id] = 1;
+  }
+  for (int i = 0; i < kop_info(k->op)->n; i++) scan_expr(a, k->a[i], block, in_par);
 }
 
 static void gemm_exprs(const KGemm *g, uint32_t xs[9]) {
@@ -35,24 +40,28 @@ static void gemm_exprs(const KGemm *g, uint32_t xs[9]) {
   memcpy(xs, v, sizeof v);
 }
 
-static void scan_block(CudaScan *a, uint32_t block) {
+static void scan_block(CudaScan *a, uint32_t block, int in_par) {
   const VecU32 *b = &a->p->blocks.a[block];
   for (size_t i = 0; i < b->n; i++) {
     const KStmt *s = &a->p->stmts.a[b->a[i]];
-    for (int k = 0; k < kstmt_n_exprs(s); k++) scan_expr(a, s->e[k], block);
+    for (int k = 0; k < kstmt_n_exprs(s); k++) scan_expr(a, s->e[k], block, in_par);
     if (s->kind == KS_GEMM) {
       uint32_t xs[9];
       gemm_exprs(&a->p->gemms.a[s->gemm], xs);
-      for (int k = 0; k < 9; k++) scan_expr(a, xs[k], block);
+      for (int k = 0; k < 9; k++) scan_expr(a, xs[k], block, in_par);
       const KGemm *g = &a->p->gemms.a[s->gemm];
       a->operand[g->a] = a->operand[g->b] = 1;
-      if (g->beta != 0) a->loaded[g->c] = 1;
+      if (g->beta != 0) a->loaded[g->c] = a->no_half[g->c] = 1;
+      else a->product_out[g->c] = 1;
     }
-    if (s->kind == KS_COPY) a->loaded[s->buf[1]] = 1;
+    if (s->kind == KS_STORE && !in_par) a->no_half[s->buf[0]] = 1;
+    if (s->kind == KS_FILL) a->no_half[s->buf[0]] = 1;
+    if (s->kind == KS_COPY) a->loaded[s->buf[1]] = a->no_half[s->buf[0]] = a->no_half[s->buf[1]] = 1;
     if (s->kind == KS_CALL) {
       const KCall *c = &a->p->calls.a[s->call];
-      for (int k = 0; k < kcall_info(c->op)->n_arg; k++) scan_expr(a, c->arg[k], block);
+      for (int k = 0; k < kcall_info(c->op)->n_arg; k++) scan_expr(a, c->arg[k], block, in_par);
       for (int k = 0; k < kcall_info(c->op)->n_read; k++) a->loaded[c->buf[k]] = 1;
+      for (int k = 0; k < kcall_info(c->op)->n_buf; k++) a->no_half[c->buf[k]] = 1;
     }
     if (s->kind == KS_ASSIGN) {
       note_use(a, s->var, block);
@@ -64,7 +73,7 @@ static void scan_block(CudaScan *a, uint32_t block) {
         a->loop_var[s->var] = 1;
         note_use(a, s->var, s->body);
       }
-      scan_block(a, s->body);
+      scan_block(a, s->body, in_par || (s->kind == KS_FOR && s->loop == KL_PARALLEL));
     }
   }
 }
@@ -79,9 +88,12 @@ void cuda_scan_init(CudaScan *a, const KProgram *p, const KEntry *e) {
   a->loop_var = pc_xcalloc(nv, 1);
   a->operand = pc_xcalloc(e->bufs.n + 1, 1);
   a->loaded = pc_xcalloc(e->bufs.n + 1, 1);
+  a->product_out = pc_xcalloc(e->bufs.n + 1, 1);
+  a->no_half = pc_xcalloc(e->bufs.n + 1, 1);
+  a->half = pc_xcalloc(e->bufs.n + 1, 1);
   memset(a->parent, 0xff, sizeof(uint32_t) * nb);
   memset(a->owner, 0xff, sizeof(uint32_t) * nv);
-  scan_block(a, e->body);
+  scan_block(a, e->body, 0);
 }
 
 void cuda_scan_free(CudaScan *a) {
@@ -92,6 +104,9 @@ void cuda_scan_free(CudaScan *a) {
   free(a->loop_var);
   free(a->operand);
   free(a->loaded);
+  free(a->product_out);
+  free(a->no_half);
+  free(a->half);
 }
 
 int cuda_block_inside(const CudaScan *a, uint32_t blk, uint32_t outer) {

@@ -10,6 +10,7 @@ struct CudaTraffic {
   const KProgram *p;
   const KEntry *e;
   const int64_t *dims;
+  const unsigned char *half; /* per buffer: lives in its bf16 mirror, or NULL */
   CudaValue *vars;          /* the host's, then the walk's own loop variables and assignments */
   unsigned char *unknown;   /* per variable: the walk cannot know its value */
   double *reads, *writes;   /* per buffer: elements loaded / stored by this launch, counted with repeats */
@@ -18,10 +19,11 @@ struct CudaTraffic {
   uint64_t guesses;
 };
 
-CudaTraffic *cuda_traffic_new(const KProgram *p, const KEntry *e) {
+CudaTraffic *cuda_traffic_new(const KProgram *p, const KEntry *e, const unsigned char *half) {
   CudaTraffic *t = pc_xcalloc(1, sizeof *t);
   t->p = p;
   t->e = e;
+  t->half = half;
   t->vars = pc_xcalloc(e->vars.n + 1, sizeof *t->vars);
   t->unknown = pc_xcalloc(e->vars.n + 1, 1);
   t->reads = pc_xcalloc(e->bufs.n + 1, sizeof *t->reads);
@@ -113,7 +115,7 @@ double cuda_traffic_launch(CudaTraffic *t, const KStmt *s, const int64_t *dims, 
   for (size_t i = 0; i < t->touched.n; i++) {
     uint32_t b = t->touched.a[i];
     uint64_t numel = t->e->bufs.a[b].numel;
-    bytes += 4 * (at_most(t->reads[b], numel) + at_most(t->writes[b], numel)); /* f32 and i32 alike */
+    bytes += (t->half && t->half[b] ? 2 : 4) * at_most(t->reads[b], numel) + 4 * at_most(t->writes[b], numel); /* f32, i32 */
     t->reads[b] = t->writes[b] = 0;
   }
   t->touched.n = 0;
@@ -144,7 +146,7 @@ double cuda_traffic_call(KCallOp op, int i, const int64_t *args, int mirrored, i
   return 4 * elements + 2 * in_bf16;
 }
 
-double cuda_traffic_gemm(int64_t m, int64_t n, int64_t k, CudaPrecision p, int beta) {
+double cuda_traffic_gemm(int64_t m, int64_t n, int64_t k, CudaPrecision p, int beta, int c_bf16) {
   double operand = p == CUDA_BF16 ? 2 : 4;
-  return operand * ((double)m * k + (double)k * n) + 4.0 * m * n * (beta ? 2 : 1);
+  return operand * ((double)m * k + (double)k * n) + (c_bf16 ? 2.0 : 4.0) * m * n * (beta ? 2 : 1);
 }

@@ -10,7 +10,8 @@
  * causal loop: half); one whose bound the host cannot know (read from
  * memory in the kernel) counts once, and is counted as a guess. A call's
  * kernels read and write each operand once; a product its operands and
- * result once (bf16 operands at 2 bytes). */
+ * result once (bf16 operands at 2 bytes, and a result that lives in its
+ * mirror). */
 #ifndef PC_CUDA_TRAFFIC_H
 #define PC_CUDA_TRAFFIC_H
 
@@ -18,7 +19,8 @@
 
 typedef struct CudaTraffic CudaTraffic; /* an entry's scratch */
 
-CudaTraffic *cuda_traffic_new(const KProgram *p, const KEntry *e);
+/* half: per buffer of e, it lives in its bf16 mirror (loads at 2 bytes), or NULL */
+CudaTraffic *cuda_traffic_new(const KProgram *p, const KEntry *e, const unsigned char *half);
 void cuda_traffic_free(CudaTraffic *t);
 /* the launches so far with a loop whose trip count was a guess */
 uint64_t cuda_traffic_guesses(const CudaTraffic *t);
@@ -39,7 +41,7 @@ double cuda_traffic_launch(CudaTraffic *t, const KStmt *s, const int64_t *dims, 
  * evaluated); mirrored, n_mirrored: what cuda_call_mirror gave (-1: no
  * mirror), elements the call also writes in bf16. */
 double cuda_traffic_call(KCallOp op, int i, const int64_t *args, int mirrored, int64_t n_mirrored);
-/* C = A B (+ C when beta != 0): A m x k, B k x n, C fp32. */
-double cuda_traffic_gemm(int64_t m, int64_t n, int64_t k, CudaPrecision p, int beta);
+/* C = A B (+ C when beta != 0): A m x k, B k x n, C fp32 (c_bf16: bf16). */
+double cuda_traffic_gemm(int64_t m, int64_t n, int64_t k, CudaPrecision p, int beta, int c_bf16);
 
 #endif

@@ -348,14 +348,18 @@ static int load(CudaEngine *c, const PonderCudaImage *image, PcError *err) {
 }
 
 /* PONDER_CUDA_MIRRORS=0: bf16 operands converted at every product, none
- * read from the kernels' mirrors (the same bits, more memory traffic).
+ * read from the kernels' mirrors (the same bits as PONDER_CUDA_HALF=0,
+ * more memory traffic). PONDER_CUDA_HALF=0: buffers that could live in
+ * their bf16 mirrors stay fp32 (products' results in fp32).
  * The profile's destination: the option's, else PONDER_CUDA_PROFILE's
  * (1: stderr, 0 or empty: none), kept in prof_path until make() ("-":
  * stderr). */
 static CudaEngine *engine_new(const CudaEngineOptions *o) {
   CudaEngine *c = pc_xcalloc(1, sizeof *c);
-  const char *mirrors = getenv("PONDER_CUDA_MIRRORS"), *prof = o->profile ? o->profile : getenv("PONDER_CUDA_PROFILE");
-  c->gemm = (CudaGemmCtx){.precision = o->precision, .convert_only = mirrors && !strcmp(mirrors, "0")};
+  const char *mirrors = getenv("PONDER_CUDA_MIRRORS"), *half = getenv("PONDER_CUDA_HALF");
+  const char *prof = o->profile ? o->profile : getenv("PONDER_CUDA_PROFILE");
+  c->gemm = (CudaGemmCtx){.precision = o->precision, .convert_only = mirrors && !strcmp(mirrors, "0"),
+                          .no_half = half && !strcmp(half, "0")};
   if (prof && *prof && strcmp(prof, "0")) c->prof_path = pc_xstrdup(strcmp(prof, "1") ? prof : "-");
   return c;
 }

@@ -188,13 +188,15 @@ static int gpu_launch(CudaDevice *d, uint32_t kernel, uint32_t grid, uint32_t bl
 }
 
 /* fp32: C = A B in fp32 (cuBLAS's sgemm); tf32: fp32 operands, TF32 tensor
- * cores; bf16: bf16 operands, tensor cores summing in fp32. C is fp32. */
+ * cores; bf16: bf16 operands, tensor cores summing in fp32. C is fp32, or
+ * bf16 (rounded from the fp32 sums) for a buffer living in its mirror. */
 static int gpu_gemm(CudaDevice *d, const CudaGemm *m, PcError *err) {
   Gpu *g = (Gpu *)d;
   int in = m->precision == CUDA_BF16 ? PC_CUDA_R_16BF : PC_CUDA_R_32F;
   int compute = m->precision == CUDA_TF32 ? PC_CUBLAS_COMPUTE_32F_FAST_TF32 : PC_CUBLAS_COMPUTE_32F;
   int rc = g->blas.gemm_ex(g->blas_handle, m->transa, m->transb, m->m, m->n, m->k, &m->alpha, (const void *)(uintptr_t)m->a,
-                           in, m->lda, (const void *)(uintptr_t)m->b, in, m->ldb, &m->beta, (void *)(uintptr_t)m->c, PC_CUDA_R_32F,
+                           in, m->lda, (const void *)(uintptr_t)m->b, in, m->ldb, &m->beta, (void *)(uintptr_t)m->c,
+                           m->c_bf16 ? PC_CUDA_R_16BF : PC_CUDA_R_32F,
                            m->ldc, compute, PC_CUBLAS_GEMM_DEFAULT);
   if (rc)
     return pc_errorf(err, "cuBLAS: cublasGemmEx (%s) failed (status %d) for m=%d n=%d k=%d", cuda_precision_name(m->precision),

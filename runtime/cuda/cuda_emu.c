@@ -59,6 +59,7 @@ static const char prelude[] =
     "  (void)mask;\n  pc_emu_hooks.exchange(&v, (int)sizeof v, m);\n  return v;\n}\n"
     "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
     "static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }\n"
+    "static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }\n"
     "/* IEEE single operations, rounded to nearest (no contraction at -O0) */\n"
     "static inline float __fadd_rn(float a, float b) { return a + b; }\n"
     "static inline float __fsub_rn(float a, float b) { return a - b; }\n"
@@ -314,6 +315,14 @@ static int emu_fill32(CudaDevice *d, CuPtr dst, uint32_t bits, size_t count, PcE
   return 0;
 }
 
+/* bf16(v) as the kernels' pc_bf16 (runtime.cu) rounds it: nearest even,
+ * a NaN stays a quiet NaN */
+static uint16_t emu_bf16(float v) {
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 /* A bf16 operand widened to fp32 (exact): the rows x cols column-major
  * elements it reads, the same layout. */
 static float *widen_bf16(CuPtr src, int rows, int cols, int ld) {
@@ -329,18 +338,27 @@ static float *widen_bf16(CuPtr src, int rows, int cols, int ld) {
 
 /* bf16: the operands widened to fp32, whose products are exact, summed in
  * fp32: a tensor core's arithmetic but for the order of the sums. tf32
- * runs as fp32 (the emulator does not round to TF32). */
+ * runs as fp32 (the emulator does not round to TF32). A bf16 C (beta 0):
+ * the fp32 sums rounded to nearest even. */
 static int emu_gemm(CudaDevice *d, const CudaGemm *g, PcError *err) {
   const float *a = (const float *)(uintptr_t)g->a, *b = (const float *)(uintptr_t)g->b;
-  float *wa = NULL, *wb = NULL;
+  float *wa = NULL, *wb = NULL, *c = (float *)(uintptr_t)g->c;
+  if (g->c_bf16 && g->beta != 0) return pc_errorf(err, "emulator: a product adding into a bf16 result");
+  if (g->c_bf16) c = pc_xmalloc(4 * ((size_t)(g->n - 1) * (size_t)g->ldc + (size_t)g->m));
   if (g->precision == CUDA_BF16) { /* column-major op(A) is m x k, op(B) k x n */
     a = wa = widen_bf16(g->a, g->transa ? g->k : g->m, g->transa ? g->m : g->k, g->lda);
     b = wb = widen_bf16(g->b, g->transb ? g->n : g->k, g->transb ? g->k : g->n, g->ldb);
   }
   cblas_sgemm(CblasColMajor, g->transa ? CblasTrans : CblasNoTrans, g->transb ? CblasTrans : CblasNoTrans, g->m, g->n, g->k,
-              g->alpha, a, g->lda, b, g->ldb, g->beta, (float *)(uintptr_t)g->c, g->ldc);
+              g->alpha, a, g->lda, b, g->ldb, g->beta, c, g->ldc);
   free(wa);
   free(wb);
+  if (g->c_bf16) { /* column-major m x n */
+    uint16_t *h = (uint16_t *)(uintptr_t)g->c;
+    for (int j = 0; j < g->n; j++)
+      for (int i = 0; i < g->m; i++) h[(size_t)j * g->ldc + i] = emu_bf16(c[(size_t)j * g->ldc + i]);
+    free(c);
+  }
   return 0;
 }
 

@@ -12,6 +12,9 @@ static __device__ __forceinline__ unsigned short pc_bf16(float v) {
                                          : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/* the float a bf16 stands for (exact): loads of buffers that live in their mirrors */
+static __device__ __forceinline__ float pc_f32(unsigned short h) { return __uint_as_float((unsigned)h << 16); }
+
 /* dst[i] = bf16(src[i]) */
 struct PcToBf16 {
   const float *src;
