@@ -779,7 +779,7 @@ int cuda_render(const KProgram *p, const CudaOptions *o, CudaProgram *out, PcErr
     c.entry = (uint32_t)i;
     cuda_scan_init(&c.a, p, c.e);
     cuda_half_find(&c.a);
-    memcpy(out->half.a + out->half0[i], c.a.half, c.e->bufs.n);
+    if (c.e->bufs.n) memcpy(out->half.a + out->half0[i], c.a.half, c.e->bufs.n);
     c.part = pc_xmalloc(sizeof(uint32_t) * (c.e->vars.n + 1));
     memset(c.part, 0xff, sizeof(uint32_t) * (c.e->vars.n + 1));
     host_block(&c, c.e->body);
