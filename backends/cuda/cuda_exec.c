@@ -199,7 +199,8 @@ static double launch_bytes(Exec *x, const KStmt *s, const CudaLaunch *l) {
   for (uint32_t k = 0; x->mirror0 && k < l->n_m; k++) {
     const CudaMirror *r = &x->cp->mirrors.a[l->m0 + k];
     uint64_t from, to;
-    if (!r->overwritten && cuda_launch_mirrors(x->cp, l, r->buf, x->half) && mirror_rows(x, s, r, &from, &to)) m[n++] = (CudaMirrored){r->buf, to - from, (int)r->alone};
+    if (!r->overwritten && cuda_launch_mirrors(x->cp, l, r->buf, x->half) && mirror_rows(x, s, r, &from, &to))
+      m[n++] = (CudaMirrored){r->buf, to - from, (int)r->alone};
   }
   double bytes = cuda_traffic_launch(x->traffic, s, x->dims, x->vars, m, n);
   free(m);
@@ -399,7 +400,9 @@ static int gemm(Exec *x, const KStmt *s) {
   const KBuf *cb = &x->e->bufs.a[g->c];
   int half = x->half && cuda_buf_half(x->cp, (uint32_t)(x->e - x->p->entries.a), g->c); /* C lives in its mirror */
   CudaGemm c = cuda_gemm_colmajor(g->ta, g->tb, m, n, k, g->alpha, a, lda, b, ldb, g->beta,
-                                  half ? x->mirror0 + cb->offset / 2 + 2 * (uint64_t)c_off : x->bufs[g->c] + 4 * (uint64_t)c_off, ldc);
+                                  half ? x->mirror0 + cb->offset / 2 + 2 * (uint64_t)c_off
+                                       : x->bufs[g->c] + 4 * (uint64_t)c_off,
+                                  ldc);
   c.precision = precision;
   c.c_bf16 = half;
   written(x, g->c, 0);
