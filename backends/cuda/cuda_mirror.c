@@ -253,8 +253,11 @@ static void half_rows(CudaScan *a, uint32_t blk, CudaProgram *scratch) {
   for (size_t i = 0; i < b->n; i++) {
     const KStmt *s = &a->p->stmts.a[b->a[i]];
     if (s->kind == KS_FOR && s->loop == KL_PARALLEL) {
-      for (uint32_t buf = 0; buf < a->e->bufs.n; buf++)
-        if (a->half[buf] && writes(a->p, s, buf) && !cuda_mirror_find(a, s, buf, scratch)) a->half[buf] = 0;
+      KEffects fx = {0};
+      kir_effects(a->p, s, &fx);
+      for (size_t w = 0; w < fx.w.n; w++)
+        if (a->half[fx.w.a[w]] && !cuda_mirror_find(a, s, fx.w.a[w], scratch)) a->half[fx.w.a[w]] = 0;
+      kir_effects_free(&fx);
     } else if (s->kind == KS_FOR || s->kind == KS_IF || s->kind == KS_WHILE) {
       half_rows(a, s->body, scratch);
     }

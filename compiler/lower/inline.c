@@ -301,6 +301,30 @@ static int only_elementwise_between(const IrGraph *g, uint32_t r, uint32_t a, ui
   return 1;
 }
 
+/* The operands of v's group (group_leaves) of v's own size */
+static int full_size_leaves(Lower *l, uint32_t v) {
+  VecU32 leaves = {0};
+  group_leaves(l, v, &leaves);
+  int full = 0;
+  for (size_t k = 0; k < leaves.n; k++) full += ir_shape_eq(&ir_type(l->g, leaves.a[k])->shape, &ir_type(l->g, v)->shape);
+  vec_free(&leaves);
+  return full;
+}
+
+int uses_all(Lower *l, uint32_t v, int (*ok)(Lower *l, const IrNode *n, uint32_t k)) {
+  const IrGraph *g = l->g;
+  int n_uses = 0;
+  for (size_t i = 0; i < g->nodes.n; i++) {
+    const IrNode *n = ir_node(g, (uint32_t)i);
+    for (uint32_t k = 0; k < n->n_in; k++) {
+      if (ir_in(g, n, k) != v) continue;
+      if (!ok(l, n, k)) return -1;
+      n_uses++;
+    }
+  }
+  return n_uses;
+}
+
 /* Whether v may be computed inside a consumer far from it (only elementwise
  * ops between them, or its group reads at most one operand of its size):
  * the operands it reads then live until the consumer, and two or more of
@@ -309,13 +333,7 @@ static int only_elementwise_between(const IrGraph *g, uint32_t r, uint32_t a, ui
  * the end with every part kept until then); one with a bias does not. */
 static int may_defer(Lower *l, uint32_t v, uint32_t consumer) {
   const IrGraph *g = l->g;
-  if (only_elementwise_between(g, g->values.a[v].region, g->values.a[v].def, consumer)) return 1;
-  VecU32 leaves = {0};
-  group_leaves(l, v, &leaves);
-  int full = 0;
-  for (size_t k = 0; k < leaves.n; k++) full += ir_shape_eq(&ir_type(g, leaves.a[k])->shape, &ir_type(g, v)->shape);
-  vec_free(&leaves);
-  return full <= 1;
+  return only_elementwise_between(g, g->values.a[v].region, g->values.a[v].def, consumer) || full_size_leaves(l, v) <= 1;
 }
 
 static int is_norm_grad(IrOp op) { return op == IR_LAYERNORM_GRAD || op == IR_RMSNORM_GRAD; }
@@ -424,6 +442,14 @@ static uint32_t row_group(Lower *l, uint32_t id, int step) {
 uint32_t row_group_before(Lower *l, uint32_t node) { return row_group(l, node, -1); }
 uint32_t row_group_after(Lower *l, uint32_t node) { return row_group(l, node, 1); }
 
+/* n, an elementwise op of its operand k's shape in its region, could compute it */
+static int elementwise_reader(Lower *l, const IrNode *n, uint32_t k) {
+  const IrGraph *g = l->g;
+  uint32_t v = ir_in(g, n, k);
+  return elementwise_op(n->op) && n->n_out == 1 && g->values.a[n->out].region == g->values.a[v].region &&
+         ir_shape_eq(&ir_type(g, n->out)->shape, &ir_type(g, v)->shape);
+}
+
 /* Elementwise values that several elementwise ops of their shape read, in
  * their region, and that read at most one operand of their size (a bias
  * add of a product's result): each reader computes the value again from
@@ -437,26 +463,7 @@ static void recompute_shared(Lower *l) {
     const IrNode *d = ir_node(g, (uint32_t)i);
     uint32_t v = d->out;
     if (!elementwise_op(d->op) || d->n_out != 1 || l->inlined[v] || l->uses[v] < 2) continue;
-    int readers = 0;
-    for (size_t j = 0; j < g->nodes.n; j++) {
-      const IrNode *n = ir_node(g, (uint32_t)j);
-      int reads = 0;
-      for (uint32_t k = 0; k < n->n_in; k++) reads |= ir_in(g, n, k) == v;
-      if (!reads) continue;
-      if (!elementwise_op(n->op) || n->n_out != 1 || g->values.a[n->out].region != g->values.a[v].region ||
-          !ir_shape_eq(&ir_type(g, n->out)->shape, &ir_type(g, v)->shape)) {
-        readers = -1;
-        break;
-      }
-      readers++;
-    }
-    if (readers < 2) continue;
-    VecU32 leaves = {0};
-    group_leaves(l, v, &leaves);
-    int full = 0;
-    for (size_t k = 0; k < leaves.n; k++) full += ir_shape_eq(&ir_type(g, leaves.a[k])->shape, &ir_type(g, v)->shape);
-    vec_free(&leaves);
-    if (full <= 1) l->inlined[v] = 1;
+    if (uses_all(l, v, elementwise_reader) >= 2 && full_size_leaves(l, v) <= 1) l->inlined[v] = 1;
   }
 }
 

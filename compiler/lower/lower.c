@@ -98,6 +98,7 @@ uint32_t L_ivar(Lower *l, uint32_t x) { return L_varx(l, var_of(l, "n", K_I64, x
 uint32_t L_acc(Lower *l, KType t, uint32_t init) { return var_of(l, "a", t, init); }
 uint32_t L_ex(Lower *l, KOp op, uint32_t a) { return kx_op(l->p, op, a, 0, 0); }
 uint32_t L_scratch(Lower *l, const IrNode *n, int k) { return l->scratch[n - l->g->nodes.a][k]; }
+uint32_t L_ones(Lower *l) { return l->scratch[l->g->nodes.n][0]; }
 void L_operand_only(Lower *l, uint32_t buf) { L_entry(l)->bufs.a[buf].operand_only = 1; }
 uint32_t L_ldb(Lower *l, uint32_t buf, uint32_t index) { return kx_load(l->p, L_entry(l), buf, index); }
 void L_stb(Lower *l, uint32_t buf, uint32_t index, uint32_t x) { ks_store(l->p, l->block, buf, index, x); }
@@ -238,7 +239,7 @@ static int bind_external(Lower *l, const char *const *param_names, size_t n_para
  * stored at its start by a kernel, so that in bf16 it has its mirror;
  * only products read it. */
 static void lower_entry_ones(Lower *l) {
-  uint32_t ones = l->scratch[l->g->nodes.n][0], saved;
+  uint32_t ones = L_ones(l), saved;
   L_operand_only(l, ones);
   uint32_t r = L_loop(l, KL_PARALLEL, L_i(l, 0), L_i(l, l->n_ones), &saved);
   L_stb(l, ones, r, L_f(l, 1));

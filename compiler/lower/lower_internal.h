@@ -68,6 +68,9 @@ int on_covering_chain(Lower *l, const IrNode *n);
  * computed in its slices, the product it adds to (*whole) and its bias
  * (*bias, else IR_NONE); 0 when w is neither. */
 int view_parts(Lower *l, uint32_t w, uint32_t *whole, uint32_t *bias);
+/* How many times nodes read value v, when ok(l, n, k) holds for every
+ * node n reading it as operand k; -1 when it fails for one. */
+int uses_all(Lower *l, uint32_t v, int (*ok)(Lower *l, const IrNode *n, uint32_t k));
 /* Operands an elementwise group rooted at v reads from memory (its inlined
  * elementwise values' operands, recursively), appended to out; for a view,
  * what its whole reads. */
@@ -106,6 +109,7 @@ uint32_t L_ivar(Lower *l, uint32_t x);              /* x in a new i64 variable; 
 uint32_t L_acc(Lower *l, KType t, uint32_t init);   /* a new accumulator variable */
 uint32_t L_ex(Lower *l, KOp op, uint32_t a);        /* a unary kernel expression */
 uint32_t L_scratch(Lower *l, const IrNode *n, int k); /* node n's scratch buffer k */
+uint32_t L_ones(Lower *l);                          /* the entry's row of ones (Lower.n_ones) */
 /* buf's stored values are read only as products' operands (KBuf.operand_only) */
 void L_operand_only(Lower *l, uint32_t buf);
 uint32_t L_ldb(Lower *l, uint32_t buf, uint32_t index);

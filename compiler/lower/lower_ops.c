@@ -569,7 +569,7 @@ static int scratch_sum_to(Lower *l, const IrNode *n, int64_t *elems) {
  * it, with no fp32 pass over x. */
 static void sum_to_product(Lower *l, const IrNode *n, uint32_t out, int accumulate) {
   uint32_t W = L_ivar(l, L_numel(l, L_shape(l, OUT(0)))), G = L_ivar(l, L_div(l, L_numel(l, L_shape(l, IN(0))), W));
-  uint32_t ones = l->scratch[l->g->nodes.n][0], zero = L_i(l, 0);
+  uint32_t ones = L_ones(l), zero = L_i(l, 0);
   L_gemm(l, 0, 0, L_i(l, 1), W, G, 1.0f, ones, zero, G, l->buf[IN(0)], zero, W, accumulate ? 1.0f : 0.0f, out, zero, W);
 }
 

@@ -157,22 +157,11 @@ static int in_place_ok(Plan *pl, uint32_t r, uint32_t o, int32_t at) {
   return pl->end[go] == at || passed_on;
 }
 
-/* Whether every reader of v reads it as a product's operand: a linear's,
+/* Whether node n reads its operand k as a product's operand: a linear's,
  * matmul's or matmul_tn's, or a sum_to's that is lowered as a product. */
-static int only_products_read(Lower *l, uint32_t v) {
-  const IrGraph *g = l->g;
-  if (!l->uses[v]) return 0;
-  for (size_t i = 0; i < g->nodes.n; i++) {
-    const IrNode *n = ir_node(g, (uint32_t)i);
-    for (uint32_t k = 0; k < n->n_in; k++) {
-      if (ir_in(g, n, k) != v) continue;
-      int product = n->op == IR_LINEAR || n->op == IR_MATMUL || n->op == IR_MATMUL_TN
-                        ? k < 2
-                        : n->op == IR_SUM_TO && k == 0 && sum_to_as_product(l, n);
-      if (!product) return 0;
-    }
-  }
-  return 1;
+static int product_operand(Lower *l, const IrNode *n, uint32_t k) {
+  if (n->op == IR_LINEAR || n->op == IR_MATMUL || n->op == IR_MATMUL_TN) return k < 2;
+  return n->op == IR_SUM_TO && k == 0 && sum_to_as_product(l, n);
 }
 
 /* The operand a result may be written over as a step of a chain: an
@@ -338,7 +327,7 @@ int plan_memory(Lower *l, PcError *err) {
           unite(&pl, v, n->out + k);
       }
     if (!elementwise_op(n->op) || l->inlined[n->out]) continue;
-    if (l->s->operands_apart && only_products_read(l, n->out)) continue; /* its buffer only products read */
+    if (l->s->operands_apart && uses_all(l, n->out, product_operand) > 0) continue; /* only products read its buffer */
     at = pl.node_pos[computed_at(l, n)];
     VecU32 leaves = {0};
     group_leaves(l, n->out, &leaves);
